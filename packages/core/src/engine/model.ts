@@ -1,0 +1,36 @@
+// The Model contract the engine drives. The engine owns scheduling, the KV cache manager and sampling;
+// a model owns its weights, its device and its per-layer paged caches (allocated through its
+// attention backend). The real DeepSeek model (packages/models) and the tests' tiny models both
+// implement this.
+
+import type { CommonAttentionMetadata } from '../attention/common-metadata.js';
+import type { Device, Tensor } from '../device/device.js';
+
+export interface ModelInfo {
+  /** Name reported by /v1/models unless --served-model-name says otherwise. */
+  readonly name: string;
+  readonly vocabSize: number;
+  /** Longest sequence (prompt + output) the model supports. */
+  readonly maxPositionEmbeddings: number;
+}
+
+/** One forward pass over the flattened batch of a step. */
+export interface ForwardBatch {
+  /** [numTokens] */
+  readonly tokenIds: Int32Array;
+  readonly attention: CommonAttentionMetadata;
+  /** Rows of the flattened batch whose logits are wanted (the last scheduled token of each request
+   * that samples this step), in order. */
+  readonly logitsIndices: Int32Array;
+}
+
+export interface Model {
+  readonly info: ModelInfo;
+  readonly device: Device;
+  /** Bytes one KV block of `blockSize` tokens takes across all layers, for sizing the pool. */
+  kvCacheBytesPerBlock(blockSize: number): number;
+  /** Allocates the paged caches; called once, before the first forward. */
+  allocateKvCache(numBlocks: number, blockSize: number): void;
+  /** Returns logits [logitsIndices.length, vocabSize] on the model's device. */
+  forward(batch: ForwardBatch): Tensor;
+}

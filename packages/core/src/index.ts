@@ -1,0 +1,14 @@
+export type {
+  AttentionBackend,
+  AttentionMetadataBuilder,
+  BackendSelectionContext,
+  KvCache,
+  KvCacheLayout,
+  MlaAttentionImpl,
+  MlaForwardInputs,
+  MlaLayerWeights,
+  MlaModelSpec,
+} from './attention/backend.js';
+export type { CommonAttentionMetadata } from './attention/common-metadata.js';
+export type { Device, DeviceInfo, DeviceKind, DType, HostData, Tensor } from './device/device.js';
+export type { ForwardBatch, Model, ModelInfo } from './engine/model.js';

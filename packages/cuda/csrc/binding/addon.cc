@@ -1,0 +1,15 @@
+// Entry point of the @flashserve/cuda addon: initialises nothing eagerly and registers functions.
+// NOTE: no CUDA call happens at load time, so a machine without a driver can still load the addon
+// and ask `probe()` why the device is unavailable.
+#include <napi.h>
+
+#include "binding/probe.h"
+
+namespace {
+Napi::Object init(Napi::Env env, Napi::Object exports) {
+  flashserve::register_probe(env, exports);
+  return exports;
+}
+}  // namespace
+
+NODE_API_MODULE(flashserve_cuda, init)

@@ -1,0 +1,1 @@
+export { type CudaAvailability, type CudaDeviceInfo, cudaAvailability, requireAddon } from './addon.js';

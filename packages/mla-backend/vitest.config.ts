@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+// Tests import sibling workspace packages from their TypeScript sources (the "flashserve-source"
+// export condition), so a test run never depends on a stale dist/.
+export default defineConfig({
+  resolve: { conditions: ['flashserve-source'] },
+  ssr: { resolve: { conditions: ['flashserve-source'] } },
+  test: {
+    include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+  },
+});
