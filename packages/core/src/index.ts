@@ -11,5 +11,14 @@ export type {
 } from './attention/backend.js';
 export type { CommonAttentionMetadata } from './attention/common-metadata.js';
 export type { Device, DeviceInfo, DeviceKind, DType, HostData, Tensor } from './device/device.js';
-export type { ChatMessage, Tokenizer } from './engine/tokenizer.js';
 export type { ForwardBatch, Model, ModelInfo } from './engine/model.js';
+export type { ChatMessage, Tokenizer } from './engine/tokenizer.js';
+export {
+  backendUnknown,
+  backendUnsupported,
+  defineError,
+  ERROR_CODES,
+  type ErrorSpec,
+  FlashserveError,
+  type OpenAiErrorType,
+} from './errors.js';
