@@ -7,6 +7,8 @@ export default defineConfig({
   ssr: { resolve: { conditions: ['flashserve-source'] } },
   test: {
     include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+    // The JSON report feeds scripts/test-summary.mjs, which prints the repository-wide totals.
+    reporters: ['default', ['json', { outputFile: 'test-results.json' }]],
     testTimeout: 60_000,
     hookTimeout: 60_000,
   },

@@ -10,7 +10,19 @@ export type {
   MlaModelSpec,
 } from './attention/backend.js';
 export type { CommonAttentionMetadata } from './attention/common-metadata.js';
-export type { Device, DeviceInfo, DeviceKind, DType, HostData, Tensor } from './device/device.js';
+export type {
+  Device,
+  DeviceInfo,
+  DeviceKind,
+  DType,
+  HostData,
+  MoeExpertWeights,
+  MoeRouteParams,
+  MoeRouting,
+  RopeStyle,
+  RopeTable,
+  Tensor,
+} from './device/device.js';
 export type { ForwardBatch, Model, ModelInfo } from './engine/model.js';
 export type { ChatMessage, Tokenizer } from './engine/tokenizer.js';
 export {

@@ -2,12 +2,19 @@
 // runs on the CPU (float32, exact reference) or on a GPU (bf16 storage, fp32 accumulation).
 //
 // Invariants:
-// - Tensors are opaque handles owned by the device that made them; shapes are row-major.
+// - Tensors are opaque handles owned by the device that made them; shapes are row-major and
+//   contiguous. Shapes below use T = tokens in the step, H = hidden size, h = heads, V = vocab,
+//   E = routed experts, k = experts per token, I = intermediate size.
 // - Operations are enqueued in order; only `toHost` waits for the result. A CUDA device may run them
 //   asynchronously on one stream (and capture them into graphs), so model code never reads tensor
 //   contents except through `toHost`.
-// - Every operation returns a new tensor; `release` gives a tensor's memory back early (the CPU
-//   device leaves it to the garbage collector).
+// - Every operation returns a new tensor (or a view, where the doc says so) and never modifies its
+//   inputs, except `write`. `release` gives a tensor's memory back early (the CPU device leaves it to
+//   the garbage collector).
+// - Floating-point ops accumulate in fp32 whatever the storage type; outputs are stored in
+//   `info.computeDType`. Index tensors (token ids, positions, expert ids) are i32.
+// - Ops are deliberately coarse (fused norm+residual, gate/up+SiLU, whole-MoE routing and experts) so
+//   one op is one kernel launch on a GPU.
 //
 // NOTE: this file is the one place the op set is defined. A device that cannot do an op throws an
 // error naming the op; it never silently falls back.
@@ -33,6 +40,61 @@ export interface DeviceInfo {
   readonly computeDType: DType;
 }
 
+/** Precomputed rotary tables, built once per model on the host and uploaded.
+ * `cos`/`sin` are [maxPositions, rotaryDim / 2] and already include YaRN's attention factor
+ * (mscale), exactly as transformers multiplies it into its cos/sin. */
+export interface RopeTable {
+  readonly cos: Tensor;
+  readonly sin: Tensor;
+  /** Number of rotated dims (qk_rope_head_dim), even. */
+  readonly rotaryDim: number;
+  readonly maxPositions: number;
+}
+
+/** How `rope` pairs the rotated dims of a head.
+ * - 'half': dim i pairs with dim i + rotaryDim/2 (rotate_half, transformers' default, V2's
+ *   `rope_interleave` false).
+ * - 'interleave': input dims 2i and 2i+1 form pair i, and the output is written de-interleaved
+ *   (pair i's two results go to dims i and i + rotaryDim/2). This is what transformers' DeepSeek-V3
+ *   does when `rope_interleave` is true (it de-interleaves, then applies rotate_half); because q and
+ *   k are permuted the same way, dot products equal those of the classic interleaved form. */
+export type RopeStyle = 'half' | 'interleave';
+
+/** Router parameters of one MoE layer (from the model config). */
+export interface MoeRouteParams {
+  /** 'v2-softmax': softmax scores, top-k greedy or group-limited (group score = max in group).
+   *  'v3-sigmoid': sigmoid scores; selection uses scores + correctionBias, group score = sum of the
+   *  top-2 biased scores in the group; weights are the unbiased scores. */
+  readonly kind: 'v2-softmax' | 'v3-sigmoid';
+  /** Experts per token (num_experts_per_tok). */
+  readonly topK: number;
+  /** Expert groups (n_group); 1 means no grouping. */
+  readonly nGroup: number;
+  /** Groups kept per token (topk_group). */
+  readonly topkGroup: number;
+  /** Renormalise the k weights to sum to 1 (with +1e-20 in the denominator). */
+  readonly normTopkProb: boolean;
+  /** Multiplies the final weights (routed_scaling_factor). */
+  readonly routedScalingFactor: number;
+  /** [E] e_score_correction_bias (V3 only). */
+  readonly correctionBias?: Tensor;
+}
+
+export interface MoeRouting {
+  /** [T, k] i32 expert ids. */
+  readonly ids: Tensor;
+  /** [T, k] f32 weights (already scaled by routedScalingFactor). */
+  readonly weights: Tensor;
+}
+
+/** The routed experts of one MoE layer, stacked. */
+export interface MoeExpertWeights {
+  /** [E, 2I, H]: rows [0, I) are gate_proj, rows [I, 2I) are up_proj (HF Linear layout). */
+  readonly gateUp: Tensor;
+  /** [E, H, I]: down_proj. */
+  readonly down: Tensor;
+}
+
 export interface Device {
   readonly info: DeviceInfo;
 
@@ -40,10 +102,60 @@ export interface Device {
   /** Copies host data to a new tensor of `shape`; `dtype` says how `data` is encoded. Converts to the
    * device's storage type for floating-point data (f32/bf16/f16 -> computeDType). */
   upload(data: HostData, shape: readonly number[], dtype: DType): Tensor;
+  /** Overwrites `dst` with host data of the same element count (encoded as `dtype`). Ordered with the
+   * other ops, so persistent per-step input buffers (ids, positions) can be refilled before a
+   * captured graph is replayed. */
+  write(dst: Tensor, data: HostData, dtype: DType): void;
+  /** New tensor of zeros ([numBlocks, blockSize, 1, 576] for a KV cache, for instance). */
+  zeros(shape: readonly number[], dtype: DType): Tensor;
   /** Waits for pending work and returns the contents: Int32Array for i32, Float32Array otherwise. */
   toHost(t: Tensor): Float32Array | Int32Array;
   /** Gives the tensor's memory back; using it afterwards is an error. */
   release(t: Tensor): void;
 
-  // --- operations: the op set is owned by the models work (issue 5) and grows here -------------
+  // --- layout -----------------------------------------------------------------------------------
+  /** Same elements, new shape (equal element count): a view sharing storage, no copy. */
+  reshape(x: Tensor, shape: readonly number[]): Tensor;
+  /** x[..., start : start + size] along the last dim: [..., D] -> [..., size]. A new tensor (a copy
+   * where the device cannot express a strided view). */
+  sliceLast(x: Tensor, start: number, size: number): Tensor;
+  /** Concatenates along the last dim; leading dims must match: [..., D0], [..., D1] -> [..., D0+D1]. */
+  concatLast(parts: readonly Tensor[]): Tensor;
+
+  // --- dense math -------------------------------------------------------------------------------
+  /** Gathers rows: table [V, H], ids i32 [T] -> [T, H]. Token embedding, and picking the rows whose
+   * logits are wanted. */
+  embedding(table: Tensor, ids: Tensor): Tensor;
+  /** x [T, K], w [N, K] (HF Linear layout), bias [N]? -> x @ w^T + bias: [T, N]. */
+  linear(x: Tensor, w: Tensor, bias?: Tensor): Tensor;
+  /** Per-head matmul for absorbed MLA. x [T, h, a].
+   *  transposeW true:  w [h, b, a] -> out[t, i, :] = w[i] @ x[t, i, :]    ([T, h, b]);
+   *  transposeW false: w [h, a, b] -> out[t, i, :] = x[t, i, :] @ w[i]    ([T, h, b]). */
+  bmm(x: Tensor, w: Tensor, transposeW: boolean): Tensor;
+  /** RMSNorm over the last dim: x [T, D], w [D] -> x * rsqrt(mean(x^2) + eps) * w, in fp32. */
+  rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor;
+  /** Fused residual add + RMSNorm: residual' = x + residual; out = rmsNorm(residual', w, eps).
+   * x, residual [T, H]. Returns both, so the next layer can continue the residual stream. */
+  addRmsNorm(
+    x: Tensor,
+    residual: Tensor,
+    w: Tensor,
+    eps: number,
+  ): { readonly out: Tensor; readonly residual: Tensor };
+  /** Elementwise a + b, same shape. */
+  add(a: Tensor, b: Tensor): Tensor;
+  /** Elementwise x * s. */
+  scale(x: Tensor, s: number): Tensor;
+  /** x [T, 2I] (gate ; up) -> silu(gate) * up: [T, I]. */
+  siluAndMul(x: Tensor): Tensor;
+  /** Rotary embedding on the LAST table.rotaryDim dims of each head; the leading dims of each head
+   * pass through unchanged. x [T, h, D] with D >= rotaryDim, positions i32 [T] -> [T, h, D]. */
+  rope(x: Tensor, positions: Tensor, table: RopeTable, style: RopeStyle): Tensor;
+
+  // --- mixture of experts -----------------------------------------------------------------------
+  /** Routes tokens: routerLogits [T, E] (fp32 gate output) -> top-k ids and weights per token. */
+  moeRoute(routerLogits: Tensor, params: MoeRouteParams): MoeRouting;
+  /** Runs the routed experts: x [T, H] -> sum_j weights[t, j] * down(silu(gate x) * up x) over the
+   * token's k experts: [T, H]. Shared experts are not included (the model adds them). */
+  moeExperts(x: Tensor, routing: MoeRouting, experts: MoeExpertWeights): Tensor;
 }

@@ -1,0 +1,190 @@
+// The engine's public protocol: what a caller (the HTTP server, a benchmark, a test) hands to
+// `Engine.addRequest` and what comes back. Plain data only; the Engine class lives in engine.ts.
+//
+// Units: counts are tokens unless a name says otherwise; times are milliseconds since the epoch
+// (Date.now()).
+
+import type { Model } from './model.js';
+import type { Tokenizer } from './tokenizer.js';
+
+/** How one request samples and when it stops. Build with `defaultSamplingParams` so that every field
+ * has its OpenAI default. */
+export interface SamplingParams {
+  /** Most tokens to generate per choice (finish reason "length" when reached). */
+  maxTokens: number;
+  /** 0 means greedy (argmax); otherwise logits are divided by it before softmax. */
+  temperature: number;
+  /** Nucleus sampling: keep the smallest set of tokens whose probability sums to at least topP (1 = off). */
+  topP: number;
+  /** Keep only the topK most likely tokens; -1 or 0 = off. */
+  topK: number;
+  /** Drop tokens whose probability is below minP times the most likely token's (0 = off). */
+  minP: number;
+  /** Subtracted once from the logit of every token already generated (OpenAI semantics). */
+  presencePenalty: number;
+  /** Subtracted from a token's logit once per time it was generated. */
+  frequencyPenalty: number;
+  /** >1 discourages tokens seen in the prompt or output (CTRL/HF semantics); 1 = off. */
+  repetitionPenalty: number;
+  /** Seeds this request's own random stream: same seed, same output whatever else is batched. */
+  seed?: number;
+  /** Number of choices; they share the prompt's KV blocks. */
+  n: number;
+  /** Strings that end a choice; the matched text is never emitted. */
+  stop: string[];
+  /** Token ids that end a choice (finish reason "stop", stopReason the id). The id is kept in tokenIds
+   * but its text is not emitted. */
+  stopTokenIds: number[];
+  /** Keep generating past the tokenizer's EOS ids. */
+  ignoreEos: boolean;
+  /** Top alternatives per generated token: 0 = the sampled token's logprob only, undefined = none. */
+  logprobs?: number;
+  /** Drop special tokens from the text. */
+  skipSpecialTokens: boolean;
+  /** EOS and stop token ids are ignored until this many tokens were generated. */
+  minTokens?: number;
+}
+
+/** OpenAI's defaults, overridden field by field. */
+export function defaultSamplingParams(overrides: Partial<SamplingParams> = {}): SamplingParams {
+  return {
+    maxTokens: 16,
+    temperature: 1,
+    topP: 1,
+    topK: -1,
+    minP: 0,
+    presencePenalty: 0,
+    frequencyPenalty: 0,
+    repetitionPenalty: 1,
+    n: 1,
+    stop: [],
+    stopTokenIds: [],
+    ignoreEos: false,
+    skipSpecialTokens: true,
+    ...overrides,
+  };
+}
+
+export interface EngineOptions {
+  model: Model;
+  /** Absent: outputs carry token ids only (text stays ""), and EOS is unknown unless stopTokenIds say. */
+  tokenizer?: Tokenizer;
+  /** Tokens per KV block. */
+  blockSize: number;
+  /** Size of the KV pool in blocks; give this or kvCacheMemoryBytes. */
+  numBlocks?: number;
+  /** Memory budget for the KV pool; divided by model.kvCacheBytesPerBlock(blockSize). */
+  kvCacheMemoryBytes?: number;
+  /** Most requests (counting each of the n choices) in one step. */
+  maxNumSeqs: number;
+  /** Token budget of one step (prefill chunks plus one token per decoding sequence). */
+  maxNumBatchedTokens: number;
+  /** Longest prompt + output allowed. */
+  maxModelLen: number;
+  /** Waiting-queue limit; beyond it addRequest throws engineOverloaded (503). Default: unlimited. */
+  maxWaitingRequests?: number;
+  /** Reuse cached KV blocks for shared prompt prefixes. Default true. */
+  enablePrefixCaching?: boolean;
+}
+
+export interface AddRequestInput {
+  /** Generated when absent. Must be unique among live requests. */
+  requestId?: string;
+  promptTokenIds: readonly number[];
+  params: SamplingParams;
+  /** Defaults to Date.now(). */
+  arrivalTime?: number;
+}
+
+export type FinishReason = 'stop' | 'length' | 'abort';
+
+export interface TokenLogprob {
+  tokenId: number;
+  /** Natural-log probability under the distribution actually sampled from (after temperature and
+   * penalties, before top-k/top-p/min-p truncation), as vLLM reports it. */
+  logprob: number;
+  /** The `logprobs` most likely tokens, best first. */
+  topLogprobs: { tokenId: number; logprob: number }[];
+}
+
+export interface CompletionOutput {
+  /** Choice index in [0, n). */
+  index: number;
+  /** Every generated token id so far. */
+  tokenIds: number[];
+  /** All text so far (stop strings and held-back partial characters excluded). */
+  text: string;
+  /** Tokens generated this step. */
+  newTokenIds: number[];
+  /** Text that became safe to emit this step. */
+  newText: string;
+  /** One entry per new token, when params.logprobs is set. */
+  logprobs?: TokenLogprob[];
+  finishReason: FinishReason | null;
+  /** The stop string or stop token id that ended the choice. */
+  stopReason?: string | number;
+}
+
+export interface RequestMetrics {
+  arrivalTime: number;
+  firstTokenTime?: number;
+  finishedTime?: number;
+  /** Prompt tokens served from the prefix cache on (first) admission. */
+  numCachedPromptTokens: number;
+}
+
+export interface RequestOutput {
+  requestId: string;
+  promptTokenIds: number[];
+  /** One per choice (n of them); a choice that did not advance this step has empty new fields. */
+  outputs: CompletionOutput[];
+  /** All choices finished. */
+  finished: boolean;
+  metrics: RequestMetrics;
+  /** Set when the request failed (model error, shutdown); finished is true and finishReason "abort". */
+  error?: Error;
+}
+
+export interface RequestHandle extends AsyncIterable<RequestOutput> {
+  readonly requestId: string;
+  abort(): void;
+  /** Resolves with the final output; rejects if the request failed with an error. */
+  done(): Promise<RequestOutput>;
+}
+
+export interface EngineStats {
+  /** Requests (not choices) with at least one running sequence. */
+  numRunning: number;
+  numWaiting: number;
+  numFreeBlocks: number;
+  numTotalBlocks: number;
+  /** Fraction of blocks in use, 0..1. */
+  kvCacheUsage: number;
+  /** Prompt tokens looked up in the prefix cache. */
+  prefixCacheQueries: number;
+  /** Prompt tokens found in the prefix cache. */
+  prefixCacheHits: number;
+  numPreemptions: number;
+  promptTokensTotal: number;
+  generationTokensTotal: number;
+}
+
+/** Emitted after every step. */
+export interface StepStats {
+  /** Sequences scheduled this step. */
+  numScheduledSeqs: number;
+  numPrefillTokens: number;
+  numDecodeTokens: number;
+  numPreempted: number;
+  /** Wall time of the whole step. */
+  stepMs: number;
+  /** Part of stepMs spent inside model.forward and reading logits back. */
+  modelMs: number;
+}
+
+export interface EngineEvents {
+  output: (out: RequestOutput) => void;
+  finished: (out: RequestOutput) => void;
+  step: (stats: StepStats) => void;
+  error: (err: Error, requestId?: string) => void;
+}
