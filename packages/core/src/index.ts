@@ -34,3 +34,67 @@ export {
   FlashserveError,
   type OpenAiErrorType,
 } from './errors.js';
+export { Engine } from './engine/engine.js';
+export {
+  type AddRequestInput,
+  type CompletionOutput,
+  defaultSamplingParams,
+  type EngineEvents,
+  type EngineOptions,
+  type EngineStats,
+  type FinishReason,
+  type RequestHandle,
+  type RequestMetrics,
+  type RequestOutput,
+  type SamplingParams,
+  type StepStats,
+  type TokenLogprob,
+} from './engine/protocol.js';
+export {
+  defineParamError,
+  engineConfigInvalid,
+  engineModelFailed,
+  engineOverloaded,
+  engineShutDown,
+  requestDuplicateId,
+  requestExceedsKvCache,
+  requestParamInvalid,
+  requestPromptEmpty,
+  requestTooLong,
+} from './errors.js';
+export { CpuDevice, CpuTensor } from './device/cpu-device.js';
+export { bf16ToF32, f16ToF32, f32ToBf16 } from './device/cpu-kernels.js';
+export {
+  ReferenceMlaBackend,
+  ReferenceMlaImpl,
+  type ReferenceMlaMetadata,
+  ReferenceMlaMetadataBuilder,
+  referenceMlaBackend,
+  registerReferenceMlaBackend,
+} from './attention/backends/reference-mla.js';
+export {
+  type DeepseekConfig,
+  type DeepseekModelType,
+  loadDeepseekConfig,
+  type MoeConfig,
+  parseDeepseekConfig,
+  type RopeConfig,
+  type YarnConfig,
+} from './loader/model-config.js';
+export {
+  type HostTensor,
+  SafetensorsCheckpoint,
+  SafetensorsFile,
+  type WeightSource,
+} from './loader/safetensors.js';
+export { HfTokenizer, type HfTokenizerOptions, loadHfTokenizer } from './loader/hf-tokenizer.js';
+export { type GenerationDefaults, loadGenerationConfig } from './loader/generation-config.js';
+export { readJsonObject } from './loader/json-file.js';
+export {
+  chatTemplateMissing,
+  loadConfigUnsupported,
+  loadFileMalformed,
+  loadFileMissing,
+  loadTensorMismatch,
+  loadTensorMissing,
+} from './errors.js';

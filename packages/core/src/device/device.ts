@@ -51,20 +51,22 @@ export interface RopeTable {
   readonly maxPositions: number;
 }
 
-/** How `rope` pairs the rotated dims of a head.
- * - 'half': dim i pairs with dim i + rotaryDim/2 (rotate_half, transformers' default, V2's
+/** How `rope` pairs the rotated dims of a head (pair i uses frequency i, i < rotaryDim / 2).
+ * - 'half': dim i pairs with dim i + rotaryDim/2 (rotate_half: transformers' DeepSeek-V3 with
  *   `rope_interleave` false).
- * - 'interleave': input dims 2i and 2i+1 form pair i, and the output is written de-interleaved
- *   (pair i's two results go to dims i and i + rotaryDim/2). This is what transformers' DeepSeek-V3
- *   does when `rope_interleave` is true (it de-interleaves, then applies rotate_half); because q and
- *   k are permuted the same way, dot products equal those of the classic interleaved form. */
+ * - 'interleave': dims 2i and 2i+1 form pair i and the results stay in place (the complex-number form
+ *   of transformers' DeepSeek-V2 and the original DeepSeek code). transformers' DeepSeek-V3 with
+ *   `rope_interleave` true computes the same numbers but writes them de-interleaved; q and k are
+ *   permuted alike, so every q.k product (all attention ever uses) is the same. */
 export type RopeStyle = 'half' | 'interleave';
 
 /** Router parameters of one MoE layer (from the model config). */
 export interface MoeRouteParams {
   /** 'v2-softmax': softmax scores, top-k greedy or group-limited (group score = max in group).
    *  'v3-sigmoid': sigmoid scores; selection uses scores + correctionBias, group score = sum of the
-   *  top-2 biased scores in the group; weights are the unbiased scores. */
+   *  top-2 biased scores in the group; weights are the unbiased scores.
+   *  In both, experts outside the kept groups are never chosen (transformers 5.17 masks them with
+   *  -inf for V3 and with 0 for V2, where softmax scores are positive, so the two agree). */
   readonly kind: 'v2-softmax' | 'v3-sigmoid';
   /** Experts per token (num_experts_per_tok). */
   readonly topK: number;

@@ -4,6 +4,7 @@
 // Units: counts are tokens unless a name says otherwise; times are milliseconds since the epoch
 // (Date.now()).
 
+import type { Sampler } from '../sampling/sampler.js';
 import type { Model } from './model.js';
 import type { Tokenizer } from './tokenizer.js';
 
@@ -85,6 +86,8 @@ export interface EngineOptions {
   maxWaitingRequests?: number;
   /** Reuse cached KV blocks for shared prompt prefixes. Default true. */
   enablePrefixCaching?: boolean;
+  /** Replaces the host sampler (e.g. with a GPU one). */
+  sampler?: Sampler;
 }
 
 export interface AddRequestInput {

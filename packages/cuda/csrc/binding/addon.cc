@@ -3,11 +3,17 @@
 // and ask `probe()` why the device is unavailable.
 #include <napi.h>
 
+#include "binding/napi_util.h"
 #include "binding/probe.h"
 
 namespace {
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   flashserve::register_probe(env, exports);
+  flashserve::register_memory(env, exports);
+  flashserve::register_dense_ops(env, exports);
+  flashserve::register_moe_ops(env, exports);
+  flashserve::register_graph(env, exports);
+  flashserve::register_sampling(env, exports);
   return exports;
 }
 }  // namespace

@@ -1,0 +1,450 @@
+// The engine loop: continuous batching over a Model.
+//
+// One step: abort what was asked to stop -> schedule (token budget, chunked prefill, preemption) ->
+// build the flattened batch once -> model.forward -> logits to the host -> sample -> append tokens,
+// check stops, detokenize -> emit outputs. Steps run back to back through setImmediate while there
+// is work, so I/O callbacks (new requests, disconnects) run between any two steps; the loop goes
+// idle when nothing is queued or running.
+//
+// Invariants:
+// - Every request that ends, however it ends (stop, length, abort, model failure, shutdown), frees
+//   its blocks in finishRequest/finishChoice before its final output is emitted.
+// - Outputs are emitted after a step's state is consistent. Listeners may call addRequest and abort
+//   re-entrantly: an abort raised during a step is applied at the step's end.
+
+import { EventEmitter } from 'eventemitter3';
+import {
+  engineConfigInvalid,
+  engineModelFailed,
+  engineOverloaded,
+  engineShutDown,
+  requestDuplicateId,
+  requestExceedsKvCache,
+} from '../errors.js';
+import { KvCacheManager } from '../kv-cache/kv-cache-manager.js';
+import { HostSampler } from '../sampling/host-sampler.js';
+import { randomSeed, Rng } from '../sampling/rng.js';
+import type { Sampler, SamplingRow } from '../sampling/sampler.js';
+import type { SchedulerOutput } from '../scheduler/output.js';
+import { Scheduler } from '../scheduler/scheduler.js';
+import { BatchBuilder } from './batch-builder.js';
+import { Choice } from './choice.js';
+import { IncrementalDetokenizer } from './detokenizer.js';
+import type { Model } from './model.js';
+import type {
+  AddRequestInput,
+  EngineEvents,
+  EngineOptions,
+  EngineStats,
+  FinishReason,
+  RequestHandle,
+  TokenLogprob,
+} from './protocol.js';
+import { RequestState } from './request.js';
+import { RequestStream } from './request-stream.js';
+import { StopStringMatcher } from './stop-checker.js';
+import type { Tokenizer } from './tokenizer.js';
+import { validateRequest } from './validate-request.js';
+
+const NO_COUNTS: ReadonlyMap<number, number> = new Map();
+
+export class Engine {
+  readonly events = new EventEmitter<EngineEvents>();
+  readonly model: Model;
+  readonly tokenizer: Tokenizer | undefined;
+  readonly blockSize: number;
+  readonly maxModelLen: number;
+  readonly #opts: EngineOptions;
+  readonly #kv: KvCacheManager;
+  readonly #scheduler: Scheduler<Choice>;
+  readonly #builder: BatchBuilder;
+  readonly #sampler: Sampler;
+  readonly #eosTokenIds: readonly number[];
+  readonly #requests = new Map<string, RequestState>();
+  readonly #pendingAborts: string[] = [];
+  readonly #idleWaiters: (() => void)[] = [];
+  #inStep = false;
+  #loopScheduled = false;
+  #accepting = true;
+  #nextRequestId = 0;
+  #promptTokensTotal = 0;
+  #generationTokensTotal = 0;
+
+  constructor(opts: EngineOptions) {
+    this.#opts = opts;
+    this.model = opts.model;
+    this.tokenizer = opts.tokenizer;
+    this.blockSize = opts.blockSize;
+    this.maxModelLen = opts.maxModelLen;
+    checkOptions(opts);
+    // One extra block: block 0 is the pool's null block, never handed to a request.
+    const totalBlocks =
+      opts.numBlocks !== undefined
+        ? opts.numBlocks + 1
+        : Math.floor(opts.kvCacheMemoryBytes! / opts.model.kvCacheBytesPerBlock(opts.blockSize));
+    if (totalBlocks < 2) {
+      throw engineConfigInvalid(`the KV cache budget holds ${totalBlocks} blocks; at least 2 are needed`);
+    }
+    this.#kv = new KvCacheManager({
+      numBlocks: totalBlocks,
+      blockSize: opts.blockSize,
+      enablePrefixCaching: opts.enablePrefixCaching ?? true,
+      extraKey: opts.model.info.name,
+    });
+    this.#scheduler = new Scheduler<Choice>(this.#kv, {
+      maxNumSeqs: opts.maxNumSeqs,
+      maxNumBatchedTokens: opts.maxNumBatchedTokens,
+    });
+    this.#builder = new BatchBuilder(opts.blockSize, opts.maxNumBatchedTokens, opts.maxNumSeqs);
+    this.#sampler = opts.sampler ?? new HostSampler();
+    this.#eosTokenIds = opts.tokenizer?.eosTokenIds ?? [];
+    opts.model.allocateKvCache(totalBlocks, opts.blockSize);
+  }
+
+  /** Queues a request. Throws a FlashserveError (400) for a bad request, 503 when the waiting queue is
+   * full or the engine is shutting down. */
+  addRequest(req: AddRequestInput): RequestHandle {
+    if (!this.#accepting) throw engineShutDown();
+    const p = req.params;
+    validateRequest(req.promptTokenIds, p, {
+      vocabSize: this.model.info.vocabSize,
+      maxModelLen: this.maxModelLen,
+      maxNumSeqs: this.#opts.maxNumSeqs,
+      hasTokenizer: this.tokenizer !== undefined,
+    });
+    const needed = this.#blocksAtLongest(req.promptTokenIds.length, p.maxTokens, p.n);
+    if (needed > this.#kv.numUsableBlocks) throw requestExceedsKvCache(needed, this.#kv.numUsableBlocks);
+    const limit = this.#opts.maxWaitingRequests;
+    if (limit !== undefined && this.#scheduler.numWaiting >= limit) throw engineOverloaded(limit);
+    const requestId = req.requestId ?? `req-${++this.#nextRequestId}`;
+    if (this.#requests.has(requestId)) throw requestDuplicateId(requestId);
+
+    const seed = p.seed ?? randomSeed();
+    const rngs: Rng[] = [];
+    for (let i = 0; i < p.n; i++) rngs.push(new Rng(seed, i));
+    const bans = [...p.stopTokenIds, ...(p.ignoreEos ? [] : this.#eosTokenIds)];
+    const promptTokenIds = Array.from(req.promptTokenIds);
+    const state = new RequestState({
+      requestId,
+      promptTokenIds,
+      params: { ...p, stop: [...p.stop], stopTokenIds: [...p.stopTokenIds] },
+      arrivalTime: req.arrivalTime ?? Date.now(),
+      rngs,
+      minTokensBans: bans,
+      stopMatcher: new StopStringMatcher(p.stop),
+      stream: new RequestStream(requestId, () => this.abort(requestId)),
+    });
+    const first = new Choice(state, 0, promptTokenIds.slice(), rngs[0]!, this.#detokenizer(state), p.n);
+    state.choices.push(first);
+    this.#requests.set(requestId, state);
+    this.#scheduler.add(first);
+    this.#kick();
+    return state.stream;
+  }
+
+  /** Stops a request; its blocks are freed now, or at the end of the current step when called from
+   * inside an event listener. Unknown or finished ids are ignored. */
+  abort(requestId: string): void {
+    const req = this.#requests.get(requestId);
+    if (req === undefined || req.finished) return;
+    if (this.#inStep) {
+      this.#pendingAborts.push(requestId);
+      return;
+    }
+    this.#finishRequest(req, 'abort');
+  }
+
+  stats(): EngineStats {
+    let numRunning = 0;
+    for (const req of this.#requests.values()) {
+      if (req.choices.some((c) => c.status === 'running')) numRunning++;
+    }
+    const c = this.#kv.counters;
+    return {
+      numRunning,
+      numWaiting: this.#requests.size - numRunning,
+      numFreeBlocks: this.#kv.numFreeBlocks,
+      numTotalBlocks: this.#kv.numUsableBlocks,
+      kvCacheUsage: this.#kv.usage,
+      prefixCacheQueries: c.prefixCacheQueries,
+      prefixCacheHits: c.prefixCacheHits,
+      numPreemptions: this.#scheduler.numPreemptions,
+      promptTokensTotal: this.#promptTokensTotal,
+      generationTokensTotal: this.#generationTokensTotal,
+    };
+  }
+
+  /** Stops accepting requests, lets running ones finish for up to drainMs, aborts the rest. */
+  async shutdown(opts: { drainMs?: number } = {}): Promise<void> {
+    this.#accepting = false;
+    const drainMs = opts.drainMs ?? 0;
+    if (drainMs > 0 && this.#requests.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => this.#idleWaiters.push(resolve)),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, drainMs);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+    for (const id of [...this.#requests.keys()]) this.abort(id);
+    while (this.#loopScheduled || this.#inStep) await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+
+  // --- the loop -----------------------------------------------------------------------------------
+
+  #kick(): void {
+    if (this.#loopScheduled || this.#inStep) return;
+    if (this.#scheduler.numWaiting === 0 && this.#scheduler.numRunning === 0) return;
+    this.#loopScheduled = true;
+    setImmediate(() => {
+      this.#loopScheduled = false;
+      const progressed = this.#step();
+      if (progressed) this.#kick();
+    });
+  }
+
+  /** Runs one step; false when there was nothing to schedule. */
+  #step(): boolean {
+    const t0 = performance.now();
+    this.#inStep = true;
+    const touched: RequestState[] = [];
+    let out: SchedulerOutput<Choice> | undefined;
+    let modelMs = 0;
+    try {
+      out = this.#scheduler.schedule();
+      if (out.scheduled.length === 0) return false;
+      const built = this.#builder.build(out);
+      const tm = performance.now();
+      let logits: Float32Array;
+      try {
+        const tensor = this.model.forward(built.batch);
+        const host = this.model.device.toHost(tensor);
+        this.model.device.release(tensor);
+        if (!(host instanceof Float32Array)) throw new TypeError('model.forward returned integer logits');
+        logits = host;
+      } catch (e) {
+        this.#failStep(out, e);
+        return true;
+      }
+      modelMs = performance.now() - tm;
+      this.#scheduler.onStepComputed(out);
+      this.#sampleAndAppend(built.sampling, logits, touched);
+    } finally {
+      this.#inStep = false;
+    }
+    for (const req of touched) this.#emit(req);
+    this.#applyPendingAborts();
+    this.#notifyIdle();
+    let prefill = 0;
+    let decode = 0;
+    for (let i = 0; i < out.scheduled.length; i++) {
+      const n = out.numNewTokens[i]!;
+      if (out.scheduled[i]!.numComputedTokens - n < out.scheduled[i]!.promptLen) prefill += n;
+      else decode += n;
+    }
+    this.events.emit('step', {
+      numScheduledSeqs: out.scheduled.length,
+      numPrefillTokens: prefill,
+      numDecodeTokens: decode,
+      numPreempted: out.preempted.length,
+      stepMs: performance.now() - t0,
+      modelMs,
+    });
+    return true;
+  }
+
+  #sampleAndAppend(sampling: readonly Choice[], logits: Float32Array, touched: RequestState[]): void {
+    const vocab = this.model.info.vocabSize;
+    const rows: SamplingRow[] = [];
+    // Requests whose first sample forks their choices: rows[firstRow..firstRow+n) belong to them.
+    const forks: { parent: Choice; firstRow: number }[] = [];
+    for (let r = 0; r < sampling.length; r++) {
+      const c = sampling[r]!;
+      c.logitsRow = r;
+      const req = c.request;
+      if (c.index === 0 && req.choices.length < req.params.n) {
+        forks.push({ parent: c, firstRow: rows.length });
+        rows.push(c);
+        for (let i = 1; i < req.params.n; i++) {
+          rows.push({
+            logitsRow: r,
+            params: req.params,
+            rng: req.rngs[i]!,
+            promptTokens: req.promptTokenIds,
+            outputCounts: NO_COUNTS,
+            bannedTokenIds: c.bannedTokenIds,
+            promptTokenSet: undefined,
+          });
+        }
+      } else {
+        rows.push(c);
+      }
+    }
+    const sampled = this.#sampler.sample(logits, vocab, rows);
+    const now = Date.now();
+
+    // Fork before any token is appended: a choice that stops on its first token frees its blocks.
+    const forkedAt = new Map<number, Choice>();
+    for (const { parent, firstRow } of forks) {
+      const req = parent.request;
+      const children: Choice[] = [];
+      for (let i = 1; i < req.params.n; i++) {
+        const child = new Choice(req, i, req.promptTokenIds.slice(), req.rngs[i]!, this.#detokenizer(req), 1);
+        child.numComputedTokens = this.#kv.fork(parent.blocks, parent.numComputedTokens, child.blocks);
+        child.numCachedPromptTokens = parent.numCachedPromptTokens;
+        req.choices.push(child);
+        children.push(child);
+        forkedAt.set(firstRow + i, child);
+      }
+      this.#scheduler.addForkedChildren(parent, children);
+    }
+
+    for (let r = 0; r < rows.length; r++) {
+      const row = rows[r]!;
+      const choice = row instanceof Choice ? row : forkedAt.get(r)!;
+      const s = sampled[r]!;
+      this.#appendToken(choice, s.tokenId, s.logprob, now, touched);
+    }
+  }
+
+  #appendToken(c: Choice, tokenId: number, logprob: TokenLogprob | undefined, now: number, touched: RequestState[]) {
+    const req = c.request;
+    const p = req.params;
+    c.tokens.push(tokenId);
+    c.outputCounts.set(tokenId, (c.outputCounts.get(tokenId) ?? 0) + 1);
+    c.newTokenIds.push(tokenId);
+    if (logprob !== undefined) (c.newLogprobs ??= []).push(logprob);
+    this.#generationTokensTotal++;
+    if (req.firstTokenTime === undefined) {
+      req.firstTokenTime = now;
+      this.#promptTokensTotal += req.promptTokenIds.length;
+    }
+    if (!req.dirty) {
+      req.dirty = true;
+      touched.push(req);
+    }
+
+    const numOut = c.numOutputTokens;
+    const pastMin = numOut >= (p.minTokens ?? 0);
+    if (pastMin && p.stopTokenIds.includes(tokenId)) {
+      this.#finishChoice(c, 'stop', tokenId);
+      return;
+    }
+    if (pastMin && !p.ignoreEos && this.#eosTokenIds.includes(tokenId)) {
+      this.#finishChoice(c, 'stop', undefined);
+      return;
+    }
+    if (c.detokenizer !== undefined) {
+      const prevLength = c.text.length;
+      const delta = c.detokenizer.push(tokenId);
+      if (delta.length > 0) {
+        c.text += delta;
+        const match = pastMin ? req.stopMatcher.find(c.text, prevLength) : undefined;
+        if (match !== undefined) {
+          c.text = c.text.slice(0, match.at);
+          this.#finishChoice(c, 'stop', match.stop);
+          return;
+        }
+      }
+    }
+    if (numOut >= p.maxTokens || c.numTokens >= this.maxModelLen) this.#finishChoice(c, 'length', undefined);
+  }
+
+  #finishChoice(c: Choice, reason: FinishReason, stopReason: string | number | undefined): void {
+    c.finishReason = reason;
+    c.stopReason = stopReason;
+    this.#scheduler.finish(c);
+    const req = c.request;
+    if (req.allChoicesFinished) {
+      req.finished = true;
+      req.finishedTime = Date.now();
+      this.#requests.delete(req.requestId);
+    }
+  }
+
+  /** Ends every unfinished choice of a request (abort or failure) and emits its final output. */
+  #finishRequest(req: RequestState, reason: FinishReason, error?: Error): void {
+    for (const c of req.choices) {
+      if (c.finishReason === null) {
+        c.finishReason = reason;
+        this.#scheduler.finish(c);
+      }
+    }
+    req.finished = true;
+    req.finishedTime = Date.now();
+    req.error = error;
+    this.#requests.delete(req.requestId);
+    this.#emit(req);
+    if (error !== undefined) this.events.emit('error', error, req.requestId);
+    this.#notifyIdle();
+  }
+
+  #failStep(out: SchedulerOutput<Choice>, cause: unknown): void {
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    const failed = new Set<RequestState>();
+    for (const c of out.scheduled) failed.add(c.request);
+    this.#inStep = false;
+    for (const req of failed) {
+      if (req.finished) continue;
+      const err = engineModelFailed(detail);
+      err.cause = cause;
+      this.#finishRequest(req, 'abort', err);
+    }
+  }
+
+  #emit(req: RequestState): void {
+    const out = req.takeOutput();
+    req.stream.push(out);
+    this.events.emit('output', out);
+    if (out.finished) this.events.emit('finished', out);
+  }
+
+  #applyPendingAborts(): void {
+    while (this.#pendingAborts.length > 0) this.abort(this.#pendingAborts.shift()!);
+  }
+
+  #notifyIdle(): void {
+    if (this.#requests.size > 0 || this.#idleWaiters.length === 0) return;
+    for (const wake of this.#idleWaiters.splice(0)) wake();
+  }
+
+  #detokenizer(req: RequestState): IncrementalDetokenizer | undefined {
+    if (this.tokenizer === undefined) return undefined;
+    return new IncrementalDetokenizer(this.tokenizer, req.promptTokenIds, req.params.skipSpecialTokens);
+  }
+
+  /** KV blocks the request holds at its longest: the prompt's full blocks are shared by its choices,
+   * each choice owns the rest. */
+  #blocksAtLongest(promptLen: number, maxTokens: number, n: number): number {
+    const bs = this.blockSize;
+    if (n === 1) return Math.ceil((promptLen + maxTokens) / bs);
+    const shared = Math.floor(promptLen / bs);
+    return shared + n * Math.ceil((promptLen - shared * bs + maxTokens) / bs);
+  }
+}
+
+function checkOptions(o: EngineOptions): void {
+  const positive = (v: number | undefined, name: string) => {
+    if (v === undefined || !Number.isInteger(v) || v < 1) {
+      throw engineConfigInvalid(`${name} must be a positive integer, got ${v}`);
+    }
+  };
+  positive(o.blockSize, 'blockSize');
+  positive(o.maxNumSeqs, 'maxNumSeqs');
+  positive(o.maxNumBatchedTokens, 'maxNumBatchedTokens');
+  positive(o.maxModelLen, 'maxModelLen');
+  if ((o.numBlocks === undefined) === (o.kvCacheMemoryBytes === undefined)) {
+    throw engineConfigInvalid('give exactly one of numBlocks and kvCacheMemoryBytes');
+  }
+  if (o.numBlocks !== undefined) positive(o.numBlocks, 'numBlocks');
+  if (o.maxModelLen > o.model.info.maxPositionEmbeddings) {
+    throw engineConfigInvalid(
+      `maxModelLen ${o.maxModelLen} exceeds the model's maxPositionEmbeddings ${o.model.info.maxPositionEmbeddings}`,
+    );
+  }
+  if (o.maxWaitingRequests !== undefined && (!Number.isInteger(o.maxWaitingRequests) || o.maxWaitingRequests < 0)) {
+    throw engineConfigInvalid(`maxWaitingRequests must be a non-negative integer, got ${o.maxWaitingRequests}`);
+  }
+}

@@ -1,0 +1,102 @@
+// Engine-side state of one request: its choices, its stream and how it reports progress.
+
+import type { Rng } from '../sampling/rng.js';
+import type { Choice } from './choice.js';
+import type { CompletionOutput, RequestOutput, SamplingParams } from './protocol.js';
+import type { RequestStream } from './request-stream.js';
+import type { StopStringMatcher } from './stop-checker.js';
+
+export class RequestState {
+  readonly requestId: string;
+  readonly promptTokenIds: number[];
+  readonly params: SamplingParams;
+  readonly arrivalTime: number;
+  firstTokenTime: number | undefined;
+  finishedTime: number | undefined;
+  /** Choice 0 from the start; choices 1..n-1 once they fork after the prompt's prefill. */
+  readonly choices: Choice[] = [];
+  /** One random stream per choice, fixed at arrival. */
+  readonly rngs: readonly Rng[];
+  /** Token ids masked before minTokens: stop ids, and EOS unless ignoreEos. */
+  readonly minTokensBans: readonly number[];
+  readonly stopMatcher: StopStringMatcher;
+  readonly stream: RequestStream;
+  finished = false;
+  error: Error | undefined;
+  /** Has outputs to report at the end of this step. */
+  dirty = false;
+
+  constructor(init: {
+    requestId: string;
+    promptTokenIds: number[];
+    params: SamplingParams;
+    arrivalTime: number;
+    rngs: readonly Rng[];
+    minTokensBans: readonly number[];
+    stopMatcher: StopStringMatcher;
+    stream: RequestStream;
+  }) {
+    this.requestId = init.requestId;
+    this.promptTokenIds = init.promptTokenIds;
+    this.params = init.params;
+    this.arrivalTime = init.arrivalTime;
+    this.rngs = init.rngs;
+    this.minTokensBans = init.minTokensBans;
+    this.stopMatcher = init.stopMatcher;
+    this.stream = init.stream;
+  }
+
+  get allChoicesFinished(): boolean {
+    if (this.choices.length < this.params.n) return false;
+    for (const c of this.choices) if (c.finishReason === null) return false;
+    return true;
+  }
+
+  /** Builds this step's output and clears the per-step fields of every choice. */
+  takeOutput(): RequestOutput {
+    const outputs: CompletionOutput[] = [];
+    for (let i = 0; i < this.params.n; i++) {
+      const c = this.choices[i];
+      if (c === undefined) {
+        // Not forked yet: the request ended (abort, failure) before its prompt finished.
+        const finishReason = this.finished ? 'abort' : null;
+        outputs.push({ index: i, tokenIds: [], text: '', newTokenIds: [], newText: '', finishReason });
+        continue;
+      }
+      const emitUpTo =
+        c.finishReason !== null ? c.text.length : c.text.length - this.stopMatcher.holdback(c.text);
+      const newText = emitUpTo > c.emittedLength ? c.text.slice(c.emittedLength, emitUpTo) : '';
+      if (emitUpTo > c.emittedLength) c.emittedLength = emitUpTo;
+      const out: CompletionOutput = {
+        index: i,
+        tokenIds: c.tokens.slice(c.promptLen),
+        text: c.text.slice(0, c.emittedLength),
+        newTokenIds: c.newTokenIds,
+        newText,
+        finishReason: c.finishReason,
+      };
+      if (this.params.logprobs !== undefined) out.logprobs = c.newLogprobs ?? [];
+      if (c.stopReason !== undefined) out.stopReason = c.stopReason;
+      outputs.push(out);
+      c.newTokenIds = [];
+      c.newLogprobs = undefined;
+      c.dirty = false;
+    }
+    this.dirty = false;
+    const metrics: RequestOutput['metrics'] = {
+      arrivalTime: this.arrivalTime,
+      numCachedPromptTokens: this.choices[0]?.numCachedPromptTokens ?? 0,
+    };
+    if (this.firstTokenTime !== undefined) metrics.firstTokenTime = this.firstTokenTime;
+    if (this.finishedTime !== undefined) metrics.finishedTime = this.finishedTime;
+    const result: RequestOutput = {
+      requestId: this.requestId,
+      promptTokenIds: this.promptTokenIds,
+      outputs,
+      finished: this.finished,
+      metrics,
+    };
+    if (this.error !== undefined) result.error = this.error;
+    return result;
+  }
+}

@@ -1,0 +1,212 @@
+// Dense ops: gathers, copies, elementwise, RMSNorm, RoPE, SiLU-and-mul, GEMMs, random fill, KV-cache
+// writes. Each function decodes positional arguments (pointers as BigInt) into a params struct and
+// calls the op's launcher on the runtime's stream. Shapes are checked in TypeScript, where the
+// tensors' shapes live; the launchers check what the kernels themselves rely on.
+#include "binding/napi_util.h"
+#include "kernels/activation.h"
+#include "kernels/elementwise.h"
+#include "kernels/gemm.h"
+#include "kernels/norm.h"
+#include "kernels/rope.h"
+
+namespace flashserve {
+namespace {
+
+using Info = const Napi::CallbackInfo&;
+
+// gatherRows(index, in, out, rows, inRows, cols, elemBytes)
+Napi::Value gather_rows(Info info) {
+  return guarded(info, "embedding", [&] {
+    GatherRowsParams p{};
+    p.index = static_cast<const int32_t*>(ptr_arg(info, 0));
+    p.in = ptr_arg(info, 1);
+    p.out = ptr_arg(info, 2);
+    p.rows = int_arg(info, 3);
+    p.in_rows = int_arg(info, 4);
+    p.cols = int_arg(info, 5);
+    p.elem_bytes = int_arg(info, 6);
+    p.stream = stream_or_throw();
+    run_gather_rows(p);
+    return info.Env().Undefined();
+  });
+}
+
+// copy2d(in, out, inDtype, outDtype, rows, cols, inStride, outStride)
+Napi::Value copy2d(Info info) {
+  return guarded(info, "copy2d", [&] {
+    Copy2dParams p{};
+    p.in = ptr_arg(info, 0);
+    p.out = ptr_arg(info, 1);
+    p.in_dtype = dtype_arg(info, 2);
+    p.out_dtype = dtype_arg(info, 3);
+    p.rows = int_arg(info, 4);
+    p.cols = int_arg(info, 5);
+    p.in_stride = i64_arg(info, 6);
+    p.out_stride = i64_arg(info, 7);
+    p.stream = stream_or_throw();
+    run_copy2d(p);
+    return info.Env().Undefined();
+  });
+}
+
+// axpby(a, b | 0n, out, aDtype, bDtype, outDtype, n, alpha, beta)
+Napi::Value axpby(Info info) {
+  return guarded(info, "add", [&] {
+    AxpbyParams p{};
+    p.a = ptr_arg(info, 0);
+    p.b = ptr_arg(info, 1);
+    p.out = ptr_arg(info, 2);
+    p.a_dtype = dtype_arg(info, 3);
+    p.b_dtype = dtype_arg(info, 4);
+    p.out_dtype = dtype_arg(info, 5);
+    p.n = i64_arg(info, 6);
+    p.alpha = static_cast<float>(num_arg(info, 7));
+    p.beta = static_cast<float>(num_arg(info, 8));
+    p.stream = stream_or_throw();
+    run_axpby(p);
+    return info.Env().Undefined();
+  });
+}
+
+// rmsNorm(x, residual | 0n, weight, out, residualOut | 0n, rows, cols, eps)
+Napi::Value rms_norm(Info info) {
+  return guarded(info, "rmsNorm", [&] {
+    RmsNormParams p{};
+    p.x = ptr_arg(info, 0);
+    p.residual = ptr_arg(info, 1);
+    p.weight = ptr_arg(info, 2);
+    p.out = ptr_arg(info, 3);
+    p.residual_out = ptr_arg(info, 4);
+    p.rows = int_arg(info, 5);
+    p.cols = int_arg(info, 6);
+    p.x_stride = p.residual_stride = p.out_stride = p.cols;
+    p.eps = static_cast<float>(num_arg(info, 7));
+    p.stream = stream_or_throw();
+    run_rms_norm(p);
+    return info.Env().Undefined();
+  });
+}
+
+// rope(in, out, positions, cos, sin, tokens, heads, headDim, ropeDim, maxPositions, interleave)
+Napi::Value rope(Info info) {
+  return guarded(info, "rope", [&] {
+    RopeParams p{};
+    p.in = ptr_arg(info, 0);
+    p.out = ptr_arg(info, 1);
+    p.positions = static_cast<const int32_t*>(ptr_arg(info, 2));
+    p.cos = ptr_arg(info, 3);
+    p.sin = ptr_arg(info, 4);
+    p.num_tokens = int_arg(info, 5);
+    p.num_heads = int_arg(info, 6);
+    p.head_dim = int_arg(info, 7);
+    p.rope_dim = int_arg(info, 8);
+    p.max_positions = int_arg(info, 9);
+    p.interleave = info[10].ToBoolean().Value();
+    p.stream = stream_or_throw();
+    run_rope(p);
+    return info.Env().Undefined();
+  });
+}
+
+// siluMul(in, out, rows, inter)
+Napi::Value silu_mul(Info info) {
+  return guarded(info, "siluAndMul", [&] {
+    SiluMulParams p{};
+    p.in = ptr_arg(info, 0);
+    p.out = ptr_arg(info, 1);
+    p.rows = int_arg(info, 2);
+    p.inter = int_arg(info, 3);
+    p.stream = stream_or_throw();
+    run_silu_mul(p);
+    return info.Env().Undefined();
+  });
+}
+
+// gemm(a, b, c, cDtype, m, n, k, lda, ldb, ldc, transB, batch, strideA, strideB, strideC, bias | 0n)
+Napi::Value gemm(Info info) {
+  return guarded(info, "linear", [&] {
+#ifdef FLASHSERVE_WITH_CUBLAS
+    GemmParams p{};
+    p.a = ptr_arg(info, 0);
+    p.b = ptr_arg(info, 1);
+    p.c = ptr_arg(info, 2);
+    p.c_dtype = dtype_arg(info, 3);
+    p.m = int_arg(info, 4);
+    p.n = int_arg(info, 5);
+    p.k = int_arg(info, 6);
+    p.lda = i64_arg(info, 7);
+    p.ldb = i64_arg(info, 8);
+    p.ldc = i64_arg(info, 9);
+    p.trans_b = info[10].ToBoolean().Value();
+    p.batch = int_arg(info, 11);
+    p.stride_a = i64_arg(info, 12);
+    p.stride_b = i64_arg(info, 13);
+    p.stride_c = i64_arg(info, 14);
+    p.stream = stream_or_throw();
+    run_gemm(p);
+    void* bias = ptr_arg(info, 15);
+    if (bias) {
+      require(p.batch == 1 && p.c_dtype == DType::BF16 && p.ldc == p.n, "linear: bias needs a plain bf16 GEMM");
+      AddBiasParams b{p.c, bias, p.m, p.n, p.stream};
+      run_add_bias(b);
+    }
+    return info.Env().Undefined();
+#else
+    throw std::runtime_error("this addon was built without cuBLAS (no cublasLt.h at build time); rebuild on a machine with the CUDA toolkit's cuBLAS");
+    return info.Env().Undefined();
+#endif
+  });
+}
+
+// fillRandom(out, dtype, n, seedLo32, seedHi32, lo, hi)
+Napi::Value fill_random(Info info) {
+  return guarded(info, "fillRandom", [&] {
+    FillRandomParams p{};
+    p.out = ptr_arg(info, 0);
+    p.dtype = dtype_arg(info, 1);
+    p.n = i64_arg(info, 2);
+    p.seed = (static_cast<uint64_t>(static_cast<uint32_t>(i64_arg(info, 4))) << 32) |
+             static_cast<uint32_t>(i64_arg(info, 3));
+    p.lo = static_cast<float>(num_arg(info, 5));
+    p.hi = static_cast<float>(num_arg(info, 6));
+    p.stream = stream_or_throw();
+    run_fill_random(p);
+    return info.Env().Undefined();
+  });
+}
+
+// kvCacheWrite(cKv, kPe, slots, cache, tokens, kvRank, ropeDim, cKvStride, kPeStride, numSlots)
+Napi::Value kv_cache_write(Info info) {
+  return guarded(info, "kvCacheWrite", [&] {
+    KvCacheWriteParams p{};
+    p.c_kv = ptr_arg(info, 0);
+    p.k_pe = ptr_arg(info, 1);
+    p.slots = static_cast<const int32_t*>(ptr_arg(info, 2));
+    p.cache = ptr_arg(info, 3);
+    p.num_tokens = int_arg(info, 4);
+    p.kv_rank = int_arg(info, 5);
+    p.rope_dim = int_arg(info, 6);
+    p.c_kv_stride = i64_arg(info, 7);
+    p.k_pe_stride = i64_arg(info, 8);
+    p.num_slots = i64_arg(info, 9);
+    p.stream = stream_or_throw();
+    run_kv_cache_write(p);
+    return info.Env().Undefined();
+  });
+}
+
+}  // namespace
+
+void register_dense_ops(Napi::Env env, Napi::Object exports) {
+  exports.Set("gatherRows", Napi::Function::New(env, gather_rows, "gatherRows"));
+  exports.Set("copy2d", Napi::Function::New(env, copy2d, "copy2d"));
+  exports.Set("axpby", Napi::Function::New(env, axpby, "axpby"));
+  exports.Set("rmsNorm", Napi::Function::New(env, rms_norm, "rmsNorm"));
+  exports.Set("rope", Napi::Function::New(env, rope, "rope"));
+  exports.Set("siluMul", Napi::Function::New(env, silu_mul, "siluMul"));
+  exports.Set("gemm", Napi::Function::New(env, gemm, "gemm"));
+  exports.Set("fillRandom", Napi::Function::New(env, fill_random, "fillRandom"));
+  exports.Set("kvCacheWrite", Napi::Function::New(env, kv_cache_write, "kvCacheWrite"));
+}
+
+}  // namespace flashserve

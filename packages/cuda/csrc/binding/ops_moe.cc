@@ -1,0 +1,151 @@
+// MoE: the router (top-k over the gate's logits) and the routed experts as grouped work.
+// moeExperts runs align -> grouped gate/up GEMM -> SiLU-and-mul -> grouped down GEMM -> weighted
+// combine in one call, with its temporaries from the caching allocator (given back at the end:
+// later work on the same stream is ordered after these kernels, so reuse is safe).
+#include <vector>
+
+#include "binding/napi_util.h"
+#include "kernels/activation.h"
+#include "kernels/moe.h"
+#include "kernels/router.h"
+
+namespace flashserve {
+namespace {
+
+using Info = const Napi::CallbackInfo&;
+
+// moeRoute(logitsF32, bias | 0n, ids, weights, tokens, experts, topK, nGroup, topkGroup,
+//          scoring (0 softmax, 1 sigmoid), groupScore (0 max, 1 sum of top-2), normTopkProb, scaling)
+Napi::Value moe_route(Info info) {
+  return guarded(info, "moeRoute", [&] {
+    RouterParams p{};
+    p.logits = static_cast<const float*>(ptr_arg(info, 0));
+    p.bias = static_cast<const float*>(ptr_arg(info, 1));
+    p.topk_ids = static_cast<int32_t*>(ptr_arg(info, 2));
+    p.topk_weights = static_cast<float*>(ptr_arg(info, 3));
+    p.num_tokens = int_arg(info, 4);
+    p.num_experts = int_arg(info, 5);
+    p.top_k = int_arg(info, 6);
+    p.n_group = int_arg(info, 7);
+    p.topk_group = int_arg(info, 8);
+    p.scoring = static_cast<RouterScoring>(int_arg(info, 9));
+    p.group_score = static_cast<GroupScore>(int_arg(info, 10));
+    p.norm_topk_prob = info[11].ToBoolean().Value();
+    p.scaling = static_cast<float>(num_arg(info, 12));
+    p.stream = stream_or_throw();
+    run_router(p);
+    return info.Env().Undefined();
+  });
+}
+
+// Gives temporaries back however the op ends.
+struct Temps {
+  std::vector<void*> ptrs;
+  void* take(size_t bytes) {
+    ptrs.push_back(runtime().allocator().allocate(bytes));
+    return ptrs.back();
+  }
+  ~Temps() {
+    for (void* p : ptrs) runtime().allocator().release(p);
+  }
+};
+
+// moeExperts(x, ids, weights, gateUp, down, out, tokens, hidden, inter, experts, topK, blockM (0: auto))
+Napi::Value moe_experts(Info info) {
+  return guarded(info, "moeExperts", [&] {
+    const void* x = ptr_arg(info, 0);
+    const int32_t* ids = static_cast<const int32_t*>(ptr_arg(info, 1));
+    const float* weights = static_cast<const float*>(ptr_arg(info, 2));
+    const void* gate_up = ptr_arg(info, 3);
+    const void* down = ptr_arg(info, 4);
+    void* out = ptr_arg(info, 5);
+    const int tokens = int_arg(info, 6), hidden = int_arg(info, 7), inter = int_arg(info, 8);
+    const int experts = int_arg(info, 9), top_k = int_arg(info, 10);
+    int block_m = int_arg(info, 11);
+    cudaStream_t stream = stream_or_throw();
+    if (tokens == 0) return info.Env().Undefined();
+    const int assign = tokens * top_k;
+    // NOTE: 16-row tiles when experts see few rows each (decode: the weights dominate, padding rows
+    // are wasted tensor-core work only); 64-row tiles once rows per expert fill them (prefill).
+    if (block_m == 0) block_m = assign / experts >= 32 ? 64 : 16;
+    const int max_tiles = moe_max_tiles(assign, experts, block_m);
+
+    Temps t;
+    int32_t* idx = static_cast<int32_t*>(t.take(sizeof(int32_t) * (experts + 1 + 2 * assign + 2 * max_tiles + 1)));
+    MoeAlignParams al{};
+    al.topk_ids = ids;
+    al.expert_offsets = idx;
+    al.sorted_assign = idx + experts + 1;
+    al.assign_pos = al.sorted_assign + assign;
+    al.tile_expert = al.assign_pos + assign;
+    al.tile_row_begin = al.tile_expert + max_tiles;
+    al.num_tiles = al.tile_row_begin + max_tiles;
+    al.num_assign = assign;
+    al.num_experts = experts;
+    al.block_m = block_m;
+    al.stream = stream;
+    run_moe_align(al);
+
+    void* h = t.take(sizeof(uint16_t) * static_cast<size_t>(assign) * 2 * inter);
+    GroupedGemmParams g1{};
+    g1.a = x;
+    g1.gather = al.sorted_assign;
+    g1.gather_div = top_k;
+    g1.lda = hidden;
+    g1.w = gate_up;
+    g1.w_group_stride = static_cast<int64_t>(2) * inter * hidden;
+    g1.n = 2 * inter;
+    g1.k = hidden;
+    g1.tile_group = al.tile_expert;
+    g1.tile_row_begin = al.tile_row_begin;
+    g1.group_end = al.expert_offsets;
+    g1.num_tiles = al.num_tiles;
+    g1.max_tiles = max_tiles;
+    g1.m = assign;
+    g1.c = h;
+    g1.ldc = 2 * inter;
+    g1.block_m = block_m;
+    g1.stream = stream;
+    run_grouped_gemm(g1);
+
+    void* act = t.take(sizeof(uint16_t) * static_cast<size_t>(assign) * inter);
+    SiluMulParams sm{h, act, assign, inter, stream};
+    run_silu_mul(sm);
+
+    void* y = t.take(sizeof(uint16_t) * static_cast<size_t>(assign) * hidden);
+    GroupedGemmParams g2 = g1;
+    g2.a = act;
+    g2.gather = nullptr;
+    g2.gather_div = 1;
+    g2.lda = inter;
+    g2.w = down;
+    g2.w_group_stride = static_cast<int64_t>(hidden) * inter;
+    g2.n = hidden;
+    g2.k = inter;
+    g2.c = y;
+    g2.ldc = hidden;
+    run_grouped_gemm(g2);
+
+    MoeCombineParams cb{};
+    cb.y = y;
+    cb.assign_pos = al.assign_pos;
+    cb.topk_weights = weights;
+    cb.addend = nullptr;
+    cb.out = out;
+    cb.num_tokens = tokens;
+    cb.top_k = top_k;
+    cb.hidden = hidden;
+    cb.stream = stream;
+    run_moe_combine(cb);
+    return info.Env().Undefined();
+  });
+}
+
+}  // namespace
+
+void register_moe_ops(Napi::Env env, Napi::Object exports) {
+  exports.Set("moeRoute", Napi::Function::New(env, moe_route, "moeRoute"));
+  exports.Set("moeExperts", Napi::Function::New(env, moe_experts, "moeExperts"));
+}
+
+}  // namespace flashserve

@@ -1,0 +1,41 @@
+// sample(): the GPU sampler (see kernels/sampling.h).
+#include "binding/napi_util.h"
+#include "kernels/sampling.h"
+
+namespace flashserve {
+namespace {
+
+using Info = const Napi::CallbackInfo&;
+
+// sample(logits, logitsBf16, rows, vocab, temperature, topK, topP, minP, uniform, outTokens, outLogprobs,
+//        numTop, topIds | 0n, topLogprobs | 0n)
+Napi::Value sample(Info info) {
+  return guarded(info, "sample", [&] {
+    SamplingParams p{};
+    p.logits = ptr_arg(info, 0);
+    p.logits_bf16 = info[1].ToBoolean().Value();
+    p.rows = int_arg(info, 2);
+    p.vocab = int_arg(info, 3);
+    p.temperature = static_cast<const float*>(ptr_arg(info, 4));
+    p.top_k = static_cast<const int32_t*>(ptr_arg(info, 5));
+    p.top_p = static_cast<const float*>(ptr_arg(info, 6));
+    p.min_p = static_cast<const float*>(ptr_arg(info, 7));
+    p.uniform = static_cast<const float*>(ptr_arg(info, 8));
+    p.out_tokens = static_cast<int32_t*>(ptr_arg(info, 9));
+    p.out_logprobs = static_cast<float*>(ptr_arg(info, 10));
+    p.num_top = int_arg(info, 11);
+    p.top_ids = static_cast<int32_t*>(ptr_arg(info, 12));
+    p.top_logprobs = static_cast<float*>(ptr_arg(info, 13));
+    p.stream = stream_or_throw();
+    run_sampling(p);
+    return info.Env().Undefined();
+  });
+}
+
+}  // namespace
+
+void register_sampling(Napi::Env env, Napi::Object exports) {
+  exports.Set("sample", Napi::Function::New(env, sample, "sample"));
+}
+
+}  // namespace flashserve

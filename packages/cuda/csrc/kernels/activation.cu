@@ -1,0 +1,33 @@
+#include "kernels/activation.h"
+#include "kernels/common.cuh"
+#include "runtime/check.h"
+
+namespace flashserve {
+namespace {
+
+__global__ void silu_mul_kernel(SiluMulParams p) {
+  const int64_t n = static_cast<int64_t>(p.rows) * p.inter;
+  const bf16* in = static_cast<const bf16*>(p.in);
+  bf16* out = static_cast<bf16*>(p.out);
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = i / p.inter, c = i % p.inter;
+    const float g = to_f(in[r * 2 * p.inter + c]);
+    const float u = to_f(in[r * 2 * p.inter + p.inter + c]);
+    // transformers rounds silu(gate) to bf16 before the product.
+    out[i] = to_bf(to_f(to_bf(g / (1.f + __expf(-g)))) * u);
+  }
+}
+
+}  // namespace
+
+void run_silu_mul(SiluMulParams& p) {
+  const int64_t n = static_cast<int64_t>(p.rows) * p.inter;
+  if (n == 0) return;
+  int64_t blocks = (n + 255) / 256;
+  if (blocks > 4096) blocks = 4096;
+  silu_mul_kernel<<<static_cast<int>(blocks), 256, 0, p.stream>>>(p);
+  check_launch("siluMul");
+}
+
+}  // namespace flashserve

@@ -1,0 +1,15 @@
+// SiLU-and-multiply: the gated MLP's activation, for dense MLPs and MoE experts alike.
+#pragma once
+#include <cuda_runtime_api.h>
+
+namespace flashserve {
+
+struct SiluMulParams {
+  const void* in;  // [rows, 2 * inter] bf16: gate columns then up columns
+  void* out;       // [rows, inter] bf16
+  int rows, inter;
+  cudaStream_t stream;
+};
+void run_silu_mul(SiluMulParams& p);
+
+}  // namespace flashserve

@@ -1,0 +1,235 @@
+#include <mma.h>
+
+#include "kernels/common.cuh"
+#include "kernels/moe.h"
+#include "runtime/check.h"
+
+namespace flashserve {
+namespace {
+
+constexpr int ALIGN_THREADS = 1024;
+constexpr int MAX_EXPERTS = 1024;
+
+// One block: assignments per expert are few enough (tokens * top_k) that a single block's atomics
+// and one serial scan over experts cost less than a second launch.
+__global__ void moe_align_kernel(MoeAlignParams p) {
+  __shared__ int counts[MAX_EXPERTS];
+  __shared__ int cursor[MAX_EXPERTS];
+  for (int e = threadIdx.x; e < p.num_experts; e += blockDim.x) counts[e] = 0;
+  __syncthreads();
+  for (int a = threadIdx.x; a < p.num_assign; a += blockDim.x) {
+    const int e = p.topk_ids[a];
+    if (e >= 0 && e < p.num_experts) atomicAdd(&counts[e], 1);
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int off = 0, tiles = 0;
+    for (int e = 0; e < p.num_experts; ++e) {
+      p.expert_offsets[e] = off;
+      cursor[e] = off;
+      for (int r = 0; r < counts[e]; r += p.block_m) {
+        p.tile_expert[tiles] = e;
+        p.tile_row_begin[tiles] = off + r;
+        ++tiles;
+      }
+      off += counts[e];
+    }
+    p.expert_offsets[p.num_experts] = off;
+    *p.num_tiles = tiles;
+  }
+  __syncthreads();
+  for (int a = threadIdx.x; a < p.num_assign; a += blockDim.x) {
+    const int e = p.topk_ids[a];
+    if (e < 0 || e >= p.num_experts) {
+      p.assign_pos[a] = -1;
+      continue;
+    }
+    const int pos = atomicAdd(&cursor[e], 1);
+    p.sorted_assign[pos] = a;
+    p.assign_pos[a] = pos;
+  }
+}
+
+__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool valid) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  // src-size 0 zero-fills the 16 bytes: rows past the tile's end contribute nothing.
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+template <int BM>
+struct GemmTraits {
+  static constexpr int BN = GROUPED_GEMM_BN, BK = GROUPED_GEMM_BK;
+  static constexpr int STAGES = 3;
+  static constexpr int THREADS = 128;
+  // NOTE: rows are padded by 8 bf16 (16 bytes) so the 16x16 fragment loads of consecutive rows fall
+  // in different shared-memory banks.
+  static constexpr int LDS = BK + 8;
+  static constexpr int WARPS_M = BM == 16 ? 1 : 2;
+  static constexpr int WARPS_N = 4 / WARPS_M;
+  static constexpr int FRAG_M = BM / 16 / WARPS_M;
+  static constexpr int FRAG_N = BN / 16 / WARPS_N;
+  static constexpr int A_STAGE = BM * LDS, B_STAGE = BN * LDS;
+  static constexpr int PIPE_BYTES = STAGES * (A_STAGE + B_STAGE) * 2;
+  static constexpr int EPI_BYTES = BM * (BN + 4) * 4;
+  static constexpr int SMEM_BYTES = PIPE_BYTES > EPI_BYTES ? PIPE_BYTES : EPI_BYTES;
+  static_assert(BM == 16 || BM == 64, "grouped GEMM tiles are 16 or 64 rows");
+  static_assert(SMEM_BYTES <= 48 * 1024, "static shared memory limit");
+};
+
+template <int BM>
+__global__ void __launch_bounds__(128) grouped_gemm_kernel(GroupedGemmParams p) {
+  using T = GemmTraits<BM>;
+  using namespace nvcuda;
+  __shared__ __align__(128) unsigned char smem_raw[T::SMEM_BYTES];
+  bf16* sa = reinterpret_cast<bf16*>(smem_raw);
+  bf16* sb = sa + T::STAGES * T::A_STAGE;
+
+  const int tile = blockIdx.y;
+  int group = 0, row_begin, row_end;
+  if (p.tile_group) {
+    if (tile >= *p.num_tiles) return;
+    group = p.tile_group[tile];
+    row_begin = p.tile_row_begin[tile];
+    row_end = min(row_begin + BM, p.group_end[group + 1]);
+  } else {
+    row_begin = tile * BM;
+    if (row_begin >= p.m) return;
+    row_end = min(row_begin + BM, p.m);
+  }
+  const int n0 = blockIdx.x * T::BN;  // global output column of this block
+  const bf16* w = static_cast<const bf16*>(p.w) + group * p.w_group_stride;
+  const bf16* a = static_cast<const bf16*>(p.a);
+
+  // Each thread copies fixed 16-byte chunks: a row of BK=32 bf16 is 4 chunks.
+  constexpr int CHUNKS_PER_ROW = T::BK / 8;
+  auto load_stage = [&](int stage, int k0) {
+    for (int c = threadIdx.x; c < BM * CHUNKS_PER_ROW; c += T::THREADS) {
+      const int r = c / CHUNKS_PER_ROW, kc = (c % CHUNKS_PER_ROW) * 8;
+      const int prow = row_begin + r;
+      const bool valid = prow < row_end;
+      int src_row = valid ? prow : row_begin;
+      if (p.gather) src_row = p.gather[src_row] / p.gather_div;
+      cp_async_16(sa + stage * T::A_STAGE + r * T::LDS + kc, a + src_row * p.lda + k0 + kc, valid);
+    }
+    for (int c = threadIdx.x; c < T::BN * CHUNKS_PER_ROW; c += T::THREADS) {
+      const int r = c / CHUNKS_PER_ROW, kc = (c % CHUNKS_PER_ROW) * 8;
+      const int wrow = n0 + r;
+      const bool valid = wrow < p.n;
+      cp_async_16(sb + stage * T::B_STAGE + r * T::LDS + kc,
+                  w + static_cast<int64_t>(valid ? wrow : 0) * p.k + k0 + kc, valid);
+    }
+  };
+
+  const int warp = threadIdx.x >> 5;
+  const int wm = warp / T::WARPS_N, wn = warp % T::WARPS_N;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[T::FRAG_M][T::FRAG_N];
+#pragma unroll
+  for (int i = 0; i < T::FRAG_M; ++i)
+#pragma unroll
+    for (int j = 0; j < T::FRAG_N; ++j) wmma::fill_fragment(acc[i][j], 0.f);
+
+  const int k_tiles = p.k / T::BK;
+#pragma unroll
+  for (int s = 0; s < T::STAGES - 1; ++s) {
+    if (s < k_tiles) load_stage(s, s * T::BK);
+    cp_async_commit();
+  }
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    // Stage kt has landed once at most STAGES-2 younger groups are pending.
+    cp_async_wait<T::STAGES - 2>();
+    __syncthreads();
+    const int next = kt + T::STAGES - 1;
+    if (next < k_tiles) load_stage(next % T::STAGES, next * T::BK);
+    cp_async_commit();
+    const bf16* ta = sa + (kt % T::STAGES) * T::A_STAGE;
+    const bf16* tb = sb + (kt % T::STAGES) * T::B_STAGE;
+#pragma unroll
+    for (int kk = 0; kk < T::BK; kk += 16) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa[T::FRAG_M];
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> fb[T::FRAG_N];
+#pragma unroll
+      for (int i = 0; i < T::FRAG_M; ++i)
+        wmma::load_matrix_sync(fa[i], ta + ((wm * T::FRAG_M + i) * 16) * T::LDS + kk, T::LDS);
+      // The weight tile is [BN, BK] row-major, i.e. the K x N operand in column-major order.
+#pragma unroll
+      for (int j = 0; j < T::FRAG_N; ++j)
+        wmma::load_matrix_sync(fb[j], tb + ((wn * T::FRAG_N + j) * 16) * T::LDS + kk, T::LDS);
+#pragma unroll
+      for (int i = 0; i < T::FRAG_M; ++i)
+#pragma unroll
+        for (int j = 0; j < T::FRAG_N; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+    }
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // the pipeline buffers are reused for the epilogue
+
+  float* sc = reinterpret_cast<float*>(smem_raw);
+  constexpr int LDC_S = T::BN + 4;
+#pragma unroll
+  for (int i = 0; i < T::FRAG_M; ++i)
+#pragma unroll
+    for (int j = 0; j < T::FRAG_N; ++j)
+      wmma::store_matrix_sync(sc + ((wm * T::FRAG_M + i) * 16) * LDC_S + (wn * T::FRAG_N + j) * 16, acc[i][j],
+                              LDC_S, wmma::mem_row_major);
+  __syncthreads();
+  bf16* c = static_cast<bf16*>(p.c);
+  for (int idx = threadIdx.x; idx < BM * T::BN; idx += T::THREADS) {
+    const int r = idx / T::BN, col = idx % T::BN;
+    const int prow = row_begin + r;
+    if (prow < row_end && n0 + col < p.n)
+      c[prow * p.ldc + n0 + col] = to_bf(sc[r * LDC_S + col]);
+  }
+}
+
+__global__ void moe_combine_kernel(MoeCombineParams p) {
+  const int t = blockIdx.x;
+  const bf16* y = static_cast<const bf16*>(p.y);
+  bf16* out = static_cast<bf16*>(p.out) + static_cast<int64_t>(t) * p.hidden;
+  const bf16* add = p.addend ? static_cast<const bf16*>(p.addend) + static_cast<int64_t>(t) * p.hidden : nullptr;
+  for (int c = threadIdx.x; c < p.hidden; c += blockDim.x) {
+    float acc = 0.f;
+    for (int j = 0; j < p.top_k; ++j) {
+      const int pos = p.assign_pos[t * p.top_k + j];
+      if (pos >= 0) acc += p.topk_weights[t * p.top_k + j] * to_f(y[static_cast<int64_t>(pos) * p.hidden + c]);
+    }
+    // transformers adds the routed sum (rounded to bf16) to the shared experts' bf16 output.
+    if (add) acc = to_f(to_bf(acc)) + to_f(add[c]);
+    out[c] = to_bf(acc);
+  }
+}
+
+}  // namespace
+
+void run_moe_align(MoeAlignParams& p) {
+  require(p.num_experts <= MAX_EXPERTS, "moeExperts: more than 1024 experts is not supported");
+  moe_align_kernel<<<1, ALIGN_THREADS, 0, p.stream>>>(p);
+  check_launch("moeExperts (align)");
+}
+
+void run_grouped_gemm(GroupedGemmParams& p) {
+  require(p.k % GROUPED_GEMM_BK == 0, "groupedGemm: K must be a multiple of 32");
+  require(p.lda % 8 == 0, "groupedGemm: the A row stride must be a multiple of 8 elements");
+  if (p.max_tiles == 0) return;
+  dim3 grid((p.n + GROUPED_GEMM_BN - 1) / GROUPED_GEMM_BN, p.max_tiles);
+  require(p.max_tiles <= 65535, "groupedGemm: too many row tiles");
+  if (p.block_m == 16) {
+    grouped_gemm_kernel<16><<<grid, 128, 0, p.stream>>>(p);
+  } else {
+    require(p.block_m == 64, "groupedGemm: block_m must be 16 or 64");
+    grouped_gemm_kernel<64><<<grid, 128, 0, p.stream>>>(p);
+  }
+  check_launch("groupedGemm");
+}
+
+void run_moe_combine(MoeCombineParams& p) {
+  if (p.num_tokens == 0) return;
+  moe_combine_kernel<<<p.num_tokens, 256, 0, p.stream>>>(p);
+  check_launch("moeExperts (combine)");
+}
+
+}  // namespace flashserve

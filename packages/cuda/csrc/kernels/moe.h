@@ -1,0 +1,70 @@
+// MoE experts as grouped work, with no host synchronisation (so decode can be graph-captured):
+//   1. moe_align: count the (token, k) assignments per expert, sort them by expert, and cut each
+//      expert's rows into M-tiles; the tile list lives on the GPU;
+//   2. grouped_gemm: one launch covers every active expert: block (n_tile, tile) multiplies the
+//      tile's gathered rows by that expert's weight; blocks beyond the tile count exit at once;
+//   3. moe_combine: out[t] = sum_j w[t, j] * y[pos(t, j)] in a fixed j order (deterministic).
+// The grouped GEMM also serves as the dense GEMM when the addon is built without cuBLAS.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace flashserve {
+
+constexpr int GROUPED_GEMM_BN = 64;
+constexpr int GROUPED_GEMM_BK = 32;
+
+struct MoeAlignParams {
+  const int32_t* topk_ids;  // [num_assign] = [num_tokens * top_k]
+  int32_t* expert_offsets;  // [num_experts + 1] out: prefix sums of rows per expert
+  int32_t* sorted_assign;   // [num_assign] out: assignment index per sorted row
+  int32_t* assign_pos;      // [num_assign] out: sorted row of each assignment
+  int32_t* tile_expert;     // [max_tiles] out
+  int32_t* tile_row_begin;  // [max_tiles] out
+  int32_t* num_tiles;       // [1] out
+  int num_assign, num_experts, block_m;
+  cudaStream_t stream;
+};
+void run_moe_align(MoeAlignParams& p);
+// Upper bound of the tile count, for sizing the tile arrays and the grid.
+inline int moe_max_tiles(int num_assign, int num_experts, int block_m) {
+  return (num_assign + block_m - 1) / block_m + num_experts;
+}
+
+struct GroupedGemmParams {
+  // A rows: row p of the product reads a[gather ? gather[p] / gather_div : p].
+  const void* a;  // bf16, row stride lda
+  const int32_t* gather;
+  int gather_div;
+  int64_t lda;
+  // Weights: group g's matrix is row-major [n, k] bf16 at w + g * w_group_stride (stacked experts).
+  const void* w;
+  int64_t w_group_stride;
+  int n, k;
+  // Tiles: tile i covers rows [tile_row_begin[i], min(+block_m, group_end[tile_group[i]+1])).
+  // With tile_group null: one group, rows [i * block_m, min(+block_m, m)).
+  const int32_t* tile_group;
+  const int32_t* tile_row_begin;
+  const int32_t* group_end;  // expert_offsets
+  const int32_t* num_tiles;  // device scalar, or null with tile_group null
+  int max_tiles, m;
+  void* c;  // [m, n] bf16, row stride ldc
+  int64_t ldc;
+  int block_m;  // 16 or 64
+  cudaStream_t stream;
+};
+void run_grouped_gemm(GroupedGemmParams& p);
+
+struct MoeCombineParams {
+  const void* y;               // [num_assign, hidden] bf16, sorted rows
+  const int32_t* assign_pos;   // [num_tokens * top_k]
+  const float* topk_weights;   // [num_tokens * top_k]
+  const void* addend;          // [num_tokens, hidden] bf16 or null (the shared experts' output)
+  void* out;                   // [num_tokens, hidden] bf16
+  int num_tokens, top_k, hidden;
+  cudaStream_t stream;
+};
+void run_moe_combine(MoeCombineParams& p);
+
+}  // namespace flashserve

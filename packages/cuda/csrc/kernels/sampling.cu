@@ -1,0 +1,246 @@
+#include "kernels/common.cuh"
+#include "kernels/sampling.h"
+#include "runtime/check.h"
+
+namespace flashserve {
+namespace {
+
+constexpr int THREADS = 1024;
+constexpr int BINS = 256;
+
+__device__ __forceinline__ float logit_at(const SamplingParams& p, int64_t i) {
+  return p.logits_bf16 ? to_f(static_cast<const bf16*>(p.logits)[i]) : static_cast<const float*>(p.logits)[i];
+}
+
+// Monotone map of a float to an unsigned key: a > b  <=>  key(a) > key(b).
+__device__ __forceinline__ uint32_t key_of(float f) {
+  const uint32_t u = __float_as_uint(f);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+__device__ __forceinline__ float value_of_key(uint32_t k) {
+  return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+}
+
+// Block argmax (value, index), ties to the lower index.
+__device__ void block_argmax(float& v, int& i, float* sv, int* si) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+    const int oi = __shfl_xor_sync(0xffffffffu, i, o);
+    if (ov > v || (ov == v && oi < i)) {
+      v = ov;
+      i = oi;
+    }
+  }
+  __syncthreads();
+  if (lane == 0) {
+    sv[warp] = v;
+    si[warp] = i;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    v = lane < THREADS / 32 ? sv[lane] : -INFINITY;
+    i = lane < THREADS / 32 ? si[lane] : 0x7fffffff;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+      const int oi = __shfl_xor_sync(0xffffffffu, i, o);
+      if (ov > v || (ov == v && oi < i)) {
+        v = ov;
+        i = oi;
+      }
+    }
+    if (lane == 0) {
+      sv[0] = v;
+      si[0] = i;
+    }
+  }
+  __syncthreads();
+  v = sv[0];
+  i = si[0];
+}
+
+struct Shared {
+  float hist_w[BINS];
+  unsigned hist_c[BINS];
+  float red[32];
+  float sv[32];
+  int si[32];
+  uint32_t prefix;
+  float carry;
+  int chosen;
+  int top_ids[SAMPLING_MAX_TOP_LOGPROBS];
+};
+
+// Radix selection over the keys of z = (logit - max) / T restricted to z >= floor_z.
+//   by_count: the key of the `target`-th largest element (target >= 1);
+//   else:     the key at which the mass sum(exp(z)) counted from the top first reaches `target`.
+__device__ uint32_t radix_select(const SamplingParams& p, float mx, float inv_t, float floor_z,
+                                 bool by_count, float target, Shared& s) {
+  uint32_t prefix = 0, mask = 0;
+  float remaining = target;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int b = threadIdx.x; b < BINS; b += THREADS) {
+      s.hist_c[b] = 0;
+      s.hist_w[b] = 0.f;
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < p.vocab; i += THREADS) {
+      const float zz = (logit_at(p, static_cast<int64_t>(blockIdx.x) * p.vocab + i) - mx) * inv_t;
+      if (zz < floor_z) continue;
+      const uint32_t k = key_of(zz);
+      if ((k & mask) != prefix) continue;
+      const int bin = (k >> shift) & 0xff;
+      if (by_count) {
+        atomicAdd(&s.hist_c[bin], 1u);
+      } else {
+        atomicAdd(&s.hist_w[bin], __expf(zz));
+      }
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      int bin = BINS - 1;
+      for (; bin > 0; --bin) {
+        const float w = by_count ? static_cast<float>(s.hist_c[bin]) : s.hist_w[bin];
+        if (w >= remaining) break;
+        remaining -= w;
+      }
+      s.prefix = prefix | (static_cast<uint32_t>(bin) << shift);
+      s.carry = remaining;
+    }
+    __syncthreads();
+    prefix = s.prefix;
+    remaining = s.carry;
+    mask |= 0xffu << shift;
+    __syncthreads();
+  }
+  return prefix;
+}
+
+__global__ void __launch_bounds__(THREADS) sampling_kernel(SamplingParams p) {
+  __shared__ Shared s;
+  const int r = blockIdx.x;
+  const int64_t base = static_cast<int64_t>(r) * p.vocab;
+
+  float mx = -INFINITY;
+  int arg = 0x7fffffff;
+  for (int i = threadIdx.x; i < p.vocab; i += THREADS) {
+    const float v = logit_at(p, base + i);
+    if (v > mx) {
+      mx = v;
+      arg = i;
+    }
+  }
+  block_argmax(mx, arg, s.sv, s.si);
+  float se = 0.f;
+  for (int i = threadIdx.x; i < p.vocab; i += THREADS) se += __expf(logit_at(p, base + i) - mx);
+  const float log_z = mx + __logf(block_sum(se, s.red));
+
+  int token = arg;
+  const float temp = p.temperature[r];
+  if (temp > 0.f) {
+    const float inv_t = 1.f / temp;
+    float floor_z = -INFINITY;
+    const int k = p.top_k[r];
+    if (k > 0 && k < p.vocab) floor_z = value_of_key(radix_select(p, mx, inv_t, floor_z, true, k, s));
+    const float top_p = p.top_p[r];
+    if (top_p < 1.f) {
+      float mass = 0.f;
+      for (int i = threadIdx.x; i < p.vocab; i += THREADS) {
+        const float z = (logit_at(p, base + i) - mx) * inv_t;
+        if (z >= floor_z) mass += __expf(z);
+      }
+      mass = block_sum(mass, s.red);
+      const float tp = value_of_key(radix_select(p, mx, inv_t, floor_z, false, top_p * mass, s));
+      floor_z = fmaxf(floor_z, tp);
+    }
+    const float min_p = p.min_p[r];
+    if (min_p > 0.f) floor_z = fmaxf(floor_z, __logf(min_p));  // z_max is 0, so p_i / p_max = exp(z_i)
+
+    // Inverse-CDF sampling in index order: each thread owns a contiguous chunk.
+    const int chunk = (p.vocab + THREADS - 1) / THREADS;
+    const int begin = threadIdx.x * chunk, end = min(begin + chunk, p.vocab);
+    float mine = 0.f;
+    for (int i = begin; i < end; ++i) {
+      const float z = (logit_at(p, base + i) - mx) * inv_t;
+      if (z >= floor_z) mine += __expf(z);
+    }
+    // Exclusive scan of the chunk sums: warp scan, then a scan of warp totals.
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float incl = mine;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const float v = __shfl_up_sync(0xffffffffu, incl, o);
+      if (lane >= o) incl += v;
+    }
+    __syncthreads();
+    if (lane == 31) s.red[warp] = incl;
+    if (threadIdx.x == 0) s.chosen = 0x7fffffff;
+    __syncthreads();
+    if (warp == 0) {
+      float w = s.red[lane];
+      float wi = w;
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        const float v = __shfl_up_sync(0xffffffffu, wi, o);
+        if (lane >= o) wi += v;
+      }
+      s.red[lane] = wi - w;  // exclusive prefix of warp totals
+      if (lane == 31) s.sv[0] = wi;
+    }
+    __syncthreads();
+    const float total = s.sv[0];
+    const float target = p.uniform[r] * total;
+    float acc = s.red[warp] + incl - mine;
+    if (mine > 0.f && acc <= target && target < acc + mine) {
+      for (int i = begin; i < end; ++i) {
+        const float z = (logit_at(p, base + i) - mx) * inv_t;
+        if (z < floor_z) continue;
+        acc += __expf(z);
+        if (acc > target) {
+          atomicMin(&s.chosen, i);
+          break;
+        }
+      }
+    }
+    __syncthreads();
+    // Rounding can leave the target past the last kept element: the argmax is always kept.
+    if (s.chosen != 0x7fffffff) token = s.chosen;
+  }
+  if (threadIdx.x == 0) {
+    p.out_tokens[r] = token;
+    p.out_logprobs[r] = logit_at(p, base + token) - log_z;
+  }
+  for (int n = 0; n < p.num_top && p.top_ids; ++n) {
+    float v = -INFINITY;
+    int i = 0x7fffffff;
+    for (int j = threadIdx.x; j < p.vocab; j += THREADS) {
+      bool taken = false;
+      for (int q = 0; q < n; ++q) taken |= s.top_ids[q] == j;
+      const float l = logit_at(p, base + j);
+      if (!taken && (l > v || (l == v && j < i))) {
+        v = l;
+        i = j;
+      }
+    }
+    block_argmax(v, i, s.sv, s.si);
+    if (threadIdx.x == 0) {
+      s.top_ids[n] = i;
+      p.top_ids[static_cast<int64_t>(r) * p.num_top + n] = i;
+      p.top_logprobs[static_cast<int64_t>(r) * p.num_top + n] = v - log_z;
+    }
+    __syncthreads();
+  }
+}
+
+}  // namespace
+
+void run_sampling(SamplingParams& p) {
+  if (p.rows == 0) return;
+  require(p.num_top >= 0 && p.num_top <= SAMPLING_MAX_TOP_LOGPROBS, "sample: at most 20 top logprobs");
+  sampling_kernel<<<p.rows, THREADS, 0, p.stream>>>(p);
+  check_launch("sample");
+}
+
+}  // namespace flashserve

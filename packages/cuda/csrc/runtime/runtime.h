@@ -1,0 +1,92 @@
+// The process-wide CUDA runtime of the addon: one device, one compute stream, the caching
+// allocator, pinned host staging for transfers, and captured CUDA graphs.
+//
+// Transfers: host data is converted (f32 -> bf16 and so on) while it is written into pinned staging
+// memory, then copied to the device asynchronously on the stream. Under graph capture an upload's
+// staging slot belongs to the graph (the copy node reads it at every replay); during the replay pass
+// the same uploads, in the same order, write their new data into those slots instead.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/elementwise.h"
+#include "runtime/allocator.h"
+
+namespace flashserve {
+
+struct DeviceProps {
+  std::string name;
+  int major = 0, minor = 0, sms = 0;
+  size_t total_memory = 0;
+};
+
+enum class GraphState { EAGER, CAPTURING, REPLAYING };
+
+class Runtime {
+ public:
+  // Idempotent; throws naming what failed.
+  void init(int device);
+  bool initialised() const { return stream_ != nullptr; }
+  cudaStream_t stream() const { return stream_; }
+  const DeviceProps& props() const { return props_; }
+  CachingAllocator& allocator() { return allocator_; }
+
+  // Host -> device: `n` elements of `src_dtype` at `src` become `dst_dtype` at `dst`.
+  // src_dtype F32 may be converted to BF16; BF16 as raw 16-bit words; I32 as is.
+  void upload(void* dst, const void* src, DType src_dtype, DType dst_dtype, size_t n);
+  // Like upload, but never captured: during capture it runs synchronously on a side stream, so a
+  // persistent input buffer can be refilled before each replay.
+  void write(void* dst, const void* src, DType src_dtype, DType dst_dtype, size_t n);
+  // Device -> host, converting bf16 to f32 (`dst` holds n floats) or copying i32/f32. Synchronises.
+  void download(void* dst, const void* src, DType src_dtype, size_t n);
+  void synchronize(const char* op);
+
+  // --- graphs ---
+  GraphState graph_state() const { return state_; }
+  void begin_capture();
+  int end_capture();  // returns the graph id
+  void abort_capture();
+  void begin_replay(int graph);
+  void cancel_replay();          // a replay pass that failed midway
+  void launch_graph(int graph);  // also ends a replay pass
+  void destroy_graph(int graph);
+
+ private:
+  struct Graph {
+    cudaGraphExec_t exec = nullptr;
+    struct Slot {
+      size_t offset, bytes;
+    };
+    std::vector<Slot> uploads;
+    cudaEvent_t done = nullptr;
+  };
+  // Writes converted host data into pinned memory at `dst_host`.
+  static void convert_into(void* dst_host, const void* src, DType src_dtype, DType dst_dtype, size_t n);
+  // Pinned ring for eager uploads; returns a pointer to `bytes` of staging (syncs when wrapping).
+  void* ring_reserve(size_t bytes);
+  void* graph_slot(size_t bytes, size_t* offset);
+
+  int device_ = -1;
+  cudaStream_t stream_ = nullptr;
+  cudaStream_t side_stream_ = nullptr;
+  DeviceProps props_;
+  CachingAllocator allocator_;
+  char* ring_ = nullptr;
+  size_t ring_size_ = 0, ring_head_ = 0;
+  char* graph_arena_ = nullptr;
+  size_t graph_arena_size_ = 0, graph_arena_head_ = 0;
+  GraphState state_ = GraphState::EAGER;
+  std::vector<std::unique_ptr<Graph>> graphs_;
+  Graph* pending_ = nullptr;  // the graph being captured
+  Graph* replaying_ = nullptr;
+  size_t replay_index_ = 0;
+};
+
+Runtime& runtime();
+
+}  // namespace flashserve

@@ -1,0 +1,140 @@
+// Benchmark of the MLA decode kernels on FlashMLA's own 48-case grid; runs without Node.
+//   mla_bench [anchor-file] [--portable]
+// b = 128; s in {4096, 8192, 16384}; h_q in {16, 32, 64, 128}; s_q in {1, 2}; varlen 0/1 (lengths
+// ~ normal(s, s/2), at least s_q). FLOPs and bytes by FlashMLA's formulas (total_k = sum of lengths):
+//   FLOPs = s_q * total_k * h_q * (576 + 512) * 2
+//   bytes = (total_k * 576 + b * s_q * h_q * (576 + 512)) * 2
+// Each case: the schedule is built once (as FlashMLA's benchmark does), then decode + combine are
+// timed with CUDA events, one launch at a time after warm-up, median of ITERS. The cache (>= 600 MB)
+// is far larger than L2, so every launch streams it from HBM. Prints the device-to-device copy
+// bandwidth of the same run and the ratio to the anchor (FlashMLA on an H100) per case.
+#include <cuda_runtime_api.h>
+
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <tuple>
+
+#include "tests/harness.h"
+
+using namespace flashserve::mla;
+using namespace flashserve::mla::harness;
+
+namespace {
+
+constexpr int WARMUP = 3;
+constexpr int ITERS = 25;
+
+using Key = std::tuple<int, int, int, int, int>;  // b, s, h_q, s_q, varlen
+
+std::map<Key, double> read_anchor(const std::string& path) {
+  std::map<Key, double> m;
+  std::ifstream f(path);
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream ss(line);
+    int b, s, h, sq, vl;
+    double ms;
+    if (ss >> b >> s >> h >> sq >> vl >> ms) m[{b, s, h, sq, vl}] = ms;
+  }
+  return m;
+}
+
+template <typename F>
+double median_ms(F&& launch, int iters) {
+  cudaEvent_t a, b;
+  MLA_CHECK(cudaEventCreate(&a));
+  MLA_CHECK(cudaEventCreate(&b));
+  std::vector<float> t(iters);
+  for (int i = 0; i < WARMUP; ++i) launch();
+  for (int i = 0; i < iters; ++i) {
+    MLA_CHECK(cudaEventRecord(a));
+    launch();
+    MLA_CHECK(cudaEventRecord(b));
+    MLA_CHECK(cudaEventSynchronize(b));
+    MLA_CHECK(cudaEventElapsedTime(&t[i], a, b));
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  std::sort(t.begin(), t.end());
+  return t[iters / 2];
+}
+
+double copy_bandwidth_gbs() {
+  const size_t bytes = size_t(2) << 30;
+  DeviceBuffer<uint8_t> src(bytes), dst(bytes);
+  MLA_CHECK(cudaMemset(src.ptr, 1, bytes));
+  const double ms = median_ms([&] { MLA_CHECK(cudaMemcpyAsync(dst.ptr, src.ptr, bytes, cudaMemcpyDeviceToDevice)); }, 9);
+  return 2.0 * bytes / (ms * 1e-3) / 1e9;  // bytes read + bytes written
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string anchor_path = "bench/flashmla-h100.txt";
+  bool portable = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--portable") portable = true;
+    else anchor_path = a;
+  }
+  try {
+    cudaDeviceProp prop{};
+    MLA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    const auto anchor = read_anchor(anchor_path);
+    std::printf("device %s, %d SMs; anchor %s (%zu cases)\n", prop.name, prop.multiProcessorCount,
+                anchor_path.c_str(), anchor.size());
+    const double copy_gbs = copy_bandwidth_gbs();
+    std::printf("device-to-device copy: %.0f GB/s (read + write)\n", copy_gbs);
+    const Kernel kernel = portable ? Kernel::Portable : Kernel::FlashMla;
+    std::printf("%-9s %4s %6s %4s %3s %3s %9s %6s %7s %10s %6s\n", "kernel", "b", "s", "h_q", "s_q", "var", "ms",
+                "GB/s", "TFLOPS", "anchor_ms", "ratio");
+    double log_sum = 0;
+    int n = 0;
+    double worst = 1e9;
+    std::string worst_case;
+    std::mt19937_64 rng(20261125);
+    for (int s : {4096, 8192, 16384})
+      for (int h : {16, 32, 64, 128})
+        for (int sq : {1, 2})
+          for (int varlen : {0, 1}) {
+            if (portable && (s != 4096 || varlen)) continue;
+            const int b = 128;
+            std::vector<int> lens(b, s);
+            if (varlen) {
+              std::normal_distribution<double> nd(s, s / 2.0);
+              for (auto& x : lens) x = std::max<int>(sq, (int)nd(rng));
+            }
+            Case c;
+            build_case(c, b, sq, h, lens, num_sm_parts(prop.multiProcessorCount, sq * h), rng(), 0, false);
+            MLA_CHECK(run_get_mla_metadata(metadata_params(c, 0)));
+            const DecodeParams p = decode_params(c, 0);
+            const double ms = median_ms([&] { MLA_CHECK(run_decode(kernel, p)); }, ITERS);
+            const double tk = (double)c.total_k();
+            const double flops = (double)sq * tk * h * (576 + 512) * 2;
+            const double bytes = (tk * 576 + (double)b * sq * h * (576 + 512)) * 2;
+            const auto it = anchor.find({b, s, h, sq, varlen});
+            const double ams = it != anchor.end() ? it->second : 0;
+            const double ratio = ams > 0 ? ams / ms : 0;
+            if (ratio > 0) {
+              log_sum += std::log(ratio);
+              ++n;
+              if (ratio < worst) {
+                worst = ratio;
+                worst_case = "s=" + std::to_string(s) + " h_q=" + std::to_string(h) + " s_q=" + std::to_string(sq) +
+                             " varlen=" + std::to_string(varlen);
+              }
+            }
+            std::printf("%-9s %4d %6d %4d %3d %3d %9.4f %6.0f %7.1f %10.4f %6.3f\n", kernel_name(kernel), b, s, h, sq,
+                        varlen, ms, bytes / (ms * 1e-3) / 1e9, flops / (ms * 1e-3) / 1e12, ams, ratio);
+            std::fflush(stdout);
+          }
+    std::printf("SUMMARY %s: %d cases, geomean ratio %.3f, worst %.3f (%s), copy %.0f GB/s\n", kernel_name(kernel), n,
+                n ? std::exp(log_sum / n) : 0.0, worst, worst_case.c_str(), copy_gbs);
+    return 0;
+  } catch (const std::exception& e) {
+    std::printf("mla_bench: error: %s\n", e.what());
+    return 2;
+  }
+}

@@ -1,0 +1,13 @@
+// Merges the partial outputs of requests that the schedule cut into several pieces, and writes the
+// empty result (out = 0, lse = -inf) of requests with no cached tokens.
+#pragma once
+
+#include "params.h"
+
+namespace flashserve::mla {
+
+// Reads params.o_accum / lse_accum / num_splits; writes params.out / lse for every request whose
+// split count is not 1 (requests in one piece were written by the decode kernel itself).
+cudaError_t run_combine(const DecodeParams& params);
+
+}  // namespace flashserve::mla

@@ -1,0 +1,354 @@
+// The Hopper MLA decode kernel (sm_90a): one CTA per (part of the split-KV schedule, 64-row query
+// tile), persistent over the part's pieces, 3 warpgroups:
+//   - warpgroup 2, the producer: one thread issues TMA loads of the Q tile (9 boxes of 64 x 64) and of
+//     each page (9 boxes) into a 2-stage ring, completing on mbarriers;
+//   - warpgroups 0 and 1, the math: for each page, S = Q K^T by wgmma, each warpgroup computing 32 of
+//     the page's 64 columns; the row maxima are exchanged through shared memory so both share one
+//     running max; each writes its probabilities (bf16) to a shared 64 x 64 P tile; then each
+//     accumulates its own 256-wide half of O [64 x 512] (fp32 in registers) with P V by wgmma.
+// A request whose pages span several parts produces fp32 partial outputs with their lse, merged by
+// the combine kernel (common/combine.cu).
+//
+// NaN safety: cache slots past a request's length (only ever in its last page) may hold anything.
+// Their scores are replaced by -inf by index, never by arithmetic, and their V rows are zeroed in
+// shared memory before P V, because 0 * NaN is NaN inside the tensor core.
+#pragma once
+
+#include <cuda.h>
+#include <cuda_bf16.h>
+
+#include <cmath>
+
+#include "common/combine.h"
+#include "common/pieces.h"
+#include "sm90/config.h"
+#include "sm90/decode.h"
+#include "sm90/ptx.h"
+#include "sm90/traits.h"
+#include "sm90/wgmma.h"
+
+namespace flashserve::mla::sm90 {
+
+// wgmma descriptor strides for the N-major V operand (tokens are K, head dims are N): the next 64
+// head dims live in the next 8 KB tile (LBO), the next 8 tokens 1 KB further (SBO).
+constexpr uint32_t V_LBO_BYTES = 64 * 64 * 2;
+constexpr uint32_t V_SBO_BYTES = 8 * 128;
+// K-major operands (Q, K, P): within a 128-byte swizzled row the K extent of one wgmma (16 values,
+// 32 bytes) never crosses the atom, so LBO is unused; 8-row groups are 1 KB apart.
+constexpr uint32_t KMAJOR_SBO_BYTES = 8 * 128;
+
+template <typename Element>
+__global__ void __launch_bounds__(NUM_THREADS, 1)
+    mla_decode_kernel(const __grid_constant__ DecodeParams p, const __grid_constant__ CUtensorMap tmap_q,
+                      const __grid_constant__ CUtensorMap tmap_kv) {
+  using T = Traits<Element>;
+  using Smem = typename T::SharedStorage;
+  extern __shared__ uint8_t smem_raw[];
+  Smem& s = *reinterpret_cast<Smem*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+
+  const int tiles = (p.q_rows + BLOCK_M - 1) / BLOCK_M;
+  const int tile = blockIdx.x % tiles;
+  const SchedPart part = reinterpret_cast<const SchedPart*>(p.sched_meta)[blockIdx.x / tiles];
+  const int wg = threadIdx.x / 128;
+
+  if (threadIdx.x == 0) {
+    mbar_init(&s.q_full, 1);
+    mbar_init(&s.q_empty, MATH_THREADS);
+    for (int i = 0; i < NUM_STAGES; ++i) {
+      mbar_init(&s.kv_full[i], 1);
+      mbar_init(&s.kv_empty[i], MATH_THREADS);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  if (wg == NUM_MATH_WARPGROUPS) {
+    // ---------------- producer ----------------
+    setmaxnreg_dec<40>();
+    if (threadIdx.x % 128 != 0) return;
+    // One query tile reads each page alone: stream it past L2. With several tiles, the sibling
+    // CTAs read the same pages at about the same time, so keep them there.
+    uint64_t policy;
+    if (tiles == 1) policy = policy_evict_first();
+    else asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(policy));
+    PieceIter pieces(p, part);
+    Piece pc;
+    int it = 0, n = 0;
+    while (pieces.next(pc)) {
+      mbar_wait(&s.q_empty, (n & 1) ^ 1);
+      mbar_arrive_expect_tx(&s.q_full, QK_CHUNKS * T::TILE_BYTES);
+#pragma unroll
+      for (int c = 0; c < QK_CHUNKS; ++c) tma_load_3d(s.q[c], &tmap_q, &s.q_full, c * CHUNK, tile * BLOCK_M, pc.req);
+      const int* bt = p.block_table + pc.req * p.block_table_stride;
+      for (int pg = pc.page_begin; pg < pc.page_end; ++pg, ++it) {
+        const int stage = it % NUM_STAGES;
+        mbar_wait(&s.kv_empty[stage], ((it / NUM_STAGES) & 1) ^ 1);
+        const int block = bt[pg];
+        mbar_arrive_expect_tx(&s.kv_full[stage], T::PAGE_BYTES);
+#pragma unroll
+        for (int c = 0; c < QK_CHUNKS; ++c)
+          tma_load_2d(s.kv[stage][c], &tmap_kv, &s.kv_full[stage], c * CHUNK, block * PAGE_SIZE, policy);
+      }
+      ++n;
+    }
+    return;
+  }
+
+  // ---------------- math warpgroups ----------------
+  setmaxnreg_inc<232>();
+  const int t = threadIdx.x % 128;
+  const int mt = threadIdx.x;  // 0..255 among math threads
+  const int warp = t / 32, lane = t % 32;
+  const int r0 = warp * 16 + lane / 4;  // this thread's rows: r0 and r0 + 8
+  const float scale_log2 = p.softmax_scale * 1.4426950408889634f;
+
+  PieceIter pieces(p, part);
+  Piece pc;
+  int it = 0, n = 0;
+  while (pieces.next(pc)) {
+    const int r = pc.req;
+    const int len = p.cache_seqlens[r];
+    const int g0 = tile * BLOCK_M + r0, g1 = g0 + 8;
+    // Causal limit: query token i of s_q sees cache positions < len - (s_q - 1 - i).
+    const int lim0 = g0 < p.q_rows ? len - (p.s_q - 1 - g0 / p.h_q) : len;
+    const int lim1 = g1 < p.q_rows ? len - (p.s_q - 1 - g1 / p.h_q) : len;
+
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+    float o[128];
+#pragma unroll
+    for (int i = 0; i < 128; ++i) o[i] = 0.f;
+
+    mbar_wait(&s.q_full, n & 1);
+    for (int pg = pc.page_begin; pg < pc.page_end; ++pg, ++it) {
+      const int stage = it % NUM_STAGES;
+      mbar_wait(&s.kv_full[stage], (it / NUM_STAGES) & 1);
+
+      // S [64 x 32] = Q [64 x 576] K[32 tokens of this warpgroup]^T
+      float sc[16];
+      wgmma_fence();
+#pragma unroll
+      for (int c = 0; c < QK_CHUNKS; ++c) {
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          const uint64_t da = make_desc_sw128(smem_addr(s.q[c]) + kk * 32, 16, KMAJOR_SBO_BYTES);
+          const uint64_t db =
+              make_desc_sw128(smem_addr(s.kv[stage][c]) + wg * 32 * 128 + kk * 32, 16, KMAJOR_SBO_BYTES);
+          wgmma_m64n32k16_ss(sc, da, db, (c | kk) != 0);
+        }
+      }
+      wgmma_commit();
+      wgmma_wait<0>();
+      if (pg == pc.page_end - 1) mbar_arrive(&s.q_empty);  // Q is not read again in this piece
+
+      const int valid = len - pg * PAGE_SIZE;
+      if (valid < PAGE_SIZE) {
+        // Zero the V rows of slots past the length (see the NaN note at the top).
+        const int count = (PAGE_SIZE - valid) * 8 * 8;
+        for (int i = mt; i < count; i += MATH_THREADS) {
+          const int row = valid + i / 64, tile_c = (i / 8) % 8, chunk = i % 8;
+          *reinterpret_cast<uint4*>(s.kv[stage][tile_c] + row * 128 + chunk * 16) = make_uint4(0, 0, 0, 0);
+        }
+        fence_proxy_async();
+      }
+
+      const int tok_base = pg * PAGE_SIZE + wg * 32 + 2 * (lane % 4);
+      float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int tok = tok_base + 8 * j + e;
+          sc[4 * j + e] = tok < lim0 ? sc[4 * j + e] : -INFINITY;
+          sc[4 * j + 2 + e] = tok < lim1 ? sc[4 * j + 2 + e] : -INFINITY;
+          mx0 = fmaxf(mx0, sc[4 * j + e]);
+          mx1 = fmaxf(mx1, sc[4 * j + 2 + e]);
+        }
+      }
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+      if (lane % 4 == 0) {
+        s.row_max[wg][r0] = mx0;
+        s.row_max[wg][r0 + 8] = mx1;
+      }
+      named_barrier_sync(1, MATH_THREADS);
+      const float mn0 = fmaxf(m0, fmaxf(s.row_max[0][r0], s.row_max[1][r0]));
+      const float mn1 = fmaxf(m1, fmaxf(s.row_max[0][r0 + 8], s.row_max[1][r0 + 8]));
+      // A row with nothing visible yet keeps max -inf; scale by 0 so exp2 sees -inf, not NaN.
+      const float ms0 = mn0 == -INFINITY ? 0.f : mn0 * scale_log2;
+      const float ms1 = mn1 == -INFINITY ? 0.f : mn1 * scale_log2;
+      const float alpha0 = exp2f(m0 * scale_log2 - ms0);
+      const float alpha1 = exp2f(m1 * scale_log2 - ms1);
+      m0 = mn0;
+      m1 = mn1;
+      float sum0 = 0.f, sum1 = 0.f;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          sc[4 * j + e] = exp2f(fmaf(sc[4 * j + e], scale_log2, -ms0));
+          sc[4 * j + 2 + e] = exp2f(fmaf(sc[4 * j + 2 + e], scale_log2, -ms1));
+          sum0 += sc[4 * j + e];
+          sum1 += sc[4 * j + 2 + e];
+        }
+      }
+      l0 = l0 * alpha0 + sum0;
+      l1 = l1 * alpha1 + sum1;
+#pragma unroll
+      for (int j = 0; j < 32; ++j) {
+        o[4 * j + 0] *= alpha0;
+        o[4 * j + 1] *= alpha0;
+        o[4 * j + 2] *= alpha1;
+        o[4 * j + 3] *= alpha1;
+      }
+      // P [64 rows x 64 tokens] bf16, K-major with the 128-byte swizzle; rows r0 and r0 + 8 share
+      // the same swizzle phase (r % 8).
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int col = wg * 32 + 8 * j + 2 * (lane % 4);
+        const int off = r0 * 128 + (((col / 8) ^ (r0 % 8)) * 16) + (col % 8) * 2;
+        __nv_bfloat162 a = __floats2bfloat162_rn(sc[4 * j + 0], sc[4 * j + 1]);
+        __nv_bfloat162 b = __floats2bfloat162_rn(sc[4 * j + 2], sc[4 * j + 3]);
+        *reinterpret_cast<__nv_bfloat162*>(s.p + off) = a;
+        *reinterpret_cast<__nv_bfloat162*>(s.p + off + 8 * 128) = b;
+      }
+      fence_proxy_async();
+      named_barrier_sync(1, MATH_THREADS);
+
+      // O[:, 256 wg : 256 wg + 256] += P [64 x 64] V [64 x 256]
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        const uint64_t da = make_desc_sw128(smem_addr(s.p) + kk * 32, 16, KMAJOR_SBO_BYTES);
+        const uint64_t db =
+            make_desc_sw128(smem_addr(s.kv[stage][wg * V_CHUNKS_PER_WG]) + kk * 16 * 128, V_LBO_BYTES, V_SBO_BYTES);
+        wgmma_m64n256k16_ss_tb(o, da, db, 1);
+      }
+      wgmma_commit();
+      wgmma_wait<0>();
+      mbar_arrive(&s.kv_empty[stage]);
+    }
+
+    // ---- epilogue of one piece: both warpgroups' denominators, then out/lse or the partials ----
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    if (lane % 4 == 0) {
+      s.row_sum[wg][r0] = l0;
+      s.row_sum[wg][r0 + 8] = l1;
+    }
+    named_barrier_sync(1, MATH_THREADS);
+    const float L0 = s.row_sum[0][r0] + s.row_sum[1][r0];
+    const float L1 = s.row_sum[0][r0 + 8] + s.row_sum[1][r0 + 8];
+    const float inv0 = L0 > 0.f ? 1.f / L0 : 0.f, inv1 = L1 > 0.f ? 1.f / L1 : 0.f;
+    const float lse0 = L0 > 0.f ? m0 * p.softmax_scale + logf(L0) : -INFINITY;
+    const float lse1 = L1 > 0.f ? m1 * p.softmax_scale + logf(L1) : -INFINITY;
+
+    bool split;
+    const int slot = piece_slot(p, part, r, &split);
+    const int col0 = wg * 256 + 2 * (lane % 4);
+    if (!split) {
+      __nv_bfloat16* out = reinterpret_cast<__nv_bfloat16*>(p.out) + r * p.o_batch_stride;
+#pragma unroll
+      for (int j = 0; j < 32; ++j) {
+        if (g0 < p.q_rows)
+          *reinterpret_cast<__nv_bfloat162*>(out + g0 * p.o_row_stride + col0 + 8 * j) =
+              __floats2bfloat162_rn(o[4 * j] * inv0, o[4 * j + 1] * inv0);
+        if (g1 < p.q_rows)
+          *reinterpret_cast<__nv_bfloat162*>(out + g1 * p.o_row_stride + col0 + 8 * j) =
+              __floats2bfloat162_rn(o[4 * j + 2] * inv1, o[4 * j + 3] * inv1);
+      }
+      if (wg == 0 && lane % 4 == 0) {
+        if (g0 < p.q_rows) p.lse[((int64_t)r * p.h_q + g0 % p.h_q) * p.s_q + g0 / p.h_q] = lse0;
+        if (g1 < p.q_rows) p.lse[((int64_t)r * p.h_q + g1 % p.h_q) * p.s_q + g1 / p.h_q] = lse1;
+      }
+    } else {
+      float* acc = p.o_accum + (int64_t)slot * p.q_rows * HEAD_DIM_V;
+#pragma unroll
+      for (int j = 0; j < 32; ++j) {
+        if (g0 < p.q_rows)
+          *reinterpret_cast<float2*>(acc + (int64_t)g0 * HEAD_DIM_V + col0 + 8 * j) =
+              make_float2(o[4 * j] * inv0, o[4 * j + 1] * inv0);
+        if (g1 < p.q_rows)
+          *reinterpret_cast<float2*>(acc + (int64_t)g1 * HEAD_DIM_V + col0 + 8 * j) =
+              make_float2(o[4 * j + 2] * inv1, o[4 * j + 3] * inv1);
+      }
+      if (wg == 0 && lane % 4 == 0) {
+        if (g0 < p.q_rows) p.lse_accum[(int64_t)slot * p.q_rows + g0] = lse0;
+        if (g1 < p.q_rows) p.lse_accum[(int64_t)slot * p.q_rows + g1] = lse1;
+      }
+    }
+    ++n;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host side: tensor maps and the launch.
+
+using EncodeTiledFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                   const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                                   CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+// cuTensorMapEncodeTiled lives in the driver; it is reached through the runtime so that nothing
+// links libcuda (the addon must load on a machine without a driver and say why it cannot run).
+inline EncodeTiledFn encode_tiled_fn() {
+  static EncodeTiledFn fn = [] {
+    void* ptr = nullptr;
+    cudaDriverEntryPointQueryResult status;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &ptr, 12000, cudaEnableDefault, &status) !=
+            cudaSuccess ||
+        status != cudaDriverEntryPointSuccess)
+      ptr = nullptr;
+    return reinterpret_cast<EncodeTiledFn>(ptr);
+  }();
+  return fn;
+}
+
+inline cudaError_t make_tensor_maps(const DecodeParams& p, CUtensorMap* tq, CUtensorMap* tkv) {
+  EncodeTiledFn encode = encode_tiled_fn();
+  if (!encode) return cudaErrorNotSupported;
+  const cuuint32_t elem_strides[3] = {1, 1, 1};
+  {
+    const cuuint64_t dims[3] = {HEAD_DIM_QK, (cuuint64_t)p.q_rows, (cuuint64_t)p.b};
+    const cuuint64_t strides[2] = {(cuuint64_t)p.q_row_stride * 2, (cuuint64_t)p.q_batch_stride * 2};
+    const cuuint32_t box[3] = {CHUNK, BLOCK_M, 1};
+    if (encode(tq, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(p.q), dims, strides, box, elem_strides,
+               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
+      return cudaErrorInvalidValue;
+  }
+  {
+    const cuuint64_t dims[2] = {HEAD_DIM_QK, (cuuint64_t)p.num_blocks * PAGE_SIZE};
+    const cuuint64_t strides[1] = {(cuuint64_t)p.k_row_stride * 2};
+    const cuuint32_t box[2] = {CHUNK, PAGE_SIZE};
+    if (encode(tkv, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(p.kcache), dims, strides, box,
+               elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+               CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
+      return cudaErrorInvalidValue;
+  }
+  return cudaSuccess;
+}
+
+template <typename Element>
+cudaError_t run_mla_decode(const DecodeParams& p) {
+  // The tensor maps see the cache as [num_blocks * 64, 576] and q as [b, q_rows, 576].
+  if (p.k_block_stride != (int64_t)PAGE_SIZE * p.k_row_stride) return cudaErrorInvalidValue;
+  if ((p.k_row_stride * 2) % 16 != 0 || (p.q_row_stride * 2) % 16 != 0 || (p.q_batch_stride * 2) % 16 != 0)
+    return cudaErrorInvalidValue;
+  CUtensorMap tq, tkv;
+  cudaError_t err = make_tensor_maps(p, &tq, &tkv);
+  if (err != cudaSuccess) return err;
+  constexpr int smem = Traits<Element>::SMEM_BYTES;
+  auto kernel = &mla_decode_kernel<Element>;
+  err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (err != cudaSuccess) return err;
+  const int tiles = (p.q_rows + BLOCK_M - 1) / BLOCK_M;
+  kernel<<<p.num_parts * tiles, NUM_THREADS, smem, p.stream>>>(p, tq, tkv);
+  err = cudaGetLastError();
+  if (err != cudaSuccess) return err;
+  return run_combine(p);
+}
+
+}  // namespace flashserve::mla::sm90

@@ -1,0 +1,192 @@
+// DeepSeek-V2/V3 causal LM on a Device and an attention backend, implementing the engine's Model.
+//
+// One forward runs the step's flattened tokens through every layer:
+//   h = embed(ids); per layer: x = RMSNorm(h + residual); h = attn(x); x = RMSNorm(h + residual); h = mlp(x)
+//   logits = lm_head(RMSNorm(h + residual)) for the rows in logitsIndices only.
+// The backend's metadata is built once per forward and shared by every layer.
+
+import { basename } from 'node:path';
+import {
+  type AttentionBackend,
+  type AttentionMetadataBuilder,
+  type DeepseekConfig,
+  type Device,
+  type ForwardBatch,
+  type KvCache,
+  type KvCacheLayout,
+  loadDeepseekConfig,
+  type MlaAttentionImpl,
+  type MlaModelSpec,
+  type Model,
+  type ModelInfo,
+  type RopeStyle,
+  type RopeTable,
+  SafetensorsCheckpoint,
+  type Tensor,
+  type WeightSource,
+} from '@flashserve/core';
+import { isMoeLayer, mlaSpec, ropeStyle, softmaxScale } from './config.js';
+import { MlaAttention } from './mla-attention.js';
+import { DenseMlp, MoeBlock } from './moe.js';
+import { buildRopeTable } from './rope.js';
+import { WeightReader } from './weights.js';
+
+export interface DeepseekModelOptions {
+  readonly device: Device;
+  readonly backend: AttentionBackend;
+  /** Reported by /v1/models; defaults to the checkpoint directory's name. */
+  readonly name?: string;
+  /** Longest sequence to support (sizes the RoPE table); defaults to max_position_embeddings. */
+  readonly maxModelLen?: number;
+}
+
+interface Layer {
+  readonly inputNorm: Tensor;
+  readonly postNorm: Tensor;
+  readonly attn: MlaAttention;
+  readonly mlp: DenseMlp | MoeBlock;
+}
+
+interface KvState<M> {
+  readonly layout: KvCacheLayout;
+  readonly caches: readonly KvCache[];
+  readonly builder: AttentionMetadataBuilder<M>;
+  readonly impls: readonly MlaAttentionImpl<M>[];
+}
+
+export class DeepseekModel implements Model {
+  readonly info: ModelInfo;
+  readonly device: Device;
+  readonly config: DeepseekConfig;
+  readonly spec: MlaModelSpec;
+  readonly #backend: AttentionBackend;
+  readonly #embed: Tensor;
+  readonly #layers: Layer[] = [];
+  readonly #finalNorm: Tensor;
+  readonly #lmHead: Tensor;
+  readonly #rope: RopeTable;
+  readonly #ropeStyle: RopeStyle;
+  #kv: KvState<unknown> | undefined;
+
+  constructor(config: DeepseekConfig, weights: WeightSource, options: DeepseekModelOptions) {
+    const d = options.device;
+    this.device = d;
+    this.config = config;
+    this.spec = mlaSpec(config);
+    this.#backend = options.backend;
+    const maxLen = Math.min(options.maxModelLen ?? config.maxPositionEmbeddings, config.maxPositionEmbeddings);
+    this.info = { name: options.name ?? 'deepseek', vocabSize: config.vocabSize, maxPositionEmbeddings: maxLen };
+    const reasons = this.#backend.unsupportedReasons({ device: d, model: this.spec });
+    if (reasons.length > 0) throw new Error(`attention backend ${this.#backend.name} cannot run this model: ${reasons.join('; ')}`);
+
+    const w = new WeightReader(weights, d, config);
+    this.#embed = w.tensor('model.embed_tokens.weight');
+    const scale = softmaxScale(config);
+    for (let i = 0; i < config.numHiddenLayers; i++) {
+      const p = `model.layers.${i}.`;
+      this.#layers.push({
+        inputNorm: w.tensor(`${p}input_layernorm.weight`),
+        postNorm: w.tensor(`${p}post_attention_layernorm.weight`),
+        attn: new MlaAttention(config, i, w, scale),
+        mlp: isMoeLayer(config, i)
+          ? new MoeBlock(config, i, w)
+          : new DenseMlp(w, `${p}mlp.`, config.hiddenSize, config.intermediateSize),
+      });
+    }
+    this.#finalNorm = w.tensor('model.norm.weight');
+    // Tied checkpoints usually omit lm_head.weight; the embedding then doubles as the output matrix.
+    this.#lmHead =
+      config.tieWordEmbeddings && !w.has('lm_head.weight') ? this.#embed : w.tensor('lm_head.weight', [config.vocabSize, config.hiddenSize]);
+    this.#rope = buildRopeTable(d, config, maxLen);
+    this.#ropeStyle = ropeStyle(config);
+  }
+
+  kvCacheBytesPerBlock(blockSize: number): number {
+    return this.#backend.cacheLayout({ device: this.device, model: this.spec, blockSize }).bytesPerBlock;
+  }
+
+  allocateKvCache(numBlocks: number, blockSize: number): void {
+    const d = this.device;
+    const layout = this.#backend.cacheLayout({ device: d, model: this.spec, blockSize });
+    const caches: KvCache[] = [];
+    const impls: MlaAttentionImpl<unknown>[] = [];
+    for (let i = 0; i < this.config.numHiddenLayers; i++) {
+      caches.push(this.#backend.allocateCache(d, layout, numBlocks));
+      impls.push(this.#backend.impl(d, this.spec));
+    }
+    this.#kv = { layout, caches, builder: this.#backend.metadataBuilder(d, this.spec, layout), impls };
+  }
+
+  forward(batch: ForwardBatch): Tensor {
+    const kv = this.#kv;
+    if (kv === undefined) throw new Error('DeepseekModel.forward: allocateKvCache was not called');
+    const d = this.device;
+    const md = batch.attention;
+    if (md.blockSize !== kv.layout.blockSize) {
+      throw new Error(`DeepseekModel.forward: batch block size ${md.blockSize}, cache block size ${kv.layout.blockSize}`);
+    }
+    const T = batch.tokenIds.length;
+    const metadata = kv.builder.build(md);
+    const ids = d.upload(batch.tokenIds, [T], 'i32');
+    const positions = d.upload(md.positions, [T], 'i32');
+
+    let h = d.embedding(this.#embed, ids);
+    let residual: Tensor | undefined;
+    for (let i = 0; i < this.#layers.length; i++) {
+      const layer = this.#layers[i]!;
+      let x: Tensor;
+      if (residual === undefined) {
+        residual = h;
+        x = d.rmsNorm(h, layer.inputNorm, this.config.rmsNormEps);
+      } else {
+        const r = d.addRmsNorm(h, residual, layer.inputNorm, this.config.rmsNormEps);
+        d.release(h);
+        d.release(residual);
+        residual = r.residual;
+        x = r.out;
+      }
+      const a = layer.attn.forward(d, x, positions, this.#rope, this.#ropeStyle, kv.impls[i]!, kv.caches[i]!, metadata);
+      d.release(x);
+      const r2 = d.addRmsNorm(a, residual, layer.postNorm, this.config.rmsNormEps);
+      d.release(a);
+      d.release(residual);
+      residual = r2.residual;
+      h = layer.mlp.forward(d, r2.out);
+      d.release(r2.out);
+    }
+    // Only the rows that need logits go through the final norm and lm_head.
+    const rows = d.upload(batch.logitsIndices, [batch.logitsIndices.length], 'i32');
+    const hSel = d.embedding(h, rows);
+    const rSel = residual === undefined ? undefined : d.embedding(residual, rows);
+    d.release(h);
+    if (residual !== undefined) d.release(residual);
+    const normed =
+      rSel === undefined
+        ? d.rmsNorm(hSel, this.#finalNorm, this.config.rmsNormEps)
+        : d.addRmsNorm(hSel, rSel, this.#finalNorm, this.config.rmsNormEps).out;
+    const logits = d.linear(normed, this.#lmHead);
+    for (const t of [ids, positions, rows, hSel, normed]) d.release(t);
+    if (rSel !== undefined) d.release(rSel);
+    return logits;
+  }
+}
+
+/** Builds the model from a config and any WeightSource (a checkpoint, or DummyWeightSource). */
+export function createDeepseekModelFromWeights(
+  config: DeepseekConfig,
+  weights: WeightSource,
+  options: DeepseekModelOptions,
+): DeepseekModel {
+  return new DeepseekModel(config, weights, options);
+}
+
+/** Loads config.json and the safetensors weights of a Hugging Face model directory. */
+export function loadDeepseekModel(dir: string, options: DeepseekModelOptions): DeepseekModel {
+  const config = loadDeepseekConfig(dir);
+  const checkpoint = new SafetensorsCheckpoint(dir);
+  try {
+    return new DeepseekModel(config, checkpoint, { ...options, name: options.name ?? basename(dir) });
+  } finally {
+    checkpoint.close();
+  }
+}

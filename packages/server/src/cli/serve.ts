@@ -1,0 +1,92 @@
+// `flashserve serve`: load the model, build the engine and the app, listen, and shut down cleanly.
+//
+// Shutdown on SIGTERM/SIGINT: /health turns 503 and new generation requests are refused; fastify
+// stops accepting connections; running requests get up to --shutdown-timeout seconds to finish, then
+// the engine aborts the rest (their streams end with finish_reason "abort"); the process exits 0.
+// A second signal exits at once.
+
+import pino from 'pino';
+import { buildApp } from '../app.js';
+import type { ServeConfig } from '../config.js';
+import { loadRuntime } from '../runtime/load-runtime.js';
+import { progressBar } from './progress.js';
+
+export interface ServeHandle {
+  /** The address the server listens on, e.g. http://127.0.0.1:8000. */
+  readonly url: string;
+  /** Drains and closes; resolves when everything is down. */
+  shutdown(reason: string): Promise<void>;
+}
+
+export async function serve(config: ServeConfig, env: NodeJS.ProcessEnv): Promise<ServeHandle> {
+  const logger = pino({ level: config.logLevel, base: { service: 'flashserve' } });
+  logger.info({ config: { ...config, apiKey: config.apiKey === undefined ? undefined : '<set>' } }, 'starting');
+
+  let bar: ReturnType<typeof progressBar> | undefined;
+  const runtime = await loadRuntime(config, env, {
+    log: logger,
+    onProgress(stage, fraction) {
+      bar ??= progressBar(stage);
+      bar.update(fraction);
+      if (fraction >= 1) {
+        bar.done();
+        bar = undefined;
+      }
+    },
+  });
+  logger.info(runtime.summary, 'model loaded');
+
+  const { app, context } = buildApp({
+    engine: runtime.engine,
+    tokenizer: runtime.tokenizer,
+    modelName: runtime.modelName,
+    maxModelLen: runtime.maxModelLen,
+    vocabSize: runtime.vocabSize,
+    maxN: config.maxNumSeqs,
+    maxLogprobs: config.maxLogprobs,
+    apiKey: config.apiKey,
+    bodyLimit: config.maxRequestBodySize,
+    logger,
+  });
+  const url = await app.listen({ host: config.host, port: config.port });
+  logger.info({ url, model: runtime.modelName }, 'listening');
+
+  let closing: Promise<void> | undefined;
+  const shutdown = (reason: string): Promise<void> => {
+    closing ??= (async () => {
+      logger.info({ reason, drainSeconds: config.shutdownTimeout }, 'shutting down');
+      context.draining = true;
+      const closed = app.close();
+      // The engine lets running requests finish within the bound, then aborts them; that ends their
+      // streams, which lets app.close() resolve.
+      await runtime.engine.shutdown({ drainMs: config.shutdownTimeout * 1000 });
+      await Promise.race([closed, sleep(5000)]);
+      app.server.closeAllConnections();
+      logger.info('stopped');
+    })();
+    return closing;
+  };
+  return { url, shutdown };
+}
+
+/** Installs the signal handlers of a foreground server process. */
+export function exitOnSignals(handle: ServeHandle): void {
+  let signalled = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled) process.exit(130);
+    signalled = true;
+    handle.shutdown(signal).then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`flashserve: shutdown failed: ${(err as Error).message}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}

@@ -1,0 +1,136 @@
+// From a validated ServeConfig to a running engine: pick the device (CUDA must be available when
+// asked for, else fail with the addon's reason), find the model directory (the embedded model is
+// materialised first), resolve the attention backend, load weights (from safetensors, or dummy ones of
+// the config's shapes), load the tokenizer, and size the KV cache.
+//
+// NOTE: the embedded model goes through exactly this path too: it is a directory on disk like any
+// downloaded checkpoint.
+
+import { existsSync, statSync } from 'node:fs';
+import {
+  attentionBackends,
+  CpuDevice,
+  type Device,
+  Engine,
+  loadDeepseekConfig,
+  loadGenerationConfig,
+  loadHfTokenizer,
+  SafetensorsCheckpoint,
+  type Tokenizer,
+  type WeightSource,
+} from '@flashserve/core';
+import { cudaAvailability } from '@flashserve/cuda';
+import { createDeepseekModelFromWeights, DummyWeightSource, mlaSpec } from '@flashserve/models';
+import type { ServeConfig } from '../config.js';
+import { defaultCacheDir, ensureEmbeddedModel } from '../embedded-model/materialize.js';
+import type { ServingEngine } from '../engine-port.js';
+import { configDeviceUnavailable, configModel } from '../errors.js';
+import { ProgressWeightSource } from './progress-weights.js';
+import { registerBackends } from './register-backends.js';
+
+/** KV cache budget on the CPU when --kv-cache-memory is not given. */
+export const DEFAULT_CPU_KV_CACHE_BYTES = 128 * 1024 ** 2;
+
+export interface Runtime {
+  readonly engine: ServingEngine;
+  readonly tokenizer: Tokenizer | undefined;
+  readonly modelName: string;
+  readonly maxModelLen: number;
+  readonly vocabSize: number;
+  /** What was chosen, for the startup log. */
+  readonly summary: Record<string, unknown>;
+}
+
+export interface RuntimeHooks {
+  readonly log: { info(obj: object, msg: string): void };
+  /** Progress of a named stage, 0..1 (weights generation, weights loading). */
+  readonly onProgress?: (stage: string, fraction: number) => void;
+}
+
+function selectDevice(config: ServeConfig): Device {
+  if (config.device === 'cuda') {
+    const cuda = cudaAvailability();
+    if (!cuda.available) throw configDeviceUnavailable('cuda', cuda.reason);
+    // NOTE: the CUDA Device lands with @flashserve/cuda's device work; until it does, say so.
+    throw configDeviceUnavailable('cuda', 'the CUDA device is not wired into the server yet');
+  }
+  return new CpuDevice();
+}
+
+function modelDirectory(config: ServeConfig, env: NodeJS.ProcessEnv, hooks: RuntimeHooks): string {
+  if (config.model !== undefined) {
+    if (!existsSync(config.model) || !statSync(config.model).isDirectory()) {
+      throw configModel(config.model, 'not a directory (expected a Hugging Face model directory)');
+    }
+    return config.model;
+  }
+  return ensureEmbeddedModel({
+    cacheDir: defaultCacheDir(env),
+    seed: config.seed,
+    onProgress: (f) => hooks.onProgress?.('generating embedded model weights', f),
+  });
+}
+
+export async function loadRuntime(config: ServeConfig, env: NodeJS.ProcessEnv, hooks: RuntimeHooks): Promise<Runtime> {
+  const device = selectDevice(config);
+  const dir = modelDirectory(config, env, hooks);
+  const modelConfig = loadDeepseekConfig(dir);
+  const maxModelLen = Math.min(config.maxModelLen ?? modelConfig.maxPositionEmbeddings, modelConfig.maxPositionEmbeddings);
+  if (config.maxModelLen !== undefined && config.maxModelLen > modelConfig.maxPositionEmbeddings) {
+    throw configModel(dir, `--max-model-len ${config.maxModelLen} exceeds the model's ${modelConfig.maxPositionEmbeddings}`);
+  }
+  registerBackends();
+  const spec = mlaSpec(modelConfig);
+  const selection = {
+    device,
+    model: spec,
+    ...(config.blockSize === undefined ? {} : { blockSize: config.blockSize }),
+  };
+  const backend = attentionBackends.resolve(config.attentionBackend, selection);
+  const layout = backend.cacheLayout(selection);
+  const source: WeightSource =
+    config.loadFormat === 'dummy' ? new DummyWeightSource(modelConfig, config.seed) : new SafetensorsCheckpoint(dir);
+  const name = config.servedModelName ?? dir.split(/[\\/]/).filter(Boolean).pop() ?? 'model';
+  let model: ReturnType<typeof createDeepseekModelFromWeights>;
+  try {
+    const withProgress = new ProgressWeightSource(source, (f) => hooks.onProgress?.('loading weights', f));
+    model = createDeepseekModelFromWeights(modelConfig, withProgress, { device, backend, name, maxModelLen });
+  } finally {
+    if (source instanceof SafetensorsCheckpoint) source.close();
+  }
+  let tokenizer: Tokenizer | undefined;
+  if (!config.skipTokenizerInit) {
+    const generation = loadGenerationConfig(dir);
+    tokenizer = loadHfTokenizer(dir, { extraEosTokenIds: generation.eosTokenIds });
+  }
+  const kvCacheMemoryBytes = config.kvCacheMemory ?? DEFAULT_CPU_KV_CACHE_BYTES;
+  const engine = new Engine({
+    model,
+    ...(tokenizer === undefined ? {} : { tokenizer }),
+    blockSize: layout.blockSize,
+    kvCacheMemoryBytes,
+    maxNumSeqs: config.maxNumSeqs,
+    maxNumBatchedTokens: Math.max(config.maxNumBatchedTokens, config.maxNumSeqs),
+    maxModelLen,
+    maxWaitingRequests: config.maxWaitingRequests,
+    enablePrefixCaching: config.enablePrefixCaching,
+  });
+  const stats = engine.stats();
+  return {
+    engine,
+    tokenizer,
+    modelName: name,
+    maxModelLen,
+    vocabSize: modelConfig.vocabSize,
+    summary: {
+      dir,
+      device: device.info.name,
+      backend: backend.name,
+      blockSize: layout.blockSize,
+      kvCacheBlocks: stats.numTotalBlocks,
+      maxModelLen,
+      loadFormat: config.loadFormat,
+      tokenizer: tokenizer === undefined ? 'skipped' : 'loaded',
+    },
+  };
+}
