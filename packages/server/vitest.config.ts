@@ -7,6 +7,8 @@ export default defineConfig({
   ssr: { resolve: { conditions: ['flashserve-source'] } },
   test: {
     include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+    // The embedded model is generated once per run, not once per file.
+    globalSetup: ['test/global-setup.ts'],
     // The JSON report feeds scripts/test-summary.mjs, which prints the repository-wide totals.
     reporters: ['default', ['json', { outputFile: 'test-results.json' }]],
     testTimeout: 60_000,

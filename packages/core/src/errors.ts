@@ -212,3 +212,11 @@ export const chatTemplateMissing = registered(
       `this model has no chat template (neither tokenizer_config.json "chat_template" nor chat_template.jinja in ${dir}); use the completions API`,
   ),
 );
+export const engineStepFailed = registered(
+  defineError(
+    'FS_ERR_ENGINE_STEP_FAILED',
+    'server_error',
+    500,
+    (detail: string) => `an engine step failed unexpectedly: ${detail}`,
+  ),
+);

@@ -56,6 +56,7 @@ export {
   engineModelFailed,
   engineOverloaded,
   engineShutDown,
+  engineStepFailed,
   requestDuplicateId,
   requestExceedsKvCache,
   requestParamInvalid,
@@ -98,3 +99,25 @@ export {
   loadTensorMismatch,
   loadTensorMissing,
 } from './errors.js';
+export {
+  type AttentionBackendFactory,
+  AttentionBackendRegistry,
+  attentionBackends,
+} from './attention/registry.js';
+export { BlockPool, NULL_BLOCK } from './kv-cache/block-pool.js';
+export {
+  type CachedPrefix,
+  type KvCacheCounters,
+  KvCacheManager,
+  type KvCacheManagerOptions,
+} from './kv-cache/kv-cache-manager.js';
+export { type BlockHash, extendBlockHashes, hashBlock } from './kv-cache/prefix-hash.js';
+export { SeqBlocks } from './kv-cache/seq-blocks.js';
+export type { SchedulerApi, SchedulerConfig } from './scheduler/interface.js';
+export type { SchedulerOutput } from './scheduler/output.js';
+export { Scheduler } from './scheduler/scheduler.js';
+export { Sequence, type SequenceStatus } from './scheduler/sequence.js';
+export { HostSampler, MAX_LOGPROBS } from './sampling/host-sampler.js';
+export { Rng } from './sampling/rng.js';
+export type { SampledToken, Sampler, SamplingRow } from './sampling/sampler.js';
+export { IncrementalDetokenizer } from './engine/detokenizer.js';

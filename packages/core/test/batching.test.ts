@@ -92,6 +92,9 @@ test('n choices share the prompt blocks instead of copying them', async () => {
     peakUsed = Math.max(peakUsed, s.numTotalBlocks - s.numFreeBlocks);
   });
   // 40 prompt tokens = 10 full blocks shared; each of 4 choices then needs ceil(5 / 4) = 2 of its own.
-  await collect(engine, { promptTokenIds: prompt(3, 40), params: params({ n: 4, maxTokens: 5, temperature: 1 }) });
+  await collect(engine, {
+    promptTokenIds: prompt(3, 40),
+    params: params({ n: 4, maxTokens: 5, temperature: 1 }),
+  });
   expect(peakUsed).toBeLessThanOrEqual(10 + 4 * 2);
 });

@@ -45,7 +45,11 @@ describe('abort', () => {
   test('mid-decode, from inside an output listener, frees every block', async () => {
     const { engine } = makeEngine();
     const other = collect(engine, { promptTokenIds: prompt(2, 9), params: params({ maxTokens: 30 }) });
-    const h = engine.addRequest({ requestId: 'victim', promptTokenIds: prompt(1, 10), params: params({ maxTokens: 50 }) });
+    const h = engine.addRequest({
+      requestId: 'victim',
+      promptTokenIds: prompt(1, 10),
+      params: params({ maxTokens: 50 }),
+    });
     engine.events.on('output', (o) => {
       if (o.requestId === 'victim' && o.outputs[0]!.tokenIds.length === 3) engine.abort('victim');
     });
@@ -90,7 +94,12 @@ describe('addRequest validation', () => {
 
   test.each([
     ['empty prompt', [], {}, '400 FS_ERR_REQUEST_PROMPT_EMPTY prompt'],
-    ['prompt + max_tokens over maxModelLen', prompt(1, 60), { maxTokens: 5 }, '400 FS_ERR_REQUEST_TOO_LONG max_tokens'],
+    [
+      'prompt + max_tokens over maxModelLen',
+      prompt(1, 60),
+      { maxTokens: 5 },
+      '400 FS_ERR_REQUEST_TOO_LONG max_tokens',
+    ],
     ['token outside the vocabulary', [1, 999], {}, '400 FS_ERR_REQUEST_PARAM_INVALID prompt'],
     ['negative temperature', [1], { temperature: -1 }, '400 FS_ERR_REQUEST_PARAM_INVALID temperature'],
     ['top_p 0', [1], { topP: 0 }, '400 FS_ERR_REQUEST_PARAM_INVALID top_p'],
@@ -100,7 +109,12 @@ describe('addRequest validation', () => {
     ['logprobs 21', [1], { logprobs: 21 }, '400 FS_ERR_REQUEST_PARAM_INVALID logprobs'],
     ['empty stop string', [1], { stop: [''] }, '400 FS_ERR_REQUEST_PARAM_INVALID stop'],
     ['fractional seed', [1], { seed: 1.5 }, '400 FS_ERR_REQUEST_PARAM_INVALID seed'],
-    ['more KV than the whole cache', prompt(1, 40), { maxTokens: 20 }, '400 FS_ERR_REQUEST_EXCEEDS_KV_CACHE max_tokens'],
+    [
+      'more KV than the whole cache',
+      prompt(1, 40),
+      { maxTokens: 20 },
+      '400 FS_ERR_REQUEST_EXCEEDS_KV_CACHE max_tokens',
+    ],
   ])('%s -> 400', (_name, tokens, p, expected) => {
     expect(codeOf(() => engine.addRequest({ promptTokenIds: tokens, params: params(p) }))).toBe(expected);
   });
@@ -120,11 +134,21 @@ describe('addRequest validation', () => {
 test('a model failure fails that step’s requests with a clear error, frees their blocks, and the engine goes on', async () => {
   let failNext = false;
   const { engine } = makeEngine({
-    model: { failWhen: () => failNext && !(failNext = false) },
+    model: {
+      failWhen: () => {
+        const fail = failNext;
+        failNext = false;
+        return fail;
+      },
+    },
   });
   const errors: string[] = [];
   engine.events.on('error', (e, id) => errors.push(`${id}: ${e.message}`));
-  const h = engine.addRequest({ requestId: 'doomed', promptTokenIds: prompt(1, 10), params: params({ maxTokens: 50 }) });
+  const h = engine.addRequest({
+    requestId: 'doomed',
+    promptTokenIds: prompt(1, 10),
+    params: params({ maxTokens: 50 }),
+  });
   engine.events.once('step', () => {
     failNext = true;
   });
@@ -176,7 +200,10 @@ test('events and the iterator agree; stats count tokens', async () => {
   engine.events.on('output', (o) => seen.push(o.outputs[0]!.newText));
   let finished = 0;
   engine.events.on('finished', () => finished++);
-  const { final, chunks } = await collect(engine, { promptTokenIds: prompt(1, 7), params: params({ maxTokens: 9 }) });
+  const { final, chunks } = await collect(engine, {
+    promptTokenIds: prompt(1, 7),
+    params: params({ maxTokens: 9 }),
+  });
   expect(seen.join('')).toBe(final.outputs[0]!.text);
   expect(chunks.map((c) => c.outputs[0]!.newText).join('')).toBe(final.outputs[0]!.text);
   expect(finished).toBe(1);
@@ -185,4 +212,33 @@ test('events and the iterator agree; stats count tokens', async () => {
   const s = engine.stats();
   expect(s.promptTokensTotal).toBe(7);
   expect(s.generationTokensTotal).toBe(9);
+});
+
+test('a listener that throws is reported on "error" and does not stop the loop', async () => {
+  const { engine } = makeEngine();
+  const errors: string[] = [];
+  engine.events.on('error', (e) => errors.push(e.message));
+  engine.events.on('output', () => {
+    throw new Error('listener bug');
+  });
+  const { final } = await collect(engine, { promptTokenIds: prompt(1, 5), params: params({ maxTokens: 4 }) });
+  expect(final.outputs[0]!.tokenIds).toHaveLength(4);
+  expect(errors.length).toBeGreaterThan(0);
+  expect(errors.every((m) => m === 'listener bug')).toBe(true);
+});
+
+test('a sampler that throws fails the step’s requests instead of leaving them hanging', async () => {
+  let calls = 0;
+  const { engine } = makeEngine({
+    sampler: {
+      sample: () => {
+        calls++;
+        throw new Error('sampler bug');
+      },
+    },
+  });
+  const h = engine.addRequest({ promptTokenIds: prompt(1, 5), params: params() });
+  await expect(h.done()).rejects.toMatchObject({ code: 'FS_ERR_ENGINE_STEP_FAILED' });
+  expect(calls).toBe(1);
+  expect(allFree(engine)).toBe(true);
 });

@@ -1,8 +1,8 @@
 // Stop strings, stop token ids, EOS, max_tokens and streaming text that never breaks a character.
 
 import { describe, expect, test } from 'vitest';
-import { collect } from './support/collect.js';
 import { ByteTokenizer, EOS } from './support/byte-tokenizer.js';
+import { collect } from './support/collect.js';
 import { makeEngine, params } from './support/run-engine.js';
 import { scriptedLogits } from './support/tiny-model.js';
 
@@ -121,7 +121,7 @@ describe('stop tokens', () => {
     // The model wants EOS first, then "z" (the scripted logit is the only non-zero one).
     const engine = makeEngine({
       model: {
-        logits: (h, out) => {
+        logits: (_history, out) => {
           out[EOS] = 10;
           out['z'.charCodeAt(0)] = 5;
         },
@@ -138,7 +138,10 @@ describe('stop tokens', () => {
 
 test('max_tokens ends with finish reason length', async () => {
   const engine = scripted('abcdefgh');
-  const { final, chunks } = await collect(engine, { promptTokenIds: PROMPT, params: params({ maxTokens: 3 }) });
+  const { final, chunks } = await collect(engine, {
+    promptTokenIds: PROMPT,
+    params: params({ maxTokens: 3 }),
+  });
   expect(final.outputs[0]!.text).toBe('abc');
   expect(final.outputs[0]!.finishReason).toBe('length');
   expect(chunks.at(-1)!.finished).toBe(true);
@@ -159,7 +162,8 @@ test('logprobs: one entry per token, top alternatives best first, the greedy tok
     expect(lp.topLogprobs[0]!.tokenId).toBe(lp.tokenId);
     expect(lp.topLogprobs[0]!.logprob).toBeCloseTo(lp.logprob, 6);
     expect(lp.logprob).toBeLessThan(0);
-    for (let j = 1; j < 3; j++) expect(lp.topLogprobs[j]!.logprob).toBeLessThanOrEqual(lp.topLogprobs[j - 1]!.logprob);
+    for (let j = 1; j < 3; j++)
+      expect(lp.topLogprobs[j]!.logprob).toBeLessThanOrEqual(lp.topLogprobs[j - 1]!.logprob);
   });
 });
 
@@ -168,5 +172,7 @@ test('without a tokenizer outputs carry token ids only', async () => {
   const { final } = await collect(engine, { promptTokenIds: [1, 2, 3], params: params({ maxTokens: 4 }) });
   expect(final.outputs[0]!.tokenIds).toHaveLength(4);
   expect(final.outputs[0]!.text).toBe('');
-  expect(() => engine.addRequest({ promptTokenIds: [1], params: params({ stop: ['x'] }) })).toThrow(/tokenizer/);
+  expect(() => engine.addRequest({ promptTokenIds: [1], params: params({ stop: ['x'] }) })).toThrow(
+    /tokenizer/,
+  );
 });

@@ -1,1 +1,9 @@
 export { type CudaAvailability, type CudaDeviceInfo, cudaAvailability, requireAddon } from './addon.js';
+export {
+  CudaDevice,
+  type CudaDeviceOptions,
+  type GpuSamplingParams,
+  type GpuSamplingResult,
+} from './cuda-device.js';
+export type { NativeMemStats } from './native.js';
+export { type CudaDType, CudaTensor } from './tensor.js';

@@ -81,6 +81,10 @@ struct DecodeParams {
   const int* num_splits;  // [b + 1]
 
   cudaStream_t stream;
+  // Experiment switches for the benchmark's A/B runs; 0, the tuned default, everywhere else.
+  // Bit 0: never queue the next page's Q K^T behind P V. Bit 1: launch the combine plainly
+  // (no programmatic dependent launch).
+  int tuning;
 };
 
 // Number of parts the flattened work is cut into: one CTA per (part, 64-row query tile), so that

@@ -42,7 +42,7 @@ if [[ $MODE == all || $MODE == test ]]; then
   timeout ${TEST_TIMEOUT:-180} "$BUILD/mla_test" ${SEED:-} 2>&1 | tee "$LOGS/mla_test.log" || status=1
 fi
 if [[ $MODE == all || $MODE == bench ]]; then
-  timeout ${BENCH_TIMEOUT:-240} "$BUILD/mla_bench" bench/flashmla-h100.txt 2>&1 | tee "$LOGS/mla_bench.log" || status=1
+  timeout ${BENCH_TIMEOUT:-240} "$BUILD/mla_bench" bench/flashmla-h100.txt ${TUNING:+--tuning=$TUNING} 2>&1 | tee "$LOGS/mla_bench.log" || status=1
   if [[ ${PORTABLE_BENCH:-0} == 1 ]]; then
     "$BUILD/mla_bench" bench/flashmla-h100.txt --portable 2>&1 | tee "$LOGS/mla_bench_portable.log" || status=1
   fi

@@ -1,8 +1,8 @@
 export {
   isMoeLayer,
   mlaSpec,
-  routeParams,
   ropeStyle,
+  routeParams,
   softmaxScale,
   yarnMscale,
 } from './deepseek/config.js';
@@ -12,5 +12,6 @@ export {
   type DeepseekModelOptions,
   loadDeepseekModel,
 } from './deepseek/model.js';
+export { TINY_DEEPSEEK_V3_CONFIG, tinyDeepseekConfig } from './deepseek/presets.js';
 export { buildRopeTable, ropeFrequencies } from './deepseek/rope.js';
 export { DummyWeightSource, deepseekWeightManifest, WeightReader } from './deepseek/weights.js';

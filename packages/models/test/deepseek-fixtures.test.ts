@@ -12,18 +12,28 @@ const TOLERANCE = 1e-4;
 
 describe.each(fixtureNames())('fixture %s', (name) => {
   const exp = expected(name);
-  const model = loadDeepseekModel(fixtureDir(name), { device: new CpuDevice(), backend: referenceMlaBackend() });
+  const model = loadDeepseekModel(fixtureDir(name), {
+    device: new CpuDevice(),
+    backend: referenceMlaBackend(),
+  });
 
   it.each([
     { blockSize: 64, chunk: 1 << 30 },
     { blockSize: 16, chunk: 8 },
-  ])('matches transformers through the paged cache (block size $blockSize, prefill chunk $chunk)', ({ blockSize, chunk }) => {
-    const [a, b] = runGreedy(model, [exp.prompt, exp.prompt2], { blockSize, chunk, steps: exp.greedy.length });
-    const errA = maxAbsDiff(a!.promptLogits, exp.logits);
-    const errB = maxAbsDiff(b!.promptLogits, exp.logits2);
-    expect(errA, `prompt 1 logits max abs error ${errA}`).toBeLessThan(TOLERANCE);
-    expect(errB, `prompt 2 logits max abs error ${errB}`).toBeLessThan(TOLERANCE);
-    expect(a!.generated).toEqual(exp.greedy);
-    expect(b!.generated).toEqual(exp.greedy2);
-  });
+  ])(
+    'matches transformers through the paged cache (block size $blockSize, prefill chunk $chunk)',
+    ({ blockSize, chunk }) => {
+      const [a, b] = runGreedy(model, [exp.prompt, exp.prompt2], {
+        blockSize,
+        chunk,
+        steps: exp.greedy.length,
+      });
+      const errA = maxAbsDiff(a!.promptLogits, exp.logits);
+      const errB = maxAbsDiff(b!.promptLogits, exp.logits2);
+      expect(errA, `prompt 1 logits max abs error ${errA}`).toBeLessThan(TOLERANCE);
+      expect(errB, `prompt 2 logits max abs error ${errB}`).toBeLessThan(TOLERANCE);
+      expect(a!.generated).toEqual(exp.greedy);
+      expect(b!.generated).toEqual(exp.greedy2);
+    },
+  );
 });

@@ -5,7 +5,7 @@
 import { createRequire } from 'node:module';
 import type { Tokenizer } from '@flashserve/core';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import { type ServerContext, nowSeconds } from './context.js';
+import { nowSeconds, type ServerContext } from './context.js';
 import type { ServingEngine } from './engine-port.js';
 import { serverDraining } from './errors.js';
 import { registerAuth } from './plugins/auth.js';
@@ -78,7 +78,8 @@ export function buildApp(opts: AppOptions): FlashserveApp {
   registerErrorHandler(app, opts.bodyLimit);
   registerAuth(app, opts.apiKey);
   app.addHook('onRequest', async (request) => {
-    if (context.draining && request.method === 'POST' && request.url.startsWith('/v1/')) throw serverDraining();
+    if (context.draining && request.method === 'POST' && request.url.startsWith('/v1/'))
+      throw serverDraining();
   });
   app.addHook('onClose', async () => metrics.close());
 

@@ -56,28 +56,152 @@ export interface ServeConfig {
 type Key = Exclude<keyof ServeConfig, 'configFile'>;
 
 export const SERVE_OPTIONS: readonly OptionSpec<Key>[] = [
-  { key: 'model', flag: 'model', kind: { type: 'string' }, metavar: 'dir', help: 'model directory (Hugging Face layout); unset: the embedded model' },
-  { key: 'servedModelName', flag: 'served-model-name', kind: { type: 'string' }, metavar: 'name', help: 'model name in the API' },
-  { key: 'device', flag: 'device', kind: { type: 'enum', choices: ['cpu', 'cuda'] }, default: 'cpu', help: 'where the model runs' },
-  { key: 'attentionBackend', flag: 'attention-backend', kind: { type: 'string' }, metavar: 'auto|name', default: 'auto', help: 'attention backend' },
-  { key: 'blockSize', flag: 'block-size', kind: { type: 'int', min: 1, max: 4096 }, help: 'tokens per KV block (default: the backend\'s choice)' },
-  { key: 'maxModelLen', flag: 'max-model-len', kind: { type: 'int', min: 1 }, help: 'longest prompt + output (default: the model\'s)' },
-  { key: 'maxNumSeqs', flag: 'max-num-seqs', kind: { type: 'int', min: 1, max: 65536 }, default: 64, help: 'most sequences per step' },
-  { key: 'maxNumBatchedTokens', flag: 'max-num-batched-tokens', kind: { type: 'int', min: 1 }, default: 2048, help: 'token budget per step' },
-  { key: 'kvCacheMemory', flag: 'kv-cache-memory', kind: { type: 'bytes' }, help: 'KV cache size, e.g. 256MiB (default: 128MiB on cpu)' },
-  { key: 'gpuMemoryUtilization', flag: 'gpu-memory-utilization', kind: { type: 'number', min: 0, max: 1, exclusiveMin: true }, default: 0.9, help: 'fraction of GPU memory to use (cuda)' },
-  { key: 'loadFormat', flag: 'load-format', kind: { type: 'enum', choices: ['auto', 'dummy'] }, default: 'auto', help: 'dummy: random weights of the config\'s shapes' },
-  { key: 'skipTokenizerInit', flag: 'skip-tokenizer-init', kind: { type: 'bool' }, default: false, help: 'no tokenizer: token ids in, token ids out' },
+  {
+    key: 'model',
+    flag: 'model',
+    kind: { type: 'string' },
+    metavar: 'dir',
+    help: 'model directory (Hugging Face layout); unset: the embedded model',
+  },
+  {
+    key: 'servedModelName',
+    flag: 'served-model-name',
+    kind: { type: 'string' },
+    metavar: 'name',
+    help: 'model name in the API',
+  },
+  {
+    key: 'device',
+    flag: 'device',
+    kind: { type: 'enum', choices: ['cpu', 'cuda'] },
+    default: 'cpu',
+    help: 'where the model runs',
+  },
+  {
+    key: 'attentionBackend',
+    flag: 'attention-backend',
+    kind: { type: 'string' },
+    metavar: 'auto|name',
+    default: 'auto',
+    help: 'attention backend',
+  },
+  {
+    key: 'blockSize',
+    flag: 'block-size',
+    kind: { type: 'int', min: 1, max: 4096 },
+    help: "tokens per KV block (default: the backend's choice)",
+  },
+  {
+    key: 'maxModelLen',
+    flag: 'max-model-len',
+    kind: { type: 'int', min: 1 },
+    help: "longest prompt + output (default: the model's)",
+  },
+  {
+    key: 'maxNumSeqs',
+    flag: 'max-num-seqs',
+    kind: { type: 'int', min: 1, max: 65536 },
+    default: 64,
+    help: 'most sequences per step',
+  },
+  {
+    key: 'maxNumBatchedTokens',
+    flag: 'max-num-batched-tokens',
+    kind: { type: 'int', min: 1 },
+    default: 2048,
+    help: 'token budget per step',
+  },
+  {
+    key: 'kvCacheMemory',
+    flag: 'kv-cache-memory',
+    kind: { type: 'bytes' },
+    help: 'KV cache size, e.g. 256MiB (default: 128MiB on cpu)',
+  },
+  {
+    key: 'gpuMemoryUtilization',
+    flag: 'gpu-memory-utilization',
+    kind: { type: 'number', min: 0, max: 1, exclusiveMin: true },
+    default: 0.9,
+    help: 'fraction of GPU memory to use (cuda)',
+  },
+  {
+    key: 'loadFormat',
+    flag: 'load-format',
+    kind: { type: 'enum', choices: ['auto', 'dummy'] },
+    default: 'auto',
+    help: "dummy: random weights of the config's shapes",
+  },
+  {
+    key: 'skipTokenizerInit',
+    flag: 'skip-tokenizer-init',
+    kind: { type: 'bool' },
+    default: false,
+    help: 'no tokenizer: token ids in, token ids out',
+  },
   { key: 'host', flag: 'host', kind: { type: 'string' }, default: '0.0.0.0', help: 'address to listen on' },
-  { key: 'port', flag: 'port', kind: { type: 'int', min: 0, max: 65535 }, default: 8000, help: 'port to listen on (0: any free port)' },
-  { key: 'apiKey', flag: 'api-key', kind: { type: 'string' }, metavar: 'key', help: 'require "Authorization: Bearer <key>" on /v1 routes' },
-  { key: 'seed', flag: 'seed', kind: { type: 'int', min: 0, max: 2 ** 32 - 1 }, default: 0, help: 'seed of generated weights' },
-  { key: 'maxWaitingRequests', flag: 'max-waiting-requests', kind: { type: 'int', min: 1 }, default: 1024, help: 'waiting-queue limit (503 beyond)' },
-  { key: 'enablePrefixCaching', flag: 'enable-prefix-caching', kind: { type: 'bool' }, default: true, help: 'reuse KV blocks of shared prefixes (--no-enable-prefix-caching: off)' },
-  { key: 'maxLogprobs', flag: 'max-logprobs', kind: { type: 'int', min: 0, max: 1000 }, default: 20, help: 'most alternatives logprobs may ask for' },
-  { key: 'maxRequestBodySize', flag: 'max-request-body-size', kind: { type: 'bytes' }, default: '8MiB', help: 'largest request body (413 beyond)' },
-  { key: 'shutdownTimeout', flag: 'shutdown-timeout', kind: { type: 'number', min: 0, max: 3600 }, default: 30, help: 'seconds SIGTERM lets running requests finish' },
-  { key: 'logLevel', flag: 'log-level', kind: { type: 'enum', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, default: 'info', help: 'log level' },
+  {
+    key: 'port',
+    flag: 'port',
+    kind: { type: 'int', min: 0, max: 65535 },
+    default: 8000,
+    help: 'port to listen on (0: any free port)',
+  },
+  {
+    key: 'apiKey',
+    flag: 'api-key',
+    kind: { type: 'string' },
+    metavar: 'key',
+    help: 'require "Authorization: Bearer <key>" on /v1 routes',
+  },
+  {
+    key: 'seed',
+    flag: 'seed',
+    kind: { type: 'int', min: 0, max: 2 ** 32 - 1 },
+    default: 0,
+    help: 'seed of generated weights',
+  },
+  {
+    key: 'maxWaitingRequests',
+    flag: 'max-waiting-requests',
+    kind: { type: 'int', min: 1 },
+    default: 1024,
+    help: 'waiting-queue limit (503 beyond)',
+  },
+  {
+    key: 'enablePrefixCaching',
+    flag: 'enable-prefix-caching',
+    kind: { type: 'bool' },
+    default: true,
+    help: 'reuse KV blocks of shared prefixes (--no-enable-prefix-caching: off)',
+  },
+  {
+    key: 'maxLogprobs',
+    flag: 'max-logprobs',
+    kind: { type: 'int', min: 0, max: 1000 },
+    default: 20,
+    help: 'most alternatives logprobs may ask for',
+  },
+  {
+    key: 'maxRequestBodySize',
+    flag: 'max-request-body-size',
+    kind: { type: 'bytes' },
+    default: '8MiB',
+    help: 'largest request body (413 beyond)',
+  },
+  {
+    key: 'shutdownTimeout',
+    flag: 'shutdown-timeout',
+    kind: { type: 'number', min: 0, max: 3600 },
+    default: 30,
+    help: 'seconds SIGTERM lets running requests finish',
+  },
+  {
+    key: 'logLevel',
+    flag: 'log-level',
+    kind: { type: 'enum', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+    default: 'info',
+    help: 'log level',
+  },
 ];
 
 const CONFIG_OPTION: OptionSpec = {
@@ -105,7 +229,8 @@ function readConfigFile(path: string): ParsedOptions {
     throw configFile(path, `not valid YAML: ${(err as Error).message.split('\n')[0]}`);
   }
   if (doc === null || doc === undefined) return {};
-  if (typeof doc !== 'object' || Array.isArray(doc)) throw configFile(path, 'expected a mapping of option names to values');
+  if (typeof doc !== 'object' || Array.isArray(doc))
+    throw configFile(path, 'expected a mapping of option names to values');
   return parseMapping(SERVE_OPTIONS, doc as Record<string, unknown>, path);
 }
 
@@ -114,7 +239,8 @@ function defaults(): ParsedOptions {
   for (const spec of SERVE_OPTIONS) {
     if (spec.default === undefined) continue;
     // Defaults are written as a user would type them, so they go through the same parser.
-    out[spec.key] = typeof spec.default === 'string' ? parseValue(spec, spec.default, 'default') : spec.default;
+    out[spec.key] =
+      typeof spec.default === 'string' ? parseValue(spec, spec.default, 'default') : spec.default;
   }
   return out;
 }

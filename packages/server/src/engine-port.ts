@@ -2,11 +2,12 @@
 // depend on this interface rather than on the class so the app can be built around any engine that
 // keeps the protocol (core's Engine in production, a scripted one in a unit test).
 
-import type { AddRequestInput, EngineEvents, EngineStats, RequestHandle } from '@flashserve/core';
+import type { AddRequestInput, EngineStats, RequestHandle, RequestOutput } from '@flashserve/core';
 
+/** The engine events the server listens to (metrics): every output, and each request's last. */
 export interface EngineEventSource {
-  on<E extends keyof EngineEvents>(event: E, fn: EngineEvents[E]): unknown;
-  off<E extends keyof EngineEvents>(event: E, fn: EngineEvents[E]): unknown;
+  on(event: 'output' | 'finished', fn: (out: RequestOutput) => void): unknown;
+  off(event: 'output' | 'finished', fn: (out: RequestOutput) => void): unknown;
 }
 
 export interface ServingEngine {

@@ -5,7 +5,7 @@
 // Tensors are CpuTensor objects over a Float32Array (or Int32Array for i32). bf16/f16 uploads are
 // widened to float32 once, at upload. Views (`reshape`) share the array.
 
-import { f16ToF32, bf16ToF32, matmulNn, matmulNt } from './cpu-kernels.js';
+import { bf16ToF32, f16ToF32, matmulNn, matmulNt } from './cpu-kernels.js';
 import { routeTokens, runExperts } from './cpu-moe.js';
 import type {
   Device,
@@ -184,7 +184,8 @@ export class CpuDevice implements Device {
     const xs = cpuF32(x, 'linear');
     const ws = cpuF32(w, 'linear');
     const [N, K] = w.shape as [number, number];
-    if (lastDim(x) !== K) throw new Error(`linear: x ${shapeText(x.shape)} does not match w ${shapeText(w.shape)}`);
+    if (lastDim(x) !== K)
+      throw new Error(`linear: x ${shapeText(x.shape)} does not match w ${shapeText(w.shape)}`);
     const T = xs.length / K;
     const out = new Float32Array(T * N);
     matmulNt(xs, 0, T, K, ws, 0, N, out, 0, bias === undefined ? undefined : cpuF32(bias, 'linear'));
@@ -198,7 +199,9 @@ export class CpuDevice implements Device {
     const [wh, w1, w2] = w.shape as [number, number, number];
     const b = transposeW ? w1 : w2;
     if (wh !== h || (transposeW ? w2 : w1) !== a) {
-      throw new Error(`bmm: x ${shapeText(x.shape)} does not match w ${shapeText(w.shape)} (transposeW ${transposeW})`);
+      throw new Error(
+        `bmm: x ${shapeText(x.shape)} does not match w ${shapeText(w.shape)} (transposeW ${transposeW})`,
+      );
     }
     const out = new Float32Array(T * h * b);
     const row = new Float32Array(b);
@@ -275,11 +278,13 @@ export class CpuDevice implements Device {
     const [T, h, D] = x.shape as [number, number, number];
     const rot = table.rotaryDim;
     const half = rot / 2;
-    if (rot > D || pos.length !== T) throw new Error(`rope: x ${shapeText(x.shape)}, ${pos.length} positions, rotaryDim ${rot}`);
+    if (rot > D || pos.length !== T)
+      throw new Error(`rope: x ${shapeText(x.shape)}, ${pos.length} positions, rotaryDim ${rot}`);
     const out = xs.slice();
     for (let t = 0; t < T; t++) {
       const p = pos[t]!;
-      if (p < 0 || p >= table.maxPositions) throw new Error(`rope: position ${p} out of range [0, ${table.maxPositions})`);
+      if (p < 0 || p >= table.maxPositions)
+        throw new Error(`rope: position ${p} out of range [0, ${table.maxPositions})`);
       const cb = p * half;
       for (let i = 0; i < h; i++) {
         const base = (t * h + i) * D + (D - rot);

@@ -4,8 +4,8 @@
 // scores per expert, an optional group stage that keeps `topkGroup` of `nGroup` expert groups, then
 // the top `topK` experts of the kept groups. Ties (measure zero with real weights) go to the lower id.
 
-import type { MoeRouteParams } from './device.js';
 import { matmulNt } from './cpu-kernels.js';
+import type { MoeRouteParams } from './device.js';
 
 /** Indices of the k largest values[i] among i with allowed(i), in descending order. */
 function topIndices(values: Float64Array, k: number, allowed: (i: number) => boolean): number[] {
@@ -42,7 +42,8 @@ export function routeTokens(
   correctionBias: Float32Array | undefined,
 ): { ids: Int32Array; weights: Float32Array } {
   const { topK, nGroup, topkGroup } = params;
-  if (numExperts % nGroup !== 0) throw new Error(`moeRoute: ${numExperts} experts do not split into ${nGroup} groups`);
+  if (numExperts % nGroup !== 0)
+    throw new Error(`moeRoute: ${numExperts} experts do not split into ${nGroup} groups`);
   if (topK > numExperts) throw new Error(`moeRoute: topK ${topK} > ${numExperts} experts`);
   const perGroup = numExperts / nGroup;
   const ids = new Int32Array(numTokens * topK);
@@ -135,7 +136,8 @@ export function runExperts(
   const byExpert: number[][] = Array.from({ length: numExperts }, () => []);
   for (let i = 0; i < numTokens * topK; i++) {
     const e = ids[i]!;
-    if (e < 0 || e >= numExperts) throw new Error(`moeExperts: expert id ${e} out of range [0, ${numExperts})`);
+    if (e < 0 || e >= numExperts)
+      throw new Error(`moeExperts: expert id ${e} out of range [0, ${numExperts})`);
     byExpert[e]!.push(i);
   }
   const acc = new Float64Array(numTokens * hidden);

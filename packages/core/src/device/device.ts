@@ -116,10 +116,11 @@ export interface Device {
   release(t: Tensor): void;
 
   // --- layout -----------------------------------------------------------------------------------
-  /** Same elements, new shape (equal element count): a view sharing storage, no copy. */
+  /** Same elements, new shape (equal element count): a view sharing storage, no copy. Release the
+   * source tensor (never the view) once neither is used any more. */
   reshape(x: Tensor, shape: readonly number[]): Tensor;
-  /** x[..., start : start + size] along the last dim: [..., D] -> [..., size]. A new tensor (a copy
-   * where the device cannot express a strided view). */
+  /** x[..., start : start + size] along the last dim: [..., D] -> [..., size]. Always a new tensor (a
+   * copy), so `x` may be released right after. */
   sliceLast(x: Tensor, start: number, size: number): Tensor;
   /** Concatenates along the last dim; leading dims must match: [..., D0], [..., D1] -> [..., D0+D1]. */
   concatLast(parts: readonly Tensor[]): Tensor;

@@ -25,6 +25,8 @@ export class Choice extends Sequence implements SamplingRow {
   emittedLength = 0;
   finishReason: FinishReason | null = null;
   stopReason: string | number | undefined;
+  /** Generated tokens, the array every output of this choice shares (see CompletionOutput.tokenIds). */
+  readonly outputTokenIds: number[] = [];
   // This step's additions, cleared once emitted.
   newTokenIds: number[] = [];
   newLogprobs: TokenLogprob[] | undefined;

@@ -48,6 +48,8 @@ export class IncrementalDetokenizer {
 
   #decode(start: number, end: number): string {
     if (start >= end) return '';
-    return this.#tokenizer.decode(this.#ids.slice(start, end), { skipSpecialTokens: this.#skipSpecialTokens });
+    return this.#tokenizer.decode(this.#ids.slice(start, end), {
+      skipSpecialTokens: this.#skipSpecialTokens,
+    });
   }
 }

@@ -16,6 +16,7 @@ import { EventEmitter } from 'eventemitter3';
 import {
   engineConfigInvalid,
   engineModelFailed,
+  engineStepFailed,
   engineOverloaded,
   engineShutDown,
   requestDuplicateId,
@@ -23,7 +24,7 @@ import {
 } from '../errors.js';
 import { KvCacheManager } from '../kv-cache/kv-cache-manager.js';
 import { HostSampler } from '../sampling/host-sampler.js';
-import { randomSeed, Rng } from '../sampling/rng.js';
+import { Rng, randomSeed } from '../sampling/rng.js';
 import type { Sampler, SamplingRow } from '../sampling/sampler.js';
 import type { SchedulerOutput } from '../scheduler/output.js';
 import { Scheduler } from '../scheduler/scheduler.js';
@@ -210,7 +211,7 @@ export class Engine {
     const t0 = performance.now();
     this.#inStep = true;
     const touched: RequestState[] = [];
-    let out: SchedulerOutput<Choice> | undefined;
+    let out: SchedulerOutput<Choice>;
     let modelMs = 0;
     try {
       out = this.#scheduler.schedule();
@@ -225,18 +226,29 @@ export class Engine {
         if (!(host instanceof Float32Array)) throw new TypeError('model.forward returned integer logits');
         logits = host;
       } catch (e) {
-        this.#failStep(out, e);
+        this.#failStep(out, touched, engineModelFailed, e);
         return true;
       }
       modelMs = performance.now() - tm;
-      this.#scheduler.onStepComputed(out);
-      this.#sampleAndAppend(built.sampling, logits, touched);
+      try {
+        this.#scheduler.onStepComputed(out);
+        this.#sampleAndAppend(built.sampling, logits, touched);
+      } catch (e) {
+        // A bug, not bad input: fail the step's requests rather than leave them hanging.
+        this.#failStep(out, touched, engineStepFailed, e);
+        return true;
+      }
     } finally {
       this.#inStep = false;
     }
     for (const req of touched) this.#emit(req);
     this.#applyPendingAborts();
     this.#notifyIdle();
+    this.#emitStepStats(out, performance.now() - t0, modelMs);
+    return true;
+  }
+
+  #emitStepStats(out: SchedulerOutput<Choice>, stepMs: number, modelMs: number): void {
     let prefill = 0;
     let decode = 0;
     for (let i = 0; i < out.scheduled.length; i++) {
@@ -244,15 +256,14 @@ export class Engine {
       if (out.scheduled[i]!.numComputedTokens - n < out.scheduled[i]!.promptLen) prefill += n;
       else decode += n;
     }
-    this.events.emit('step', {
+    this.#safeEmit('step', {
       numScheduledSeqs: out.scheduled.length,
       numPrefillTokens: prefill,
       numDecodeTokens: decode,
       numPreempted: out.preempted.length,
-      stepMs: performance.now() - t0,
+      stepMs,
       modelMs,
     });
-    return true;
   }
 
   #sampleAndAppend(sampling: readonly Choice[], logits: Float32Array, touched: RequestState[]): void {
@@ -309,13 +320,23 @@ export class Engine {
     }
   }
 
-  #appendToken(c: Choice, tokenId: number, logprob: TokenLogprob | undefined, now: number, touched: RequestState[]) {
+  #appendToken(
+    c: Choice,
+    tokenId: number,
+    logprob: TokenLogprob | undefined,
+    now: number,
+    touched: RequestState[],
+  ) {
     const req = c.request;
     const p = req.params;
     c.tokens.push(tokenId);
+    c.outputTokenIds.push(tokenId);
     c.outputCounts.set(tokenId, (c.outputCounts.get(tokenId) ?? 0) + 1);
     c.newTokenIds.push(tokenId);
-    if (logprob !== undefined) (c.newLogprobs ??= []).push(logprob);
+    if (logprob !== undefined) {
+      c.newLogprobs ??= [];
+      c.newLogprobs.push(logprob);
+    }
     this.#generationTokensTotal++;
     if (req.firstTokenTime === undefined) {
       req.firstTokenTime = now;
@@ -377,28 +398,58 @@ export class Engine {
     req.error = error;
     this.#requests.delete(req.requestId);
     this.#emit(req);
-    if (error !== undefined) this.events.emit('error', error, req.requestId);
+    if (error !== undefined) {
+      try {
+        this.events.emit('error', error, req.requestId);
+      } catch {
+        // See #safeEmit.
+      }
+    }
     this.#notifyIdle();
   }
 
-  #failStep(out: SchedulerOutput<Choice>, cause: unknown): void {
+  /** Fails every request of a step that threw; requests that already finished in it are reported. */
+  #failStep(
+    out: SchedulerOutput<Choice>,
+    touched: readonly RequestState[],
+    makeError: (detail: string) => Error,
+    cause: unknown,
+  ): void {
     const detail = cause instanceof Error ? cause.message : String(cause);
-    const failed = new Set<RequestState>();
-    for (const c of out.scheduled) failed.add(c.request);
     this.#inStep = false;
+    const failed = new Set<RequestState>(touched);
+    for (const c of out.scheduled) failed.add(c.request);
     for (const req of failed) {
-      if (req.finished) continue;
-      const err = engineModelFailed(detail);
+      if (req.finished) {
+        if (req.dirty) this.#emit(req);
+        continue;
+      }
+      const err = makeError(detail);
       err.cause = cause;
       this.#finishRequest(req, 'abort', err);
     }
+    this.#applyPendingAborts();
   }
 
   #emit(req: RequestState): void {
     const out = req.takeOutput();
     req.stream.push(out);
-    this.events.emit('output', out);
-    if (out.finished) this.events.emit('finished', out);
+    this.#safeEmit('output', out);
+    if (out.finished) this.#safeEmit('finished', out);
+  }
+
+  /** A listener that throws must not stop the loop (every other request would hang): its error is
+   * reported on 'error' instead. */
+  #safeEmit<E extends 'output' | 'finished' | 'step'>(event: E, arg: Parameters<EngineEvents[E]>[0]): void {
+    try {
+      (this.events.emit as (e: E, a: unknown) => boolean)(event, arg);
+    } catch (e) {
+      try {
+        this.events.emit('error', e instanceof Error ? e : new Error(String(e)));
+      } catch {
+        // An 'error' listener that throws too has nothing left to tell.
+      }
+    }
   }
 
   #applyPendingAborts(): void {
@@ -444,7 +495,12 @@ function checkOptions(o: EngineOptions): void {
       `maxModelLen ${o.maxModelLen} exceeds the model's maxPositionEmbeddings ${o.model.info.maxPositionEmbeddings}`,
     );
   }
-  if (o.maxWaitingRequests !== undefined && (!Number.isInteger(o.maxWaitingRequests) || o.maxWaitingRequests < 0)) {
-    throw engineConfigInvalid(`maxWaitingRequests must be a non-negative integer, got ${o.maxWaitingRequests}`);
+  if (
+    o.maxWaitingRequests !== undefined &&
+    (!Number.isInteger(o.maxWaitingRequests) || o.maxWaitingRequests < 0)
+  ) {
+    throw engineConfigInvalid(
+      `maxWaitingRequests must be a non-negative integer, got ${o.maxWaitingRequests}`,
+    );
   }
 }

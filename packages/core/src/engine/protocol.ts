@@ -113,7 +113,10 @@ export interface TokenLogprob {
 export interface CompletionOutput {
   /** Choice index in [0, n). */
   index: number;
-  /** Every generated token id so far. */
+  /** Every generated token id so far.
+   * NOTE: this is the choice's own growing array, shared by all its outputs (copying it every step
+   * would cost O(length) per request per step); copy it to keep a snapshot of an intermediate output.
+   * In a finished output it no longer changes. */
   tokenIds: number[];
   /** All text so far (stop strings and held-back partial characters excluded). */
   text: string;

@@ -1,15 +1,24 @@
 // The consumer side of one request: an async iterator of outputs plus a promise of the final one.
 //
-// NOTE: outputs the consumer has not read yet are merged into one (token ids and text deltas
-// concatenated, cumulative fields from the newer output), so a slow or absent reader costs O(1)
-// memory per request instead of one buffered output per step.
+// NOTE: outputs the consumer has not read yet are merged into one (token ids, text and logprobs of
+// each step concatenated, cumulative fields from the newest output). Only the newest output and the
+// per-step pieces are kept, so a slow or absent reader costs memory linear in the output and O(1)
+// work per step, never one buffered snapshot per step.
 
-import type { CompletionOutput, RequestHandle, RequestOutput } from './protocol.js';
+import type { CompletionOutput, RequestHandle, RequestOutput, TokenLogprob } from './protocol.js';
+
+/** Per choice: the new-token pieces of the outputs merged so far. */
+interface Pieces {
+  tokenIds: number[][];
+  texts: string[];
+  logprobs: TokenLogprob[][] | undefined;
+}
 
 export class RequestStream implements RequestHandle {
   readonly requestId: string;
   readonly #abort: () => void;
   #pending: RequestOutput | undefined;
+  #pieces: Pieces[] | undefined;
   #final: RequestOutput | undefined;
   #error: Error | undefined;
   #wake: (() => void) | undefined;
@@ -39,7 +48,16 @@ export class RequestStream implements RequestHandle {
 
   /** Engine side: a new output for this request. */
   push(out: RequestOutput): void {
-    this.#pending = this.#pending === undefined ? out : mergeOutputs(this.#pending, out);
+    if (this.#pending === undefined) {
+      this.#pending = out;
+    } else {
+      const pieces = (this.#pieces ??= this.#pending.outputs.map(piecesOf));
+      for (let i = 0; i < out.outputs.length; i++) {
+        pieces[i] ??= emptyPieces();
+        addPieces(pieces[i]!, out.outputs[i]!);
+      }
+      this.#pending = out;
+    }
     if (out.finished) {
       this.#final = out;
       if (out.error !== undefined) {
@@ -50,6 +68,22 @@ export class RequestStream implements RequestHandle {
       }
     }
     this.#wake?.();
+  }
+
+  #takePending(): RequestOutput {
+    const latest = this.#pending!;
+    const pieces = this.#pieces;
+    this.#pending = undefined;
+    this.#pieces = undefined;
+    if (pieces === undefined) return latest;
+    const outputs = latest.outputs.map((o, i): CompletionOutput => {
+      const p = pieces[i];
+      if (p === undefined) return o;
+      const merged: CompletionOutput = { ...o, newTokenIds: p.tokenIds.flat(), newText: p.texts.join('') };
+      if (o.logprobs !== undefined) merged.logprobs = p.logprobs?.flat() ?? [];
+      return merged;
+    });
+    return { ...latest, outputs };
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<RequestOutput> {
@@ -66,8 +100,7 @@ export class RequestStream implements RequestHandle {
           this.#wake = undefined;
           continue;
         }
-        const out = this.#pending;
-        this.#pending = undefined;
+        const out = this.#takePending();
         if (out.finished && this.#error !== undefined) throw this.#error;
         yield out;
         if (out.finished) break;
@@ -80,19 +113,18 @@ export class RequestStream implements RequestHandle {
   }
 }
 
-function mergeOutputs(a: RequestOutput, b: RequestOutput): RequestOutput {
-  const outputs: CompletionOutput[] = b.outputs.map((nb, i) => {
-    const na = a.outputs[i];
-    if (na === undefined) return nb;
-    const merged: CompletionOutput = {
-      ...nb,
-      newTokenIds: na.newTokenIds.concat(nb.newTokenIds),
-      newText: na.newText + nb.newText,
-    };
-    if (na.logprobs !== undefined || nb.logprobs !== undefined) {
-      merged.logprobs = (na.logprobs ?? []).concat(nb.logprobs ?? []);
-    }
-    return merged;
-  });
-  return { ...b, outputs };
+function emptyPieces(): Pieces {
+  return { tokenIds: [], texts: [], logprobs: undefined };
+}
+
+function piecesOf(o: CompletionOutput): Pieces {
+  const p = emptyPieces();
+  addPieces(p, o);
+  return p;
+}
+
+function addPieces(p: Pieces, o: CompletionOutput): void {
+  if (o.newTokenIds.length > 0) p.tokenIds.push(o.newTokenIds);
+  if (o.newText.length > 0) p.texts.push(o.newText);
+  if (o.logprobs !== undefined && o.logprobs.length > 0) (p.logprobs ??= []).push(o.logprobs);
 }

@@ -69,7 +69,7 @@ export class RequestState {
       if (emitUpTo > c.emittedLength) c.emittedLength = emitUpTo;
       const out: CompletionOutput = {
         index: i,
-        tokenIds: c.tokens.slice(c.promptLen),
+        tokenIds: c.outputTokenIds,
         text: c.text.slice(0, c.emittedLength),
         newTokenIds: c.newTokenIds,
         newText,

@@ -12,7 +12,11 @@ export interface RequestLimits {
   readonly hasTokenizer: boolean;
 }
 
-export function validateRequest(promptTokenIds: readonly number[], p: SamplingParams, lim: RequestLimits): void {
+export function validateRequest(
+  promptTokenIds: readonly number[],
+  p: SamplingParams,
+  lim: RequestLimits,
+): void {
   if (promptTokenIds.length === 0) throw requestPromptEmpty();
   for (const t of promptTokenIds) {
     if (!Number.isInteger(t) || t < 0 || t >= lim.vocabSize) {
@@ -42,7 +46,8 @@ export function validateRequest(promptTokenIds: readonly number[], p: SamplingPa
   if (p.stop.length > 0 && !lim.hasTokenizer) {
     throw requestParamInvalid('stop', 'stop strings need a tokenizer; this engine runs on token ids only');
   }
-  if (!Array.isArray(p.stopTokenIds)) throw requestParamInvalid('stop_token_ids', 'must be a list of token ids');
+  if (!Array.isArray(p.stopTokenIds))
+    throw requestParamInvalid('stop_token_ids', 'must be a list of token ids');
   for (const t of p.stopTokenIds) integer(t, 'stop_token_ids', 0, lim.vocabSize - 1);
   if (p.logprobs !== undefined) integer(p.logprobs, 'logprobs', 0, MAX_LOGPROBS);
   if (p.minTokens !== undefined) integer(p.minTokens, 'min_tokens', 0, p.maxTokens);

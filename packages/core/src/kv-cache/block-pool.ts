@@ -97,7 +97,8 @@ export class BlockPool {
   release(blockId: number): void {
     const rc = --this.#refCount[blockId]!;
     if (rc > 0) return;
-    if (rc < 0 || blockId === NULL_BLOCK) throw new Error(`BlockPool.release: block ${blockId} was not in use`);
+    if (rc < 0 || blockId === NULL_BLOCK)
+      throw new Error(`BlockPool.release: block ${blockId} was not in use`);
     if (this.#hashOf[blockId] === undefined) this.#pushHead(blockId);
     else this.#pushTail(blockId);
   }

@@ -94,7 +94,9 @@ class Harness {
       for (const b of s.blocks.blockIds) held.set(b, (held.get(b) ?? 0) + 1);
       // Every computed token is where the block table says (catches reuse of a wrong or evicted block).
       for (let p = 0; p < s.numComputed; p++) {
-        expect(this.content[s.blocks.blockIds[Math.floor(p / BLOCK)]! * BLOCK + (p % BLOCK)]).toBe(s.tokens[p]);
+        expect(this.content[s.blocks.blockIds[Math.floor(p / BLOCK)]! * BLOCK + (p % BLOCK)]).toBe(
+          s.tokens[p],
+        );
       }
     }
     for (const s of this.preempted) expect(s.blocks.blockIds).toEqual([]);
@@ -151,7 +153,11 @@ function apply(h: Harness, op: Op): void {
   const live = h.live.length;
   switch (op.kind) {
     case 'admit':
-      h.admit({ tokens: [...TEMPLATES[op.template]!, ...op.suffix], numComputed: 0, blocks: new SeqBlocks() });
+      h.admit({
+        tokens: [...TEMPLATES[op.template]!, ...op.suffix],
+        numComputed: 0,
+        blocks: new SeqBlocks(),
+      });
       return;
     case 'grow':
       if (live > 0) h.grow(h.live[op.seq % live]!, op.token);
@@ -176,22 +182,29 @@ describe('KvCacheManager properties', () => {
   test.each([
     ['with prefix caching', true],
     ['without prefix caching', false],
-  ])('after any admit/grow/fork/finish/abort/preempt sequence every block is free or referenced exactly (%s)', (_n, pc) => {
-    fc.assert(
-      // Small pools so that cached blocks are evicted and re-hit often.
-      fc.property(fc.integer({ min: 3, max: 12 }), fc.array(opArb, { maxLength: 120 }), (numBlocks, ops) => {
-        const h = new Harness(numBlocks, pc);
-        for (const op of ops) {
-          apply(h, op);
-          h.check();
-        }
-        while (h.live.length > 0) h.free(0);
-        h.check();
-        expect(h.kv.numFreeBlocks).toBe(h.kv.numUsableBlocks);
-      }),
-      { numRuns: 300 },
-    );
-  });
+  ])(
+    'after any admit/grow/fork/finish/abort/preempt sequence every block is free or referenced exactly (%s)',
+    (_n, pc) => {
+      fc.assert(
+        // Small pools so that cached blocks are evicted and re-hit often.
+        fc.property(
+          fc.integer({ min: 3, max: 12 }),
+          fc.array(opArb, { maxLength: 120 }),
+          (numBlocks, ops) => {
+            const h = new Harness(numBlocks, pc);
+            for (const op of ops) {
+              apply(h, op);
+              h.check();
+            }
+            while (h.live.length > 0) h.free(0);
+            h.check();
+            expect(h.kv.numFreeBlocks).toBe(h.kv.numUsableBlocks);
+          },
+        ),
+        { numRuns: 300 },
+      );
+    },
+  );
 
   test('a prompt sharing a prefix with a finished one reuses exactly the full shared blocks', () => {
     fc.assert(
@@ -229,7 +242,11 @@ test('allocateSlots is all or nothing and counts idle cached blocks it adopts', 
   h.free(0);
   // 3 free-but-cached plus 1 never used. A prompt hitting both cached blocks and needing 3 more
   // blocks must fail: the 2 adopted blocks come out of the same free queue.
-  const b: Seq = { tokens: [1, 2, 3, 4, 5, 6, 7, 8, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], numComputed: 0, blocks: new SeqBlocks() };
+  const b: Seq = {
+    tokens: [1, 2, 3, 4, 5, 6, 7, 8, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+    numComputed: 0,
+    blocks: new SeqBlocks(),
+  };
   const prefix = h.kv.findCachedPrefix(b.blocks, b.tokens, b.tokens.length);
   expect(prefix.numTokens).toBe(8);
   expect(h.kv.allocateSlots(b.blocks, 8, b.tokens.length - 8, prefix)).toBe(false);

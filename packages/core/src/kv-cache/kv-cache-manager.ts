@@ -87,7 +87,12 @@ export class KvCacheManager {
    * All or nothing: returns false, changing nothing, when the free queue cannot cover the new blocks
    * (the scheduler then preempts). Cached blocks adopted from the free queue count against it.
    */
-  allocateSlots(seq: SeqBlocks, numComputedTokens: number, numNewTokens: number, prefix?: CachedPrefix): boolean {
+  allocateSlots(
+    seq: SeqBlocks,
+    numComputedTokens: number,
+    numNewTokens: number,
+    prefix?: CachedPrefix,
+  ): boolean {
     const hit = prefix ?? NO_PREFIX;
     const held = seq.blockIds.length + hit.blockIds.length;
     const needed = this.blocksFor(numComputedTokens + numNewTokens) - held;

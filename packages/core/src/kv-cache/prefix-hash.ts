@@ -6,11 +6,14 @@
 // and a hash an attacker can collide would let one user's prompt read another's cached KV (vLLM's
 // CVE-2025-25183 was exactly this). The cost is one digest per 64 tokens, measured in bench/.
 
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 export type BlockHash = string;
 
-let scratch = new Int32Array(64);
+/** Reused input: [parent hash (44 base64 chars, or "-") | token count | tokens as int32 | key]. */
+let bytes = Buffer.from(new ArrayBuffer(4096));
+let words = new Int32Array(bytes.buffer);
+const TOKENS_AT = 48;
 
 /** Hash of tokens[start, end) as the block following `parent` (null for the first block). */
 export function hashBlock(
@@ -21,16 +24,21 @@ export function hashBlock(
   extraKey?: string,
 ): BlockHash {
   const n = end - start;
-  if (scratch.length < n) scratch = new Int32Array(n);
-  for (let i = 0; i < n; i++) scratch[i] = tokens[start + i]!;
-  const h = createHash('sha256');
-  // The separators keep (parent, tokens, key) unambiguous: the parent is fixed-width base64, the
-  // token bytes are length-prefixed.
-  h.update(parent ?? '-');
-  h.update(`|${n}|`);
-  h.update(new Uint8Array(scratch.buffer, 0, n * 4));
-  if (extraKey !== undefined) h.update(`|${extraKey}`);
-  return h.digest('base64');
+  const keyBytes = extraKey === undefined ? 0 : Buffer.byteLength(extraKey);
+  const size = TOKENS_AT + 4 * n + keyBytes;
+  if (bytes.length < size) {
+    bytes = Buffer.from(new ArrayBuffer(size * 2));
+    words = new Int32Array(bytes.buffer);
+  }
+  // Fixed-width fields keep (parent, tokens, key) unambiguous. Token ids go in as int32 words
+  // (native little-endian on every platform Node ships for).
+  bytes.fill(0, 0, 44);
+  bytes.write(parent ?? '-', 0, 44, 'latin1');
+  words[11] = n;
+  const w = TOKENS_AT / 4;
+  for (let i = 0; i < n; i++) words[w + i] = tokens[start + i]!;
+  if (extraKey !== undefined) bytes.write(extraKey, TOKENS_AT + 4 * n, 'utf8');
+  return hash('sha256', bytes.subarray(0, size), 'base64');
 }
 
 /** Extends `hashes` (hashes of the first hashes.length full blocks) to cover every full block of
@@ -44,7 +52,9 @@ export function extendBlockHashes(
 ): BlockHash[] {
   const numFull = Math.floor(numTokens / blockSize);
   for (let i = hashes.length; i < numFull; i++) {
-    hashes.push(hashBlock(i === 0 ? null : hashes[i - 1]!, tokens, i * blockSize, (i + 1) * blockSize, extraKey));
+    hashes.push(
+      hashBlock(i === 0 ? null : hashes[i - 1]!, tokens, i * blockSize, (i + 1) * blockSize, extraKey),
+    );
   }
   return hashes;
 }

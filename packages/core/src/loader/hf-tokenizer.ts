@@ -18,7 +18,11 @@ export interface HfTokenizerOptions {
 /** A special-token field may be a string or an AddedToken object {content, ...}. */
 function tokenText(value: unknown): string | undefined {
   if (typeof value === 'string') return value;
-  if (typeof value === 'object' && value !== null && typeof (value as { content?: unknown }).content === 'string') {
+  if (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { content?: unknown }).content === 'string'
+  ) {
     return (value as { content: string }).content;
   }
   return undefined;
@@ -87,7 +91,10 @@ export class HfTokenizer implements Tokenizer {
     try {
       this.#template = chatTemplate === undefined ? undefined : new Template(chatTemplate);
     } catch (e) {
-      throw loadFileMalformed(join(dir, 'tokenizer_config.json'), `chat template does not parse: ${e instanceof Error ? e.message : String(e)}`);
+      throw loadFileMalformed(
+        join(dir, 'tokenizer_config.json'),
+        `chat template does not parse: ${e instanceof Error ? e.message : String(e)}`,
+      );
     }
   }
 

@@ -96,7 +96,8 @@ export class JsonFields {
     if (!this.has(key)) return [];
     const v = this.obj[key];
     if (typeof v === 'number' && Number.isInteger(v)) return [v];
-    if (Array.isArray(v) && v.every((x) => typeof x === 'number' && Number.isInteger(x))) return v as number[];
+    if (Array.isArray(v) && v.every((x) => typeof x === 'number' && Number.isInteger(x)))
+      return v as number[];
     return this.#bad(key, 'an integer or a list of integers');
   }
 }

@@ -121,6 +121,14 @@ export function parseDeepseekConfig(raw: JsonObject, file: string): DeepseekConf
     throw loadConfigUnsupported(file, `model_type "${modelType}" (supported: deepseek_v2, deepseek_v3)`);
   }
   const v3 = modelType === 'deepseek_v3';
+  const quant = f.object('quantization_config');
+  if (quant !== undefined) {
+    // DeepSeek-V3/R1 ship FP8 block-quantized weights; only unquantized (bf16/f16/f32) checkpoints load.
+    throw loadConfigUnsupported(
+      file,
+      `quantized checkpoint (quant_method "${quant.str('quant_method', 'unknown')}"); convert it to bf16 first`,
+    );
+  }
   const hiddenAct = f.str('hidden_act', 'silu');
   if (hiddenAct !== 'silu') throw loadConfigUnsupported(file, `hidden_act "${hiddenAct}" (supported: silu)`);
 
@@ -135,9 +143,13 @@ export function parseDeepseekConfig(raw: JsonObject, file: string): DeepseekConf
     const topkMethod = v3 ? 'noaux_tc' : f.str('topk_method', 'greedy');
     const numExpertsPerTok = f.intOrNull('num_experts_per_tok') ?? (v3 ? 8 : 0);
     if (!v3 && topkMethod !== 'greedy' && topkMethod !== 'group_limited_greedy') {
-      throw loadConfigUnsupported(file, `topk_method "${topkMethod}" (supported: greedy, group_limited_greedy)`);
+      throw loadConfigUnsupported(
+        file,
+        `topk_method "${topkMethod}" (supported: greedy, group_limited_greedy)`,
+      );
     }
-    if (nRouted % nGroup !== 0) throw loadConfigUnsupported(file, `n_routed_experts ${nRouted} is not a multiple of n_group ${nGroup}`);
+    if (nRouted % nGroup !== 0)
+      throw loadConfigUnsupported(file, `n_routed_experts ${nRouted} is not a multiple of n_group ${nGroup}`);
     if (topkGroup > nGroup) throw loadConfigUnsupported(file, `topk_group ${topkGroup} > n_group ${nGroup}`);
     if (numExpertsPerTok < 1 || numExpertsPerTok > nRouted) {
       throw loadConfigUnsupported(file, `num_experts_per_tok ${numExpertsPerTok} must be in [1, ${nRouted}]`);
@@ -189,7 +201,10 @@ export function parseDeepseekConfig(raw: JsonObject, file: string): DeepseekConf
     if (v < 1) throw loadConfigUnsupported(file, `${k} must be positive (got ${v})`);
   }
   if (cfg.qkRopeHeadDim < 2 || cfg.qkRopeHeadDim % 2 !== 0) {
-    throw loadConfigUnsupported(file, `qk_rope_head_dim must be a positive even number (got ${cfg.qkRopeHeadDim})`);
+    throw loadConfigUnsupported(
+      file,
+      `qk_rope_head_dim must be a positive even number (got ${cfg.qkRopeHeadDim})`,
+    );
   }
   if (cfg.mlpBias) throw loadConfigUnsupported(file, 'mlp_bias true is not supported');
   return cfg;

@@ -52,7 +52,8 @@ export class SafetensorsFile {
     try {
       const size = fstatSync(this.#fd).size;
       const lenBuf = Buffer.alloc(8);
-      if (size < 8 || readSync(this.#fd, lenBuf, 0, 8, 0) !== 8) throw loadFileMalformed(path, 'shorter than its 8-byte header length');
+      if (size < 8 || readSync(this.#fd, lenBuf, 0, 8, 0) !== 8)
+        throw loadFileMalformed(path, 'shorter than its 8-byte header length');
       const headerLen = Number(lenBuf.readBigUInt64LE(0));
       if (headerLen <= 0 || 8 + headerLen > size) {
         throw loadFileMalformed(path, `header length ${headerLen} does not fit a file of ${size} bytes`);
@@ -63,7 +64,10 @@ export class SafetensorsFile {
       try {
         header = JSON.parse(headerBuf.toString('utf8'));
       } catch (e) {
-        throw loadFileMalformed(path, `header is not valid JSON (${e instanceof Error ? e.message : String(e)})`);
+        throw loadFileMalformed(
+          path,
+          `header is not valid JSON (${e instanceof Error ? e.message : String(e)})`,
+        );
       }
       if (typeof header !== 'object' || header === null || Array.isArray(header)) {
         throw loadFileMalformed(path, 'header is not a JSON object');
@@ -119,7 +123,10 @@ export class SafetensorsFile {
         dtype = 'i32';
         break;
       default:
-        throw loadFileMalformed(this.path, `tensor "${name}" has dtype ${e.dtype} (supported: F32, BF16, F16, I32)`);
+        throw loadFileMalformed(
+          this.path,
+          `tensor "${name}" has dtype ${e.dtype} (supported: F32, BF16, F16, I32)`,
+        );
     }
     const view = new Uint8Array(data.buffer, data.byteOffset, bytes);
     let done = 0;
@@ -147,12 +154,14 @@ function parseEntry(path: string, name: string, value: unknown, dataBytes: numbe
     throw bad('bad data_offsets');
   }
   const [begin, end] = offs as [number, number];
-  if (begin > end || end > dataBytes) throw bad(`data_offsets [${begin}, ${end}] outside the ${dataBytes} data bytes`);
+  if (begin > end || end > dataBytes)
+    throw bad(`data_offsets [${begin}, ${end}] outside the ${dataBytes} data bytes`);
   const shape = v.shape as number[];
   const elem = ELEMENT_BYTES[v.dtype];
   if (elem !== undefined) {
     const n = shape.reduce((a, b) => a * b, 1);
-    if (n * elem !== end - begin) throw bad(`${end - begin} bytes for ${v.dtype} shape [${shape.join(', ')}]`);
+    if (n * elem !== end - begin)
+      throw bad(`${end - begin} bytes for ${v.dtype} shape [${shape.join(', ')}]`);
   }
   return { dtype: v.dtype, shape, begin, end };
 }
@@ -178,7 +187,8 @@ export class SafetensorsCheckpoint implements WeightSource {
       }
       weightMap = new Map();
       for (const [name, file] of Object.entries(wm as Record<string, unknown>)) {
-        if (typeof file !== 'string') throw loadFileMalformed(indexPath, `"weight_map.${name}" must be a file name`);
+        if (typeof file !== 'string')
+          throw loadFileMalformed(indexPath, `"weight_map.${name}" must be a file name`);
         weightMap.set(name, file);
         if (!files.includes(file)) files.push(file);
       }
@@ -188,7 +198,10 @@ export class SafetensorsCheckpoint implements WeightSource {
     } else if (existsSync(join(dir, 'model.safetensors'))) {
       files.push('model.safetensors');
     } else {
-      throw loadFileMissing(join(dir, 'model.safetensors'), 'the model weights (nor model.safetensors.index.json)');
+      throw loadFileMissing(
+        join(dir, 'model.safetensors'),
+        'the model weights (nor model.safetensors.index.json)',
+      );
     }
     this.#files = [];
     try {
@@ -200,7 +213,8 @@ export class SafetensorsCheckpoint implements WeightSource {
     for (const file of this.#files) for (const name of file.names()) this.#where.set(name, file);
     if (weightMap !== undefined) {
       for (const [name, file] of weightMap) {
-        if (!this.#where.has(name)) throw loadTensorMissing(name, `${join(dir, file)} (named by ${indexPath})`);
+        if (!this.#where.has(name))
+          throw loadTensorMissing(name, `${join(dir, file)} (named by ${indexPath})`);
       }
     }
     this.description = `${dir} (${this.#files.length} safetensors file${this.#files.length === 1 ? '' : 's'})`;

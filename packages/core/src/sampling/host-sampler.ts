@@ -77,7 +77,14 @@ export class HostSampler implements Sampler {
 }
 
 /** Length of the kept prefix of idx[0, head) under top-p (against `mass`) and min-p. */
-function keptPrefix(idx: Int32Array, head: number, x: Float32Array, mass: number, topP: number, minP: number) {
+function keptPrefix(
+  idx: Int32Array,
+  head: number,
+  x: Float32Array,
+  mass: number,
+  topP: number,
+  minP: number,
+) {
   const pMaxCut = minP > 0 ? minP * x[idx[0]!]! : 0;
   const pCut = topP < 1 ? topP * mass : Number.POSITIVE_INFINITY;
   let cum = 0;

@@ -16,7 +16,10 @@ export async function collect(engine: Engine, req: AddRequestInput): Promise<Col
 }
 
 /** Runs each request alone on a fresh engine from `make`, one after another. */
-export async function runAlone(make: () => Engine, reqs: readonly AddRequestInput[]): Promise<RequestOutput[]> {
+export async function runAlone(
+  make: () => Engine,
+  reqs: readonly AddRequestInput[],
+): Promise<RequestOutput[]> {
   const outs: RequestOutput[] = [];
   for (const r of reqs) {
     const engine = make();

@@ -3,8 +3,8 @@
 // prefix-cache hit or fork therefore changes the output (or trips a position check), so batching,
 // preemption and caching bugs show up as different tokens.
 
-import type { ForwardBatch, Model, ModelInfo } from '../../src/engine/model.js';
 import type { Device, Tensor } from '../../src/device/device.js';
+import type { ForwardBatch, Model, ModelInfo } from '../../src/engine/model.js';
 import { makeHostDevice } from './host-device.js';
 
 /** Writes logits for the next token after `history` into `out` (length vocabSize, zeroed). */
@@ -68,14 +68,17 @@ export class TinyModel implements Model {
     for (let r = 0; r < batch.logitsIndices.length; r++) {
       const row = batch.logitsIndices[r]!;
       while (a.queryStartLoc[req + 1]! <= row) req++;
-      if (row !== a.queryStartLoc[req + 1]! - 1) throw new Error(`logits row ${row} is not a request's last token`);
+      if (row !== a.queryStartLoc[req + 1]! - 1)
+        throw new Error(`logits row ${row} is not a request's last token`);
       const seqLen = a.seqLens[req]!;
       const history: number[] = [];
       for (let p = 0; p < seqLen; p++) {
         const block = a.blockTables[req * a.maxBlocksPerReq + Math.floor(p / bs)]!;
         const slot = block * bs + (p % bs);
         if (this.#cachePositions[slot] !== p) {
-          throw new Error(`request ${req}: cache slot ${slot} holds position ${this.#cachePositions[slot]}, not ${p}`);
+          throw new Error(
+            `request ${req}: cache slot ${slot} holds position ${this.#cachePositions[slot]}, not ${p}`,
+          );
         }
         history.push(this.#cacheTokens[slot]!);
       }

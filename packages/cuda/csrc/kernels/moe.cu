@@ -61,10 +61,15 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
+// NOTE: decode (16-row tiles) is bound by streaming expert weights, and with few active experts there
+// are only ~2 blocks per SM: each block must keep many bytes in flight, hence 64-wide K tiles and a
+// 4-stage ring (3 tiles = 24 KiB of weights pending per block). Prefill (64-row tiles) is bound by
+// the tensor cores and keeps 32-wide K tiles so its ring still fits static shared memory.
 template <int BM>
 struct GemmTraits {
-  static constexpr int BN = GROUPED_GEMM_BN, BK = GROUPED_GEMM_BK;
-  static constexpr int STAGES = 3;
+  static constexpr int BN = GROUPED_GEMM_BN;
+  static constexpr int BK = BM == 16 ? 64 : 32;
+  static constexpr int STAGES = BM == 16 ? 4 : 3;
   static constexpr int THREADS = 128;
   // NOTE: rows are padded by 8 bf16 (16 bytes) so the 16x16 fragment loads of consecutive rows fall
   // in different shared-memory banks.
@@ -111,17 +116,18 @@ __global__ void __launch_bounds__(128) grouped_gemm_kernel(GroupedGemmParams p) 
     for (int c = threadIdx.x; c < BM * CHUNKS_PER_ROW; c += T::THREADS) {
       const int r = c / CHUNKS_PER_ROW, kc = (c % CHUNKS_PER_ROW) * 8;
       const int prow = row_begin + r;
-      const bool valid = prow < row_end;
-      int src_row = valid ? prow : row_begin;
+      // Rows past the tile's end and chunks past K (K % 32 != 0) are zero-filled.
+      const bool valid = prow < row_end && k0 + kc < p.k;
+      int src_row = prow < row_end ? prow : row_begin;
       if (p.gather) src_row = p.gather[src_row] / p.gather_div;
-      cp_async_16(sa + stage * T::A_STAGE + r * T::LDS + kc, a + src_row * p.lda + k0 + kc, valid);
+      cp_async_16(sa + stage * T::A_STAGE + r * T::LDS + kc, a + src_row * p.lda + (valid ? k0 + kc : 0), valid);
     }
     for (int c = threadIdx.x; c < T::BN * CHUNKS_PER_ROW; c += T::THREADS) {
       const int r = c / CHUNKS_PER_ROW, kc = (c % CHUNKS_PER_ROW) * 8;
       const int wrow = n0 + r;
-      const bool valid = wrow < p.n;
+      const bool valid = wrow < p.n && k0 + kc < p.k;
       cp_async_16(sb + stage * T::B_STAGE + r * T::LDS + kc,
-                  w + static_cast<int64_t>(valid ? wrow : 0) * p.k + k0 + kc, valid);
+                  w + (valid ? static_cast<int64_t>(wrow) * p.k + k0 + kc : 0), valid);
     }
   };
 
@@ -133,7 +139,7 @@ __global__ void __launch_bounds__(128) grouped_gemm_kernel(GroupedGemmParams p) 
 #pragma unroll
     for (int j = 0; j < T::FRAG_N; ++j) wmma::fill_fragment(acc[i][j], 0.f);
 
-  const int k_tiles = p.k / T::BK;
+  const int k_tiles = (p.k + T::BK - 1) / T::BK;
 #pragma unroll
   for (int s = 0; s < T::STAGES - 1; ++s) {
     if (s < k_tiles) load_stage(s, s * T::BK);
@@ -212,7 +218,7 @@ void run_moe_align(MoeAlignParams& p) {
 }
 
 void run_grouped_gemm(GroupedGemmParams& p) {
-  require(p.k % GROUPED_GEMM_BK == 0, "groupedGemm: K must be a multiple of 32");
+  require(p.k % 8 == 0, "groupedGemm: K must be a multiple of 8 (16-byte rows)");
   require(p.lda % 8 == 0, "groupedGemm: the A row stride must be a multiple of 8 elements");
   if (p.max_tiles == 0) return;
   dim3 grid((p.n + GROUPED_GEMM_BN - 1) / GROUPED_GEMM_BN, p.max_tiles);

@@ -13,7 +13,6 @@
 namespace flashserve {
 
 constexpr int GROUPED_GEMM_BN = 64;
-constexpr int GROUPED_GEMM_BK = 32;
 
 struct MoeAlignParams {
   const int32_t* topk_ids;  // [num_assign] = [num_tokens * top_k]

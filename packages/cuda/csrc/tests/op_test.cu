@@ -219,8 +219,8 @@ void test_router(bool v3) {
   report(v3 ? "moeRoute v3 weights" : "moeRoute v2 weights", rel_l2(dw.get(), ws), 1e-5);
 }
 
-void test_moe(int T, int block_m) {
-  const int H = 256, I = 128, E = 16, k = 4;
+void test_moe(int T, int block_m, int I = 128) {
+  const int H = 256, E = 16, k = 4;
   auto x = randv(T * H), gu = randv((size_t)E * 2 * I * H, -0.1f, 0.1f), dn = randv((size_t)E * H * I, -0.1f, 0.1f);
   std::vector<int32_t> ids(T * k);
   std::vector<float> w(T * k);
@@ -284,7 +284,7 @@ void test_moe(int T, int block_m) {
       }
     }
   char name[64];
-  std::snprintf(name, sizeof name, "moeExperts T=%d block_m=%d", T, block_m);
+  std::snprintf(name, sizeof name, "moeExperts T=%d block_m=%d I=%d", T, block_m, I);
   report(name, rel_l2(dout.get(), ref), 2e-2);
 }
 
@@ -318,7 +318,11 @@ void test_gemm(bool trans_b, int batch, DType c_dtype) {
 
 void test_sampling() {
   const int rows = 6, V = 5000;
-  auto logits = randv((size_t)rows * V, -5.f, 5.f);
+  // NOTE: not rounded to bf16: ties at a top-k or top-p boundary are all kept by the kernel (a
+  // threshold) but cut by index in this reference, so the test draws tie-free logits.
+  std::vector<float> logits((size_t)rows * V);
+  std::uniform_real_distribution<float> dist(-5.f, 5.f);
+  for (auto& x : logits) x = dist(rng);
   std::vector<float> temp = {0.f, 1.f, 0.7f, 1.f, 1.f, 1.3f}, top_p = {1.f, 1.f, 0.9f, 1.f, 0.5f, 0.8f},
                      min_p = {0.f, 0.f, 0.f, 0.1f, 0.f, 0.05f}, uni = {0.5f, 0.3f, 0.77f, 0.12f, 0.999f, 0.01f};
   std::vector<int32_t> top_k = {0, 1, 50, 0, 0, 20};
@@ -555,6 +559,8 @@ int main(int argc, char** argv) {
     test_moe(7, 16);
     test_moe(300, 64);
     test_moe(300, 16);
+    test_moe(5, 16, 24);
+    test_moe(70, 64, 40);
 #ifdef FLASHSERVE_WITH_CUBLAS
     test_gemm(true, 1, DType::BF16);
     test_gemm(false, 1, DType::BF16);

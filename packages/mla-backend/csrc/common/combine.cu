@@ -12,6 +12,9 @@ namespace {
 constexpr int WARPS = 8;
 
 __global__ void __launch_bounds__(WARPS * 32) combine_kernel(DecodeParams p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");  // no-op unless launched as a dependent
+#endif
   const int r = blockIdx.x;
   const int row = blockIdx.y * WARPS + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
@@ -61,10 +64,17 @@ __global__ void __launch_bounds__(WARPS * 32) combine_kernel(DecodeParams p) {
 
 }  // namespace
 
-cudaError_t run_combine(const DecodeParams& params) {
-  dim3 grid(params.b, (params.q_rows + WARPS - 1) / WARPS);
-  combine_kernel<<<grid, WARPS * 32, 0, params.stream>>>(params);
-  return cudaGetLastError();
+cudaError_t run_combine(const DecodeParams& params, bool programmatic_launch) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(params.b, (params.q_rows + WARPS - 1) / WARPS);
+  cfg.blockDim = dim3(WARPS * 32);
+  cfg.stream = params.stream;
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = programmatic_launch ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, combine_kernel, params);
 }
 
 }  // namespace flashserve::mla

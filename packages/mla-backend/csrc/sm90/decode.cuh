@@ -1,6 +1,6 @@
 // The Hopper MLA decode kernel (sm_90a): one CTA per (part of the split-KV schedule, 64-row query
 // tile), persistent over the part's pieces, 3 warpgroups:
-//   - warpgroup 2, the producer: one thread issues TMA loads of the Q tile (9 boxes of 64 x 64) and of
+//   - warp 8, the producer: one thread issues TMA loads of the Q tile (9 boxes of 64 x 64) and of
 //     each page (9 boxes) into a 2-stage ring, completing on mbarriers;
 //   - warpgroups 0 and 1, the math: for each page, S = Q K^T by wgmma, each warpgroup computing 32 of
 //     the page's 64 columns; the row maxima are exchanged through shared memory so both share one
@@ -18,6 +18,7 @@
 #include <cuda_bf16.h>
 
 #include <cmath>
+#include <new>
 
 #include "common/combine.h"
 #include "common/pieces.h"
@@ -37,6 +38,64 @@ constexpr uint32_t V_SBO_BYTES = 8 * 128;
 // 32 bytes) never crosses the atom, so LBO is unused; 8-row groups are 1 KB apart.
 constexpr uint32_t KMAJOR_SBO_BYTES = 8 * 128;
 
+// The loads, issued by one thread of math warpgroup 0 (there is no producer warp: see config.h).
+// Pages are loaded in the flattened order of the part's pieces, NUM_STAGES ahead of the math; a
+// piece's Q tile is loaded once the previous piece's last Q K^T is complete.
+template <typename T>
+struct Loader {
+  const DecodeParams& p;
+  typename T::SharedStorage& s;
+  const CUtensorMap* tmap_q;
+  const CUtensorMap* tmap_kv;
+  int tile;
+  uint64_t policy;
+  PieceIter kv_pieces, q_pieces;
+  Piece kv_piece;
+  bool kv_more;
+  int kv_page, kv_it, q_n;
+
+  __device__ Loader(const DecodeParams& params, typename T::SharedStorage& smem, const CUtensorMap* tq,
+                    const CUtensorMap* tkv, const SchedPart& part, int tile_idx, int tiles)
+      : p(params), s(smem), tmap_q(tq), tmap_kv(tkv), tile(tile_idx), kv_pieces(params, part),
+        q_pieces(params, part), kv_it(0), q_n(0) {
+    // One query tile reads each page alone: stream it past L2. With several tiles, the sibling CTAs
+    // read the same pages at about the same time, so keep them there.
+    if (tiles == 1) policy = policy_evict_first();
+    else asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(policy));
+    kv_more = kv_pieces.next(kv_piece);
+    kv_page = kv_more ? kv_piece.page_begin : 0;
+  }
+
+  // Loads the next piece's Q tile; for every piece after the first, waits until the math
+  // warpgroups are done with the previous one.
+  __device__ void load_q() {
+    Piece pc;
+    if (!q_pieces.next(pc)) return;
+    if (q_n > 0) mbar_wait(&s.q_empty, (q_n - 1) & 1);
+    mbar_arrive_expect_tx(&s.q_full, QK_CHUNKS * T::TILE_BYTES);
+#pragma unroll
+    for (int c = 0; c < QK_CHUNKS; ++c) tma_load_3d(s.q[c], tmap_q, &s.q_full, c * CHUNK, tile * BLOCK_M, pc.req);
+    ++q_n;
+  }
+
+  // Loads the next page into its stage once the page that held the stage was released.
+  __device__ void load_page() {
+    if (!kv_more) return;
+    const int stage = kv_it % NUM_STAGES;
+    mbar_wait(&s.kv_empty[stage], ((kv_it / NUM_STAGES) & 1) ^ 1);
+    const int block = p.block_table[kv_piece.req * p.block_table_stride + kv_page];
+    mbar_arrive_expect_tx(&s.kv_full[stage], T::PAGE_BYTES);
+#pragma unroll
+    for (int c = 0; c < QK_CHUNKS; ++c)
+      tma_load_2d(s.kv[stage][c], tmap_kv, &s.kv_full[stage], c * CHUNK, block * PAGE_SIZE, policy);
+    ++kv_it;
+    if (++kv_page == kv_piece.page_end) {
+      kv_more = kv_pieces.next(kv_piece);
+      kv_page = kv_more ? kv_piece.page_begin : 0;
+    }
+  }
+};
+
 template <typename Element>
 __global__ void __launch_bounds__(NUM_THREADS, 1)
     mla_decode_kernel(const __grid_constant__ DecodeParams p, const __grid_constant__ CUtensorMap tmap_q,
@@ -50,6 +109,7 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
   const int tile = blockIdx.x % tiles;
   const SchedPart part = reinterpret_cast<const SchedPart*>(p.sched_meta)[blockIdx.x / tiles];
   const int wg = threadIdx.x / 128;
+  const bool loader_thread = threadIdx.x == 0;
 
   if (threadIdx.x == 0) {
     mbar_init(&s.q_full, 1);
@@ -61,226 +121,244 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
+  // NOTE: the loader's state lives in shared memory, touched by its one thread only: kept in
+  // registers it would cost every math thread ~20 of them and push the kernel into spills.
+  static_assert(sizeof(Loader<T>) <= sizeof(s.loader_storage), "loader state does not fit");
+  Loader<T>& loader = *reinterpret_cast<Loader<T>*>(s.loader_storage);
+  if (loader_thread) {
+    new (&loader) Loader<T>(p, s, &tmap_q, &tmap_kv, part, tile, tiles);
+    loader.load_q();
+    for (int i = 0; i < NUM_STAGES; ++i) loader.load_page();
+  }
+  __syncwarp();
 
-  if (wg == NUM_MATH_WARPGROUPS) {
-    // ---------------- producer ----------------
-    setmaxnreg_dec<40>();
-    if (threadIdx.x % 128 != 0) return;
-    // One query tile reads each page alone: stream it past L2. With several tiles, the sibling
-    // CTAs read the same pages at about the same time, so keep them there.
-    uint64_t policy;
-    if (tiles == 1) policy = policy_evict_first();
-    else asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(policy));
+  {
+    const int t = threadIdx.x % 128;
+    const int mt = threadIdx.x;  // 0..255 among math threads
+    const int warp = t / 32, lane = t % 32;
+    const int r0 = warp * 16 + lane / 4;  // this thread's rows: r0 and r0 + 8
+    const float scale_log2 = p.softmax_scale * 1.4426950408889634f;
+
     PieceIter pieces(p, part);
     Piece pc;
     int it = 0, n = 0;
     while (pieces.next(pc)) {
-      mbar_wait(&s.q_empty, (n & 1) ^ 1);
-      mbar_arrive_expect_tx(&s.q_full, QK_CHUNKS * T::TILE_BYTES);
+      const int r = pc.req;
+      const int len = p.cache_seqlens[r];
+      const int g0 = tile * BLOCK_M + r0, g1 = g0 + 8;
+      // Causal limit: query token i of s_q sees cache positions < len - (s_q - 1 - i).
+      const int lim0 = g0 < p.q_rows ? len - (p.s_q - 1 - g0 / p.h_q) : len;
+      const int lim1 = g1 < p.q_rows ? len - (p.s_q - 1 - g1 / p.h_q) : len;
+
+      float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+      float o[128];
 #pragma unroll
-      for (int c = 0; c < QK_CHUNKS; ++c) tma_load_3d(s.q[c], &tmap_q, &s.q_full, c * CHUNK, tile * BLOCK_M, pc.req);
-      const int* bt = p.block_table + pc.req * p.block_table_stride;
+      for (int i = 0; i < 128; ++i) o[i] = 0.f;
+
+      mbar_wait(&s.q_full, n & 1);
+      float sc[16];
+      // S [64 x 32] = Q [64 x 576] K[32 tokens of this warpgroup]^T, issued asynchronously.
+      auto issue_qk = [&](int stage) {
+        wgmma_fence();
+#pragma unroll
+        for (int c = 0; c < QK_CHUNKS; ++c) {
+#pragma unroll
+          for (int kk = 0; kk < 4; ++kk) {
+            const uint64_t da = make_desc_sw128(smem_addr(s.q[c]) + kk * 32, 16, KMAJOR_SBO_BYTES);
+            const uint64_t db =
+                make_desc_sw128(smem_addr(s.kv[stage][c]) + wg * 32 * 128 + kk * 32, 16, KMAJOR_SBO_BYTES);
+            wgmma_m64n32k16_ss(sc, da, db, (c | kk) != 0);
+          }
+        }
+        wgmma_commit();
+      };
+      mbar_wait(&s.kv_full[it % NUM_STAGES], (it / NUM_STAGES) & 1);
+      issue_qk(it % NUM_STAGES);
       for (int pg = pc.page_begin; pg < pc.page_end; ++pg, ++it) {
         const int stage = it % NUM_STAGES;
-        mbar_wait(&s.kv_empty[stage], ((it / NUM_STAGES) & 1) ^ 1);
-        const int block = bt[pg];
-        mbar_arrive_expect_tx(&s.kv_full[stage], T::PAGE_BYTES);
+        wgmma_wait<0>();  // S of this page (and any earlier P V) is complete
+        if (pg == pc.page_end - 1) {  // Q is not read again in this piece: load the next piece's
+        mbar_arrive(&s.q_empty);
+        if (loader_thread) loader.load_q();
+        __syncwarp();
+      }
+
+        const int valid = len - pg * PAGE_SIZE;
+        if (valid < PAGE_SIZE) {
+          // Zero the V rows of slots past the length (see the NaN note at the top).
+          const int count = (PAGE_SIZE - valid) * 8 * 8;
+          for (int i = mt; i < count; i += MATH_THREADS) {
+            const int row = valid + i / 64, tile_c = (i / 8) % 8, chunk = i % 8;
+            *reinterpret_cast<uint4*>(s.kv[stage][tile_c] + row * 128 + chunk * 16) = make_uint4(0, 0, 0, 0);
+          }
+          fence_proxy_async();
+        }
+
+        const int tok_base = pg * PAGE_SIZE + wg * 32 + 2 * (lane % 4);
+        float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
-        for (int c = 0; c < QK_CHUNKS; ++c)
-          tma_load_2d(s.kv[stage][c], &tmap_kv, &s.kv_full[stage], c * CHUNK, block * PAGE_SIZE, policy);
+        for (int j = 0; j < 4; ++j) {
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int tok = tok_base + 8 * j + e;
+            sc[4 * j + e] = tok < lim0 ? sc[4 * j + e] : -INFINITY;
+            sc[4 * j + 2 + e] = tok < lim1 ? sc[4 * j + 2 + e] : -INFINITY;
+            mx0 = fmaxf(mx0, sc[4 * j + e]);
+            mx1 = fmaxf(mx1, sc[4 * j + 2 + e]);
+          }
+        }
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        if (lane % 4 == 0) {
+          s.row_max[wg][r0] = mx0;
+          s.row_max[wg][r0 + 8] = mx1;
+        }
+        named_barrier_sync(1, MATH_THREADS);
+        const float mn0 = fmaxf(m0, fmaxf(s.row_max[0][r0], s.row_max[1][r0]));
+        const float mn1 = fmaxf(m1, fmaxf(s.row_max[0][r0 + 8], s.row_max[1][r0 + 8]));
+        // A row with nothing visible yet keeps max -inf; scale by 0 so exp2 sees -inf, not NaN.
+        const float ms0 = mn0 == -INFINITY ? 0.f : mn0 * scale_log2;
+        const float ms1 = mn1 == -INFINITY ? 0.f : mn1 * scale_log2;
+        const float alpha0 = exp2f(m0 * scale_log2 - ms0);
+        const float alpha1 = exp2f(m1 * scale_log2 - ms1);
+        m0 = mn0;
+        m1 = mn1;
+        float sum0 = 0.f, sum1 = 0.f;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            sc[4 * j + e] = exp2f(fmaf(sc[4 * j + e], scale_log2, -ms0));
+            sc[4 * j + 2 + e] = exp2f(fmaf(sc[4 * j + 2 + e], scale_log2, -ms1));
+            sum0 += sc[4 * j + e];
+            sum1 += sc[4 * j + 2 + e];
+          }
+        }
+        l0 = l0 * alpha0 + sum0;
+        l1 = l1 * alpha1 + sum1;
+        // NOTE: once the running max settles (after the first pages) alpha is exactly 1 for most
+        // rows; skipping the 128 multiplies then is measurably faster when compute-bound.
+        if (alpha0 != 1.f || alpha1 != 1.f) {
+#pragma unroll
+          for (int j = 0; j < 32; ++j) {
+            o[4 * j + 0] *= alpha0;
+            o[4 * j + 1] *= alpha0;
+            o[4 * j + 2] *= alpha1;
+            o[4 * j + 3] *= alpha1;
+          }
+        }
+        // P [64 rows x 64 tokens] bf16, K-major with the 128-byte swizzle; rows r0 and r0 + 8 share
+        // the same swizzle phase (r % 8).
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const int col = wg * 32 + 8 * j + 2 * (lane % 4);
+          const int off = r0 * 128 + (((col / 8) ^ (r0 % 8)) * 16) + (col % 8) * 2;
+          __nv_bfloat162 a = __floats2bfloat162_rn(sc[4 * j + 0], sc[4 * j + 1]);
+          __nv_bfloat162 b = __floats2bfloat162_rn(sc[4 * j + 2], sc[4 * j + 3]);
+          *reinterpret_cast<__nv_bfloat162*>(s.p + off) = a;
+          *reinterpret_cast<__nv_bfloat162*>(s.p + off + 8 * 128) = b;
+        }
+        fence_proxy_async();
+        // Whether the next page has landed decides the issue order below; the wgmma calls are
+        // warpgroup-collective, so one thread decides for everyone and the barrier publishes it.
+        if (loader_thread)
+          s.next_landed = !(p.tuning & 1) && pg + 1 < pc.page_end &&
+                          mbar_test(&s.kv_full[(it + 1) % NUM_STAGES], ((it + 1) / NUM_STAGES) & 1);
+        named_barrier_sync(1, MATH_THREADS);
+        const bool next_landed = s.next_landed;
+
+        // O[:, 256 wg : 256 wg + 256] += P [64 x 64] V [64 x 256]
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          const uint64_t da = make_desc_sw128(smem_addr(s.p) + kk * 32, 16, KMAJOR_SBO_BYTES);
+          const uint64_t db =
+              make_desc_sw128(smem_addr(s.kv[stage][wg * V_CHUNKS_PER_WG]) + kk * 16 * 128, V_LBO_BYTES, V_SBO_BYTES);
+          wgmma_m64n256k16_ss_tb(o, da, db, 1);
+        }
+        wgmma_commit();
+        // Next page's S: if that page has landed, queue its Q K^T behind this P V so the tensor cores
+        // never drain between them (compute-bound shapes); otherwise free this stage first, so the
+        // producer can start the next load as early as possible (memory-bound shapes).
+        const int next_stage = (it + 1) % NUM_STAGES;
+        const uint32_t next_parity = ((it + 1) / NUM_STAGES) & 1;
+        const bool has_next = pg + 1 < pc.page_end;
+        if (next_landed) {
+          issue_qk(next_stage);
+          wgmma_wait<1>();  // this page's P V is done; the next S may still run
+          mbar_arrive(&s.kv_empty[stage]);
+          if (loader_thread) loader.load_page();
+          __syncwarp();
+        } else {
+          wgmma_wait<0>();
+          mbar_arrive(&s.kv_empty[stage]);
+          if (loader_thread) loader.load_page();
+          __syncwarp();
+          if (has_next) {
+            mbar_wait(&s.kv_full[next_stage], next_parity);
+            issue_qk(next_stage);
+          }
+        }
+      }
+
+      // ---- epilogue of one piece: both warpgroups' denominators, then out/lse or the partials ----
+      l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+      l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+      l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+      l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+      if (lane % 4 == 0) {
+        s.row_sum[wg][r0] = l0;
+        s.row_sum[wg][r0 + 8] = l1;
+      }
+      named_barrier_sync(1, MATH_THREADS);
+      const float L0 = s.row_sum[0][r0] + s.row_sum[1][r0];
+      const float L1 = s.row_sum[0][r0 + 8] + s.row_sum[1][r0 + 8];
+      const float inv0 = L0 > 0.f ? 1.f / L0 : 0.f, inv1 = L1 > 0.f ? 1.f / L1 : 0.f;
+      const float lse0 = L0 > 0.f ? m0 * p.softmax_scale + logf(L0) : -INFINITY;
+      const float lse1 = L1 > 0.f ? m1 * p.softmax_scale + logf(L1) : -INFINITY;
+
+      bool split;
+      const int slot = piece_slot(p, part, r, &split);
+      const int col0 = wg * 256 + 2 * (lane % 4);
+      if (!split) {
+        __nv_bfloat16* out = reinterpret_cast<__nv_bfloat16*>(p.out) + r * p.o_batch_stride;
+#pragma unroll
+        for (int j = 0; j < 32; ++j) {
+          if (g0 < p.q_rows)
+            *reinterpret_cast<__nv_bfloat162*>(out + g0 * p.o_row_stride + col0 + 8 * j) =
+                __floats2bfloat162_rn(o[4 * j] * inv0, o[4 * j + 1] * inv0);
+          if (g1 < p.q_rows)
+            *reinterpret_cast<__nv_bfloat162*>(out + g1 * p.o_row_stride + col0 + 8 * j) =
+                __floats2bfloat162_rn(o[4 * j + 2] * inv1, o[4 * j + 3] * inv1);
+        }
+        if (wg == 0 && lane % 4 == 0) {
+          if (g0 < p.q_rows) p.lse[((int64_t)r * p.h_q + g0 % p.h_q) * p.s_q + g0 / p.h_q] = lse0;
+          if (g1 < p.q_rows) p.lse[((int64_t)r * p.h_q + g1 % p.h_q) * p.s_q + g1 / p.h_q] = lse1;
+        }
+      } else {
+        float* acc = p.o_accum + (int64_t)slot * p.q_rows * HEAD_DIM_V;
+#pragma unroll
+        for (int j = 0; j < 32; ++j) {
+          if (g0 < p.q_rows)
+            *reinterpret_cast<float2*>(acc + (int64_t)g0 * HEAD_DIM_V + col0 + 8 * j) =
+                make_float2(o[4 * j] * inv0, o[4 * j + 1] * inv0);
+          if (g1 < p.q_rows)
+            *reinterpret_cast<float2*>(acc + (int64_t)g1 * HEAD_DIM_V + col0 + 8 * j) =
+                make_float2(o[4 * j + 2] * inv1, o[4 * j + 3] * inv1);
+        }
+        if (wg == 0 && lane % 4 == 0) {
+          if (g0 < p.q_rows) p.lse_accum[(int64_t)slot * p.q_rows + g0] = lse0;
+          if (g1 < p.q_rows) p.lse_accum[(int64_t)slot * p.q_rows + g1] = lse1;
+        }
       }
       ++n;
     }
-    return;
-  }
-
-  // ---------------- math warpgroups ----------------
-  setmaxnreg_inc<232>();
-  const int t = threadIdx.x % 128;
-  const int mt = threadIdx.x;  // 0..255 among math threads
-  const int warp = t / 32, lane = t % 32;
-  const int r0 = warp * 16 + lane / 4;  // this thread's rows: r0 and r0 + 8
-  const float scale_log2 = p.softmax_scale * 1.4426950408889634f;
-
-  PieceIter pieces(p, part);
-  Piece pc;
-  int it = 0, n = 0;
-  while (pieces.next(pc)) {
-    const int r = pc.req;
-    const int len = p.cache_seqlens[r];
-    const int g0 = tile * BLOCK_M + r0, g1 = g0 + 8;
-    // Causal limit: query token i of s_q sees cache positions < len - (s_q - 1 - i).
-    const int lim0 = g0 < p.q_rows ? len - (p.s_q - 1 - g0 / p.h_q) : len;
-    const int lim1 = g1 < p.q_rows ? len - (p.s_q - 1 - g1 / p.h_q) : len;
-
-    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
-    float o[128];
-#pragma unroll
-    for (int i = 0; i < 128; ++i) o[i] = 0.f;
-
-    mbar_wait(&s.q_full, n & 1);
-    for (int pg = pc.page_begin; pg < pc.page_end; ++pg, ++it) {
-      const int stage = it % NUM_STAGES;
-      mbar_wait(&s.kv_full[stage], (it / NUM_STAGES) & 1);
-
-      // S [64 x 32] = Q [64 x 576] K[32 tokens of this warpgroup]^T
-      float sc[16];
-      wgmma_fence();
-#pragma unroll
-      for (int c = 0; c < QK_CHUNKS; ++c) {
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
-          const uint64_t da = make_desc_sw128(smem_addr(s.q[c]) + kk * 32, 16, KMAJOR_SBO_BYTES);
-          const uint64_t db =
-              make_desc_sw128(smem_addr(s.kv[stage][c]) + wg * 32 * 128 + kk * 32, 16, KMAJOR_SBO_BYTES);
-          wgmma_m64n32k16_ss(sc, da, db, (c | kk) != 0);
-        }
-      }
-      wgmma_commit();
-      wgmma_wait<0>();
-      if (pg == pc.page_end - 1) mbar_arrive(&s.q_empty);  // Q is not read again in this piece
-
-      const int valid = len - pg * PAGE_SIZE;
-      if (valid < PAGE_SIZE) {
-        // Zero the V rows of slots past the length (see the NaN note at the top).
-        const int count = (PAGE_SIZE - valid) * 8 * 8;
-        for (int i = mt; i < count; i += MATH_THREADS) {
-          const int row = valid + i / 64, tile_c = (i / 8) % 8, chunk = i % 8;
-          *reinterpret_cast<uint4*>(s.kv[stage][tile_c] + row * 128 + chunk * 16) = make_uint4(0, 0, 0, 0);
-        }
-        fence_proxy_async();
-      }
-
-      const int tok_base = pg * PAGE_SIZE + wg * 32 + 2 * (lane % 4);
-      float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int tok = tok_base + 8 * j + e;
-          sc[4 * j + e] = tok < lim0 ? sc[4 * j + e] : -INFINITY;
-          sc[4 * j + 2 + e] = tok < lim1 ? sc[4 * j + 2 + e] : -INFINITY;
-          mx0 = fmaxf(mx0, sc[4 * j + e]);
-          mx1 = fmaxf(mx1, sc[4 * j + 2 + e]);
-        }
-      }
-      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-      if (lane % 4 == 0) {
-        s.row_max[wg][r0] = mx0;
-        s.row_max[wg][r0 + 8] = mx1;
-      }
-      named_barrier_sync(1, MATH_THREADS);
-      const float mn0 = fmaxf(m0, fmaxf(s.row_max[0][r0], s.row_max[1][r0]));
-      const float mn1 = fmaxf(m1, fmaxf(s.row_max[0][r0 + 8], s.row_max[1][r0 + 8]));
-      // A row with nothing visible yet keeps max -inf; scale by 0 so exp2 sees -inf, not NaN.
-      const float ms0 = mn0 == -INFINITY ? 0.f : mn0 * scale_log2;
-      const float ms1 = mn1 == -INFINITY ? 0.f : mn1 * scale_log2;
-      const float alpha0 = exp2f(m0 * scale_log2 - ms0);
-      const float alpha1 = exp2f(m1 * scale_log2 - ms1);
-      m0 = mn0;
-      m1 = mn1;
-      float sum0 = 0.f, sum1 = 0.f;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          sc[4 * j + e] = exp2f(fmaf(sc[4 * j + e], scale_log2, -ms0));
-          sc[4 * j + 2 + e] = exp2f(fmaf(sc[4 * j + 2 + e], scale_log2, -ms1));
-          sum0 += sc[4 * j + e];
-          sum1 += sc[4 * j + 2 + e];
-        }
-      }
-      l0 = l0 * alpha0 + sum0;
-      l1 = l1 * alpha1 + sum1;
-#pragma unroll
-      for (int j = 0; j < 32; ++j) {
-        o[4 * j + 0] *= alpha0;
-        o[4 * j + 1] *= alpha0;
-        o[4 * j + 2] *= alpha1;
-        o[4 * j + 3] *= alpha1;
-      }
-      // P [64 rows x 64 tokens] bf16, K-major with the 128-byte swizzle; rows r0 and r0 + 8 share
-      // the same swizzle phase (r % 8).
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int col = wg * 32 + 8 * j + 2 * (lane % 4);
-        const int off = r0 * 128 + (((col / 8) ^ (r0 % 8)) * 16) + (col % 8) * 2;
-        __nv_bfloat162 a = __floats2bfloat162_rn(sc[4 * j + 0], sc[4 * j + 1]);
-        __nv_bfloat162 b = __floats2bfloat162_rn(sc[4 * j + 2], sc[4 * j + 3]);
-        *reinterpret_cast<__nv_bfloat162*>(s.p + off) = a;
-        *reinterpret_cast<__nv_bfloat162*>(s.p + off + 8 * 128) = b;
-      }
-      fence_proxy_async();
-      named_barrier_sync(1, MATH_THREADS);
-
-      // O[:, 256 wg : 256 wg + 256] += P [64 x 64] V [64 x 256]
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        const uint64_t da = make_desc_sw128(smem_addr(s.p) + kk * 32, 16, KMAJOR_SBO_BYTES);
-        const uint64_t db =
-            make_desc_sw128(smem_addr(s.kv[stage][wg * V_CHUNKS_PER_WG]) + kk * 16 * 128, V_LBO_BYTES, V_SBO_BYTES);
-        wgmma_m64n256k16_ss_tb(o, da, db, 1);
-      }
-      wgmma_commit();
-      wgmma_wait<0>();
-      mbar_arrive(&s.kv_empty[stage]);
-    }
-
-    // ---- epilogue of one piece: both warpgroups' denominators, then out/lse or the partials ----
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    if (lane % 4 == 0) {
-      s.row_sum[wg][r0] = l0;
-      s.row_sum[wg][r0 + 8] = l1;
-    }
-    named_barrier_sync(1, MATH_THREADS);
-    const float L0 = s.row_sum[0][r0] + s.row_sum[1][r0];
-    const float L1 = s.row_sum[0][r0 + 8] + s.row_sum[1][r0 + 8];
-    const float inv0 = L0 > 0.f ? 1.f / L0 : 0.f, inv1 = L1 > 0.f ? 1.f / L1 : 0.f;
-    const float lse0 = L0 > 0.f ? m0 * p.softmax_scale + logf(L0) : -INFINITY;
-    const float lse1 = L1 > 0.f ? m1 * p.softmax_scale + logf(L1) : -INFINITY;
-
-    bool split;
-    const int slot = piece_slot(p, part, r, &split);
-    const int col0 = wg * 256 + 2 * (lane % 4);
-    if (!split) {
-      __nv_bfloat16* out = reinterpret_cast<__nv_bfloat16*>(p.out) + r * p.o_batch_stride;
-#pragma unroll
-      for (int j = 0; j < 32; ++j) {
-        if (g0 < p.q_rows)
-          *reinterpret_cast<__nv_bfloat162*>(out + g0 * p.o_row_stride + col0 + 8 * j) =
-              __floats2bfloat162_rn(o[4 * j] * inv0, o[4 * j + 1] * inv0);
-        if (g1 < p.q_rows)
-          *reinterpret_cast<__nv_bfloat162*>(out + g1 * p.o_row_stride + col0 + 8 * j) =
-              __floats2bfloat162_rn(o[4 * j + 2] * inv1, o[4 * j + 3] * inv1);
-      }
-      if (wg == 0 && lane % 4 == 0) {
-        if (g0 < p.q_rows) p.lse[((int64_t)r * p.h_q + g0 % p.h_q) * p.s_q + g0 / p.h_q] = lse0;
-        if (g1 < p.q_rows) p.lse[((int64_t)r * p.h_q + g1 % p.h_q) * p.s_q + g1 / p.h_q] = lse1;
-      }
-    } else {
-      float* acc = p.o_accum + (int64_t)slot * p.q_rows * HEAD_DIM_V;
-#pragma unroll
-      for (int j = 0; j < 32; ++j) {
-        if (g0 < p.q_rows)
-          *reinterpret_cast<float2*>(acc + (int64_t)g0 * HEAD_DIM_V + col0 + 8 * j) =
-              make_float2(o[4 * j] * inv0, o[4 * j + 1] * inv0);
-        if (g1 < p.q_rows)
-          *reinterpret_cast<float2*>(acc + (int64_t)g1 * HEAD_DIM_V + col0 + 8 * j) =
-              make_float2(o[4 * j + 2] * inv1, o[4 * j + 3] * inv1);
-      }
-      if (wg == 0 && lane % 4 == 0) {
-        if (g0 < p.q_rows) p.lse_accum[(int64_t)slot * p.q_rows + g0] = lse0;
-        if (g1 < p.q_rows) p.lse_accum[(int64_t)slot * p.q_rows + g1] = lse1;
-      }
-    }
-    ++n;
+    // NOTE: the trigger comes after this CTA's last write-back. Issued at kernel start it let the
+    // combine's blocks (up to 7 per SM) sit resident beside the math and cost a third of the speed
+    // when compute-bound (NOTES.md, v2).
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
   }
 }
 
@@ -348,7 +426,7 @@ cudaError_t run_mla_decode(const DecodeParams& p) {
   kernel<<<p.num_parts * tiles, NUM_THREADS, smem, p.stream>>>(p, tq, tkv);
   err = cudaGetLastError();
   if (err != cudaSuccess) return err;
-  return run_combine(p);
+  return run_combine(p, /*programmatic_launch=*/!(p.tuning & 2));
 }
 
 }  // namespace flashserve::mla::sm90

@@ -25,7 +25,7 @@ export function yarnMscale(scale: number, m: number): number {
 export function softmaxScale(config: DeepseekConfig): number {
   let scale = (config.qkNopeHeadDim + config.qkRopeHeadDim) ** -0.5;
   const yarn = config.rope.yarn;
-  if (yarn !== null && yarn.mscaleAllDim) {
+  if (yarn?.mscaleAllDim) {
     const m = yarnMscale(yarn.factor, yarn.mscaleAllDim);
     scale *= m * m;
   }

@@ -74,10 +74,18 @@ export class DeepseekModel implements Model {
     this.config = config;
     this.spec = mlaSpec(config);
     this.#backend = options.backend;
-    const maxLen = Math.min(options.maxModelLen ?? config.maxPositionEmbeddings, config.maxPositionEmbeddings);
-    this.info = { name: options.name ?? 'deepseek', vocabSize: config.vocabSize, maxPositionEmbeddings: maxLen };
+    const maxLen = Math.min(
+      options.maxModelLen ?? config.maxPositionEmbeddings,
+      config.maxPositionEmbeddings,
+    );
+    this.info = {
+      name: options.name ?? 'deepseek',
+      vocabSize: config.vocabSize,
+      maxPositionEmbeddings: maxLen,
+    };
     const reasons = this.#backend.unsupportedReasons({ device: d, model: this.spec });
-    if (reasons.length > 0) throw new Error(`attention backend ${this.#backend.name} cannot run this model: ${reasons.join('; ')}`);
+    if (reasons.length > 0)
+      throw new Error(`attention backend ${this.#backend.name} cannot run this model: ${reasons.join('; ')}`);
 
     const w = new WeightReader(weights, d, config);
     this.#embed = w.tensor('model.embed_tokens.weight');
@@ -96,7 +104,9 @@ export class DeepseekModel implements Model {
     this.#finalNorm = w.tensor('model.norm.weight');
     // Tied checkpoints usually omit lm_head.weight; the embedding then doubles as the output matrix.
     this.#lmHead =
-      config.tieWordEmbeddings && !w.has('lm_head.weight') ? this.#embed : w.tensor('lm_head.weight', [config.vocabSize, config.hiddenSize]);
+      config.tieWordEmbeddings && !w.has('lm_head.weight')
+        ? this.#embed
+        : w.tensor('lm_head.weight', [config.vocabSize, config.hiddenSize]);
     this.#rope = buildRopeTable(d, config, maxLen);
     this.#ropeStyle = ropeStyle(config);
   }
@@ -123,7 +133,9 @@ export class DeepseekModel implements Model {
     const d = this.device;
     const md = batch.attention;
     if (md.blockSize !== kv.layout.blockSize) {
-      throw new Error(`DeepseekModel.forward: batch block size ${md.blockSize}, cache block size ${kv.layout.blockSize}`);
+      throw new Error(
+        `DeepseekModel.forward: batch block size ${md.blockSize}, cache block size ${kv.layout.blockSize}`,
+      );
     }
     const T = batch.tokenIds.length;
     const metadata = kv.builder.build(md);
@@ -145,7 +157,16 @@ export class DeepseekModel implements Model {
         residual = r.residual;
         x = r.out;
       }
-      const a = layer.attn.forward(d, x, positions, this.#rope, this.#ropeStyle, kv.impls[i]!, kv.caches[i]!, metadata);
+      const a = layer.attn.forward(
+        d,
+        x,
+        positions,
+        this.#rope,
+        this.#ropeStyle,
+        kv.impls[i]!,
+        kv.caches[i]!,
+        metadata,
+      );
       d.release(x);
       const r2 = d.addRmsNorm(a, residual, layer.postNorm, this.config.rmsNormEps);
       d.release(a);

@@ -11,7 +11,10 @@ export class DenseMlp {
   readonly #down: Tensor;
 
   constructor(w: WeightReader, prefix: string, hidden: number, inter: number) {
-    this.#gateUp = w.concatRows([`${prefix}gate_proj.weight`, `${prefix}up_proj.weight`], [2 * inter, hidden]);
+    this.#gateUp = w.concatRows(
+      [`${prefix}gate_proj.weight`, `${prefix}up_proj.weight`],
+      [2 * inter, hidden],
+    );
     this.#down = w.tensor(`${prefix}down_proj.weight`, [hidden, inter]);
   }
 
@@ -40,7 +43,8 @@ export class MoeBlock {
     const I = moe.moeIntermediateSize;
     this.#gate = w.tensor(`${p}gate.weight`);
     // A V3 checkpoint without the bias routes as transformers would with its zero-initialised buffer.
-    const bias = config.modelType === 'deepseek_v3' ? w.optional(`${p}gate.e_score_correction_bias`) : undefined;
+    const bias =
+      config.modelType === 'deepseek_v3' ? w.optional(`${p}gate.e_score_correction_bias`) : undefined;
     this.#params = routeParams(config, bias);
     if (w.has(`${p}experts.gate_up_proj`)) {
       this.#experts = {
@@ -54,9 +58,13 @@ export class MoeBlock {
         gateUpNames.push(`${p}experts.${e}.gate_proj.weight`, `${p}experts.${e}.up_proj.weight`);
         downNames.push(`${p}experts.${e}.down_proj.weight`);
       }
-      this.#experts = { gateUp: w.concatRows(gateUpNames, [E, 2 * I, H]), down: w.concatRows(downNames, [E, H, I]) };
+      this.#experts = {
+        gateUp: w.concatRows(gateUpNames, [E, 2 * I, H]),
+        down: w.concatRows(downNames, [E, H, I]),
+      };
     }
-    this.#shared = moe.nSharedExperts > 0 ? new DenseMlp(w, `${p}shared_experts.`, H, I * moe.nSharedExperts) : undefined;
+    this.#shared =
+      moe.nSharedExperts > 0 ? new DenseMlp(w, `${p}shared_experts.`, H, I * moe.nSharedExperts) : undefined;
   }
 
   forward(d: Device, x: Tensor): Tensor {

@@ -54,9 +54,7 @@ export function ropeFrequencies(config: DeepseekConfig): { invFreq: Float32Array
     const extrapolationFactor = f(1 - ramp);
     const extrapolated = f(1 / posFreqs[i]!);
     const interpolated = f(1 / f(factor * posFreqs[i]!));
-    invFreq[i] = f(
-      f(interpolated * f(1 - extrapolationFactor)) + f(extrapolated * extrapolationFactor),
-    );
+    invFreq[i] = f(f(interpolated * f(1 - extrapolationFactor)) + f(extrapolated * extrapolationFactor));
   }
   return { invFreq, attentionFactor };
 }

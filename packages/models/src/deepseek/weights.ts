@@ -115,9 +115,14 @@ export class WeightReader {
     const t = this.#src.read(name);
     const want = shape ?? this.#manifest.get(name);
     if (want !== undefined && !sameShape(t.shape, want)) {
-      throw loadTensorMismatch(name, this.#src.description, `shape [${t.shape.join(', ')}], expected [${want.join(', ')}]`);
+      throw loadTensorMismatch(
+        name,
+        this.#src.description,
+        `shape [${t.shape.join(', ')}], expected [${want.join(', ')}]`,
+      );
     }
-    if (t.dtype === 'i32') throw loadTensorMismatch(name, this.#src.description, 'integer tensor where weights are expected');
+    if (t.dtype === 'i32')
+      throw loadTensorMismatch(name, this.#src.description, 'integer tensor where weights are expected');
     return t;
   }
 
@@ -138,11 +143,21 @@ export class WeightReader {
   }
 
   /** kv_b_proj [heads * (nope + v), kvLora] split into W_UK [heads, nope, kvLora] and W_UV [heads, v, kvLora]. */
-  splitKvB(name: string, heads: number, nope: number, v: number, kvLora: number): { wUk: Tensor; wUv: Tensor } {
+  splitKvB(
+    name: string,
+    heads: number,
+    nope: number,
+    v: number,
+    kvLora: number,
+  ): { wUk: Tensor; wUv: Tensor } {
     const t = this.host(name);
     const d = t.data;
     const make = (len: number): HostData =>
-      d instanceof Float32Array ? new Float32Array(len) : d instanceof Int32Array ? new Int32Array(len) : new Uint16Array(len);
+      d instanceof Float32Array
+        ? new Float32Array(len)
+        : d instanceof Int32Array
+          ? new Int32Array(len)
+          : new Uint16Array(len);
     const uk = make(heads * nope * kvLora);
     const uv = make(heads * v * kvLora);
     for (let h = 0; h < heads; h++) {

@@ -88,7 +88,7 @@ export function runGreedy(
     }
     const maxBlocksPerReq = Math.max(...active.map((s) => s.blocks.length));
     const blockTables = new Int32Array(active.length * maxBlocksPerReq);
-    active.forEach((s, r) => blockTables.set(s.blocks, r * maxBlocksPerReq));
+    for (const [r, s] of active.entries()) blockTables.set(s.blocks, r * maxBlocksPerReq);
     const queryLens = active.map((_, r) => queryStartLoc[r + 1]! - queryStartLoc[r]!);
     const attention: CommonAttentionMetadata = {
       numReqs: active.length,
@@ -109,7 +109,11 @@ export function runGreedy(
       continue;
     }
     const logits = model.device.toHost(
-      model.forward({ tokenIds: Int32Array.from(tokenIds), attention, logitsIndices: Int32Array.from(logitsIndices) }),
+      model.forward({
+        tokenIds: Int32Array.from(tokenIds),
+        attention,
+        logitsIndices: Int32Array.from(logitsIndices),
+      }),
     ) as Float32Array;
     const V = logits.length / logitsIndices.length;
     logitsOwners.forEach((s, j) => {

@@ -19,7 +19,20 @@ export interface BenchPrompt {
 // vocabulary this benchmark is likely to meet (32k and up).
 const TOKEN_ID_MIN = 1000;
 const TOKEN_ID_MAX = 30000;
-const WORDS = ['time', 'light', 'river', 'stone', 'music', 'green', 'house', 'paper', 'cloud', 'north', 'table', 'glass'];
+const WORDS = [
+  'time',
+  'light',
+  'river',
+  'stone',
+  'music',
+  'green',
+  'house',
+  'paper',
+  'cloud',
+  'north',
+  'table',
+  'glass',
+];
 
 function spread(rng: SeededRandom, len: number, ratio: number): number {
   const lo = Math.max(1, Math.floor(len * (1 - ratio)));
@@ -41,7 +54,10 @@ export function randomPrompts(opts: {
     const outputLen = spread(rng, opts.outputLen, opts.rangeRatio);
     const prompt = opts.asText
       ? Array.from({ length: inputLen }, () => WORDS[Math.floor(rng.next() * WORDS.length)]).join(' ')
-      : Array.from({ length: inputLen }, () => TOKEN_ID_MIN + Math.floor(rng.next() * (TOKEN_ID_MAX - TOKEN_ID_MIN)));
+      : Array.from(
+          { length: inputLen },
+          () => TOKEN_ID_MIN + Math.floor(rng.next() * (TOKEN_ID_MAX - TOKEN_ID_MIN)),
+        );
     return { prompt, outputLen, inputLen };
   });
 }
@@ -65,9 +81,11 @@ export function jsonlPrompts(path: string, count: number, defaultOutputLen: numb
     }
     const r = row as { prompt?: unknown; output_len?: unknown };
     const isIds = Array.isArray(r.prompt) && r.prompt.every((t) => Number.isInteger(t));
-    if (typeof r.prompt !== 'string' && !isIds) throw benchDataset(path, `line ${i + 1}: "prompt" must be a string or token ids`);
+    if (typeof r.prompt !== 'string' && !isIds)
+      throw benchDataset(path, `line ${i + 1}: "prompt" must be a string or token ids`);
     const outputLen = r.output_len === undefined ? defaultOutputLen : Number(r.output_len);
-    if (!Number.isInteger(outputLen) || outputLen < 1) throw benchDataset(path, `line ${i + 1}: bad "output_len"`);
+    if (!Number.isInteger(outputLen) || outputLen < 1)
+      throw benchDataset(path, `line ${i + 1}: bad "output_len"`);
     const prompt = r.prompt as string | number[];
     rows.push({ prompt, outputLen, inputLen: typeof prompt === 'string' ? 0 : prompt.length });
   });

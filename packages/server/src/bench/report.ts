@@ -76,7 +76,8 @@ export function formatResult(r: BenchResult): string[] {
   ];
   const lines = ['| metric | value |', '| --- | ---: |', ...rows.map(([k, v]) => `| ${k} | ${v} |`), ''];
   lines.push('| latency (ms) | mean | p50 | p90 | p99 |', '| --- | ---: | ---: | ---: | ---: |');
-  const lat = (name: string, s: Summary) => `| ${name} | ${f2(s.mean)} | ${f2(s.p50)} | ${f2(s.p90)} | ${f2(s.p99)} |`;
+  const lat = (name: string, s: Summary) =>
+    `| ${name} | ${f2(s.mean)} | ${f2(s.p50)} | ${f2(s.p90)} | ${f2(s.p99)} |`;
   lines.push(lat('TTFT', r.ttftMs), lat('TPOT', r.tpotMs), lat('ITL', r.itlMs), lat('E2E latency', r.e2elMs));
   if (r.errors.length > 0) lines.push('', 'errors:', ...r.errors.map((e) => `  ${e}`));
   return lines;

@@ -41,7 +41,10 @@ function prompts(config: BenchConfig): BenchPrompt[] {
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Runs the benchmark; prints with `print` and returns the result. */
-export async function runBenchServe(config: BenchConfig, print: (line: string) => void): Promise<BenchResult> {
+export async function runBenchServe(
+  config: BenchConfig,
+  print: (line: string) => void,
+): Promise<BenchResult> {
   const model = config.model ?? (await firstModel(config.baseUrl, config.apiKey));
   const target: RequestTarget = {
     url: new URL(config.endpoint, config.baseUrl).toString(),
@@ -88,7 +91,10 @@ export async function runBenchServe(config: BenchConfig, print: (line: string) =
   });
   for (const line of formatResult(result)) print(line);
   if (config.resultFile !== undefined) {
-    writeFileSync(config.resultFile, `${JSON.stringify({ model, endpoint: target.url, ...result }, null, 2)}\n`);
+    writeFileSync(
+      config.resultFile,
+      `${JSON.stringify({ model, endpoint: target.url, ...result }, null, 2)}\n`,
+    );
     print(`result written to ${config.resultFile}`);
   }
   return result;

@@ -14,7 +14,8 @@ describe('parseValue', () => {
   test('integers are strict', () => {
     const int = { key: 'k', flag: 'k', kind: { type: 'int' as const, min: 1 }, help: '' };
     expect(parseValue(int, '8', '--k')).toBe(8);
-    for (const bad of ['8.5', '0', 'eight', '', '1e400']) expect(() => parseValue(int, bad, '--k')).toThrow(/--k/);
+    for (const bad of ['8.5', '0', 'eight', '', '1e400'])
+      expect(() => parseValue(int, bad, '--k')).toThrow(/--k/);
   });
 });
 
@@ -28,11 +29,14 @@ describe('serve configuration', () => {
     expect(c.maxRequestBodySize).toBe(8 * 1024 ** 2);
   });
   test('flags, env and precedence (flag > env > default)', () => {
-    const c = resolveServeConfig(['--port', '9000', '--max-num-seqs=8', '--skip-tokenizer-init', '--no-enable-prefix-caching'], {
-      FLASHSERVE_PORT: '7000',
-      FLASHSERVE_API_KEY: 'k',
-      FLASHSERVE_KV_CACHE_MEMORY: '64MiB',
-    });
+    const c = resolveServeConfig(
+      ['--port', '9000', '--max-num-seqs=8', '--skip-tokenizer-init', '--no-enable-prefix-caching'],
+      {
+        FLASHSERVE_PORT: '7000',
+        FLASHSERVE_API_KEY: 'k',
+        FLASHSERVE_KV_CACHE_MEMORY: '64MiB',
+      },
+    );
     expect(c.port).toBe(9000);
     expect(c.maxNumSeqs).toBe(8);
     expect(c.apiKey).toBe('k');
@@ -42,17 +46,25 @@ describe('serve configuration', () => {
   });
   test('unknown flags and bad values name themselves', () => {
     expect(() => resolveServeConfig(['--prot', '1'])).toThrow('unknown option --prot');
-    expect(() => resolveServeConfig(['--port', 'x'])).toThrow('--port: expected an integer >= 0 and <= 65535, got "x"');
+    expect(() => resolveServeConfig(['--port', 'x'])).toThrow(
+      '--port: expected an integer >= 0 and <= 65535, got "x"',
+    );
     expect(() => resolveServeConfig(['--device', 'tpu'])).toThrow('expected one of cpu, cuda');
     expect(() => resolveServeConfig(['--port'])).toThrow('--port: expected a value');
     expect(() => resolveServeConfig(['serve'])).toThrow('unknown option serve');
-    expect(() => resolveServeConfig([], { FLASHSERVE_MAX_NUM_SEQS: '-1' })).toThrow('FLASHSERVE_MAX_NUM_SEQS');
+    expect(() => resolveServeConfig([], { FLASHSERVE_MAX_NUM_SEQS: '-1' })).toThrow(
+      'FLASHSERVE_MAX_NUM_SEQS',
+    );
   });
   test('argv parsing keeps --flag=value with = inside the value', () => {
-    expect(parseArgv([{ key: 'k', flag: 'key', kind: { type: 'string' }, help: '' }], ['--key=a=b'])).toEqual({ k: 'a=b' });
+    expect(parseArgv([{ key: 'k', flag: 'key', kind: { type: 'string' }, help: '' }], ['--key=a=b'])).toEqual(
+      { k: 'a=b' },
+    );
   });
   test('usage lists every option with its environment variable', () => {
-    const usage = formatUsage('flashserve serve', [{ key: 'k', flag: 'max-num-seqs', kind: { type: 'int' }, help: 'h', default: 4 }]);
+    const usage = formatUsage('flashserve serve', [
+      { key: 'k', flag: 'max-num-seqs', kind: { type: 'int' }, help: 'h', default: 4 },
+    ]);
     expect(usage).toContain('--max-num-seqs <int>');
     expect(usage).toContain('(default: 4)');
     expect(envName('max-num-seqs')).toBe('FLASHSERVE_MAX_NUM_SEQS');

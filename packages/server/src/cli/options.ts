@@ -66,7 +66,10 @@ function describe(kind: OptionKind): string {
     case 'int':
     case 'number': {
       const what = kind.type === 'int' ? 'an integer' : 'a number';
-      const lo = kind.min === undefined ? '' : ` ${'exclusiveMin' in kind && kind.exclusiveMin ? '>' : '>='} ${kind.min}`;
+      const lo =
+        kind.min === undefined
+          ? ''
+          : ` ${'exclusiveMin' in kind && kind.exclusiveMin ? '>' : '>='} ${kind.min}`;
       const hi = kind.max === undefined ? '' : `${lo ? ' and' : ''} <= ${kind.max}`;
       return `${what}${lo}${hi}`;
     }
@@ -189,7 +192,10 @@ export function parseMapping(
 /** The usage text: one line per option with its environment variable and default. */
 export function formatUsage(command: string, specs: readonly OptionSpec[]): string {
   const rows = specs.map((s) => {
-    const value = s.kind.type === 'bool' ? '' : ` <${s.metavar ?? (s.kind.type === 'enum' ? s.kind.choices.join('|') : s.kind.type)}>`;
+    const value =
+      s.kind.type === 'bool'
+        ? ''
+        : ` <${s.metavar ?? (s.kind.type === 'enum' ? s.kind.choices.join('|') : s.kind.type)}>`;
     return [`  --${s.flag}${value}`, s.help + (s.default === undefined ? '' : ` (default: ${s.default})`)];
   });
   const width = Math.min(44, Math.max(...rows.map((r) => (r[0] ?? '').length)) + 2);

@@ -10,7 +10,10 @@ export interface Progress {
 
 const WIDTH = 30;
 
-export function progressBar(label: string, stream: NodeJS.WriteStream | WriteStream = process.stderr): Progress {
+export function progressBar(
+  label: string,
+  stream: NodeJS.WriteStream | WriteStream = process.stderr,
+): Progress {
   if (!stream.isTTY) return { update() {}, done() {} };
   let lastDrawn = -1;
   const started = Date.now();
@@ -21,7 +24,9 @@ export function progressBar(label: string, stream: NodeJS.WriteStream | WriteStr
     lastDrawn = percent;
     const filled = Math.round(f * WIDTH);
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
-    stream.write(`\r${label} [${'#'.repeat(filled)}${'.'.repeat(WIDTH - filled)}] ${String(percent).padStart(3)}% ${seconds}s`);
+    stream.write(
+      `\r${label} [${'#'.repeat(filled)}${'.'.repeat(WIDTH - filled)}] ${String(percent).padStart(3)}% ${seconds}s`,
+    );
   };
   return {
     update: draw,

@@ -76,7 +76,8 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
   }
   if (command === 'bench') {
     const [sub, ...args] = rest;
-    if (sub !== 'serve') return usageError(io, `unknown bench command "${sub ?? ''}" (expected "serve")`, BENCH_USAGE);
+    if (sub !== 'serve')
+      return usageError(io, `unknown bench command "${sub ?? ''}" (expected "serve")`, BENCH_USAGE);
     if (wantsHelp(args)) {
       io.stdout(`${BENCH_USAGE}\n`);
       return { exitCode: 0 };

@@ -20,7 +20,10 @@ export interface ServeHandle {
 
 export async function serve(config: ServeConfig, env: NodeJS.ProcessEnv): Promise<ServeHandle> {
   const logger = pino({ level: config.logLevel, base: { service: 'flashserve' } });
-  logger.info({ config: { ...config, apiKey: config.apiKey === undefined ? undefined : '<set>' } }, 'starting');
+  logger.info(
+    { config: { ...config, apiKey: config.apiKey === undefined ? undefined : '<set>' } },
+    'starting',
+  );
 
   let bar: ReturnType<typeof progressBar> | undefined;
   const runtime = await loadRuntime(config, env, {

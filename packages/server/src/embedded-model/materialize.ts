@@ -6,7 +6,15 @@
 // NOTE: the directory is built under a temporary name and renamed into place, so a crash or a second
 // process starting at the same moment never leaves (or reads) a half-written model.
 
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -41,8 +49,15 @@ export function embeddedModelDir(cacheDir: string): string {
 
 function isCurrent(dir: string, seed: number): boolean {
   try {
-    const marker = JSON.parse(readFileSync(join(dir, MARKER), 'utf8')) as { revision?: number; seed?: number };
-    return marker.revision === EMBEDDED_MODEL_REVISION && marker.seed === seed && existsSync(join(dir, 'model.safetensors'));
+    const marker = JSON.parse(readFileSync(join(dir, MARKER), 'utf8')) as {
+      revision?: number;
+      seed?: number;
+    };
+    return (
+      marker.revision === EMBEDDED_MODEL_REVISION &&
+      marker.seed === seed &&
+      existsSync(join(dir, 'model.safetensors'))
+    );
   } catch {
     return false;
   }
@@ -59,7 +74,10 @@ function tokenizerFiles(): { tokenizer: string; tokenizerConfig: string } {
 
 /** Generates every tensor from `seed`, in checkpoint order. Tensors are bf16 as DeepSeek ships them,
  * except the router's correction bias, which the published checkpoints keep in float32. */
-export function generateEmbeddedWeights(seed: number, onProgress?: (fraction: number) => void): TensorBytes[] {
+export function generateEmbeddedWeights(
+  seed: number,
+  onProgress?: (fraction: number) => void,
+): TensorBytes[] {
   const specs = deepseekV3TensorSpecs(EMBEDDED_CONFIG);
   const total = specs.reduce((a, s) => a + numElements(s), 0);
   const rng = new SeededRandom(seed);
@@ -85,13 +103,22 @@ export function ensureEmbeddedModel(opts: EmbeddedModelOptions): string {
   mkdirSync(tmp, { recursive: true });
   try {
     writeFileSync(join(tmp, 'config.json'), `${JSON.stringify(EMBEDDED_CONFIG, null, 2)}\n`);
-    writeFileSync(join(tmp, 'generation_config.json'), `${JSON.stringify(EMBEDDED_GENERATION_CONFIG, null, 2)}\n`);
+    writeFileSync(
+      join(tmp, 'generation_config.json'),
+      `${JSON.stringify(EMBEDDED_GENERATION_CONFIG, null, 2)}\n`,
+    );
     const files = tokenizerFiles();
     copyFileSync(files.tokenizer, join(tmp, 'tokenizer.json'));
     copyFileSync(files.tokenizerConfig, join(tmp, 'tokenizer_config.json'));
     const tensors = generateEmbeddedWeights(opts.seed, opts.onProgress);
-    writeSafetensors(join(tmp, 'model.safetensors'), tensors, { format: 'pt', generator: 'flashserve embedded model' });
-    writeFileSync(join(tmp, MARKER), `${JSON.stringify({ revision: EMBEDDED_MODEL_REVISION, seed: opts.seed })}\n`);
+    writeSafetensors(join(tmp, 'model.safetensors'), tensors, {
+      format: 'pt',
+      generator: 'flashserve embedded model',
+    });
+    writeFileSync(
+      join(tmp, MARKER),
+      `${JSON.stringify({ revision: EMBEDDED_MODEL_REVISION, seed: opts.seed })}\n`,
+    );
     if (existsSync(dir) && !isCurrent(dir, opts.seed)) rmSync(dir, { recursive: true, force: true });
     try {
       renameSync(tmp, dir);

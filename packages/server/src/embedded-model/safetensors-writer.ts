@@ -11,7 +11,11 @@ export interface TensorBytes {
   readonly data: Uint16Array | Float32Array;
 }
 
-export function writeSafetensors(path: string, tensors: readonly TensorBytes[], metadata: Record<string, string>): void {
+export function writeSafetensors(
+  path: string,
+  tensors: readonly TensorBytes[],
+  metadata: Record<string, string>,
+): void {
   const header: Record<string, unknown> = { __metadata__: metadata };
   let offset = 0;
   for (const t of tensors) {
@@ -28,7 +32,8 @@ export function writeSafetensors(path: string, tensors: readonly TensorBytes[], 
   try {
     writeSync(fd, length);
     writeSync(fd, headerBytes);
-    for (const t of tensors) writeSync(fd, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    for (const t of tensors)
+      writeSync(fd, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
   } finally {
     closeSync(fd);
   }

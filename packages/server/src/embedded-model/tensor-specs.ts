@@ -50,7 +50,12 @@ export function deepseekV3TensorSpecs(c: DeepseekV3Config): TensorSpec[] {
       continue;
     }
     linear(`${p}.mlp.gate.weight`, c.n_routed_experts, h);
-    specs.push({ name: `${p}.mlp.gate.e_score_correction_bias`, shape: [c.n_routed_experts], init: 'small', std: 0.01 });
+    specs.push({
+      name: `${p}.mlp.gate.e_score_correction_bias`,
+      shape: [c.n_routed_experts],
+      init: 'small',
+      std: 0.01,
+    });
     for (let e = 0; e < c.n_routed_experts; e++) mlp(`${p}.mlp.experts.${e}`, c.moe_intermediate_size);
     if (c.n_shared_experts > 0) mlp(`${p}.mlp.shared_experts`, c.moe_intermediate_size * c.n_shared_experts);
   }

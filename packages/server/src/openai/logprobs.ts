@@ -5,7 +5,7 @@
 // -9999. Token strings of byte-level BPE pieces that are not whole characters decode to U+FFFD; the
 // `bytes` field is what tells the client the exact bytes.
 
-import type { TokenLogprob, Tokenizer } from '@flashserve/core';
+import type { Tokenizer, TokenLogprob } from '@flashserve/core';
 import type { ChatTokenLogprob, CompletionLogprobs } from './types.js';
 
 const FLOOR = -9999;

@@ -44,7 +44,12 @@ function common(req: SamplingRequestFields, maxTokens: number, logprobs: number 
   return params;
 }
 
-function checkLength(promptLens: readonly number[], maxTokens: number, limits: LengthLimits, param: string): void {
+function checkLength(
+  promptLens: readonly number[],
+  maxTokens: number,
+  limits: LengthLimits,
+  param: string,
+): void {
   for (const len of promptLens) {
     if (len + maxTokens > limits.maxModelLen) {
       throw withParam(requestPromptTooLong(limits.maxModelLen, len, maxTokens), param);

@@ -18,7 +18,8 @@ export interface SchemaLimits {
 /** Human descriptions of the fields whose schema is a union, used instead of ajv's "must match a
  * schema in anyOf". */
 export const UNION_HINTS: Readonly<Record<string, string>> = {
-  prompt: 'prompt must be a string, an array of strings, an array of token ids or an array of token-id arrays',
+  prompt:
+    'prompt must be a string, an array of strings, an array of token ids or an array of token-id arrays',
   stop: 'stop must be a string or an array of non-empty strings',
   content: 'content must be a string or an array of text parts ({"type": "text", "text": "..."})',
 };

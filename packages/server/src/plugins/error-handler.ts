@@ -54,7 +54,9 @@ function fromValidation(issues: readonly ValidationIssue[]): FlashserveError {
 
 /** For `anyOf [X, null]` the useful message is X's ("must be <= 2"), reported before the anyOf. */
 function firstBranchMessage(issues: readonly ValidationIssue[], anyOf: ValidationIssue): string | undefined {
-  const branch = issues.find((i) => i !== anyOf && i.instancePath === anyOf.instancePath && i.params['type'] !== 'null');
+  const branch = issues.find(
+    (i) => i !== anyOf && i.instancePath === anyOf.instancePath && i.params['type'] !== 'null',
+  );
   return branch?.message;
 }
 
@@ -87,7 +89,9 @@ export function toFlashserveError(
 }
 
 export function errorBody(error: FlashserveError): OpenAiErrorBody {
-  return { error: { message: error.message, type: error.type, param: error.param ?? null, code: error.code } };
+  return {
+    error: { message: error.message, type: error.type, param: error.param ?? null, code: error.code },
+  };
 }
 
 /** Sends `error` on a reply that has not started (adds Retry-After to 503s). */
@@ -104,5 +108,7 @@ export function registerErrorHandler(app: FastifyInstance, bodyLimit: number): v
     else request.log.debug({ code: error.code, status: error.status }, error.message);
     return sendError(reply, error);
   });
-  app.setNotFoundHandler((request, reply) => sendError(reply, routeNotFound(request.method, (request.url.split('?')[0] ?? '').slice(0, 200))));
+  app.setNotFoundHandler((request, reply) =>
+    sendError(reply, routeNotFound(request.method, (request.url.split('?')[0] ?? '').slice(0, 200))),
+  );
 }

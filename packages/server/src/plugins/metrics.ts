@@ -9,7 +9,9 @@ import type { EngineStats, RequestOutput } from '@flashserve/core';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ServingEngine } from '../engine-port.js';
 
-const LATENCY_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80];
+const LATENCY_BUCKETS = [
+  0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80,
+];
 const TOKEN_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000];
 
 export class ServerMetrics {
@@ -58,11 +60,27 @@ export class ServerMetrics {
       });
     gauge('flashserve:num_requests_running', 'Requests with a running sequence.', (s) => s.numRunning, true);
     gauge('flashserve:num_requests_waiting', 'Requests waiting to be scheduled.', (s) => s.numWaiting);
-    gauge('flashserve:kv_cache_usage_perc', 'Fraction of KV cache blocks in use (0..1).', (s) => s.kvCacheUsage);
+    gauge(
+      'flashserve:kv_cache_usage_perc',
+      'Fraction of KV cache blocks in use (0..1).',
+      (s) => s.kvCacheUsage,
+    );
     gauge('flashserve:num_free_blocks', 'Free KV cache blocks.', (s) => s.numFreeBlocks);
-    counter('flashserve:prefix_cache_queries', 'Prompt tokens looked up in the prefix cache.', (s) => s.prefixCacheQueries);
-    counter('flashserve:prefix_cache_hits', 'Prompt tokens found in the prefix cache.', (s) => s.prefixCacheHits);
-    counter('flashserve:num_preemptions_total', 'Sequences preempted for lack of KV blocks.', (s) => s.numPreemptions);
+    counter(
+      'flashserve:prefix_cache_queries',
+      'Prompt tokens looked up in the prefix cache.',
+      (s) => s.prefixCacheQueries,
+    );
+    counter(
+      'flashserve:prefix_cache_hits',
+      'Prompt tokens found in the prefix cache.',
+      (s) => s.prefixCacheHits,
+    );
+    counter(
+      'flashserve:num_preemptions_total',
+      'Sequences preempted for lack of KV blocks.',
+      (s) => s.numPreemptions,
+    );
     counter('flashserve:prompt_tokens_total', 'Prompt tokens processed.', (s) => s.promptTokensTotal);
     counter('flashserve:generation_tokens_total', 'Tokens generated.', (s) => s.generationTokensTotal);
     this.#success = new Counter({
@@ -73,11 +91,27 @@ export class ServerMetrics {
     });
     const histogram = (name: string, help: string, buckets: number[]) =>
       new Histogram({ name, help, buckets, registers });
-    this.#ttft = histogram('flashserve:time_to_first_token_seconds', 'Arrival to first token.', LATENCY_BUCKETS);
-    this.#itl = histogram('flashserve:inter_token_latency_seconds', 'Time between output steps of a request.', LATENCY_BUCKETS);
+    this.#ttft = histogram(
+      'flashserve:time_to_first_token_seconds',
+      'Arrival to first token.',
+      LATENCY_BUCKETS,
+    );
+    this.#itl = histogram(
+      'flashserve:inter_token_latency_seconds',
+      'Time between output steps of a request.',
+      LATENCY_BUCKETS,
+    );
     this.#e2e = histogram('flashserve:e2e_request_latency_seconds', 'Arrival to finish.', LATENCY_BUCKETS);
-    this.#promptTokens = histogram('flashserve:request_prompt_tokens', 'Prompt length of finished requests.', TOKEN_BUCKETS);
-    this.#generationTokens = histogram('flashserve:request_generation_tokens', 'Tokens generated per finished request.', TOKEN_BUCKETS);
+    this.#promptTokens = histogram(
+      'flashserve:request_prompt_tokens',
+      'Prompt length of finished requests.',
+      TOKEN_BUCKETS,
+    );
+    this.#generationTokens = histogram(
+      'flashserve:request_generation_tokens',
+      'Tokens generated per finished request.',
+      TOKEN_BUCKETS,
+    );
     engine.events.on('output', this.#onOutput);
     engine.events.on('finished', this.#onFinished);
   }

@@ -29,50 +29,56 @@ interface Job {
 }
 
 export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext): void {
-  app.post('/v1/chat/completions', { schema: { body: chatCompletionSchema(ctx.limits) } }, async (request, reply) => {
-    const body = request.body as ChatCompletionRequest;
-    const model = resolveModel(ctx, body.model);
-    const prompt = prepareChat(body.messages, ctx.tokenizer, body.add_generation_prompt ?? true);
-    const params = chatSamplingParams(body, prompt.tokenIds.length, ctx);
-    const job: Job = {
-      id: newResponseId('chatcmpl'),
-      created: nowSeconds(),
-      model,
-      params,
-      returnTokenIds: body.return_token_ids === true,
-    };
-    const generation = Generation.start(ctx.engine, job.id, [prompt.tokenIds], params);
-    if (body.stream === true) {
-      const includeUsage = body.stream_options?.include_usage === true;
-      return respondWithStream(reply, generation, (sse) => streamChat(ctx, job, generation, includeUsage, sse));
-    }
-    abortOnDisconnect(reply, generation);
-    const { finals, logprobs } = await generation.collect();
-    const final = finals[0];
-    const tokenText = tokenTextOf(ctx.tokenizer);
-    const completion: ChatCompletion = {
-      id: job.id,
-      object: 'chat.completion',
-      created: job.created,
-      model,
-      choices: (final?.outputs ?? []).map((c) => {
-        const choice: ChatCompletionChoice = {
-          index: c.index,
-          message: { role: 'assistant', content: c.text },
-          logprobs:
-            params.logprobs === undefined
-              ? null
-              : { content: chatLogprobs(logprobs[0]?.get(c.index) ?? [], tokenText) },
-          finish_reason: c.finishReason,
-          stop_reason: c.stopReason ?? null,
-        };
-        if (job.returnTokenIds) choice.token_ids = c.tokenIds;
-        return choice;
-      }),
-      usage: usageOf(finals),
-    };
-    return completion;
-  });
+  app.post(
+    '/v1/chat/completions',
+    { schema: { body: chatCompletionSchema(ctx.limits) } },
+    async (request, reply) => {
+      const body = request.body as ChatCompletionRequest;
+      const model = resolveModel(ctx, body.model);
+      const prompt = prepareChat(body.messages, ctx.tokenizer, body.add_generation_prompt ?? true);
+      const params = chatSamplingParams(body, prompt.tokenIds.length, ctx);
+      const job: Job = {
+        id: newResponseId('chatcmpl'),
+        created: nowSeconds(),
+        model,
+        params,
+        returnTokenIds: body.return_token_ids === true,
+      };
+      const generation = Generation.start(ctx.engine, job.id, [prompt.tokenIds], params);
+      if (body.stream === true) {
+        const includeUsage = body.stream_options?.include_usage === true;
+        return respondWithStream(reply, generation, (sse) =>
+          streamChat(ctx, job, generation, includeUsage, sse),
+        );
+      }
+      abortOnDisconnect(reply, generation);
+      const { finals, logprobs } = await generation.collect();
+      const final = finals[0];
+      const tokenText = tokenTextOf(ctx.tokenizer);
+      const completion: ChatCompletion = {
+        id: job.id,
+        object: 'chat.completion',
+        created: job.created,
+        model,
+        choices: (final?.outputs ?? []).map((c) => {
+          const choice: ChatCompletionChoice = {
+            index: c.index,
+            message: { role: 'assistant', content: c.text },
+            logprobs:
+              params.logprobs === undefined
+                ? null
+                : { content: chatLogprobs(logprobs[0]?.get(c.index) ?? [], tokenText) },
+            finish_reason: c.finishReason,
+            stop_reason: c.stopReason ?? null,
+          };
+          if (job.returnTokenIds) choice.token_ids = c.tokenIds;
+          return choice;
+        }),
+        usage: usageOf(finals),
+      };
+      return completion;
+    },
+  );
 }
 
 async function streamChat(
@@ -94,7 +100,9 @@ async function streamChat(
     return c;
   };
   for (let i = 0; i < job.params.n; i++) {
-    await sse.send(chunk([{ index: i, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]));
+    await sse.send(
+      chunk([{ index: i, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]),
+    );
   }
   const tokenText = tokenTextOf(ctx.tokenizer);
   let last: Parameters<typeof usageOf>[0][number] | undefined;
@@ -104,7 +112,8 @@ async function streamChat(
       const choice: ChatCompletionChunkChoice = {
         index: c.index,
         delta: c.newText === '' && c.finishReason !== null ? {} : { content: c.newText },
-        logprobs: job.params.logprobs === undefined ? null : { content: chatLogprobs(c.logprobs ?? [], tokenText) },
+        logprobs:
+          job.params.logprobs === undefined ? null : { content: chatLogprobs(c.logprobs ?? [], tokenText) },
         finish_reason: c.finishReason,
         stop_reason: c.finishReason === null ? null : (c.stopReason ?? null),
       };

@@ -46,7 +46,9 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
       params,
       prompts,
       echo: prompts.map((p) =>
-        body.echo === true ? (p.text ?? ctx.tokenizer?.decode(p.tokenIds, { skipSpecialTokens: false }) ?? '') : '',
+        body.echo === true
+          ? (p.text ?? ctx.tokenizer?.decode(p.tokenIds, { skipSpecialTokens: false }) ?? '')
+          : '',
       ),
       returnTokenIds: body.return_token_ids === true || ctx.tokenizer === undefined,
     };
@@ -58,7 +60,9 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     );
     if (body.stream === true) {
       const includeUsage = body.stream_options?.include_usage === true;
-      return respondWithStream(reply, generation, (sse) => streamCompletion(ctx, job, generation, includeUsage, sse));
+      return respondWithStream(reply, generation, (sse) =>
+        streamCompletion(ctx, job, generation, includeUsage, sse),
+      );
     }
     abortOnDisconnect(reply, generation);
     const { finals, logprobs } = await generation.collect();
@@ -148,6 +152,13 @@ async function streamCompletion(
   }
   if (includeUsage) {
     const usage: Usage = usageOf(finals);
-    await sse.send({ id: job.id, object: 'text_completion', created: job.created, model: job.model, choices: [], usage });
+    await sse.send({
+      id: job.id,
+      object: 'text_completion',
+      created: job.created,
+      model: job.model,
+      choices: [],
+      usage,
+    });
   }
 }

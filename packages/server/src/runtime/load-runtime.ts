@@ -8,7 +8,6 @@
 
 import { existsSync, statSync } from 'node:fs';
 import {
-  attentionBackends,
   CpuDevice,
   type Device,
   Engine,
@@ -26,7 +25,7 @@ import { defaultCacheDir, ensureEmbeddedModel } from '../embedded-model/material
 import type { ServingEngine } from '../engine-port.js';
 import { configDeviceUnavailable, configModel } from '../errors.js';
 import { ProgressWeightSource } from './progress-weights.js';
-import { registerBackends } from './register-backends.js';
+import { resolveAttentionBackend } from './register-backends.js';
 
 /** KV cache budget on the CPU when --kv-cache-memory is not given. */
 export const DEFAULT_CPU_KV_CACHE_BYTES = 128 * 1024 ** 2;
@@ -71,25 +70,36 @@ function modelDirectory(config: ServeConfig, env: NodeJS.ProcessEnv, hooks: Runt
   });
 }
 
-export async function loadRuntime(config: ServeConfig, env: NodeJS.ProcessEnv, hooks: RuntimeHooks): Promise<Runtime> {
+export async function loadRuntime(
+  config: ServeConfig,
+  env: NodeJS.ProcessEnv,
+  hooks: RuntimeHooks,
+): Promise<Runtime> {
   const device = selectDevice(config);
   const dir = modelDirectory(config, env, hooks);
   const modelConfig = loadDeepseekConfig(dir);
-  const maxModelLen = Math.min(config.maxModelLen ?? modelConfig.maxPositionEmbeddings, modelConfig.maxPositionEmbeddings);
+  const maxModelLen = Math.min(
+    config.maxModelLen ?? modelConfig.maxPositionEmbeddings,
+    modelConfig.maxPositionEmbeddings,
+  );
   if (config.maxModelLen !== undefined && config.maxModelLen > modelConfig.maxPositionEmbeddings) {
-    throw configModel(dir, `--max-model-len ${config.maxModelLen} exceeds the model's ${modelConfig.maxPositionEmbeddings}`);
+    throw configModel(
+      dir,
+      `--max-model-len ${config.maxModelLen} exceeds the model's ${modelConfig.maxPositionEmbeddings}`,
+    );
   }
-  registerBackends();
   const spec = mlaSpec(modelConfig);
   const selection = {
     device,
     model: spec,
     ...(config.blockSize === undefined ? {} : { blockSize: config.blockSize }),
   };
-  const backend = attentionBackends.resolve(config.attentionBackend, selection);
+  const backend = resolveAttentionBackend(config.attentionBackend, selection);
   const layout = backend.cacheLayout(selection);
   const source: WeightSource =
-    config.loadFormat === 'dummy' ? new DummyWeightSource(modelConfig, config.seed) : new SafetensorsCheckpoint(dir);
+    config.loadFormat === 'dummy'
+      ? new DummyWeightSource(modelConfig, config.seed)
+      : new SafetensorsCheckpoint(dir);
   const name = config.servedModelName ?? dir.split(/[\\/]/).filter(Boolean).pop() ?? 'model';
   let model: ReturnType<typeof createDeepseekModelFromWeights>;
   try {

@@ -5,8 +5,8 @@
 
 import type { RequestHandle, RequestOutput, SamplingParams, TokenLogprob } from '@flashserve/core';
 import { FlashserveError } from '@flashserve/core';
-import { serverRequestFailed } from '../errors.js';
 import type { ServingEngine } from '../engine-port.js';
+import { serverRequestFailed } from '../errors.js';
 
 export interface TaggedOutput {
   /** Which prompt of the batch the output belongs to. */
@@ -91,7 +91,7 @@ export class Generation {
         (error: unknown) => ({ i, error }),
       );
     const pending = new Map<number, Promise<Step>>();
-    iterators.forEach((_, i) => pending.set(i, next(i)));
+    for (let i = 0; i < iterators.length; i++) pending.set(i, next(i));
     try {
       while (pending.size > 0) {
         const { i, result, error } = await Promise.race(pending.values());

@@ -55,9 +55,7 @@ export class FakeEngine implements ServingEngine {
   #timer: NodeJS.Timeout | undefined;
   #nextId = 0;
 
-  constructor(
-    readonly opts: { stepMs?: number; maxWaiting?: number } = {},
-  ) {}
+  constructor(readonly opts: { stepMs?: number; maxWaiting?: number } = {}) {}
 
   addRequest(input: AddRequestInput): RequestHandle {
     if (this.opts.maxWaiting !== undefined && this.#live.size >= this.opts.maxWaiting) {
@@ -187,7 +185,11 @@ export class FakeEngine implements ServingEngine {
       promptTokenIds: [...live.input.promptTokenIds],
       outputs: live.outputs.map((o) => ({ ...o, tokenIds: [...o.tokenIds] })),
       finished,
-      metrics: { arrivalTime: live.input.arrivalTime ?? Date.now(), firstTokenTime: Date.now(), numCachedPromptTokens: 0 },
+      metrics: {
+        arrivalTime: live.input.arrivalTime ?? Date.now(),
+        firstTokenTime: Date.now(),
+        numCachedPromptTokens: 0,
+      },
     };
     live.push(out);
     this.emitter.emit('output', out);

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The GPU suite of @flashserve/cuda, run ON THE GPU MACHINE from the repository root:
+#   bash packages/cuda/scripts/gpu-suite.sh [--no-node] [--no-bench]
+# (prepare .device/ first with packages/cuda/scripts/prepare-gpu-suite.sh and carry it).
+#   1. builds the addon and the C++ op test with cuBLAS (CMake + Ninja);
+#   2. runs the C++ op test (kernels against fp64 host references) and its micro-benchmarks;
+#   3. unpacks the carried Node and runs the Node checks (CudaDevice vs CpuDevice, CUDA graphs,
+#      transformers fixtures through DeepseekModel);
+#   4. runs the decode benchmark (DeepSeek-V2-Lite shapes, dummy weights) when it was bundled.
+# Logs go to $OUT (or /tmp/gpu-suite); a summary table is printed last.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
+cd "$ROOT"
+OUT=${OUT:-/tmp/gpu-suite}
+mkdir -p "$OUT"
+RUN_NODE=1
+RUN_BENCH=1
+for a in "$@"; do
+  case $a in
+    --no-node) RUN_NODE=0 ;;
+    --no-bench) RUN_BENCH=0 ;;
+  esac
+done
+BUILD=/tmp/flashserve-cuda-build
+summary=()
+step() { summary+=("$(printf '%-28s %s' "$1" "$2")"); }
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpu.txt" 2>&1
+echo "GPU: $(cat "$OUT/gpu.txt")"
+
+t0=$(date +%s)
+if cmake -S packages/cuda -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLASHSERVE_WITH_CUBLAS=ON \
+    -DFLASHSERVE_BUILD_TESTS=ON -DFLASHSERVE_SM90_ONLY=ON "-DNODE_API_INCLUDE_DIRS=$ROOT/.device/napi/node-api-headers;$ROOT/.device/napi/node-addon-api" \
+    > "$OUT/build.log" 2>&1 && cmake --build "$BUILD" -j "$(nproc)" >> "$OUT/build.log" 2>&1; then
+  step build "ok ($(( $(date +%s) - t0 )) s)"
+else
+  grep -E "error|Error" "$OUT/build.log" | head -40
+  step build "FAILED (see build.log)"
+  printf '%s\n' "${summary[@]}"
+  exit 1
+fi
+
+"$BUILD/flashserve_cuda_optest" --bench > "$OUT/optest.log" 2>&1
+rc=$?
+cat "$OUT/optest.log"
+step "C++ op test" "$([ $rc -eq 0 ] && echo ok || echo "FAILED rc=$rc")"
+
+if [ $RUN_NODE -eq 1 ] && [ -f .device/node.xz ] && [ -f .device/gpu-check.mjs ]; then
+  xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node
+  export FLASHSERVE_CUDA_ADDON="$BUILD/Release/flashserve_cuda.node"
+  /tmp/node .device/gpu-check.mjs "$ROOT/packages/models/test/fixtures" > "$OUT/gpu-check.log" 2>&1
+  rc=$?
+  tail -n 80 "$OUT/gpu-check.log"
+  step "Node checks" "$([ $rc -eq 0 ] && echo ok || echo "FAILED rc=$rc")"
+  if [ $RUN_BENCH -eq 1 ] && [ -f .device/decode-bench.mjs ]; then
+    /tmp/node .device/decode-bench.mjs > "$OUT/bench.log" 2>&1
+    rc=$?
+    tail -n 40 "$OUT/bench.log"
+    step "decode benchmark" "$([ $rc -eq 0 ] && echo ok || echo "FAILED rc=$rc")"
+  fi
+fi
+
+echo
+echo "=== summary ==="
+grep -E "FAIL|copy bandwidth|moeExperts T=|gemm " "$OUT/optest.log" | head -30
+printf '%s\n' "${summary[@]}"

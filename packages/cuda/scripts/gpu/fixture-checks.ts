@@ -1,0 +1,146 @@
+// The models package's transformers fixtures through DeepseekModel on a CUDA device: two prompts
+// prefilled together, then greedy decoding one token per step through the paged cache. The issue's
+// bar: first 8 greedy tokens equal the fp32 reference, last-position logits within 2e-2 relative L2.
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AttentionBackend, CommonAttentionMetadata, Model } from '@flashserve/core';
+import { loadDeepseekModel } from '../../../models/src/index.js';
+import type { CudaDevice } from '../../src/index.js';
+import { type CheckRow, relL2 } from '../../test/gpu/op-checks.js';
+
+interface Expected {
+  readonly prompt: number[];
+  readonly logits: number[];
+  readonly greedy: number[];
+  readonly prompt2: number[];
+  readonly logits2: number[];
+  readonly greedy2: number[];
+}
+
+export const GREEDY_TOKENS = 8;
+export const LOGITS_TOL = 2e-2;
+
+function argmax(row: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
+  return best;
+}
+
+/** Prefill every prompt in one step, then `steps` greedy decode steps for all of them together. */
+export function greedyBatch(
+  model: Model,
+  prompts: readonly (readonly number[])[],
+  steps: number,
+  blockSize = 64,
+): { promptLogits: Float32Array[]; generated: number[][] } {
+  const numBlocks = 32;
+  model.allocateKvCache(numBlocks, blockSize);
+  const maxLen = Math.max(...prompts.map((p) => p.length)) + steps + 1;
+  const perReq = Math.ceil(maxLen / blockSize);
+  // Block ids scrambled (and block 0 unused) so block tables are not the identity.
+  const blocks = prompts.map((_, r) => Array.from({ length: perReq }, (_, i) => 1 + ((r * perReq + i) * 7) % (numBlocks - 1)));
+  const tokens = prompts.map((p) => [...p]);
+  const computed = prompts.map(() => 0);
+  const promptLogits: Float32Array[] = [];
+  const generated: number[][] = prompts.map(() => []);
+  for (let step = 0; step <= steps; step++) {
+    const ids: number[] = [];
+    const positions: number[] = [];
+    const slots: number[] = [];
+    const qsl = [0];
+    const seqLens: number[] = [];
+    const logitsIndices: number[] = [];
+    for (let r = 0; r < prompts.length; r++) {
+      const toks = tokens[r]!;
+      for (let p = computed[r]!; p < toks.length; p++) {
+        ids.push(toks[p]!);
+        positions.push(p);
+        slots.push(blocks[r]![Math.floor(p / blockSize)]! * blockSize + (p % blockSize));
+      }
+      seqLens.push(toks.length);
+      qsl.push(ids.length);
+      logitsIndices.push(ids.length - 1);
+    }
+    const table = new Int32Array(prompts.length * perReq);
+    blocks.forEach((b, r) => table.set(b, r * perReq));
+    const queryLens = prompts.map((_, r) => qsl[r + 1]! - qsl[r]!);
+    const attention: CommonAttentionMetadata = {
+      numReqs: prompts.length,
+      numTokens: ids.length,
+      queryStartLoc: Int32Array.from(qsl),
+      seqLens: Int32Array.from(seqLens),
+      numComputedTokens: Int32Array.from(computed),
+      positions: Int32Array.from(positions),
+      slotMapping: Int32Array.from(slots),
+      blockTables: table,
+      maxBlocksPerReq: perReq,
+      blockSize,
+      maxQueryLen: Math.max(...queryLens),
+      maxSeqLen: Math.max(...seqLens),
+    };
+    const logits = model.device.toHost(
+      model.forward({ tokenIds: Int32Array.from(ids), attention, logitsIndices: Int32Array.from(logitsIndices) }),
+    ) as Float32Array;
+    const V = logits.length / prompts.length;
+    for (let r = 0; r < prompts.length; r++) {
+      const row = logits.slice(r * V, (r + 1) * V);
+      if (step === 0) promptLogits.push(row);
+      computed[r] = tokens[r]!.length;
+      if (step < steps) {
+        const t = argmax(row);
+        generated[r]!.push(t);
+        tokens[r]!.push(t);
+      }
+    }
+  }
+  return { promptLogits, generated };
+}
+
+export function fixtureNames(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true })
+    .filter((d) => d.isDirectory())
+    .map((d) => d.name)
+    .sort();
+}
+
+/** One row per fixture and prompt: logits error and how many leading greedy tokens match. */
+export function runFixtureChecks(
+  device: CudaDevice,
+  backend: AttentionBackend,
+  fixturesDir: string,
+  only?: (name: string) => boolean,
+): CheckRow[] {
+  const rows: CheckRow[] = [];
+  for (const name of fixtureNames(fixturesDir)) {
+    if (only && !only(name)) continue;
+    const dir = join(fixturesDir, name);
+    const tag = `${name} [${backend.name}]`;
+    try {
+      const exp = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as Expected;
+      const model = loadDeepseekModel(dir, { device, backend });
+      const steps = Math.min(GREEDY_TOKENS, exp.greedy.length, exp.greedy2.length);
+      const res = greedyBatch(model, [exp.prompt, exp.prompt2], steps);
+      const refs = [
+        { logits: exp.logits, greedy: exp.greedy },
+        { logits: exp.logits2, greedy: exp.greedy2 },
+      ];
+      refs.forEach((ref, i) => {
+        const err = relL2(res.promptLogits[i]!, ref.logits);
+        rows.push({ name: `${tag} prompt ${i + 1} logits`, value: err, limit: LOGITS_TOL, ok: err <= LOGITS_TOL });
+        const got = res.generated[i]!;
+        let same = 0;
+        while (same < steps && got[same] === ref.greedy[same]) same++;
+        rows.push({
+          name: `${tag} prompt ${i + 1} greedy tokens equal`,
+          value: same,
+          limit: steps,
+          ok: same >= steps,
+          note: same < steps ? `got ${got.join(',')} want ${ref.greedy.slice(0, steps).join(',')}` : undefined,
+        });
+      });
+    } catch (err) {
+      rows.push({ name: tag, value: Number.NaN, limit: 0, ok: false, note: (err as Error).stack ?? String(err) });
+    }
+  }
+  return rows;
+}

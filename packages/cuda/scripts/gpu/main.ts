@@ -1,0 +1,67 @@
+// The Node half of the GPU suite (scripts/gpu-suite.sh bundles this with esbuild and runs it on the
+// GPU machine): CudaDevice ops against the CPU device, CUDA graph replays against eager runs, and the
+// transformers fixtures through DeepseekModel with every GPU attention backend that is available
+// (plus a host-bridge backend that runs core's reference MLA on the host, so the device's own ops
+// are checked even without the GPU attention kernels).
+//
+// Usage: node gpu-check.mjs [fixturesDir] ; writes $OUT/gpu-check.json when OUT is set.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AttentionBackend } from '@flashserve/core';
+import * as mla from '../../../mla-backend/src/index.js';
+import { CudaDevice, cudaAvailability } from '../../src/index.js';
+import { HostBridgeMlaBackend } from '../../test/gpu/host-bridge-backend.js';
+import { type CheckRow, runOpChecks } from '../../test/gpu/op-checks.js';
+import { runGraphChecks } from '../../test/gpu/graph-checks.js';
+import { runFixtureChecks } from './fixture-checks.js';
+
+/** Backends exported by @flashserve/mla-backend as zero-argument factories named *Backend. */
+function gpuBackends(): AttentionBackend[] {
+  const out: AttentionBackend[] = [];
+  for (const [name, value] of Object.entries(mla as Record<string, unknown>)) {
+    if (typeof value !== 'function' || !/Backend$/.test(name) || /^[A-Z]/.test(name) || value.length !== 0) continue;
+    try {
+      const b = (value as () => unknown)();
+      if (b && typeof b === 'object' && 'impl' in b && 'name' in b) out.push(b as AttentionBackend);
+    } catch (err) {
+      console.log(`(backend factory ${name} threw: ${(err as Error).message})`);
+    }
+  }
+  return out;
+}
+
+function main(): number {
+  const avail = cudaAvailability();
+  if (!avail.available) {
+    console.log(`CUDA unavailable: ${avail.reason}`);
+    return 2;
+  }
+  const fixturesDir = process.argv[2] ?? join(process.cwd(), 'packages/models/test/fixtures');
+  const device = new CudaDevice();
+  console.log(`device: ${device.info.name}, cuBLAS ${device.hasCublas}`);
+  const rows: CheckRow[] = [];
+  const section = (title: string, fn: () => CheckRow[]): void => {
+    const t0 = performance.now();
+    const r = fn();
+    rows.push(...r);
+    console.log(`${title}: ${r.filter((x) => x.ok).length}/${r.length} ok in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  };
+  section('ops vs CpuDevice', () => runOpChecks(device));
+  section('CUDA graphs', () => runGraphChecks(device));
+  section('fixtures (host-bridge attention)', () => runFixtureChecks(device, new HostBridgeMlaBackend(), fixturesDir));
+  for (const b of gpuBackends()) {
+    section(`fixtures (${b.name})`, () => runFixtureChecks(device, b, fixturesDir));
+  }
+  if (process.env.OUT) writeFileSync(join(process.env.OUT, 'gpu-check.json'), JSON.stringify(rows, null, 1));
+  console.log('\ncheck                                                         value      limit  ok');
+  for (const r of rows) {
+    const v = Number.isFinite(r.value) ? r.value.toExponential(2) : String(r.value);
+    console.log(`${r.name.padEnd(60).slice(0, 60)} ${v.padStart(9)} ${r.limit.toExponential(0).padStart(7)}  ${r.ok ? 'ok' : 'FAIL'}`);
+    if (!r.ok && r.note) console.log(`    ${r.note.split('\n').slice(0, 4).join('\n    ')}`);
+  }
+  const failed = rows.filter((r) => !r.ok).length;
+  console.log(`\n${failed === 0 ? 'ALL OK' : `${failed} FAILED`} (${rows.length} checks) mem ${JSON.stringify(device.memStats())}`);
+  return failed === 0 ? 0 : 1;
+}
+
+process.exitCode = main();

@@ -1,0 +1,698 @@
+// The CUDA Device: every op of the core Device contract as one (or a few) kernel launches on the
+// addon's single stream, bf16 storage with fp32 accumulation. TypeScript checks shapes and dtypes
+// (where they live) and allocates outputs; the addon launches.
+//
+// Extras beyond the contract, for the GPU:
+//   - `ptr` on tensors and `stream` on the device, so other addons launch on the same stream;
+//   - `graph(key, fn)`: decode steps as CUDA graphs (see runGraph below);
+//   - `enqueue(fn)`: for other addons' launches inside a graph-captured function;
+//   - `sample(...)`: sampling on the GPU; `kvCacheWrite`, `allocateKvCache`; `linearF32`;
+//   - `memStats`, `synchronize`, `emptyCache`, and `randomUniform` for dummy weights.
+import type {
+  Device,
+  DeviceInfo,
+  DType,
+  HostData,
+  MoeExpertWeights,
+  MoeRouteParams,
+  MoeRouting,
+  RopeStyle,
+  RopeTable,
+  Tensor,
+} from '@flashserve/core';
+import { requireAddon } from './addon.js';
+import { NATIVE_DTYPE, type NativeCuda, type NativeDType, type NativeMemStats } from './native.js';
+import { type CudaDType, CudaTensor, elementBytes, numelOf, Storage } from './tensor.js';
+
+export interface CudaDeviceOptions {
+  /** CUDA device ordinal (default 0). */
+  readonly deviceIndex?: number;
+  /**
+   * Benchmark hook for `--load-format dummy`: an upload whose host data is EMPTY while its shape is
+   * not is filled on the GPU with uniform numbers of standard deviation 1/sqrt(last dim), from this
+   * seed. Lets a dummy weight source skip generating gigabytes on the host.
+   */
+  readonly dummyEmptyUploadsSeed?: number;
+}
+
+/** Host-side per-row sampling parameters for `sample`. */
+export interface GpuSamplingParams {
+  /** [rows]; 0 means greedy. */
+  readonly temperature: Float32Array;
+  /** [rows]; 0 or >= vocab means off. */
+  readonly topK: Int32Array;
+  /** [rows]; 1 means off. */
+  readonly topP: Float32Array;
+  /** [rows]; 0 means off. */
+  readonly minP: Float32Array;
+  /** [rows] uniform numbers in [0, 1), drawn on the host from each request's generator. */
+  readonly uniform: Float32Array;
+  /** Top logprobs wanted per row (at most 20). */
+  readonly numTopLogprobs?: number;
+}
+
+export interface GpuSamplingResult {
+  readonly tokens: Int32Array;
+  /** Log-softmax of the raw logits at each chosen token. */
+  readonly logprobs: Float32Array;
+  /** [rows * numTopLogprobs] ids and logprobs, best first (empty when none were asked for). */
+  readonly topIds: Int32Array;
+  readonly topLogprobs: Float32Array;
+}
+
+type GraphMode = 'eager' | 'capture' | 'replay';
+
+interface GraphRecord {
+  id: number;
+  readonly allocs: { ptr: bigint; bytes: number }[];
+  outPtr: bigint;
+}
+
+const NULL = 0n;
+
+function native(d: CudaDType | 'f16'): NativeDType {
+  return NATIVE_DTYPE[d];
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+function fmtShape(s: readonly number[]): string {
+  return `[${s.join(', ')}]`;
+}
+
+export class CudaDevice implements Device {
+  readonly info: DeviceInfo;
+  /** cudaStream_t of the device's compute stream, as an integer. */
+  readonly stream: bigint;
+  readonly multiProcessorCount: number;
+  readonly totalMemory: number;
+  readonly hasCublas: boolean;
+  readonly #addon: NativeCuda;
+  readonly #free: (ptr: bigint) => void;
+  readonly #dummySeed: number | undefined;
+  #dummyCount = 0;
+  #mode: GraphMode = 'eager';
+  #graphs = new Map<string, GraphRecord>();
+  #current: GraphRecord | undefined;
+  #replayIndex = 0;
+  readonly #f32Cache = new WeakMap<Tensor, CudaTensor>();
+
+  constructor(options: CudaDeviceOptions = {}) {
+    this.#addon = requireAddon() as NativeCuda;
+    const init = this.#addon.init(options.deviceIndex ?? 0);
+    this.stream = init.stream;
+    this.multiProcessorCount = init.multiProcessorCount;
+    this.totalMemory = init.totalMemory;
+    this.hasCublas = init.cublas;
+    this.info = {
+      kind: 'cuda',
+      name: `${init.name} (sm_${init.major}${init.minor})`,
+      computeCapability: init.major * 10 + init.minor,
+      computeDType: 'bf16',
+    };
+    const addon = this.#addon;
+    this.#free = (ptr) => addon.free(ptr);
+    this.#dummySeed = options.dummyEmptyUploadsSeed;
+  }
+
+  // --- tensors and memory ---------------------------------------------------------------------
+
+  #t(x: Tensor, op: string, what: string): CudaTensor {
+    if (!(x instanceof CudaTensor)) throw new Error(`${op}: ${what} is not a tensor of this CUDA device`);
+    if (x.released) throw new Error(`${op}: ${what} was released`);
+    return x;
+  }
+
+  /** A new output tensor (during a graph replay: the captured tensor at the same position). */
+  #alloc(shape: readonly number[], dtype: CudaDType): CudaTensor {
+    const bytes = numelOf(shape) * elementBytes(dtype);
+    if (this.#mode === 'replay') {
+      const rec = this.#current!.allocs[this.#replayIndex++];
+      if (rec === undefined || rec.bytes !== bytes) {
+        throw new Error(
+          'graph replay diverged from its capture (a different sequence of tensors was asked for): ' +
+            'the captured function must do the same ops on the same shapes every time',
+        );
+      }
+      return new CudaTensor(shape, dtype, rec.ptr, undefined);
+    }
+    const ptr = this.#addon.alloc(bytes);
+    if (this.#mode === 'capture') this.#current!.allocs.push({ ptr, bytes });
+    return new CudaTensor(shape, dtype, ptr, new Storage(ptr, bytes, this.#free));
+  }
+
+  /** Runs a launch unless a graph replay pass is in progress (the graph does the work then). */
+  #launch(fn: () => void): void {
+    if (this.#mode !== 'replay') fn();
+  }
+
+  /** For other addons' launches on `stream` inside a function run through `graph()`. */
+  enqueue(fn: () => void): void {
+    this.#launch(fn);
+  }
+
+  /** Allocates an output tensor the way ops do (graph-aware), for other addons' kernels to fill. */
+  empty(shape: readonly number[], dtype: 'f32' | 'bf16' | 'i32'): CudaTensor {
+    return this.#alloc(shape, dtype);
+  }
+
+  upload(data: HostData, shape: readonly number[], dtype: DType): Tensor {
+    const n = numelOf(shape);
+    const target: CudaDType = dtype === 'i32' ? 'i32' : 'bf16';
+    if (data.length === 0 && n > 0 && this.#dummySeed !== undefined && target === 'bf16') {
+      return this.randomUniform(shape, this.#dummySeed * 1000003 + this.#dummyCount++, 1 / Math.sqrt(shape.at(-1) ?? 1));
+    }
+    this.#checkHost(data, n, dtype, 'upload');
+    const out = this.#alloc(shape, target);
+    this.#addon.upload(out.ptr, data, native(dtype), native(target), n);
+    return out;
+  }
+
+  /** Like upload, but keeps f32 on the device (router biases, sampling parameters). */
+  uploadF32(data: Float32Array, shape: readonly number[]): CudaTensor {
+    const n = numelOf(shape);
+    this.#checkHost(data, n, 'f32', 'upload');
+    const out = this.#alloc(shape, 'f32');
+    this.#addon.upload(out.ptr, data, NATIVE_DTYPE.f32, NATIVE_DTYPE.f32, n);
+    return out;
+  }
+
+  #checkHost(data: HostData, n: number, dtype: DType, op: string): void {
+    if (data.length !== n) throw new Error(`${op}: ${data.length} host elements for a tensor of ${n}`);
+    const ok =
+      dtype === 'f32'
+        ? data instanceof Float32Array
+        : dtype === 'i32'
+          ? data instanceof Int32Array
+          : data instanceof Uint16Array;
+    if (!ok) throw new Error(`${op}: host data of type ${data.constructor.name} does not encode ${dtype}`);
+  }
+
+  write(dst: Tensor, data: HostData, dtype: DType): void {
+    const t = this.#t(dst, 'write', 'dst');
+    this.#checkHost(data, t.numel, dtype, 'write');
+    if ((t.dtype === 'i32') !== (dtype === 'i32')) throw new Error(`write: ${dtype} data into a ${t.dtype} tensor`);
+    this.#addon.write(t.ptr, data, native(dtype), native(t.cudaDtype), t.numel);
+  }
+
+  zeros(shape: readonly number[], dtype: DType): Tensor {
+    const d: CudaDType = dtype === 'i32' ? 'i32' : dtype === 'f32' ? 'f32' : 'bf16';
+    const out = this.#alloc(shape, d);
+    this.#launch(() => this.#addon.memsetZero(out.ptr, out.bytes));
+    return out;
+  }
+
+  toHost(t: Tensor): Float32Array | Int32Array {
+    const x = this.#t(t, 'toHost', 'tensor');
+    if (this.#mode !== 'eager') throw new Error('toHost: not allowed inside a function run through graph()');
+    const out = x.dtype === 'i32' ? new Int32Array(x.numel) : new Float32Array(x.numel);
+    this.#addon.download(x.ptr, native(x.cudaDtype), x.numel, out);
+    return out;
+  }
+
+  release(t: Tensor): void {
+    if (t instanceof CudaTensor) t.release();
+  }
+
+  /** Waits for all queued work; throws naming the failure if an op failed on the GPU. */
+  synchronize(): void {
+    this.#addon.synchronize();
+  }
+
+  memStats(): NativeMemStats {
+    return this.#addon.memStats();
+  }
+
+  emptyCache(): void {
+    this.#addon.emptyCache();
+  }
+
+  /** Uniform numbers of standard deviation `std` (range +-sqrt(3) std), generated on the GPU. */
+  randomUniform(shape: readonly number[], seed: number, std: number): CudaTensor {
+    const out = this.#alloc(shape, 'bf16');
+    const a = Math.sqrt(3) * std;
+    const s = Math.floor(Math.abs(seed)) % 2 ** 52;
+    this.#launch(() =>
+      this.#addon.fillRandom(out.ptr, NATIVE_DTYPE.bf16, out.numel, s % 2 ** 32, Math.floor(s / 2 ** 32), -a, a),
+    );
+    return out;
+  }
+
+  /** A paged latent KV cache [numBlocks, blockSize, 1, entryWidth] bf16, zeroed. */
+  allocateKvCache(numBlocks: number, blockSize = 64, entryWidth = 576): CudaTensor {
+    const bytes = numBlocks * blockSize * entryWidth * 2;
+    try {
+      return this.zeros([numBlocks, blockSize, 1, entryWidth], 'bf16') as CudaTensor;
+    } catch (err) {
+      throw new Error(
+        `out of GPU memory allocating the KV cache (${numBlocks} blocks, ${(bytes / 2 ** 20).toFixed(0)} MiB); ` +
+          `lower --gpu-memory-utilization or --max-model-len / --num-gpu-blocks: ${(err as Error).message}`,
+      );
+    }
+  }
+
+  // --- layout ---------------------------------------------------------------------------------
+
+  reshape(x: Tensor, shape: readonly number[]): Tensor {
+    const t = this.#t(x, 'reshape', 'x');
+    if (numelOf(shape) !== t.numel) throw new Error(`reshape: ${fmtShape(t.shape)} has ${t.numel} elements, not ${fmtShape(shape)}`);
+    return t.view(shape);
+  }
+
+  sliceLast(x: Tensor, start: number, size: number): Tensor {
+    const t = this.#t(x, 'sliceLast', 'x');
+    const D = t.shape.at(-1) ?? 1;
+    if (start < 0 || size < 0 || start + size > D) throw new Error(`sliceLast: [${start}, ${start + size}) outside last dim ${D}`);
+    const rows = t.numel / D;
+    const out = this.#alloc([...t.shape.slice(0, -1), size], t.cudaDtype);
+    const bytes = elementBytes(t.cudaDtype);
+    this.#launch(() =>
+      this.#addon.copy2d(
+        t.ptr + BigInt(start * bytes),
+        out.ptr,
+        native(t.cudaDtype),
+        native(t.cudaDtype),
+        rows,
+        size,
+        D,
+        size,
+      ),
+    );
+    return out;
+  }
+
+  concatLast(parts: readonly Tensor[]): Tensor {
+    if (parts.length === 0) throw new Error('concatLast: no parts');
+    const ts = parts.map((p, i) => this.#t(p, 'concatLast', `parts[${i}]`));
+    const first = ts[0]!;
+    const lead = first.shape.slice(0, -1);
+    const dtype = first.cudaDtype;
+    let total = 0;
+    for (const t of ts) {
+      if (!sameShape(t.shape.slice(0, -1), lead) || t.cudaDtype !== dtype) {
+        throw new Error(`concatLast: parts ${fmtShape(first.shape)} and ${fmtShape(t.shape)} do not match`);
+      }
+      total += t.shape.at(-1) ?? 1;
+    }
+    const rows = numelOf(lead);
+    const out = this.#alloc([...lead, total], dtype);
+    const bytes = elementBytes(dtype);
+    this.#launch(() => {
+      let at = 0;
+      for (const t of ts) {
+        const w = t.shape.at(-1) ?? 1;
+        this.#addon.copy2d(t.ptr, out.ptr + BigInt(at * bytes), native(dtype), native(dtype), rows, w, w, total);
+        at += w;
+      }
+    });
+    return out;
+  }
+
+  // --- dense math -----------------------------------------------------------------------------
+
+  embedding(table: Tensor, ids: Tensor): Tensor {
+    const tb = this.#t(table, 'embedding', 'table');
+    const ix = this.#t(ids, 'embedding', 'ids');
+    if (tb.shape.length !== 2) throw new Error(`embedding: table must be [V, H], got ${fmtShape(tb.shape)}`);
+    if (ix.dtype !== 'i32') throw new Error('embedding: ids must be i32');
+    const [V, H] = tb.shape as [number, number];
+    const out = this.#alloc([ix.numel, H], tb.cudaDtype);
+    this.#launch(() => this.#addon.gatherRows(ix.ptr, tb.ptr, out.ptr, ix.numel, V, H, elementBytes(tb.cudaDtype)));
+    return out;
+  }
+
+  #bf16(x: CudaTensor, op: string): CudaTensor {
+    if (x.dtype === 'bf16') return x;
+    if (x.dtype !== 'f32') throw new Error(`${op}: expected a floating-point tensor, got ${x.dtype}`);
+    const out = this.#alloc(x.shape, 'bf16');
+    this.#launch(() => this.#addon.copy2d(x.ptr, out.ptr, NATIVE_DTYPE.f32, NATIVE_DTYPE.bf16, 1, x.numel, x.numel, x.numel));
+    return out;
+  }
+
+  #f32(x: CudaTensor): CudaTensor {
+    if (x.dtype === 'f32') return x;
+    const out = this.#alloc(x.shape, 'f32');
+    this.#launch(() => this.#addon.copy2d(x.ptr, out.ptr, NATIVE_DTYPE.bf16, NATIVE_DTYPE.f32, 1, x.numel, x.numel, x.numel));
+    return out;
+  }
+
+  #linear(x: Tensor, w: Tensor, bias: Tensor | undefined, outDtype: CudaDType, op: string): CudaTensor {
+    const xt = this.#bf16(this.#t(x, op, 'x'), op);
+    const wt = this.#t(w, op, 'w');
+    if (wt.shape.length !== 2 || wt.dtype !== 'bf16') throw new Error(`${op}: w must be bf16 [N, K], got ${fmtShape(wt.shape)}`);
+    const [N, K] = wt.shape as [number, number];
+    if ((xt.shape.at(-1) ?? 0) !== K) throw new Error(`${op}: x ${fmtShape(xt.shape)} does not end in K=${K} of w ${fmtShape(wt.shape)}`);
+    const M = xt.numel / K;
+    let bt: CudaTensor | undefined;
+    if (bias !== undefined) {
+      bt = this.#t(bias, op, 'bias');
+      if (bt.numel !== N || outDtype !== 'bf16') throw new Error(`${op}: bias must be [${N}] with a bf16 output`);
+    }
+    const out = this.#alloc([...xt.shape.slice(0, -1), N], outDtype);
+    this.#launch(() =>
+      this.#addon.gemm(xt.ptr, wt.ptr, out.ptr, native(outDtype), M, N, K, K, K, N, true, 1, 0, 0, 0, bt?.ptr ?? NULL),
+    );
+    return out;
+  }
+
+  linear(x: Tensor, w: Tensor, bias?: Tensor): Tensor {
+    return this.#linear(x, w, bias, 'bf16', 'linear');
+  }
+
+  /** linear with an fp32 output (router logits as transformers computes them, lm_head logits). */
+  linearF32(x: Tensor, w: Tensor): CudaTensor {
+    return this.#linear(x, w, undefined, 'f32', 'linearF32');
+  }
+
+  bmm(x: Tensor, w: Tensor, transposeW: boolean): Tensor {
+    const xt = this.#bf16(this.#t(x, 'bmm', 'x'), 'bmm');
+    const wt = this.#t(w, 'bmm', 'w');
+    if (xt.shape.length !== 3 || wt.shape.length !== 3) throw new Error('bmm: x must be [T, h, a] and w [h, *, *]');
+    const [T, h, a] = xt.shape as [number, number, number];
+    const [wh, w1, w2] = wt.shape as [number, number, number];
+    const b = transposeW ? w1 : w2;
+    if (wh !== h || (transposeW ? w2 : w1) !== a) {
+      throw new Error(`bmm: w ${fmtShape(wt.shape)} does not fit x ${fmtShape(xt.shape)} (transposeW ${transposeW})`);
+    }
+    const out = this.#alloc([T, h, b], 'bf16');
+    // Per head i: out[:, i, :] = x[:, i, :] @ op(w[i]); rows of x and out are strided by h * width.
+    this.#launch(() =>
+      this.#addon.gemm(
+        xt.ptr,
+        wt.ptr,
+        out.ptr,
+        NATIVE_DTYPE.bf16,
+        T,
+        b,
+        a,
+        h * a,
+        transposeW ? a : b,
+        h * b,
+        transposeW,
+        h,
+        a,
+        w1 * w2,
+        b,
+        NULL,
+      ),
+    );
+    return out;
+  }
+
+  rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
+    const xt = this.#bf16(this.#t(x, 'rmsNorm', 'x'), 'rmsNorm');
+    const wt = this.#t(w, 'rmsNorm', 'w');
+    const D = xt.shape.at(-1) ?? 1;
+    if (wt.numel !== D) throw new Error(`rmsNorm: w has ${wt.numel} elements for rows of ${D}`);
+    const out = this.#alloc(xt.shape, 'bf16');
+    this.#launch(() => this.#addon.rmsNorm(xt.ptr, NULL, wt.ptr, out.ptr, NULL, xt.numel / D, D, eps));
+    return out;
+  }
+
+  addRmsNorm(x: Tensor, residual: Tensor, w: Tensor, eps: number): { readonly out: Tensor; readonly residual: Tensor } {
+    const xt = this.#bf16(this.#t(x, 'addRmsNorm', 'x'), 'addRmsNorm');
+    const rt = this.#bf16(this.#t(residual, 'addRmsNorm', 'residual'), 'addRmsNorm');
+    const wt = this.#t(w, 'addRmsNorm', 'w');
+    if (!sameShape(xt.shape, rt.shape)) throw new Error(`addRmsNorm: x ${fmtShape(xt.shape)} and residual ${fmtShape(rt.shape)} differ`);
+    const D = xt.shape.at(-1) ?? 1;
+    if (wt.numel !== D) throw new Error(`addRmsNorm: w has ${wt.numel} elements for rows of ${D}`);
+    const out = this.#alloc(xt.shape, 'bf16');
+    const res = this.#alloc(xt.shape, 'bf16');
+    this.#launch(() => this.#addon.rmsNorm(xt.ptr, rt.ptr, wt.ptr, out.ptr, res.ptr, xt.numel / D, D, eps));
+    return { out, residual: res };
+  }
+
+  #axpby(a: CudaTensor, b: CudaTensor | undefined, alpha: number, beta: number): CudaTensor {
+    const outDtype: CudaDType = a.dtype === 'f32' && (b === undefined || b.dtype === 'f32') ? 'f32' : 'bf16';
+    const out = this.#alloc(a.shape, outDtype);
+    this.#launch(() =>
+      this.#addon.axpby(
+        a.ptr,
+        b?.ptr ?? NULL,
+        out.ptr,
+        native(a.cudaDtype),
+        native(b?.cudaDtype ?? 'bf16'),
+        native(outDtype),
+        a.numel,
+        alpha,
+        beta,
+      ),
+    );
+    return out;
+  }
+
+  add(a: Tensor, b: Tensor): Tensor {
+    const at = this.#t(a, 'add', 'a');
+    const bt = this.#t(b, 'add', 'b');
+    if (!sameShape(at.shape, bt.shape)) throw new Error(`add: shapes ${fmtShape(at.shape)} and ${fmtShape(bt.shape)} differ`);
+    if (at.dtype === 'i32' || bt.dtype === 'i32') throw new Error('add: integer tensors are not supported');
+    return this.#axpby(at, bt, 1, 1);
+  }
+
+  scale(x: Tensor, s: number): Tensor {
+    const xt = this.#t(x, 'scale', 'x');
+    if (xt.dtype === 'i32') throw new Error('scale: integer tensors are not supported');
+    return this.#axpby(xt, undefined, s, 0);
+  }
+
+  siluAndMul(x: Tensor): Tensor {
+    const xt = this.#bf16(this.#t(x, 'siluAndMul', 'x'), 'siluAndMul');
+    const D = xt.shape.at(-1) ?? 0;
+    if (D % 2 !== 0) throw new Error(`siluAndMul: last dim ${D} is odd`);
+    const rows = xt.numel / D;
+    const out = this.#alloc([...xt.shape.slice(0, -1), D / 2], 'bf16');
+    this.#launch(() => this.#addon.siluMul(xt.ptr, out.ptr, rows, D / 2));
+    return out;
+  }
+
+  rope(x: Tensor, positions: Tensor, table: RopeTable, style: RopeStyle): Tensor {
+    const xt = this.#bf16(this.#t(x, 'rope', 'x'), 'rope');
+    const pt = this.#t(positions, 'rope', 'positions');
+    const cos = this.#bf16(this.#t(table.cos, 'rope', 'table.cos'), 'rope');
+    const sin = this.#bf16(this.#t(table.sin, 'rope', 'table.sin'), 'rope');
+    if (xt.shape.length !== 3) throw new Error(`rope: x must be [T, h, D], got ${fmtShape(xt.shape)}`);
+    const [T, h, D] = xt.shape as [number, number, number];
+    if (pt.dtype !== 'i32' || pt.numel !== T) throw new Error(`rope: positions must be i32 [${T}]`);
+    if (table.rotaryDim > D || table.rotaryDim % 2 !== 0) throw new Error(`rope: rotaryDim ${table.rotaryDim} does not fit head dim ${D}`);
+    if (cos.numel !== table.maxPositions * (table.rotaryDim / 2)) throw new Error('rope: table.cos is not [maxPositions, rotaryDim / 2]');
+    const out = this.#alloc(xt.shape, 'bf16');
+    this.#launch(() =>
+      this.#addon.rope(xt.ptr, out.ptr, pt.ptr, cos.ptr, sin.ptr, T, h, D, table.rotaryDim, table.maxPositions, style === 'interleave'),
+    );
+    return out;
+  }
+
+  // --- mixture of experts ---------------------------------------------------------------------
+
+  moeRoute(routerLogits: Tensor, params: MoeRouteParams): MoeRouting {
+    const lt = this.#f32(this.#t(routerLogits, 'moeRoute', 'routerLogits'));
+    if (lt.shape.length !== 2) throw new Error(`moeRoute: routerLogits must be [T, E], got ${fmtShape(lt.shape)}`);
+    const [T, E] = lt.shape as [number, number];
+    let bias: CudaTensor | undefined;
+    if (params.correctionBias !== undefined) {
+      const b = this.#t(params.correctionBias, 'moeRoute', 'correctionBias');
+      if (b.numel !== E) throw new Error(`moeRoute: correctionBias has ${b.numel} elements for ${E} experts`);
+      bias = this.#cachedF32(b);
+    }
+    const k = params.topK;
+    const ids = this.#alloc([T, k], 'i32');
+    const weights = this.#alloc([T, k], 'f32');
+    const v3 = params.kind === 'v3-sigmoid';
+    this.#launch(() =>
+      this.#addon.moeRoute(
+        lt.ptr,
+        bias?.ptr ?? NULL,
+        ids.ptr,
+        weights.ptr,
+        T,
+        E,
+        k,
+        params.nGroup,
+        params.topkGroup,
+        v3 ? 1 : 0,
+        v3 ? 1 : 0,
+        params.normTopkProb,
+        params.routedScalingFactor,
+      ),
+    );
+    if (lt !== routerLogits) lt.release();
+    return { ids, weights };
+  }
+
+  /** f32 copy of a persistent tensor, made once (router biases are read every step). */
+  #cachedF32(t: CudaTensor): CudaTensor {
+    if (t.dtype === 'f32') return t;
+    let c = this.#f32Cache.get(t);
+    if (c === undefined) {
+      if (this.#mode !== 'eager') throw new Error('moeRoute: run the model once eagerly before capturing a graph');
+      c = this.#f32(t);
+      this.#f32Cache.set(t, c);
+    }
+    return c;
+  }
+
+  moeExperts(x: Tensor, routing: MoeRouting, experts: MoeExpertWeights): Tensor {
+    const xt = this.#bf16(this.#t(x, 'moeExperts', 'x'), 'moeExperts');
+    const ids = this.#t(routing.ids, 'moeExperts', 'routing.ids');
+    const w = this.#f32(this.#t(routing.weights, 'moeExperts', 'routing.weights'));
+    const gu = this.#t(experts.gateUp, 'moeExperts', 'experts.gateUp');
+    const dn = this.#t(experts.down, 'moeExperts', 'experts.down');
+    if (xt.shape.length !== 2) throw new Error(`moeExperts: x must be [T, H], got ${fmtShape(xt.shape)}`);
+    const [T, H] = xt.shape as [number, number];
+    const [E, I2, H2] = gu.shape as [number, number, number];
+    const I = I2 / 2;
+    if (gu.shape.length !== 3 || H2 !== H || I2 % 2 !== 0) throw new Error(`moeExperts: gateUp ${fmtShape(gu.shape)} is not [E, 2I, ${H}]`);
+    if (!sameShape(dn.shape, [E, H, I])) throw new Error(`moeExperts: down ${fmtShape(dn.shape)} is not [${E}, ${H}, ${I}]`);
+    const k = ids.shape[1] ?? 0;
+    if (ids.dtype !== 'i32' || !sameShape(ids.shape, [T, k])) throw new Error(`moeExperts: routing.ids must be i32 [${T}, k]`);
+    const out = this.#alloc([T, H], 'bf16');
+    this.#launch(() => this.#addon.moeExperts(xt.ptr, ids.ptr, w.ptr, gu.ptr, dn.ptr, out.ptr, T, H, I, E, k, 0));
+    return out;
+  }
+
+  // --- attention helpers ----------------------------------------------------------------------
+
+  /** Writes [cKv ; kPe] rows into a paged cache at their slots (slot < 0 skips a padding row). */
+  kvCacheWrite(cache: Tensor, cKv: Tensor, kPe: Tensor, slotMapping: Tensor): void {
+    const c = this.#t(cache, 'kvCacheWrite', 'cache');
+    const ck = this.#t(cKv, 'kvCacheWrite', 'cKv');
+    const kp = this.#t(kPe, 'kvCacheWrite', 'kPe');
+    const sl = this.#t(slotMapping, 'kvCacheWrite', 'slotMapping');
+    const width = c.shape.at(-1) ?? 0;
+    const R = ck.shape.at(-1) ?? 0;
+    const P = kp.shape.at(-1) ?? 0;
+    const T = sl.numel;
+    if (R + P !== width || ck.numel !== T * R || kp.numel !== T * P) {
+      throw new Error(`kvCacheWrite: cKv ${fmtShape(ck.shape)} + kPe ${fmtShape(kp.shape)} do not fill cache rows of ${width}`);
+    }
+    this.#launch(() => this.#addon.kvCacheWrite(ck.ptr, kp.ptr, sl.ptr, c.ptr, T, R, P, R, P, c.numel / width));
+  }
+
+  // --- sampling -------------------------------------------------------------------------------
+
+  /** Samples one token per row of logits [rows, V] on the GPU; only ids and logprobs come back. */
+  sample(logits: Tensor, params: GpuSamplingParams): GpuSamplingResult {
+    const lt = this.#t(logits, 'sample', 'logits');
+    if (lt.shape.length !== 2) throw new Error(`sample: logits must be [rows, V], got ${fmtShape(lt.shape)}`);
+    const [rows, V] = lt.shape as [number, number];
+    const nTop = params.numTopLogprobs ?? 0;
+    for (const [name, arr] of Object.entries({
+      temperature: params.temperature,
+      topK: params.topK,
+      topP: params.topP,
+      minP: params.minP,
+      uniform: params.uniform,
+    })) {
+      if (arr.length !== rows) throw new Error(`sample: ${name} has ${arr.length} entries for ${rows} rows`);
+    }
+    const temp = this.uploadF32(params.temperature, [rows]);
+    const topK = this.upload(params.topK, [rows], 'i32') as CudaTensor;
+    const topP = this.uploadF32(params.topP, [rows]);
+    const minP = this.uploadF32(params.minP, [rows]);
+    const uni = this.uploadF32(params.uniform, [rows]);
+    const tokens = this.#alloc([rows], 'i32');
+    const lps = this.#alloc([rows], 'f32');
+    const topIds = this.#alloc([Math.max(1, rows * nTop)], 'i32');
+    const topLps = this.#alloc([Math.max(1, rows * nTop)], 'f32');
+    this.#launch(() =>
+      this.#addon.sample(
+        lt.ptr,
+        lt.dtype === 'bf16',
+        rows,
+        V,
+        temp.ptr,
+        topK.ptr,
+        topP.ptr,
+        minP.ptr,
+        uni.ptr,
+        tokens.ptr,
+        lps.ptr,
+        nTop,
+        nTop > 0 ? topIds.ptr : NULL,
+        nTop > 0 ? topLps.ptr : NULL,
+      ),
+    );
+    const result: GpuSamplingResult = {
+      tokens: this.toHost(tokens) as Int32Array,
+      logprobs: this.toHost(lps) as Float32Array,
+      topIds: nTop > 0 ? (this.toHost(topIds) as Int32Array) : new Int32Array(0),
+      topLogprobs: nTop > 0 ? (this.toHost(topLps) as Float32Array) : new Float32Array(0),
+    };
+    for (const t of [temp, topK, topP, minP, uni, tokens, lps, topIds, topLps]) t.release();
+    return result;
+  }
+
+  // --- CUDA graphs ----------------------------------------------------------------------------
+
+  /** Whether ops are being captured or replayed right now (other addons: skip launches on replay). */
+  get graphMode(): GraphMode {
+    return this.#mode;
+  }
+
+  /**
+   * Runs `fn` (one forward pass) through a CUDA graph kept under `key`:
+   *   1st call: eager (warms up lazily created state: cuBLASLt plans, cached casts);
+   *   2nd call: captured into a graph, which is then launched;
+   *   later:    a replay pass: `fn` runs again but no op launches; each op gets the tensor it got at
+   *             capture, each upload writes its host data into the staging slot the graph copies
+   *             from; then the graph is launched.
+   * `fn` must do the same ops on the same shapes each time (a decode step padded to a fixed batch
+   * size, one key per size). Its returned tensor stays valid until the next graph launch. Other
+   * addons launching inside `fn` must go through `enqueue` and allocate through `empty`.
+   */
+  graph(key: string, fn: () => Tensor): Tensor {
+    const rec = this.#graphs.get(key);
+    if (this.#mode !== 'eager') throw new Error('graph: graphs do not nest');
+    if (rec === undefined) {
+      this.#graphs.set(key, { id: -1, allocs: [], outPtr: NULL });
+      return fn();
+    }
+    if (rec.id < 0) {
+      this.#current = rec;
+      this.#addon.beginCapture();
+      this.#mode = 'capture';
+      let out: CudaTensor;
+      try {
+        out = this.#t(fn(), 'graph', 'the captured function result');
+        rec.id = this.#addon.endCapture();
+      } catch (err) {
+        this.#addon.abortCapture();
+        this.#graphs.delete(key);
+        throw err;
+      } finally {
+        this.#mode = 'eager';
+        this.#current = undefined;
+      }
+      rec.outPtr = out.ptr;
+      this.#addon.launchGraph(rec.id);
+      return out;
+    }
+    this.#current = rec;
+    this.#replayIndex = 0;
+    this.#addon.beginReplay(rec.id);
+    this.#mode = 'replay';
+    let out: Tensor;
+    try {
+      out = fn();
+      if (this.#replayIndex !== rec.allocs.length || !(out instanceof CudaTensor) || out.ptr !== rec.outPtr) {
+        throw new Error('graph replay diverged from its capture: the function did different work');
+      }
+    } catch (err) {
+      this.#addon.cancelReplay();
+      throw err;
+    } finally {
+      this.#mode = 'eager';
+      this.#current = undefined;
+    }
+    this.#addon.launchGraph(rec.id);
+    return out;
+  }
+
+  /** Drops every captured graph (their pool memory stays cached for the next captures). */
+  resetGraphs(): void {
+    for (const rec of this.#graphs.values()) if (rec.id >= 0) this.#addon.destroyGraph(rec.id);
+    this.#graphs.clear();
+  }
+}

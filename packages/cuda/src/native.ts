@@ -1,0 +1,165 @@
+// The addon's native surface, typed. Pointers are bigint device addresses; dtypes are the native
+// enum (see csrc/kernels/elementwise.h). Only cuda-device.ts calls these; argument order matches the
+// comments in csrc/binding/*.cc.
+
+export const NATIVE_DTYPE = { f32: 0, bf16: 1, i32: 2, f16: 3 } as const;
+export type NativeDType = (typeof NATIVE_DTYPE)[keyof typeof NATIVE_DTYPE];
+
+export interface NativeInit {
+  readonly name: string;
+  readonly major: number;
+  readonly minor: number;
+  readonly multiProcessorCount: number;
+  readonly totalMemory: number;
+  readonly stream: bigint;
+  readonly cublas: boolean;
+}
+
+export interface NativeMemStats {
+  readonly inUse: number;
+  readonly cached: number;
+  readonly graphPool: number;
+  readonly peakInUse: number;
+  readonly cudaMallocs: number;
+  readonly deviceFree: number;
+  readonly deviceTotal: number;
+}
+
+type Ptr = bigint;
+type Host = Float32Array | Int32Array | Uint16Array;
+
+export interface NativeCuda {
+  init(device: number): NativeInit;
+  alloc(bytes: number): Ptr;
+  free(ptr: Ptr): void;
+  upload(dst: Ptr, data: Host, srcDtype: NativeDType, dstDtype: NativeDType, count: number): void;
+  write(dst: Ptr, data: Host, srcDtype: NativeDType, dstDtype: NativeDType, count: number): void;
+  download(src: Ptr, srcDtype: NativeDType, count: number, out: Float32Array | Int32Array): void;
+  memsetZero(ptr: Ptr, bytes: number): void;
+  copyDevice(dst: Ptr, src: Ptr, bytes: number): void;
+  synchronize(): void;
+  memStats(): NativeMemStats;
+  emptyCache(): void;
+
+  gatherRows(index: Ptr, input: Ptr, out: Ptr, rows: number, inRows: number, cols: number, elemBytes: number): void;
+  copy2d(
+    input: Ptr,
+    out: Ptr,
+    inDtype: NativeDType,
+    outDtype: NativeDType,
+    rows: number,
+    cols: number,
+    inStride: number,
+    outStride: number,
+  ): void;
+  axpby(
+    a: Ptr,
+    b: Ptr,
+    out: Ptr,
+    aDtype: NativeDType,
+    bDtype: NativeDType,
+    outDtype: NativeDType,
+    n: number,
+    alpha: number,
+    beta: number,
+  ): void;
+  rmsNorm(x: Ptr, residual: Ptr, w: Ptr, out: Ptr, residualOut: Ptr, rows: number, cols: number, eps: number): void;
+  rope(
+    input: Ptr,
+    out: Ptr,
+    positions: Ptr,
+    cos: Ptr,
+    sin: Ptr,
+    tokens: number,
+    heads: number,
+    headDim: number,
+    ropeDim: number,
+    maxPositions: number,
+    interleave: boolean,
+  ): void;
+  siluMul(input: Ptr, out: Ptr, rows: number, inter: number): void;
+  gemm(
+    a: Ptr,
+    b: Ptr,
+    c: Ptr,
+    cDtype: NativeDType,
+    m: number,
+    n: number,
+    k: number,
+    lda: number,
+    ldb: number,
+    ldc: number,
+    transB: boolean,
+    batch: number,
+    strideA: number,
+    strideB: number,
+    strideC: number,
+    bias: Ptr,
+  ): void;
+  fillRandom(out: Ptr, dtype: NativeDType, n: number, seedLo: number, seedHi: number, lo: number, hi: number): void;
+  kvCacheWrite(
+    cKv: Ptr,
+    kPe: Ptr,
+    slots: Ptr,
+    cache: Ptr,
+    tokens: number,
+    kvRank: number,
+    ropeDim: number,
+    cKvStride: number,
+    kPeStride: number,
+    numSlots: number,
+  ): void;
+  moeRoute(
+    logits: Ptr,
+    bias: Ptr,
+    ids: Ptr,
+    weights: Ptr,
+    tokens: number,
+    experts: number,
+    topK: number,
+    nGroup: number,
+    topkGroup: number,
+    scoring: number,
+    groupScore: number,
+    normTopkProb: boolean,
+    scaling: number,
+  ): void;
+  moeExperts(
+    x: Ptr,
+    ids: Ptr,
+    weights: Ptr,
+    gateUp: Ptr,
+    down: Ptr,
+    out: Ptr,
+    tokens: number,
+    hidden: number,
+    inter: number,
+    experts: number,
+    topK: number,
+    blockM: number,
+  ): void;
+  sample(
+    logits: Ptr,
+    logitsBf16: boolean,
+    rows: number,
+    vocab: number,
+    temperature: Ptr,
+    topK: Ptr,
+    topP: Ptr,
+    minP: Ptr,
+    uniform: Ptr,
+    outTokens: Ptr,
+    outLogprobs: Ptr,
+    numTop: number,
+    topIds: Ptr,
+    topLogprobs: Ptr,
+  ): void;
+
+  beginCapture(): void;
+  endCapture(): number;
+  abortCapture(): void;
+  beginReplay(graph: number): void;
+  cancelReplay(): void;
+  launchGraph(graph: number): void;
+  destroyGraph(graph: number): void;
+}

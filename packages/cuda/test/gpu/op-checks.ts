@@ -1,0 +1,183 @@
+// CudaDevice against core's CpuDevice (the fp32 reference) op by op, on random inputs. Each check
+// reports the relative L2 error of the CUDA result (bf16 storage) against the CPU result.
+import { bf16ToF32, CpuDevice, type Device, f32ToBf16, type MoeRouteParams, type RopeTable, type Tensor } from '@flashserve/core';
+import type { CudaDevice } from '../../src/index.js';
+
+export interface CheckRow {
+  readonly name: string;
+  readonly value: number;
+  readonly limit: number;
+  readonly ok: boolean;
+  readonly note?: string;
+}
+
+export function relL2(got: ArrayLike<number>, ref: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const d = (got[i] ?? Number.NaN) - ref[i]!;
+    num += d * d;
+    den += ref[i]! * ref[i]!;
+  }
+  const r = Math.sqrt(num / (den || 1));
+  return got.length === ref.length ? r : Number.POSITIVE_INFINITY;
+}
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Random numbers already representable in bf16, so both devices start from identical inputs. */
+function randArray(n: number, r: () => number, lo = -1, hi = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * r();
+  return bf16ToF32(f32ToBf16(a));
+}
+
+const BF16_TOL = 1e-2;
+
+/** Runs every op check; returns one row per check. */
+export function runOpChecks(gpu: CudaDevice): CheckRow[] {
+  const cpu = new CpuDevice();
+  const rows: CheckRow[] = [];
+  const r = rng(42);
+  const both = (data: Float32Array | Int32Array, shape: number[]): [Tensor, Tensor] => {
+    const dt = data instanceof Int32Array ? 'i32' : 'f32';
+    return [gpu.upload(data, shape, dt), cpu.upload(data, shape, dt)];
+  };
+  const cmp = (name: string, g: Tensor, c: Tensor, limit = BF16_TOL): void => {
+    const v = relL2(gpu.toHost(g), cpu.toHost(c));
+    rows.push({ name, value: v, limit, ok: v <= limit });
+  };
+  const run = (name: string, fn: () => void): void => {
+    try {
+      fn();
+    } catch (err) {
+      rows.push({ name, value: Number.NaN, limit: 0, ok: false, note: (err as Error).message });
+    }
+  };
+  const pair = <T>(f: (d: Device, i: 0 | 1) => T): [T, T] => [f(gpu, 0), f(cpu, 1)];
+
+  run('embedding', () => {
+    const [tg, tc] = both(randArray(100 * 64, r), [100, 64]);
+    const [ig, ic] = both(Int32Array.from([3, 99, 0, 42, 42]), [5]);
+    cmp('embedding', gpu.embedding(tg, ig), cpu.embedding(tc, ic), 5e-3);
+  });
+  run('linear', () => {
+    const [xg, xc] = both(randArray(7 * 96, r), [7, 96]);
+    const [wg, wc] = both(randArray(80 * 96, r), [80, 96]);
+    const [bg, bc] = both(randArray(80, r), [80]);
+    cmp('linear', gpu.linear(xg, wg), cpu.linear(xc, wc));
+    cmp('linear + bias', gpu.linear(xg, wg, bg), cpu.linear(xc, wc, bc));
+    cmp('linearF32', gpu.linearF32(xg, wg), cpu.linear(xc, wc));
+  });
+  run('bmm', () => {
+    const [xg, xc] = both(randArray(5 * 4 * 32, r), [5, 4, 32]);
+    const [w1g, w1c] = both(randArray(4 * 48 * 32, r), [4, 48, 32]);
+    const [w2g, w2c] = both(randArray(4 * 32 * 40, r), [4, 32, 40]);
+    cmp('bmm transposeW', gpu.bmm(xg, w1g, true), cpu.bmm(xc, w1c, true));
+    cmp('bmm', gpu.bmm(xg, w2g, false), cpu.bmm(xc, w2c, false));
+  });
+  run('rmsNorm', () => {
+    const [xg, xc] = both(randArray(6 * 512, r, -3, 3), [6, 512]);
+    const [rg, rc] = both(randArray(6 * 512, r), [6, 512]);
+    const [wg, wc] = both(randArray(512, r, 0.5, 1.5), [512]);
+    cmp('rmsNorm', gpu.rmsNorm(xg, wg, 1e-6), cpu.rmsNorm(xc, wc, 1e-6));
+    const a = gpu.addRmsNorm(xg, rg, wg, 1e-6);
+    const b = cpu.addRmsNorm(xc, rc, wc, 1e-6);
+    cmp('addRmsNorm out', a.out, b.out);
+    cmp('addRmsNorm residual', a.residual, b.residual, 5e-3);
+  });
+  run('add/scale/siluAndMul', () => {
+    const [ag, ac] = both(randArray(3 * 64, r), [3, 64]);
+    const [bg, bc] = both(randArray(3 * 64, r), [3, 64]);
+    cmp('add', gpu.add(ag, bg), cpu.add(ac, bc));
+    cmp('scale', gpu.scale(ag, 0.37), cpu.scale(ac, 0.37));
+    cmp('siluAndMul', gpu.siluAndMul(ag), cpu.siluAndMul(ac));
+  });
+  run('slice/concat/reshape', () => {
+    const [ag, ac] = both(randArray(4 * 3 * 10, r), [4, 3, 10]);
+    cmp('sliceLast', gpu.sliceLast(ag, 3, 5), cpu.sliceLast(ac, 3, 5), 5e-3);
+    const [bg, bc] = both(randArray(4 * 3 * 6, r), [4, 3, 6]);
+    cmp('concatLast', gpu.concatLast([ag, bg]), cpu.concatLast([ac, bc]), 5e-3);
+    cmp('reshape', gpu.reshape(ag, [12, 10]), cpu.reshape(ac, [12, 10]), 5e-3);
+  });
+  run('rope', () => {
+    const maxPos = 64;
+    const half = 32;
+    const cos = new Float32Array(maxPos * half);
+    const sin = new Float32Array(maxPos * half);
+    for (let p = 0; p < maxPos; p++)
+      for (let j = 0; j < half; j++) {
+        const f = p * 10000 ** (-j / half);
+        cos[p * half + j] = Math.cos(f) * 1.2;
+        sin[p * half + j] = Math.sin(f) * 1.2;
+      }
+    const [tg, tc] = pair<RopeTable>((d) => ({
+      cos: d.upload(cos, [maxPos, half], 'f32'),
+      sin: d.upload(sin, [maxPos, half], 'f32'),
+      rotaryDim: 64,
+      maxPositions: maxPos,
+    }));
+    const [xg, xc] = both(randArray(5 * 3 * 96, r), [5, 3, 96]);
+    const [pg, pc] = both(Int32Array.from([0, 1, 7, 63, 20]), [5]);
+    for (const style of ['half', 'interleave'] as const) {
+      cmp(`rope ${style}`, gpu.rope(xg, pg, tg, style), cpu.rope(xc, pc, tc, style));
+    }
+  });
+  run('moe', () => {
+    const T = 9;
+    const E = 16;
+    const H = 64;
+    const I = 24;
+    const [lg, lc] = both(randArray(T * E, r, -2, 2), [T, E]);
+    const [bg, bc] = both(randArray(E, r, -0.1, 0.1), [E]);
+    const params: [MoeRouteParams, MoeRouteParams][] = [
+      [
+        { kind: 'v2-softmax', topK: 3, nGroup: 1, topkGroup: 1, normTopkProb: false, routedScalingFactor: 1 },
+        { kind: 'v2-softmax', topK: 3, nGroup: 1, topkGroup: 1, normTopkProb: false, routedScalingFactor: 1 },
+      ],
+      [
+        { kind: 'v2-softmax', topK: 3, nGroup: 4, topkGroup: 2, normTopkProb: true, routedScalingFactor: 1 },
+        { kind: 'v2-softmax', topK: 3, nGroup: 4, topkGroup: 2, normTopkProb: true, routedScalingFactor: 1 },
+      ],
+      [
+        { kind: 'v3-sigmoid', topK: 4, nGroup: 4, topkGroup: 2, normTopkProb: true, routedScalingFactor: 2.5, correctionBias: bg },
+        { kind: 'v3-sigmoid', topK: 4, nGroup: 4, topkGroup: 2, normTopkProb: true, routedScalingFactor: 2.5, correctionBias: bc },
+      ],
+    ];
+    const [xg, xc] = both(randArray(T * H, r), [T, H]);
+    const [gug, guc] = both(randArray(E * 2 * I * H, r, -0.2, 0.2), [E, 2 * I, H]);
+    const [dg, dc] = both(randArray(E * H * I, r, -0.2, 0.2), [E, H, I]);
+    for (const [pgp, pcp] of params) {
+      const name = `${pgp.kind} group ${pgp.nGroup}/${pgp.topkGroup}`;
+      // Logits go through f32 on both sides; bf16 rounding of logits can reorder near-ties, so ids
+      // are compared as sets per token and weights by relative error.
+      const rg = gpu.moeRoute(lg, pgp);
+      const rc = cpu.moeRoute(lc, pcp);
+      const idsG = gpu.toHost(rg.ids);
+      const idsC = cpu.toHost(rc.ids);
+      let mismatch = 0;
+      for (let i = 0; i < idsC.length; i++) if (idsG[i] !== idsC[i]) mismatch++;
+      rows.push({ name: `moeRoute ${name} ids mismatched`, value: mismatch, limit: 1, ok: mismatch <= 1 });
+      cmp(`moeRoute ${name} weights`, rg.weights, rc.weights, 2e-2);
+      cmp(`moeExperts (${name} routing)`, gpu.moeExperts(xg, gpuRouting(gpu, cpu, rc), { gateUp: gug, down: dg }), cpu.moeExperts(xc, rc, { gateUp: guc, down: dc }), 2e-2);
+    }
+  });
+  return rows;
+}
+
+/** The CPU routing moved to the GPU, so expert outputs are compared on identical routing. */
+function gpuRouting(gpu: CudaDevice, cpu: CpuDevice, rc: { ids: Tensor; weights: Tensor }): { ids: Tensor; weights: Tensor } {
+  return {
+    ids: gpu.upload(cpu.toHost(rc.ids) as Int32Array, rc.ids.shape, 'i32'),
+    weights: gpu.uploadF32(cpu.toHost(rc.weights) as Float32Array, rc.weights.shape),
+  };
+}
