@@ -8,7 +8,6 @@ import { SeqBlocks } from '../src/kv-cache/seq-blocks.js';
 
 const ns = (ms: number, ops: number) => ((ms * 1e6) / ops).toFixed(1);
 
-
 function poolAllocFree(numBlocks: number, rounds: number): void {
   const pool = new BlockPool(numBlocks + 1);
   const ids = new Int32Array(numBlocks);
@@ -26,7 +25,13 @@ function poolAllocFree(numBlocks: number, rounds: number): void {
 }
 
 /** numReqs requests with promptLen-token prompts, each growing one token per step. */
-function growingOnce(numReqs: number, promptLen: number, steps: number, blockSize: number, prefixCaching: boolean) {
+function growingOnce(
+  numReqs: number,
+  promptLen: number,
+  steps: number,
+  blockSize: number,
+  prefixCaching: boolean,
+) {
   const blocksPerReq = Math.ceil((promptLen + steps + 1) / blockSize);
   const kv = new KvCacheManager({
     numBlocks: numReqs * blocksPerReq + 1,
@@ -39,11 +44,13 @@ function growingOnce(numReqs: number, promptLen: number, steps: number, blockSiz
     const tokens = Array.from({ length: promptLen }, (_, i) => (r * 7919 + i * 31) % 100_000);
     const blocks = new SeqBlocks();
     const prefix = kv.findCachedPrefix(blocks, tokens, tokens.length);
-    if (!kv.allocateSlots(blocks, prefix.numTokens, tokens.length - prefix.numTokens, prefix)) throw new Error('full');
+    if (!kv.allocateSlots(blocks, prefix.numTokens, tokens.length - prefix.numTokens, prefix))
+      throw new Error('full');
     kv.cacheComputedBlocks(blocks, tokens, tokens.length);
     seqs.push({ tokens, computed: tokens.length, blocks });
   }
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   for (let s = 0; s < steps; s++) {
     for (const seq of seqs) {
       seq.tokens.push(s & 1023);
@@ -53,22 +60,38 @@ function growingOnce(numReqs: number, promptLen: number, steps: number, blockSiz
     }
   }
   const ms = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
   const t1 = performance.now();
   for (const seq of seqs) kv.free(seq.blocks);
   const freeMs = performance.now() - t1;
   if (kv.numFreeBlocks !== kv.numUsableBlocks) throw new Error('leak');
-  return { perStepUs: (ms * 1000) / steps, perTokenNs: (ms * 1e6) / (numReqs * steps), freeMs };
+  return {
+    perStepUs: (ms * 1000) / steps,
+    // CPU time is robust against the process being descheduled on a shared machine.
+    cpuPerStepUs: (cpu.user + cpu.system) / steps,
+    perTokenNs: (ms * 1e6) / (numReqs * steps),
+    freeMs,
+  };
 }
 
 /** Median of `runs` runs: the machine is shared, so single runs are noisy. */
-function growing(numReqs: number, promptLen: number, steps: number, blockSize: number, prefixCaching: boolean) {
-  const runs = Array.from({ length: 5 }, () => growingOnce(numReqs, promptLen, steps, blockSize, prefixCaching));
+function growing(
+  numReqs: number,
+  promptLen: number,
+  steps: number,
+  blockSize: number,
+  prefixCaching: boolean,
+) {
+  const runs = Array.from({ length: 5 }, () =>
+    growingOnce(numReqs, promptLen, steps, blockSize, prefixCaching),
+  );
   runs.sort((a, b) => a.perStepUs - b.perStepUs);
   const med = runs[2]!;
   console.log(
     `KvCacheManager: ${numReqs.toLocaleString('en')} requests x ${steps} steps, block ${blockSize}, ` +
       `prefix caching ${prefixCaching ? 'on ' : 'off'}: ${med.perStepUs.toFixed(1)} us per step ` +
-      `(min ${runs[0]!.perStepUs.toFixed(1)}; ${med.perTokenNs.toFixed(1)} ns per request-token); ` +
+      `(min ${runs[0]!.perStepUs.toFixed(1)}; CPU ${med.cpuPerStepUs.toFixed(1)} us; ` +
+      `${med.perTokenNs.toFixed(1)} ns per request-token); ` +
       `freeing all: ${med.freeMs.toFixed(1)} ms`,
   );
 }

@@ -3,13 +3,15 @@
 // The model returns a prebuilt logits tensor, so each step's time minus modelMs is pure engine.
 // Run: pnpm --filter @flashserve/core bench:engine
 
+import { resolve } from 'node:path';
 import type { Device, Tensor } from '../src/device/device.js';
 import { Engine } from '../src/engine/engine.js';
 import type { ForwardBatch, Model } from '../src/engine/model.js';
 import { defaultSamplingParams } from '../src/engine/protocol.js';
+import type { Tokenizer } from '../src/engine/tokenizer.js';
+import { loadHfTokenizer } from '../src/loader/hf-tokenizer.js';
 import { HostSampler } from '../src/sampling/host-sampler.js';
 import type { Sampler } from '../src/sampling/sampler.js';
-import type { Tokenizer } from '../src/engine/tokenizer.js';
 import { ByteTokenizer } from '../test/support/byte-tokenizer.js';
 
 class NullTensor implements Tensor {
@@ -144,7 +146,16 @@ function summary(xs: number[]): { mean: number; p50: number; p99: number } {
 // request stays in decode while it is measured; it is there to measure the stop-check cost.
 const configs: [string, () => Promise<void>][] = [
   ['ids', () => run('vocab 1024, token ids only', 1024, undefined, [])],
-  ['text', () => run('vocab 1024, byte tokenizer + stop string', 1024, new ByteTokenizer(), ['<never>'])],
+  ['text', () => run('vocab 258, byte tokenizer + stop string', 258, new ByteTokenizer(), ['<never>'])],
+  [
+    'hf',
+    () => {
+      // A small byte-level BPE tokenizer.json from the models fixtures, through @huggingface/tokenizers.
+      const dir = resolve(process.cwd(), '../models/test/fixtures/v3-dense-yarn-tok');
+      const tok = loadHfTokenizer(dir);
+      return run(`vocab ${tok.vocabSize}, HF tokenizer + stop string`, tok.vocabSize, tok, ['<never>']);
+    },
+  ],
   ['deepseek', () => run('vocab 129280 (DeepSeek), token ids only', 129_280, undefined, [])],
 ];
 const only = process.argv[2];

@@ -94,7 +94,13 @@ export const requestParamInvalid = registered(
   ),
 );
 export const requestPromptEmpty = registered(
-  defineError('FS_ERR_REQUEST_PROMPT_EMPTY', 'invalid_request_error', 400, () => 'the prompt is empty', 'prompt'),
+  defineError(
+    'FS_ERR_REQUEST_PROMPT_EMPTY',
+    'invalid_request_error',
+    400,
+    () => 'the prompt is empty',
+    'prompt',
+  ),
 );
 export const requestTooLong = registered(
   defineError(
@@ -183,7 +189,8 @@ export const loadConfigUnsupported = registered(
     'FS_ERR_LOAD_CONFIG_UNSUPPORTED',
     'server_error',
     500,
-    (file: string, detail: string) => `cannot load the model: ${file} describes an unsupported model: ${detail}`,
+    (file: string, detail: string) =>
+      `cannot load the model: ${file} describes an unsupported model: ${detail}`,
   ),
 );
 export const loadTensorMissing = registered(
@@ -218,5 +225,48 @@ export const engineStepFailed = registered(
     'server_error',
     500,
     (detail: string) => `an engine step failed unexpectedly: ${detail}`,
+  ),
+);
+
+// --- distributed (tensor parallelism) -------------------------------------------------------------
+export const distributedConfigInvalid = registered(
+  defineError(
+    'FS_ERR_DISTRIBUTED_CONFIG_INVALID',
+    'server_error',
+    500,
+    (detail: string) => `tensor parallelism cannot run this configuration: ${detail}`,
+  ),
+);
+export const distributedWorkerFailed = registered(
+  defineError(
+    'FS_ERR_DISTRIBUTED_WORKER_FAILED',
+    'server_error',
+    500,
+    (detail: string) => `a tensor-parallel worker failed: ${detail}`,
+  ),
+);
+export const distributedTimeout = registered(
+  defineError(
+    'FS_ERR_DISTRIBUTED_TIMEOUT',
+    'server_error',
+    500,
+    (detail: string) => `a tensor-parallel collective timed out: ${detail}`,
+  ),
+);
+export const distributedGroupBroken = registered(
+  defineError(
+    'FS_ERR_DISTRIBUTED_GROUP_BROKEN',
+    'service_unavailable_error',
+    503,
+    (reason: string) =>
+      `the tensor-parallel group is broken and serves no more steps (restart the server): ${reason}`,
+  ),
+);
+export const distributedUnavailable = registered(
+  defineError(
+    'FS_ERR_DISTRIBUTED_UNAVAILABLE',
+    'server_error',
+    500,
+    (what: string, reason: string) => `${what} is unavailable: ${reason}`,
   ),
 );

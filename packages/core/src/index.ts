@@ -9,7 +9,22 @@ export type {
   MlaLayerWeights,
   MlaModelSpec,
 } from './attention/backend.js';
+export {
+  ReferenceMlaBackend,
+  ReferenceMlaImpl,
+  type ReferenceMlaMetadata,
+  ReferenceMlaMetadataBuilder,
+  referenceMlaBackend,
+  registerReferenceMlaBackend,
+} from './attention/backends/reference-mla.js';
 export type { CommonAttentionMetadata } from './attention/common-metadata.js';
+export {
+  type AttentionBackendFactory,
+  AttentionBackendRegistry,
+  attentionBackends,
+} from './attention/registry.js';
+export { CpuDevice, CpuTensor } from './device/cpu-device.js';
+export { bf16ToF32, f16ToF32, f32ToBf16 } from './device/cpu-kernels.js';
 export type {
   Device,
   DeviceInfo,
@@ -23,18 +38,9 @@ export type {
   RopeTable,
   Tensor,
 } from './device/device.js';
-export type { ForwardBatch, Model, ModelInfo } from './engine/model.js';
-export type { ChatMessage, Tokenizer } from './engine/tokenizer.js';
-export {
-  backendUnknown,
-  backendUnsupported,
-  defineError,
-  ERROR_CODES,
-  type ErrorSpec,
-  FlashserveError,
-  type OpenAiErrorType,
-} from './errors.js';
+export { IncrementalDetokenizer } from './engine/detokenizer.js';
 export { Engine } from './engine/engine.js';
+export type { ForwardBatch, Model, ModelInfo } from './engine/model.js';
 export {
   type AddRequestInput,
   type CompletionOutput,
@@ -50,29 +56,45 @@ export {
   type StepStats,
   type TokenLogprob,
 } from './engine/protocol.js';
+export type { ChatMessage, Tokenizer } from './engine/tokenizer.js';
 export {
+  backendUnknown,
+  backendUnsupported,
+  chatTemplateMissing,
+  defineError,
   defineParamError,
+  ERROR_CODES,
+  type ErrorSpec,
   engineConfigInvalid,
   engineModelFailed,
   engineOverloaded,
   engineShutDown,
   engineStepFailed,
+  FlashserveError,
+  loadConfigUnsupported,
+  loadFileMalformed,
+  loadFileMissing,
+  loadTensorMismatch,
+  loadTensorMissing,
+  type OpenAiErrorType,
   requestDuplicateId,
   requestExceedsKvCache,
   requestParamInvalid,
   requestPromptEmpty,
   requestTooLong,
 } from './errors.js';
-export { CpuDevice, CpuTensor } from './device/cpu-device.js';
-export { bf16ToF32, f16ToF32, f32ToBf16 } from './device/cpu-kernels.js';
+export { BlockPool, NULL_BLOCK } from './kv-cache/block-pool.js';
 export {
-  ReferenceMlaBackend,
-  ReferenceMlaImpl,
-  type ReferenceMlaMetadata,
-  ReferenceMlaMetadataBuilder,
-  referenceMlaBackend,
-  registerReferenceMlaBackend,
-} from './attention/backends/reference-mla.js';
+  type CachedPrefix,
+  type KvCacheCounters,
+  KvCacheManager,
+  type KvCacheManagerOptions,
+} from './kv-cache/kv-cache-manager.js';
+export { type BlockHash, extendBlockHashes, hashBlock } from './kv-cache/prefix-hash.js';
+export { SeqBlocks } from './kv-cache/seq-blocks.js';
+export { type GenerationDefaults, loadGenerationConfig } from './loader/generation-config.js';
+export { HfTokenizer, type HfTokenizerOptions, loadHfTokenizer } from './loader/hf-tokenizer.js';
+export { readJsonObject } from './loader/json-file.js';
 export {
   type DeepseekConfig,
   type DeepseekModelType,
@@ -88,36 +110,43 @@ export {
   SafetensorsFile,
   type WeightSource,
 } from './loader/safetensors.js';
-export { HfTokenizer, type HfTokenizerOptions, loadHfTokenizer } from './loader/hf-tokenizer.js';
-export { type GenerationDefaults, loadGenerationConfig } from './loader/generation-config.js';
-export { readJsonObject } from './loader/json-file.js';
-export {
-  chatTemplateMissing,
-  loadConfigUnsupported,
-  loadFileMalformed,
-  loadFileMissing,
-  loadTensorMismatch,
-  loadTensorMissing,
-} from './errors.js';
-export {
-  type AttentionBackendFactory,
-  AttentionBackendRegistry,
-  attentionBackends,
-} from './attention/registry.js';
-export { BlockPool, NULL_BLOCK } from './kv-cache/block-pool.js';
-export {
-  type CachedPrefix,
-  type KvCacheCounters,
-  KvCacheManager,
-  type KvCacheManagerOptions,
-} from './kv-cache/kv-cache-manager.js';
-export { type BlockHash, extendBlockHashes, hashBlock } from './kv-cache/prefix-hash.js';
-export { SeqBlocks } from './kv-cache/seq-blocks.js';
+export { HostSampler, MAX_LOGPROBS } from './sampling/host-sampler.js';
+export { Rng } from './sampling/rng.js';
+export type { SampledToken, Sampler, SamplingRow } from './sampling/sampler.js';
 export type { SchedulerApi, SchedulerConfig } from './scheduler/interface.js';
 export type { SchedulerOutput } from './scheduler/output.js';
 export { Scheduler } from './scheduler/scheduler.js';
 export { Sequence, type SequenceStatus } from './scheduler/sequence.js';
-export { HostSampler, MAX_LOGPROBS } from './sampling/host-sampler.js';
-export { Rng } from './sampling/rng.js';
-export type { SampledToken, Sampler, SamplingRow } from './sampling/sampler.js';
-export { IncrementalDetokenizer } from './engine/detokenizer.js';
+export type { ProcessGroup, ProcessGroupBackend } from './distributed/process-group.js';
+export {
+  type AbortKind,
+  createShmGroupInit,
+  SharedMemoryGroup,
+  ShmAbortFlag,
+  type ShmGroupInit,
+  type ShmGroupOptions,
+} from './distributed/shm-group.js';
+export { CpuProcessGroup } from './distributed/cpu-process-group.js';
+export {
+  createStepChannelInit,
+  type StepChannelInit,
+  type StepCommand,
+  StepReceiver,
+  StepSender,
+} from './distributed/step-channel.js';
+export {
+  RANK_THREAD_ENV,
+  type RankContext,
+  type RankHandlers,
+  RankThreads,
+  type RankThreadsOptions,
+  runRankThreadEntry,
+  serveSteps,
+} from './distributed/rank-threads.js';
+export {
+  distributedConfigInvalid,
+  distributedGroupBroken,
+  distributedTimeout,
+  distributedUnavailable,
+  distributedWorkerFailed,
+} from './errors.js';

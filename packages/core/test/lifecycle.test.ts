@@ -242,3 +242,29 @@ test('a sampler that throws fails the step’s requests instead of leaving them 
   expect(calls).toBe(1);
   expect(allFree(engine)).toBe(true);
 });
+
+describe('engine options', () => {
+  test('the KV pool is sized from a memory budget and the model’s bytes per block', () => {
+    // The tiny model takes blockSize * 8 bytes per block: 32 bytes at block size 4.
+    const { engine } = makeEngine({ numBlocks: undefined, kvCacheMemoryBytes: 3200 });
+    expect(engine.stats().numTotalBlocks).toBe(99); // 100 minus the null block
+  });
+
+  test.each([
+    ['neither numBlocks nor kvCacheMemoryBytes', { numBlocks: undefined }, /exactly one/],
+    ['both', { kvCacheMemoryBytes: 1000 }, /exactly one/],
+    ['block size 0', { blockSize: 0 }, /blockSize/],
+    ['maxModelLen past the model', { maxModelLen: 100_000 }, /maxPositionEmbeddings/],
+    ['a budget below two blocks', { numBlocks: undefined, kvCacheMemoryBytes: 40 }, /at least 2/],
+  ])('%s is FS_ERR_ENGINE_CONFIG_INVALID', (_name, opts, message) => {
+    let err: unknown;
+    try {
+      makeEngine(opts);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(FlashserveError);
+    expect((err as FlashserveError).code).toBe('FS_ERR_ENGINE_CONFIG_INVALID');
+    expect((err as FlashserveError).message).toMatch(message);
+  });
+});

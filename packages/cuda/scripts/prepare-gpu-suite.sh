@@ -15,5 +15,5 @@ bundle() {
     --conditions=flashserve-source --log-level=warning
 }
 bundle packages/cuda/scripts/gpu/main.ts .device/gpu-check.mjs
-if [ -f packages/cuda/bench/decode-bench.ts ]; then bundle packages/cuda/bench/decode-bench.ts .device/decode-bench.mjs; fi
+bundle packages/cuda/scripts/bench/decode-bench.ts .device/decode-bench.mjs
 ls -la .device

@@ -98,6 +98,7 @@ export class CudaDevice implements Device {
   #current: GraphRecord | undefined;
   #replayIndex = 0;
   readonly #f32Cache = new WeakMap<Tensor, CudaTensor>();
+  #profile: Map<string, { ms: number; calls: number }> | undefined;
 
   constructor(options: CudaDeviceOptions = {}) {
     this.#addon = requireAddon() as NativeCuda;
@@ -138,14 +139,57 @@ export class CudaDevice implements Device {
       }
       return new CudaTensor(shape, dtype, rec.ptr, undefined);
     }
-    const ptr = this.#addon.alloc(bytes);
+    let ptr: bigint;
+    try {
+      ptr = this.#addon.alloc(bytes);
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'CUDA_OUT_OF_MEMORY') throw err;
+      const e = new Error(
+        `${(err as Error).message} (tensor ${fmtShape(shape)} ${dtype}); the model and KV cache do not fit: ` +
+          'lower --gpu-memory-utilization, --max-model-len or --max-num-seqs, or use a GPU with more memory',
+      ) as Error & { code?: string; requestedBytes?: number };
+      e.code = 'CUDA_OUT_OF_MEMORY';
+      e.requestedBytes = bytes;
+      throw e;
+    }
     if (this.#mode === 'capture') this.#current!.allocs.push({ ptr, bytes });
     return new CudaTensor(shape, dtype, ptr, new Storage(ptr, bytes, this.#free));
   }
 
   /** Runs a launch unless a graph replay pass is in progress (the graph does the work then). */
   #launch(fn: () => void): void {
-    if (this.#mode !== 'replay') fn();
+    if (this.#mode === 'replay') return;
+    if (this.#profile === undefined || this.#mode !== 'eager') {
+      fn();
+      return;
+    }
+    this.#addon.synchronize();
+    const t0 = performance.now();
+    fn();
+    this.#addon.synchronize();
+    const dt = performance.now() - t0;
+    // The op and its caller, from the stack: profiling only, so its cost does not matter.
+    const frames = (new Error().stack ?? '').split('\n').slice(2, 5);
+    const names = frames.map((f) => /at (?:new )?([\w.#<>]+)/.exec(f)?.[1] ?? '?');
+    const key = `${names[1] ?? '?'} > ${(names[0] ?? '?').replace(/^CudaDevice\./, '')}`;
+    const e = this.#profile.get(key) ?? { ms: 0, calls: 0 };
+    e.ms += dt;
+    e.calls++;
+    this.#profile.set(key, e);
+  }
+
+  /** Starts per-op timing (eager runs only): every launch is synchronised and timed on the host. */
+  startProfile(): void {
+    this.#profile = new Map();
+  }
+
+  /** Stops per-op timing; returns [op, total ms, calls], slowest first (sync overhead included). */
+  stopProfile(): [string, number, number][] {
+    const p = this.#profile ?? new Map<string, { ms: number; calls: number }>();
+    this.#profile = undefined;
+    return [...p.entries()]
+      .map(([k, v]): [string, number, number] => [k, v.ms, v.calls])
+      .sort((a, b) => b[1] - a[1]);
   }
 
   /** For other addons' launches on `stream` inside a function run through `graph()`. */
@@ -162,7 +206,11 @@ export class CudaDevice implements Device {
     const n = numelOf(shape);
     const target: CudaDType = dtype === 'i32' ? 'i32' : 'bf16';
     if (data.length === 0 && n > 0 && this.#dummySeed !== undefined && target === 'bf16') {
-      return this.randomUniform(shape, this.#dummySeed * 1000003 + this.#dummyCount++, 1 / Math.sqrt(shape.at(-1) ?? 1));
+      return this.randomUniform(
+        shape,
+        this.#dummySeed * 1000003 + this.#dummyCount++,
+        1 / Math.sqrt(shape.at(-1) ?? 1),
+      );
     }
     this.#checkHost(data, n, dtype, 'upload');
     const out = this.#alloc(shape, target);
@@ -193,7 +241,8 @@ export class CudaDevice implements Device {
   write(dst: Tensor, data: HostData, dtype: DType): void {
     const t = this.#t(dst, 'write', 'dst');
     this.#checkHost(data, t.numel, dtype, 'write');
-    if ((t.dtype === 'i32') !== (dtype === 'i32')) throw new Error(`write: ${dtype} data into a ${t.dtype} tensor`);
+    if ((t.dtype === 'i32') !== (dtype === 'i32'))
+      throw new Error(`write: ${dtype} data into a ${t.dtype} tensor`);
     this.#addon.write(t.ptr, data, native(dtype), native(t.cudaDtype), t.numel);
   }
 
@@ -235,9 +284,33 @@ export class CudaDevice implements Device {
     const a = Math.sqrt(3) * std;
     const s = Math.floor(Math.abs(seed)) % 2 ** 52;
     this.#launch(() =>
-      this.#addon.fillRandom(out.ptr, NATIVE_DTYPE.bf16, out.numel, s % 2 ** 32, Math.floor(s / 2 ** 32), -a, a),
+      this.#addon.fillRandom(
+        out.ptr,
+        NATIVE_DTYPE.bf16,
+        out.numel,
+        s % 2 ** 32,
+        Math.floor(s / 2 ** 32),
+        -a,
+        a,
+      ),
     );
     return out;
+  }
+
+  /** Device-to-device copy bandwidth in GB/s (bytes read + written), measured over 1 GiB copies. */
+  measureCopyBandwidth(bytes = 2 ** 30, iters = 10): number {
+    const a = this.#alloc([bytes / 4], 'f32');
+    const b = this.#alloc([bytes / 4], 'f32');
+    this.#addon.memsetZero(a.ptr, bytes);
+    this.#addon.copyDevice(b.ptr, a.ptr, bytes);
+    this.#addon.synchronize();
+    const t0 = performance.now();
+    for (let i = 0; i < iters; i++) this.#addon.copyDevice(b.ptr, a.ptr, bytes);
+    this.#addon.synchronize();
+    const s = (performance.now() - t0) / 1000;
+    a.release();
+    b.release();
+    return (2 * bytes * iters) / s / 1e9;
   }
 
   /** A paged latent KV cache [numBlocks, blockSize, 1, entryWidth] bf16, zeroed. */
@@ -257,14 +330,16 @@ export class CudaDevice implements Device {
 
   reshape(x: Tensor, shape: readonly number[]): Tensor {
     const t = this.#t(x, 'reshape', 'x');
-    if (numelOf(shape) !== t.numel) throw new Error(`reshape: ${fmtShape(t.shape)} has ${t.numel} elements, not ${fmtShape(shape)}`);
+    if (numelOf(shape) !== t.numel)
+      throw new Error(`reshape: ${fmtShape(t.shape)} has ${t.numel} elements, not ${fmtShape(shape)}`);
     return t.view(shape);
   }
 
   sliceLast(x: Tensor, start: number, size: number): Tensor {
     const t = this.#t(x, 'sliceLast', 'x');
     const D = t.shape.at(-1) ?? 1;
-    if (start < 0 || size < 0 || start + size > D) throw new Error(`sliceLast: [${start}, ${start + size}) outside last dim ${D}`);
+    if (start < 0 || size < 0 || start + size > D)
+      throw new Error(`sliceLast: [${start}, ${start + size}) outside last dim ${D}`);
     const rows = t.numel / D;
     const out = this.#alloc([...t.shape.slice(0, -1), size], t.cudaDtype);
     const bytes = elementBytes(t.cudaDtype);
@@ -303,7 +378,16 @@ export class CudaDevice implements Device {
       let at = 0;
       for (const t of ts) {
         const w = t.shape.at(-1) ?? 1;
-        this.#addon.copy2d(t.ptr, out.ptr + BigInt(at * bytes), native(dtype), native(dtype), rows, w, w, total);
+        this.#addon.copy2d(
+          t.ptr,
+          out.ptr + BigInt(at * bytes),
+          native(dtype),
+          native(dtype),
+          rows,
+          w,
+          w,
+          total,
+        );
         at += w;
       }
     });
@@ -319,7 +403,9 @@ export class CudaDevice implements Device {
     if (ix.dtype !== 'i32') throw new Error('embedding: ids must be i32');
     const [V, H] = tb.shape as [number, number];
     const out = this.#alloc([ix.numel, H], tb.cudaDtype);
-    this.#launch(() => this.#addon.gatherRows(ix.ptr, tb.ptr, out.ptr, ix.numel, V, H, elementBytes(tb.cudaDtype)));
+    this.#launch(() =>
+      this.#addon.gatherRows(ix.ptr, tb.ptr, out.ptr, ix.numel, V, H, elementBytes(tb.cudaDtype)),
+    );
     return out;
   }
 
@@ -327,32 +413,56 @@ export class CudaDevice implements Device {
     if (x.dtype === 'bf16') return x;
     if (x.dtype !== 'f32') throw new Error(`${op}: expected a floating-point tensor, got ${x.dtype}`);
     const out = this.#alloc(x.shape, 'bf16');
-    this.#launch(() => this.#addon.copy2d(x.ptr, out.ptr, NATIVE_DTYPE.f32, NATIVE_DTYPE.bf16, 1, x.numel, x.numel, x.numel));
+    this.#launch(() =>
+      this.#addon.copy2d(x.ptr, out.ptr, NATIVE_DTYPE.f32, NATIVE_DTYPE.bf16, 1, x.numel, x.numel, x.numel),
+    );
     return out;
   }
 
   #f32(x: CudaTensor): CudaTensor {
     if (x.dtype === 'f32') return x;
     const out = this.#alloc(x.shape, 'f32');
-    this.#launch(() => this.#addon.copy2d(x.ptr, out.ptr, NATIVE_DTYPE.bf16, NATIVE_DTYPE.f32, 1, x.numel, x.numel, x.numel));
+    this.#launch(() =>
+      this.#addon.copy2d(x.ptr, out.ptr, NATIVE_DTYPE.bf16, NATIVE_DTYPE.f32, 1, x.numel, x.numel, x.numel),
+    );
     return out;
   }
 
   #linear(x: Tensor, w: Tensor, bias: Tensor | undefined, outDtype: CudaDType, op: string): CudaTensor {
     const xt = this.#bf16(this.#t(x, op, 'x'), op);
     const wt = this.#t(w, op, 'w');
-    if (wt.shape.length !== 2 || wt.dtype !== 'bf16') throw new Error(`${op}: w must be bf16 [N, K], got ${fmtShape(wt.shape)}`);
+    if (wt.shape.length !== 2 || wt.dtype !== 'bf16')
+      throw new Error(`${op}: w must be bf16 [N, K], got ${fmtShape(wt.shape)}`);
     const [N, K] = wt.shape as [number, number];
-    if ((xt.shape.at(-1) ?? 0) !== K) throw new Error(`${op}: x ${fmtShape(xt.shape)} does not end in K=${K} of w ${fmtShape(wt.shape)}`);
+    if ((xt.shape.at(-1) ?? 0) !== K)
+      throw new Error(`${op}: x ${fmtShape(xt.shape)} does not end in K=${K} of w ${fmtShape(wt.shape)}`);
     const M = xt.numel / K;
     let bt: CudaTensor | undefined;
     if (bias !== undefined) {
       bt = this.#t(bias, op, 'bias');
-      if (bt.numel !== N || outDtype !== 'bf16') throw new Error(`${op}: bias must be [${N}] with a bf16 output`);
+      if (bt.numel !== N || outDtype !== 'bf16')
+        throw new Error(`${op}: bias must be [${N}] with a bf16 output`);
     }
     const out = this.#alloc([...xt.shape.slice(0, -1), N], outDtype);
     this.#launch(() =>
-      this.#addon.gemm(xt.ptr, wt.ptr, out.ptr, native(outDtype), M, N, K, K, K, N, true, 1, 0, 0, 0, bt?.ptr ?? NULL),
+      this.#addon.gemm(
+        xt.ptr,
+        wt.ptr,
+        out.ptr,
+        native(outDtype),
+        M,
+        N,
+        K,
+        K,
+        K,
+        N,
+        true,
+        1,
+        0,
+        0,
+        0,
+        bt?.ptr ?? NULL,
+      ),
     );
     return out;
   }
@@ -369,12 +479,15 @@ export class CudaDevice implements Device {
   bmm(x: Tensor, w: Tensor, transposeW: boolean): Tensor {
     const xt = this.#bf16(this.#t(x, 'bmm', 'x'), 'bmm');
     const wt = this.#t(w, 'bmm', 'w');
-    if (xt.shape.length !== 3 || wt.shape.length !== 3) throw new Error('bmm: x must be [T, h, a] and w [h, *, *]');
+    if (xt.shape.length !== 3 || wt.shape.length !== 3)
+      throw new Error('bmm: x must be [T, h, a] and w [h, *, *]');
     const [T, h, a] = xt.shape as [number, number, number];
     const [wh, w1, w2] = wt.shape as [number, number, number];
     const b = transposeW ? w1 : w2;
     if (wh !== h || (transposeW ? w2 : w1) !== a) {
-      throw new Error(`bmm: w ${fmtShape(wt.shape)} does not fit x ${fmtShape(xt.shape)} (transposeW ${transposeW})`);
+      throw new Error(
+        `bmm: w ${fmtShape(wt.shape)} does not fit x ${fmtShape(xt.shape)} (transposeW ${transposeW})`,
+      );
     }
     const out = this.#alloc([T, h, b], 'bf16');
     // Per head i: out[:, i, :] = x[:, i, :] @ op(w[i]); rows of x and out are strided by h * width.
@@ -411,11 +524,17 @@ export class CudaDevice implements Device {
     return out;
   }
 
-  addRmsNorm(x: Tensor, residual: Tensor, w: Tensor, eps: number): { readonly out: Tensor; readonly residual: Tensor } {
+  addRmsNorm(
+    x: Tensor,
+    residual: Tensor,
+    w: Tensor,
+    eps: number,
+  ): { readonly out: Tensor; readonly residual: Tensor } {
     const xt = this.#bf16(this.#t(x, 'addRmsNorm', 'x'), 'addRmsNorm');
     const rt = this.#bf16(this.#t(residual, 'addRmsNorm', 'residual'), 'addRmsNorm');
     const wt = this.#t(w, 'addRmsNorm', 'w');
-    if (!sameShape(xt.shape, rt.shape)) throw new Error(`addRmsNorm: x ${fmtShape(xt.shape)} and residual ${fmtShape(rt.shape)} differ`);
+    if (!sameShape(xt.shape, rt.shape))
+      throw new Error(`addRmsNorm: x ${fmtShape(xt.shape)} and residual ${fmtShape(rt.shape)} differ`);
     const D = xt.shape.at(-1) ?? 1;
     if (wt.numel !== D) throw new Error(`addRmsNorm: w has ${wt.numel} elements for rows of ${D}`);
     const out = this.#alloc(xt.shape, 'bf16');
@@ -446,7 +565,8 @@ export class CudaDevice implements Device {
   add(a: Tensor, b: Tensor): Tensor {
     const at = this.#t(a, 'add', 'a');
     const bt = this.#t(b, 'add', 'b');
-    if (!sameShape(at.shape, bt.shape)) throw new Error(`add: shapes ${fmtShape(at.shape)} and ${fmtShape(bt.shape)} differ`);
+    if (!sameShape(at.shape, bt.shape))
+      throw new Error(`add: shapes ${fmtShape(at.shape)} and ${fmtShape(bt.shape)} differ`);
     if (at.dtype === 'i32' || bt.dtype === 'i32') throw new Error('add: integer tensors are not supported');
     return this.#axpby(at, bt, 1, 1);
   }
@@ -475,11 +595,25 @@ export class CudaDevice implements Device {
     if (xt.shape.length !== 3) throw new Error(`rope: x must be [T, h, D], got ${fmtShape(xt.shape)}`);
     const [T, h, D] = xt.shape as [number, number, number];
     if (pt.dtype !== 'i32' || pt.numel !== T) throw new Error(`rope: positions must be i32 [${T}]`);
-    if (table.rotaryDim > D || table.rotaryDim % 2 !== 0) throw new Error(`rope: rotaryDim ${table.rotaryDim} does not fit head dim ${D}`);
-    if (cos.numel !== table.maxPositions * (table.rotaryDim / 2)) throw new Error('rope: table.cos is not [maxPositions, rotaryDim / 2]');
+    if (table.rotaryDim > D || table.rotaryDim % 2 !== 0)
+      throw new Error(`rope: rotaryDim ${table.rotaryDim} does not fit head dim ${D}`);
+    if (cos.numel !== table.maxPositions * (table.rotaryDim / 2))
+      throw new Error('rope: table.cos is not [maxPositions, rotaryDim / 2]');
     const out = this.#alloc(xt.shape, 'bf16');
     this.#launch(() =>
-      this.#addon.rope(xt.ptr, out.ptr, pt.ptr, cos.ptr, sin.ptr, T, h, D, table.rotaryDim, table.maxPositions, style === 'interleave'),
+      this.#addon.rope(
+        xt.ptr,
+        out.ptr,
+        pt.ptr,
+        cos.ptr,
+        sin.ptr,
+        T,
+        h,
+        D,
+        table.rotaryDim,
+        table.maxPositions,
+        style === 'interleave',
+      ),
     );
     return out;
   }
@@ -487,8 +621,11 @@ export class CudaDevice implements Device {
   // --- mixture of experts ---------------------------------------------------------------------
 
   moeRoute(routerLogits: Tensor, params: MoeRouteParams): MoeRouting {
-    const lt = this.#f32(this.#t(routerLogits, 'moeRoute', 'routerLogits'));
-    if (lt.shape.length !== 2) throw new Error(`moeRoute: routerLogits must be [T, E], got ${fmtShape(lt.shape)}`);
+    const lt = this.#t(routerLogits, 'moeRoute', 'routerLogits');
+    if (lt.dtype !== 'f32' && lt.dtype !== 'bf16')
+      throw new Error(`moeRoute: routerLogits must be f32 or bf16, got ${lt.dtype}`);
+    if (lt.shape.length !== 2)
+      throw new Error(`moeRoute: routerLogits must be [T, E], got ${fmtShape(lt.shape)}`);
     const [T, E] = lt.shape as [number, number];
     let bias: CudaTensor | undefined;
     if (params.correctionBias !== undefined) {
@@ -515,9 +652,9 @@ export class CudaDevice implements Device {
         v3 ? 1 : 0,
         params.normTopkProb,
         params.routedScalingFactor,
+        lt.dtype === 'bf16',
       ),
     );
-    if (lt !== routerLogits) lt.release();
     return { ids, weights };
   }
 
@@ -526,7 +663,8 @@ export class CudaDevice implements Device {
     if (t.dtype === 'f32') return t;
     let c = this.#f32Cache.get(t);
     if (c === undefined) {
-      if (this.#mode !== 'eager') throw new Error('moeRoute: run the model once eagerly before capturing a graph');
+      if (this.#mode !== 'eager')
+        throw new Error('moeRoute: run the model once eagerly before capturing a graph');
       c = this.#f32(t);
       this.#f32Cache.set(t, c);
     }
@@ -543,12 +681,17 @@ export class CudaDevice implements Device {
     const [T, H] = xt.shape as [number, number];
     const [E, I2, H2] = gu.shape as [number, number, number];
     const I = I2 / 2;
-    if (gu.shape.length !== 3 || H2 !== H || I2 % 2 !== 0) throw new Error(`moeExperts: gateUp ${fmtShape(gu.shape)} is not [E, 2I, ${H}]`);
-    if (!sameShape(dn.shape, [E, H, I])) throw new Error(`moeExperts: down ${fmtShape(dn.shape)} is not [${E}, ${H}, ${I}]`);
+    if (gu.shape.length !== 3 || H2 !== H || I2 % 2 !== 0)
+      throw new Error(`moeExperts: gateUp ${fmtShape(gu.shape)} is not [E, 2I, ${H}]`);
+    if (!sameShape(dn.shape, [E, H, I]))
+      throw new Error(`moeExperts: down ${fmtShape(dn.shape)} is not [${E}, ${H}, ${I}]`);
     const k = ids.shape[1] ?? 0;
-    if (ids.dtype !== 'i32' || !sameShape(ids.shape, [T, k])) throw new Error(`moeExperts: routing.ids must be i32 [${T}, k]`);
+    if (ids.dtype !== 'i32' || !sameShape(ids.shape, [T, k]))
+      throw new Error(`moeExperts: routing.ids must be i32 [${T}, k]`);
     const out = this.#alloc([T, H], 'bf16');
-    this.#launch(() => this.#addon.moeExperts(xt.ptr, ids.ptr, w.ptr, gu.ptr, dn.ptr, out.ptr, T, H, I, E, k, 0));
+    this.#launch(() =>
+      this.#addon.moeExperts(xt.ptr, ids.ptr, w.ptr, gu.ptr, dn.ptr, out.ptr, T, H, I, E, k, 0),
+    );
     return out;
   }
 
@@ -565,9 +708,13 @@ export class CudaDevice implements Device {
     const P = kp.shape.at(-1) ?? 0;
     const T = sl.numel;
     if (R + P !== width || ck.numel !== T * R || kp.numel !== T * P) {
-      throw new Error(`kvCacheWrite: cKv ${fmtShape(ck.shape)} + kPe ${fmtShape(kp.shape)} do not fill cache rows of ${width}`);
+      throw new Error(
+        `kvCacheWrite: cKv ${fmtShape(ck.shape)} + kPe ${fmtShape(kp.shape)} do not fill cache rows of ${width}`,
+      );
     }
-    this.#launch(() => this.#addon.kvCacheWrite(ck.ptr, kp.ptr, sl.ptr, c.ptr, T, R, P, R, P, c.numel / width));
+    this.#launch(() =>
+      this.#addon.kvCacheWrite(ck.ptr, kp.ptr, sl.ptr, c.ptr, T, R, P, R, P, c.numel / width),
+    );
   }
 
   // --- sampling -------------------------------------------------------------------------------
@@ -587,40 +734,45 @@ export class CudaDevice implements Device {
     })) {
       if (arr.length !== rows) throw new Error(`sample: ${name} has ${arr.length} entries for ${rows} rows`);
     }
-    const temp = this.uploadF32(params.temperature, [rows]);
+    // Two uploads and one download per call: the float parameters travel packed, and token ids and
+    // logprobs come back in one buffer (logprobs as raw f32 bits after the ids).
+    const packed = new Float32Array(4 * rows);
+    packed.set(params.temperature, 0);
+    packed.set(params.topP, rows);
+    packed.set(params.minP, 2 * rows);
+    packed.set(params.uniform, 3 * rows);
+    const fparams = this.uploadF32(packed, [4 * rows]);
     const topK = this.upload(params.topK, [rows], 'i32') as CudaTensor;
-    const topP = this.uploadF32(params.topP, [rows]);
-    const minP = this.uploadF32(params.minP, [rows]);
-    const uni = this.uploadF32(params.uniform, [rows]);
-    const tokens = this.#alloc([rows], 'i32');
-    const lps = this.#alloc([rows], 'f32');
-    const topIds = this.#alloc([Math.max(1, rows * nTop)], 'i32');
-    const topLps = this.#alloc([Math.max(1, rows * nTop)], 'f32');
+    const out = this.#alloc([2 * rows + 2 * rows * nTop], 'i32');
+    const at = (t: CudaTensor, elems: number): bigint => t.ptr + BigInt(elems * 4);
     this.#launch(() =>
       this.#addon.sample(
         lt.ptr,
         lt.dtype === 'bf16',
         rows,
         V,
-        temp.ptr,
+        fparams.ptr,
         topK.ptr,
-        topP.ptr,
-        minP.ptr,
-        uni.ptr,
-        tokens.ptr,
-        lps.ptr,
+        at(fparams, rows),
+        at(fparams, 2 * rows),
+        at(fparams, 3 * rows),
+        out.ptr,
+        at(out, rows),
         nTop,
-        nTop > 0 ? topIds.ptr : NULL,
-        nTop > 0 ? topLps.ptr : NULL,
+        nTop > 0 ? at(out, 2 * rows) : NULL,
+        nTop > 0 ? at(out, 2 * rows + rows * nTop) : NULL,
       ),
     );
+    const host = this.toHost(out) as Int32Array;
     const result: GpuSamplingResult = {
-      tokens: this.toHost(tokens) as Int32Array,
-      logprobs: this.toHost(lps) as Float32Array,
-      topIds: nTop > 0 ? (this.toHost(topIds) as Int32Array) : new Int32Array(0),
-      topLogprobs: nTop > 0 ? (this.toHost(topLps) as Float32Array) : new Float32Array(0),
+      tokens: host.slice(0, rows),
+      logprobs: new Float32Array(host.buffer.slice(rows * 4, 2 * rows * 4)),
+      topIds: host.slice(2 * rows, 2 * rows + rows * nTop),
+      topLogprobs: new Float32Array(
+        host.buffer.slice((2 * rows + rows * nTop) * 4, (2 * rows + 2 * rows * nTop) * 4),
+      ),
     };
-    for (const t of [temp, topK, topP, minP, uni, tokens, lps, topIds, topLps]) t.release();
+    for (const t of [fparams, topK, out]) t.release();
     return result;
   }
 

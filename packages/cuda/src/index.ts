@@ -5,5 +5,6 @@ export {
   type GpuSamplingParams,
   type GpuSamplingResult,
 } from './cuda-device.js';
+export { GpuDummyWeightSource } from './dummy-weights.js';
 export type { NativeMemStats } from './native.js';
 export { type CudaDType, CudaTensor } from './tensor.js';

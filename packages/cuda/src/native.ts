@@ -41,7 +41,15 @@ export interface NativeCuda {
   memStats(): NativeMemStats;
   emptyCache(): void;
 
-  gatherRows(index: Ptr, input: Ptr, out: Ptr, rows: number, inRows: number, cols: number, elemBytes: number): void;
+  gatherRows(
+    index: Ptr,
+    input: Ptr,
+    out: Ptr,
+    rows: number,
+    inRows: number,
+    cols: number,
+    elemBytes: number,
+  ): void;
   copy2d(
     input: Ptr,
     out: Ptr,
@@ -63,7 +71,16 @@ export interface NativeCuda {
     alpha: number,
     beta: number,
   ): void;
-  rmsNorm(x: Ptr, residual: Ptr, w: Ptr, out: Ptr, residualOut: Ptr, rows: number, cols: number, eps: number): void;
+  rmsNorm(
+    x: Ptr,
+    residual: Ptr,
+    w: Ptr,
+    out: Ptr,
+    residualOut: Ptr,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void;
   rope(
     input: Ptr,
     out: Ptr,
@@ -96,7 +113,15 @@ export interface NativeCuda {
     strideC: number,
     bias: Ptr,
   ): void;
-  fillRandom(out: Ptr, dtype: NativeDType, n: number, seedLo: number, seedHi: number, lo: number, hi: number): void;
+  fillRandom(
+    out: Ptr,
+    dtype: NativeDType,
+    n: number,
+    seedLo: number,
+    seedHi: number,
+    lo: number,
+    hi: number,
+  ): void;
   kvCacheWrite(
     cKv: Ptr,
     kPe: Ptr,
@@ -123,6 +148,7 @@ export interface NativeCuda {
     groupScore: number,
     normTopkProb: boolean,
     scaling: number,
+    logitsBf16: boolean,
   ): void;
   moeExperts(
     x: Ptr,

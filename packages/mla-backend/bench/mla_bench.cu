@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
   std::string anchor_path = "bench/flashmla-h100.txt";
   bool portable = false;
   std::vector<int> tunings = {0};
+  int only[4] = {0, 0, 0, -1};  // --only=s,h_q,s_q,varlen: one case (profiling)
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--portable") portable = true;
@@ -86,6 +87,8 @@ int main(int argc, char** argv) {
       std::stringstream ss(a.substr(9));
       std::string tok;
       while (std::getline(ss, tok, ',')) tunings.push_back(std::stoi(tok));
+    } else if (a.rfind("--only=", 0) == 0) {
+      std::sscanf(a.c_str() + 7, "%d,%d,%d,%d", &only[0], &only[1], &only[2], &only[3]);
     } else anchor_path = a;
   }
   try {
@@ -109,6 +112,7 @@ int main(int argc, char** argv) {
         for (int sq : {1, 2})
           for (int varlen : {0, 1}) {
             if (portable && (s != 4096 || varlen)) continue;
+            if (only[3] >= 0 && (s != only[0] || h != only[1] || sq != only[2] || varlen != only[3])) continue;
             const int b = 128;
             std::vector<int> lens(b, s);
             if (varlen) {

@@ -82,8 +82,7 @@ struct DecodeParams {
 
   cudaStream_t stream;
   // Experiment switches for the benchmark's A/B runs; 0, the tuned default, everywhere else.
-  // Bit 0: never queue the next page's Q K^T behind P V. Bit 1: launch the combine plainly
-  // (no programmatic dependent launch).
+  // Bit 1: launch the combine plainly (no programmatic dependent launch).
   int tuning;
 };
 

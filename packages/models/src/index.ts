@@ -15,3 +15,21 @@ export {
 export { TINY_DEEPSEEK_V3_CONFIG, tinyDeepseekConfig } from './deepseek/presets.js';
 export { buildRopeTable, ropeFrequencies } from './deepseek/rope.js';
 export { DummyWeightSource, deepseekWeightManifest, WeightReader } from './deepseek/weights.js';
+export type { DeepseekTensorParallelHooks } from './deepseek/model.js';
+export {
+  ShardedWeightSource,
+  shardConfig,
+  shardWeights,
+  tensorParallelUnsupportedReasons,
+  VocabParallelHooks,
+} from './deepseek/tensor-parallel.js';
+export {
+  buildTensorParallelRank,
+  type ClosableModel,
+  type CreateTensorParallelModelOptions,
+  createTensorParallelModel,
+  TensorParallelModel,
+  type TensorParallelPayload,
+  type TensorParallelWeights,
+  tensorParallelRankHandlers,
+} from './deepseek/tensor-parallel-model.js';

@@ -165,6 +165,15 @@ export const configModel = registered(
   ),
 );
 
+export const configListen = registered(
+  defineError(
+    'FS_ERR_CONFIG_LISTEN',
+    'invalid_request_error',
+    400,
+    (address: string, detail: string) => `cannot listen on ${address}: ${detail}`,
+  ),
+);
+
 // --- bench -------------------------------------------------------------------------------------
 export const benchDataset = registered(
   defineError(

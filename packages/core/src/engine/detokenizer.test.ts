@@ -26,3 +26,40 @@ test('decoding stays incremental: work per token does not grow with the output',
   expect(out).toBe(text);
   expect(tok.decodeCalls).toBeLessThan(3 * 2000 + 10);
 });
+
+test('tokens that decode to nothing do not grow the decode window', () => {
+  const tok = new ByteTokenizer();
+  const d = new IncrementalDetokenizer(tok, [], true);
+  const lengths: number[] = [];
+  const decode = tok.decode.bind(tok);
+  tok.decode = (ids, opts) => {
+    lengths.push(ids.length);
+    return decode(ids, opts);
+  };
+  for (let i = 0; i < 100; i++) d.push(257);
+  expect(d.push(104)).toBe('h');
+  expect(Math.max(...lengths)).toBeLessThanOrEqual(12);
+});
+
+test('a leading-space-stripping decoder loses no text when the window slides', () => {
+  // Like SentencePiece: a word token renders as " word", but the first token of a decode loses its
+  // leading space.
+  const words = ['The', 'quick', 'brown', 'fox', 'jumps', 'over', 'the', 'lazy', 'dog'];
+  const tok = {
+    vocabSize: words.length,
+    eosTokenIds: [],
+    specialTokenIds: new Set<number>(),
+    encode: () => [],
+    decode: (ids: readonly number[]) =>
+      ids
+        .map((id) => ` ${words[id]}`)
+        .join('')
+        .slice(1),
+    applyChatTemplate: () => '',
+  };
+  const d = new IncrementalDetokenizer(tok, [0], true);
+  let out = '';
+  for (let i = 0; i < 40; i++) out += d.push(1 + (i % 8));
+  const expected = Array.from({ length: 40 }, (_, i) => ` ${words[1 + (i % 8)]}`).join('');
+  expect(out).toBe(expected);
+});

@@ -14,16 +14,15 @@
 
 import { EventEmitter } from 'eventemitter3';
 import {
-  engineConfigInvalid,
   engineModelFailed,
-  engineStepFailed,
   engineOverloaded,
   engineShutDown,
+  engineStepFailed,
   requestDuplicateId,
   requestExceedsKvCache,
 } from '../errors.js';
 import { KvCacheManager } from '../kv-cache/kv-cache-manager.js';
-import { HostSampler } from '../sampling/host-sampler.js';
+import { HostSampler, MAX_LOGPROBS } from '../sampling/host-sampler.js';
 import { Rng, randomSeed } from '../sampling/rng.js';
 import type { Sampler, SamplingRow } from '../sampling/sampler.js';
 import type { SchedulerOutput } from '../scheduler/output.js';
@@ -31,6 +30,7 @@ import { Scheduler } from '../scheduler/scheduler.js';
 import { BatchBuilder } from './batch-builder.js';
 import { Choice } from './choice.js';
 import { IncrementalDetokenizer } from './detokenizer.js';
+import { resolveKvCacheBlocks } from './engine-options.js';
 import type { Model } from './model.js';
 import type {
   AddRequestInput,
@@ -44,6 +44,7 @@ import type {
 import { RequestState } from './request.js';
 import { RequestStream } from './request-stream.js';
 import { StopStringMatcher } from './stop-checker.js';
+import { appendTextAndCheckStop } from './stop-condition.js';
 import type { Tokenizer } from './tokenizer.js';
 import { validateRequest } from './validate-request.js';
 
@@ -77,15 +78,7 @@ export class Engine {
     this.tokenizer = opts.tokenizer;
     this.blockSize = opts.blockSize;
     this.maxModelLen = opts.maxModelLen;
-    checkOptions(opts);
-    // One extra block: block 0 is the pool's null block, never handed to a request.
-    const totalBlocks =
-      opts.numBlocks !== undefined
-        ? opts.numBlocks + 1
-        : Math.floor(opts.kvCacheMemoryBytes! / opts.model.kvCacheBytesPerBlock(opts.blockSize));
-    if (totalBlocks < 2) {
-      throw engineConfigInvalid(`the KV cache budget holds ${totalBlocks} blocks; at least 2 are needed`);
-    }
+    const totalBlocks = resolveKvCacheBlocks(opts);
     this.#kv = new KvCacheManager({
       numBlocks: totalBlocks,
       blockSize: opts.blockSize,
@@ -112,6 +105,7 @@ export class Engine {
       maxModelLen: this.maxModelLen,
       maxNumSeqs: this.#opts.maxNumSeqs,
       hasTokenizer: this.tokenizer !== undefined,
+      maxLogprobs: this.#opts.maxLogprobs ?? MAX_LOGPROBS,
     });
     const needed = this.#blocksAtLongest(req.promptTokenIds.length, p.maxTokens, p.n);
     if (needed > this.#kv.numUsableBlocks) throw requestExceedsKvCache(needed, this.#kv.numUsableBlocks);
@@ -201,7 +195,15 @@ export class Engine {
     this.#loopScheduled = true;
     setImmediate(() => {
       this.#loopScheduled = false;
-      const progressed = this.#step();
+      let progressed = false;
+      try {
+        progressed = this.#step();
+      } catch (e) {
+        // Only a bug gets here (scheduling or bookkeeping threw); the state may be inconsistent, so
+        // every live request fails rather than hang.
+        this.#inStep = false;
+        this.#failAll(e);
+      }
       if (progressed) this.#kick();
     });
   }
@@ -328,7 +330,6 @@ export class Engine {
     touched: RequestState[],
   ) {
     const req = c.request;
-    const p = req.params;
     c.tokens.push(tokenId);
     c.outputTokenIds.push(tokenId);
     c.outputCounts.set(tokenId, (c.outputCounts.get(tokenId) ?? 0) + 1);
@@ -347,30 +348,8 @@ export class Engine {
       touched.push(req);
     }
 
-    const numOut = c.numOutputTokens;
-    const pastMin = numOut >= (p.minTokens ?? 0);
-    if (pastMin && p.stopTokenIds.includes(tokenId)) {
-      this.#finishChoice(c, 'stop', tokenId);
-      return;
-    }
-    if (pastMin && !p.ignoreEos && this.#eosTokenIds.includes(tokenId)) {
-      this.#finishChoice(c, 'stop', undefined);
-      return;
-    }
-    if (c.detokenizer !== undefined) {
-      const prevLength = c.text.length;
-      const delta = c.detokenizer.push(tokenId);
-      if (delta.length > 0) {
-        c.text += delta;
-        const match = pastMin ? req.stopMatcher.find(c.text, prevLength) : undefined;
-        if (match !== undefined) {
-          c.text = c.text.slice(0, match.at);
-          this.#finishChoice(c, 'stop', match.stop);
-          return;
-        }
-      }
-    }
-    if (numOut >= p.maxTokens || c.numTokens >= this.maxModelLen) this.#finishChoice(c, 'length', undefined);
+    const verdict = appendTextAndCheckStop(c, tokenId, this.#eosTokenIds, this.maxModelLen);
+    if (verdict !== undefined) this.#finishChoice(c, verdict.reason, verdict.stopReason);
   }
 
   #finishChoice(c: Choice, reason: FinishReason, stopReason: string | number | undefined): void {
@@ -431,6 +410,25 @@ export class Engine {
     this.#applyPendingAborts();
   }
 
+  #failAll(cause: unknown): void {
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    for (const req of [...this.#requests.values()]) {
+      const err = engineStepFailed(detail);
+      err.cause = cause;
+      try {
+        this.#finishRequest(req, 'abort', err);
+      } catch {
+        // Freeing failed on the same inconsistency: the blocks are lost, but the request still ends.
+        if (!req.finished || this.#requests.has(req.requestId)) {
+          req.finished = true;
+          req.error = err;
+          this.#requests.delete(req.requestId);
+          this.#emit(req);
+        }
+      }
+    }
+  }
+
   #emit(req: RequestState): void {
     const out = req.takeOutput();
     req.stream.push(out);
@@ -473,34 +471,5 @@ export class Engine {
     if (n === 1) return Math.ceil((promptLen + maxTokens) / bs);
     const shared = Math.floor(promptLen / bs);
     return shared + n * Math.ceil((promptLen - shared * bs + maxTokens) / bs);
-  }
-}
-
-function checkOptions(o: EngineOptions): void {
-  const positive = (v: number | undefined, name: string) => {
-    if (v === undefined || !Number.isInteger(v) || v < 1) {
-      throw engineConfigInvalid(`${name} must be a positive integer, got ${v}`);
-    }
-  };
-  positive(o.blockSize, 'blockSize');
-  positive(o.maxNumSeqs, 'maxNumSeqs');
-  positive(o.maxNumBatchedTokens, 'maxNumBatchedTokens');
-  positive(o.maxModelLen, 'maxModelLen');
-  if ((o.numBlocks === undefined) === (o.kvCacheMemoryBytes === undefined)) {
-    throw engineConfigInvalid('give exactly one of numBlocks and kvCacheMemoryBytes');
-  }
-  if (o.numBlocks !== undefined) positive(o.numBlocks, 'numBlocks');
-  if (o.maxModelLen > o.model.info.maxPositionEmbeddings) {
-    throw engineConfigInvalid(
-      `maxModelLen ${o.maxModelLen} exceeds the model's maxPositionEmbeddings ${o.model.info.maxPositionEmbeddings}`,
-    );
-  }
-  if (
-    o.maxWaitingRequests !== undefined &&
-    (!Number.isInteger(o.maxWaitingRequests) || o.maxWaitingRequests < 0)
-  ) {
-    throw engineConfigInvalid(
-      `maxWaitingRequests must be a non-negative integer, got ${o.maxWaitingRequests}`,
-    );
   }
 }

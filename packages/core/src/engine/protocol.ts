@@ -86,6 +86,8 @@ export interface EngineOptions {
   maxWaitingRequests?: number;
   /** Reuse cached KV blocks for shared prompt prefixes. Default true. */
   enablePrefixCaching?: boolean;
+  /** Largest `logprobs` (top alternatives per token) a request may ask for. Default 20 (OpenAI's). */
+  maxLogprobs?: number;
   /** Replaces the host sampler (e.g. with a GPU one). */
   sampler?: Sampler;
 }

@@ -51,7 +51,8 @@ export class RequestStream implements RequestHandle {
     if (this.#pending === undefined) {
       this.#pending = out;
     } else {
-      const pieces = (this.#pieces ??= this.#pending.outputs.map(piecesOf));
+      this.#pieces ??= this.#pending.outputs.map(piecesOf);
+      const pieces = this.#pieces;
       for (let i = 0; i < out.outputs.length; i++) {
         pieces[i] ??= emptyPieces();
         addPieces(pieces[i]!, out.outputs[i]!);
@@ -126,5 +127,8 @@ function piecesOf(o: CompletionOutput): Pieces {
 function addPieces(p: Pieces, o: CompletionOutput): void {
   if (o.newTokenIds.length > 0) p.tokenIds.push(o.newTokenIds);
   if (o.newText.length > 0) p.texts.push(o.newText);
-  if (o.logprobs !== undefined && o.logprobs.length > 0) (p.logprobs ??= []).push(o.logprobs);
+  if (o.logprobs !== undefined && o.logprobs.length > 0) {
+    p.logprobs ??= [];
+    p.logprobs.push(o.logprobs);
+  }
 }

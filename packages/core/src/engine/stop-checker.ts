@@ -11,10 +11,15 @@ export interface StopMatch {
 export class StopStringMatcher {
   readonly #stops: readonly string[];
   readonly #maxLen: number;
+  /** Proper prefixes of every stop string, longest first (checked against the text's tail). */
+  readonly #prefixes: readonly string[];
 
   constructor(stops: readonly string[]) {
     this.#stops = stops;
     this.#maxLen = stops.reduce((m, s) => Math.max(m, s.length), 0);
+    const prefixes = new Set<string>();
+    for (const stop of stops) for (let k = 1; k < stop.length; k++) prefixes.add(stop.slice(0, k));
+    this.#prefixes = [...prefixes].sort((a, b) => b.length - a.length);
   }
 
   get isEmpty(): boolean {
@@ -35,15 +40,7 @@ export class StopStringMatcher {
 
   /** How many trailing characters of text are a proper prefix of some stop string. */
   holdback(text: string): number {
-    let hold = 0;
-    for (const stop of this.#stops) {
-      for (let k = Math.min(stop.length - 1, text.length); k > hold; k--) {
-        if (text.endsWith(stop.slice(0, k))) {
-          hold = k;
-          break;
-        }
-      }
-    }
-    return hold;
+    for (const prefix of this.#prefixes) if (text.endsWith(prefix)) return prefix.length;
+    return 0;
   }
 }

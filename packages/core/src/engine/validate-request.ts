@@ -2,7 +2,6 @@
 // field, so the server can answer OpenAI-style and nothing else happens.
 
 import { requestParamInvalid, requestPromptEmpty, requestTooLong } from '../errors.js';
-import { MAX_LOGPROBS } from '../sampling/host-sampler.js';
 import type { SamplingParams } from './protocol.js';
 
 export interface RequestLimits {
@@ -10,6 +9,7 @@ export interface RequestLimits {
   readonly maxModelLen: number;
   readonly maxNumSeqs: number;
   readonly hasTokenizer: boolean;
+  readonly maxLogprobs: number;
 }
 
 export function validateRequest(
@@ -49,7 +49,7 @@ export function validateRequest(
   if (!Array.isArray(p.stopTokenIds))
     throw requestParamInvalid('stop_token_ids', 'must be a list of token ids');
   for (const t of p.stopTokenIds) integer(t, 'stop_token_ids', 0, lim.vocabSize - 1);
-  if (p.logprobs !== undefined) integer(p.logprobs, 'logprobs', 0, MAX_LOGPROBS);
+  if (p.logprobs !== undefined) integer(p.logprobs, 'logprobs', 0, lim.maxLogprobs);
   if (p.minTokens !== undefined) integer(p.minTokens, 'min_tokens', 0, p.maxTokens);
 }
 

@@ -12,7 +12,7 @@ import { applyPenalties, needsAdjustment } from './penalties.js';
 import type { SampledToken, Sampler, SamplingRow } from './sampler.js';
 import { selectTop, sortTop } from './top-candidates.js';
 
-/** Largest `logprobs` a request may ask for (OpenAI's limit). */
+/** Default largest `logprobs` a request may ask for (OpenAI's limit); EngineOptions.maxLogprobs overrides. */
 export const MAX_LOGPROBS = 20;
 /** Candidates examined first when top-p/min-p need a sorted head; grows x4 until the cut is inside. */
 const FIRST_HEAD = 64;

@@ -10,7 +10,6 @@ export class ByteTokenizer implements Tokenizer {
   readonly vocabSize = 258;
   readonly eosTokenIds = [EOS];
   readonly specialTokenIds: ReadonlySet<number> = new Set([BOS, EOS]);
-  readonly #decoder = new TextDecoder('utf-8', { fatal: false });
   readonly #encoder = new TextEncoder();
   /** How many times decode ran (to check detokenization stays incremental). */
   decodeCalls = 0;
@@ -22,22 +21,20 @@ export class ByteTokenizer implements Tokenizer {
 
   decode(ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string {
     this.decodeCalls++;
+    const bytes = Buffer.allocUnsafe(ids.length);
     let out = '';
-    let bytes: number[] = [];
-    const flush = () => {
-      if (bytes.length > 0) out += this.#decoder.decode(Uint8Array.from(bytes));
-      bytes = [];
-    };
+    let n = 0;
     for (const id of ids) {
       if (id < 256) {
-        bytes.push(id);
+        bytes[n++] = id;
         continue;
       }
-      flush();
+      out += bytes.toString('utf8', 0, n);
+      n = 0;
       if (!options?.skipSpecialTokens) out += id === BOS ? '<s>' : '</s>';
     }
-    flush();
-    return out;
+    // Buffer's UTF-8 decoding turns an incomplete trailing sequence into U+FFFD, as required.
+    return out + bytes.toString('utf8', 0, n);
   }
 
   applyChatTemplate(messages: readonly ChatMessage[]): string {

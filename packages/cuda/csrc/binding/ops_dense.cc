@@ -8,6 +8,9 @@
 #include "kernels/gemm.h"
 #include "kernels/norm.h"
 #include "kernels/rope.h"
+#include "kernels/skinny_gemm.h"
+
+#include <cstdlib>
 
 namespace flashserve {
 namespace {
@@ -122,29 +125,62 @@ Napi::Value silu_mul(Info info) {
   });
 }
 
+// Linears of one or two rows use the skinny kernel (H100, V2-Lite shapes, m=1: 4-5 us against
+// cuBLASLt's 7-9 us; at m=8 cuBLASLt wins) unless FLASHSERVE_NO_SKINNY_GEMM=1 (A/B timing); the rest
+// goes to cuBLASLt.
+constexpr int SKINNY_MAX_ROWS = 2;
+bool skinny_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("FLASHSERVE_NO_SKINNY_GEMM");
+    return !(v && v[0] == '1');
+  }();
+  return on;
+}
+
 // gemm(a, b, c, cDtype, m, n, k, lda, ldb, ldc, transB, batch, strideA, strideB, strideC, bias | 0n)
 Napi::Value gemm(Info info) {
   return guarded(info, "linear", [&] {
+    cudaStream_t stream = stream_or_throw();
+    void* bias = ptr_arg(info, 15);
+    const bool trans_b = info[10].ToBoolean().Value();
+    const int batch = int_arg(info, 11);
+    SkinnyGemmParams sp{};
+    sp.a = ptr_arg(info, 0);
+    sp.w = ptr_arg(info, 1);
+    sp.bias = bias;
+    sp.c = ptr_arg(info, 2);
+    sp.c_dtype = dtype_arg(info, 3);
+    sp.m = int_arg(info, 4);
+    sp.n = int_arg(info, 5);
+    sp.k = int_arg(info, 6);
+    sp.lda = i64_arg(info, 7);
+    sp.ldc = i64_arg(info, 9);
+    sp.sms = runtime().props().sms;
+    sp.stream = stream;
+    const bool w_contiguous = i64_arg(info, 8) == sp.k;
+    if (batch == 1 && trans_b && w_contiguous && sp.m <= SKINNY_MAX_ROWS && skinny_enabled() && skinny_gemm_applies(sp)) {
+      run_skinny_gemm(sp);
+      return info.Env().Undefined();
+    }
 #ifdef FLASHSERVE_WITH_CUBLAS
     GemmParams p{};
-    p.a = ptr_arg(info, 0);
-    p.b = ptr_arg(info, 1);
-    p.c = ptr_arg(info, 2);
-    p.c_dtype = dtype_arg(info, 3);
-    p.m = int_arg(info, 4);
-    p.n = int_arg(info, 5);
-    p.k = int_arg(info, 6);
-    p.lda = i64_arg(info, 7);
+    p.a = sp.a;
+    p.b = sp.w;
+    p.c = sp.c;
+    p.c_dtype = sp.c_dtype;
+    p.m = sp.m;
+    p.n = sp.n;
+    p.k = sp.k;
+    p.lda = sp.lda;
     p.ldb = i64_arg(info, 8);
-    p.ldc = i64_arg(info, 9);
-    p.trans_b = info[10].ToBoolean().Value();
-    p.batch = int_arg(info, 11);
+    p.ldc = sp.ldc;
+    p.trans_b = trans_b;
+    p.batch = batch;
     p.stride_a = i64_arg(info, 12);
     p.stride_b = i64_arg(info, 13);
     p.stride_c = i64_arg(info, 14);
-    p.stream = stream_or_throw();
+    p.stream = stream;
     run_gemm(p);
-    void* bias = ptr_arg(info, 15);
     if (bias) {
       require(p.batch == 1 && p.c_dtype == DType::BF16 && p.ldc == p.n, "linear: bias needs a plain bf16 GEMM");
       AddBiasParams b{p.c, bias, p.m, p.n, p.stream};
@@ -152,7 +188,9 @@ Napi::Value gemm(Info info) {
     }
     return info.Env().Undefined();
 #else
-    throw std::runtime_error("this addon was built without cuBLAS (no cublasLt.h at build time); rebuild on a machine with the CUDA toolkit's cuBLAS");
+    throw std::runtime_error(
+        "this addon was built without cuBLAS (no cublasLt.h at build time), which GEMMs with more than 16 rows "
+        "need; rebuild on a machine with the CUDA toolkit's cuBLAS");
     return info.Env().Undefined();
 #endif
   });

@@ -29,22 +29,26 @@ __global__ void router_kernel(RouterParams p) {
   const int E = p.num_experts;
   float* score = score_s[warp];
   float* choice = choice_s[warp];
-  const float* logits = p.logits + static_cast<int64_t>(t) * E;
+  const int64_t row = static_cast<int64_t>(t) * E;
+  // Reading bf16 logits here saves a cast kernel per MoE layer; the math is fp32 either way.
+  auto logit = [&](int e) {
+    return p.logits_bf16 ? to_f(static_cast<const bf16*>(p.logits)[row + e]) : static_cast<const float*>(p.logits)[row + e];
+  };
 
   if (p.scoring == RouterScoring::SOFTMAX) {
     float m = -INFINITY;
-    for (int e = lane; e < E; e += 32) m = fmaxf(m, logits[e]);
+    for (int e = lane; e < E; e += 32) m = fmaxf(m, logit(e));
     m = warp_max(m);
     float sum = 0.f;
     for (int e = lane; e < E; e += 32) {
-      const float v = __expf(logits[e] - m);
+      const float v = __expf(logit(e) - m);
       score[e] = v;
       sum += v;
     }
     sum = warp_sum(sum);
     for (int e = lane; e < E; e += 32) score[e] /= sum;
   } else {
-    for (int e = lane; e < E; e += 32) score[e] = 1.f / (1.f + __expf(-logits[e]));
+    for (int e = lane; e < E; e += 32) score[e] = 1.f / (1.f + __expf(-logit(e)));
   }
   for (int e = lane; e < E; e += 32) choice[e] = score[e] + (p.bias ? p.bias[e] : 0.f);
   __syncwarp();

@@ -17,7 +17,8 @@ enum class RouterScoring : int { SOFTMAX = 0, SIGMOID = 1 };
 enum class GroupScore : int { MAX = 0, SUM_TOP2 = 1 };
 
 struct RouterParams {
-  const float* logits;   // [num_tokens, num_experts] fp32
+  const void* logits;    // [num_tokens, num_experts] fp32, or bf16 when logits_bf16
+  bool logits_bf16;
   const float* bias;     // [num_experts] fp32 or null (e_score_correction_bias)
   int32_t* topk_ids;     // [num_tokens, top_k]
   float* topk_weights;   // [num_tokens, top_k]

@@ -22,6 +22,7 @@
 #include "kernels/rope.h"
 #include "kernels/router.h"
 #include "kernels/sampling.h"
+#include "kernels/skinny_gemm.h"
 #include "runtime/check.h"
 #include "runtime/runtime.h"
 
@@ -204,7 +205,7 @@ void test_router(bool v3) {
   auto bias = randv(E, -0.1f, 0.1f);
   Buf dl(logits.size(), DType::F32), db(E, DType::F32), di(T * k, DType::I32), dw(T * k, DType::F32);
   dl.set(logits), db.set(bias);
-  RouterParams p{dl.as<float>(), v3 ? db.as<float>() : nullptr, di.as<int32_t>(), dw.as<float>(), T, E, k, ng, tg,
+  RouterParams p{dl.p, false, v3 ? db.as<float>() : nullptr, di.as<int32_t>(), dw.as<float>(), T, E, k, ng, tg,
                  v3 ? RouterScoring::SIGMOID : RouterScoring::SOFTMAX, v3 ? GroupScore::SUM_TOP2 : GroupScore::MAX,
                  v3, v3 ? 2.5f : 1.f, S()};
   run_router(p);
@@ -315,6 +316,25 @@ void test_gemm(bool trans_b, int batch, DType c_dtype) {
   report(name, rel_l2(dc.get(), ref), c_dtype == DType::F32 ? 1e-5 : 8e-3);
 }
 #endif
+
+void test_skinny(int m, bool bias, DType c_dtype) {
+  const int n = 300, k = 2048;
+  auto a = randv((size_t)m * k), w = randv((size_t)n * k, -0.05f, 0.05f), bv = randv(n);
+  Buf da(a.size(), DType::BF16), dw(w.size(), DType::BF16), db(n, DType::BF16), dc((size_t)m * n, c_dtype);
+  da.set(a), dw.set(w), db.set(bv);
+  SkinnyGemmParams p{da.p, dw.p, bias ? db.p : nullptr, dc.p, c_dtype, m, n, k, k, n, runtime().props().sms, S()};
+  run_skinny_gemm(p);
+  std::vector<double> ref((size_t)m * n);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) {
+      double s = bias ? bv[j] : 0.0;
+      for (int l = 0; l < k; ++l) s += (double)a[(size_t)i * k + l] * w[(size_t)j * k + l];
+      ref[(size_t)i * n + j] = s;
+    }
+  char name[64];
+  std::snprintf(name, sizeof name, "skinny gemm m=%d bias=%d c=%s", m, bias, c_dtype == DType::F32 ? "f32" : "bf16");
+  report(name, rel_l2(dc.get(), ref), c_dtype == DType::F32 && !bias ? 1e-5 : 8e-3);
+}
 
 void test_sampling() {
   const int rows = 6, V = 5000;
@@ -483,7 +503,7 @@ void bench() {
     std::vector<float> ones(ids.size(), 1.f);
     w.set(ones);
     const int A = T * k;
-    const int block_m = A / E >= 32 ? 64 : 16;
+    const int block_m = A / E > 12 ? 64 : 16;
     const int max_tiles = moe_max_tiles(A, E, block_m);
     Buf idx(E + 1 + 2 * A + 2 * max_tiles + 1, DType::I32), h((size_t)A * 2 * I, DType::BF16),
         act((size_t)A * I, DType::BF16), y((size_t)A * H, DType::BF16);
@@ -526,17 +546,24 @@ void bench() {
     const char* name;
   };
   for (Shape s : {Shape{3072, 2048, "q_proj"}, Shape{576, 2048, "kv_a_proj"}, Shape{2048, 2048, "o_proj"},
-                  Shape{102400, 2048, "lm_head"}}) {
-    for (int m : {1, 32, 256}) {
+                  Shape{5632, 2048, "shared_gu"}, Shape{2048, 2816, "shared_dn"}, Shape{102400, 2048, "lm_head"}}) {
+    for (int m : {1, 8, 16, 32, 256}) {
       Buf x((size_t)m * s.k, DType::BF16), w((size_t)s.n * s.k, DType::BF16), c((size_t)m * s.n, DType::BF16);
       FillRandomParams fw{w.p, DType::BF16, (int64_t)w.n, 5, -0.01f, 0.01f, S()};
-      run_fill_random(fw);
+      FillRandomParams fx{x.p, DType::BF16, (int64_t)x.n, 6, -1.f, 1.f, S()};
+      run_fill_random(fw), run_fill_random(fx);
       GemmParams p{};
       p.a = x.p, p.b = w.p, p.c = c.p, p.c_dtype = DType::BF16, p.m = m, p.n = s.n, p.k = s.k;
       p.lda = s.k, p.ldb = s.k, p.ldc = s.n, p.trans_b = true, p.batch = 1, p.stream = S();
       const float t = time_ms([&] { run_gemm(p); }, 50);
       const double by = (double)s.n * s.k * 2;
-      std::printf("gemm %-10s m=%-4d %7.1f us  %6.0f GB/s (weights)\n", s.name, m, t * 1e3, by / (t * 1e-3) / 1e9);
+      std::printf("gemm %-10s m=%-4d %7.1f us  %6.0f GB/s (weights)", s.name, m, t * 1e3, by / (t * 1e-3) / 1e9);
+      if (m <= SKINNY_GEMM_MAX_M) {
+        SkinnyGemmParams sp{x.p, w.p, nullptr, c.p, DType::BF16, m, s.n, s.k, s.k, s.n, runtime().props().sms, S()};
+        const float ts = time_ms([&] { run_skinny_gemm(sp); }, 50);
+        std::printf("   skinny %7.1f us  %6.0f GB/s", ts * 1e3, by / (ts * 1e-3) / 1e9);
+      }
+      std::printf("\n");
     }
   }
 #endif
@@ -567,6 +594,9 @@ int main(int argc, char** argv) {
     test_gemm(true, 3, DType::BF16);
     test_gemm(false, 4, DType::F32);
 #endif
+    test_skinny(1, false, DType::BF16);
+    test_skinny(3, true, DType::BF16);
+    test_skinny(16, false, DType::F32);
     test_sampling();
     test_graph();
     test_errors();

@@ -3,7 +3,7 @@
 // bar: first 8 greedy tokens equal the fp32 reference, last-position logits within 2e-2 relative L2.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AttentionBackend, CommonAttentionMetadata, Model } from '@flashserve/core';
+import type { AttentionBackend, CommonAttentionMetadata, Model, Tensor } from '@flashserve/core';
 import { loadDeepseekModel } from '../../../models/src/index.js';
 import type { CudaDevice } from '../../src/index.js';
 import { type CheckRow, relL2 } from '../../test/gpu/op-checks.js';
@@ -38,7 +38,9 @@ export function greedyBatch(
   const maxLen = Math.max(...prompts.map((p) => p.length)) + steps + 1;
   const perReq = Math.ceil(maxLen / blockSize);
   // Block ids scrambled (and block 0 unused) so block tables are not the identity.
-  const blocks = prompts.map((_, r) => Array.from({ length: perReq }, (_, i) => 1 + ((r * perReq + i) * 7) % (numBlocks - 1)));
+  const blocks = prompts.map((_, r) =>
+    Array.from({ length: perReq }, (_, i) => 1 + (((r * perReq + i) * 7) % (numBlocks - 1))),
+  );
   const tokens = prompts.map((p) => [...p]);
   const computed = prompts.map(() => 0);
   const promptLogits: Float32Array[] = [];
@@ -62,7 +64,7 @@ export function greedyBatch(
       logitsIndices.push(ids.length - 1);
     }
     const table = new Int32Array(prompts.length * perReq);
-    blocks.forEach((b, r) => table.set(b, r * perReq));
+    for (const [r, b] of blocks.entries()) table.set(b, r * perReq);
     const queryLens = prompts.map((_, r) => qsl[r + 1]! - qsl[r]!);
     const attention: CommonAttentionMetadata = {
       numReqs: prompts.length,
@@ -79,7 +81,11 @@ export function greedyBatch(
       maxSeqLen: Math.max(...seqLens),
     };
     const logits = model.device.toHost(
-      model.forward({ tokenIds: Int32Array.from(ids), attention, logitsIndices: Int32Array.from(logitsIndices) }),
+      model.forward({
+        tokenIds: Int32Array.from(ids),
+        attention,
+        logitsIndices: Int32Array.from(logitsIndices),
+      }),
     ) as Float32Array;
     const V = logits.length / prompts.length;
     for (let r = 0; r < prompts.length; r++) {
@@ -96,6 +102,26 @@ export function greedyBatch(
   return { promptLogits, generated };
 }
 
+/**
+ * The device with router logits in fp32 (as transformers computes the gate): `linear` whose weight
+ * is the MoE gate [E, H] goes through linearF32. An experiment for the interface question of whether
+ * the gate projection needs an fp32 output; the model itself only calls `linear`.
+ */
+export function withF32Router(device: CudaDevice, numExperts: number, hidden: number): CudaDevice {
+  return new Proxy(device, {
+    get(target, prop, receiver) {
+      if (prop === 'linear') {
+        return (x: Tensor, w: Tensor, bias?: Tensor) =>
+          w.shape[0] === numExperts && w.shape[1] === hidden && bias === undefined
+            ? target.linearF32(x, w)
+            : target.linear(x, w, bias);
+      }
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+}
+
 export function fixtureNames(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true })
     .filter((d) => d.isDirectory())
@@ -109,15 +135,24 @@ export function runFixtureChecks(
   backend: AttentionBackend,
   fixturesDir: string,
   only?: (name: string) => boolean,
+  f32Router = false,
 ): CheckRow[] {
   const rows: CheckRow[] = [];
   for (const name of fixtureNames(fixturesDir)) {
     if (only && !only(name)) continue;
     const dir = join(fixturesDir, name);
-    const tag = `${name} [${backend.name}]`;
+    const tag = `${name} [${backend.name}${f32Router ? ', f32 router' : ''}]`;
     try {
       const exp = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as Expected;
-      const model = loadDeepseekModel(dir, { device, backend });
+      const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as {
+        n_routed_experts?: number;
+        hidden_size: number;
+      };
+      const dev =
+        f32Router && cfg.n_routed_experts
+          ? withF32Router(device, cfg.n_routed_experts, cfg.hidden_size)
+          : device;
+      const model = loadDeepseekModel(dir, { device: dev, backend });
       const steps = Math.min(GREEDY_TOKENS, exp.greedy.length, exp.greedy2.length);
       const res = greedyBatch(model, [exp.prompt, exp.prompt2], steps);
       const refs = [
@@ -126,7 +161,12 @@ export function runFixtureChecks(
       ];
       refs.forEach((ref, i) => {
         const err = relL2(res.promptLogits[i]!, ref.logits);
-        rows.push({ name: `${tag} prompt ${i + 1} logits`, value: err, limit: LOGITS_TOL, ok: err <= LOGITS_TOL });
+        rows.push({
+          name: `${tag} prompt ${i + 1} logits`,
+          value: err,
+          limit: LOGITS_TOL,
+          ok: err <= LOGITS_TOL,
+        });
         const got = res.generated[i]!;
         let same = 0;
         while (same < steps && got[same] === ref.greedy[same]) same++;
@@ -135,11 +175,18 @@ export function runFixtureChecks(
           value: same,
           limit: steps,
           ok: same >= steps,
-          note: same < steps ? `got ${got.join(',')} want ${ref.greedy.slice(0, steps).join(',')}` : undefined,
+          note:
+            same < steps ? `got ${got.join(',')} want ${ref.greedy.slice(0, steps).join(',')}` : undefined,
         });
       });
     } catch (err) {
-      rows.push({ name: tag, value: Number.NaN, limit: 0, ok: false, note: (err as Error).stack ?? String(err) });
+      rows.push({
+        name: tag,
+        value: Number.NaN,
+        limit: 0,
+        ok: false,
+        note: (err as Error).stack ?? String(err),
+      });
     }
   }
   return rows;

@@ -10,16 +10,17 @@ import { join } from 'node:path';
 import type { AttentionBackend } from '@flashserve/core';
 import * as mla from '../../../mla-backend/src/index.js';
 import { CudaDevice, cudaAvailability } from '../../src/index.js';
+import { runGraphChecks } from '../../test/gpu/graph-checks.js';
 import { HostBridgeMlaBackend } from '../../test/gpu/host-bridge-backend.js';
 import { type CheckRow, runOpChecks } from '../../test/gpu/op-checks.js';
-import { runGraphChecks } from '../../test/gpu/graph-checks.js';
 import { runFixtureChecks } from './fixture-checks.js';
 
 /** Backends exported by @flashserve/mla-backend as zero-argument factories named *Backend. */
 function gpuBackends(): AttentionBackend[] {
   const out: AttentionBackend[] = [];
   for (const [name, value] of Object.entries(mla as Record<string, unknown>)) {
-    if (typeof value !== 'function' || !/Backend$/.test(name) || /^[A-Z]/.test(name) || value.length !== 0) continue;
+    if (typeof value !== 'function' || !/Backend$/.test(name) || /^[A-Z]/.test(name) || value.length !== 0)
+      continue;
     try {
       const b = (value as () => unknown)();
       if (b && typeof b === 'object' && 'impl' in b && 'name' in b) out.push(b as AttentionBackend);
@@ -44,11 +45,18 @@ function main(): number {
     const t0 = performance.now();
     const r = fn();
     rows.push(...r);
-    console.log(`${title}: ${r.filter((x) => x.ok).length}/${r.length} ok in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    console.log(
+      `${title}: ${r.filter((x) => x.ok).length}/${r.length} ok in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+    );
   };
   section('ops vs CpuDevice', () => runOpChecks(device));
   section('CUDA graphs', () => runGraphChecks(device));
-  section('fixtures (host-bridge attention)', () => runFixtureChecks(device, new HostBridgeMlaBackend(), fixturesDir));
+  section('fixtures (host-bridge attention)', () =>
+    runFixtureChecks(device, new HostBridgeMlaBackend(), fixturesDir),
+  );
+  section('fixtures (host-bridge attention, f32 router logits)', () =>
+    runFixtureChecks(device, new HostBridgeMlaBackend(), fixturesDir, undefined, true),
+  );
   for (const b of gpuBackends()) {
     section(`fixtures (${b.name})`, () => runFixtureChecks(device, b, fixturesDir));
   }
@@ -56,11 +64,15 @@ function main(): number {
   console.log('\ncheck                                                         value      limit  ok');
   for (const r of rows) {
     const v = Number.isFinite(r.value) ? r.value.toExponential(2) : String(r.value);
-    console.log(`${r.name.padEnd(60).slice(0, 60)} ${v.padStart(9)} ${r.limit.toExponential(0).padStart(7)}  ${r.ok ? 'ok' : 'FAIL'}`);
+    console.log(
+      `${r.name.padEnd(60).slice(0, 60)} ${v.padStart(9)} ${r.limit.toExponential(0).padStart(7)}  ${r.ok ? 'ok' : 'FAIL'}`,
+    );
     if (!r.ok && r.note) console.log(`    ${r.note.split('\n').slice(0, 4).join('\n    ')}`);
   }
   const failed = rows.filter((r) => !r.ok).length;
-  console.log(`\n${failed === 0 ? 'ALL OK' : `${failed} FAILED`} (${rows.length} checks) mem ${JSON.stringify(device.memStats())}`);
+  console.log(
+    `\n${failed === 0 ? 'ALL OK' : `${failed} FAILED`} (${rows.length} checks) mem ${JSON.stringify(device.memStats())}`,
+  );
   return failed === 0 ? 0 : 1;
 }
 

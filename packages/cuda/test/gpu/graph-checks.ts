@@ -30,7 +30,14 @@ export function runGraphChecks(d: CudaDevice): CheckRow[] {
     rotaryDim: 64,
     maxPositions: maxPos,
   };
-  const route: MoeRouteParams = { kind: 'v2-softmax', topK: 2, nGroup: 1, topkGroup: 1, normTopkProb: true, routedScalingFactor: 1 };
+  const route: MoeRouteParams = {
+    kind: 'v2-softmax',
+    topK: 2,
+    nGroup: 1,
+    topkGroup: 1,
+    normTopkProb: true,
+    routedScalingFactor: 1,
+  };
   const persistentPositions = d.zeros([T], 'i32');
 
   const step = (ids: Int32Array, pos: Int32Array): Tensor => {
@@ -38,7 +45,12 @@ export function runGraphChecks(d: CudaDevice): CheckRow[] {
     d.write(persistentPositions, pos, 'i32');
     const h = d.embedding(table, idsT);
     const x = d.rmsNorm(h, norm, 1e-6);
-    const q = d.rope(d.reshape(d.linear(x, wq), [T, heads, headDim]), persistentPositions, rope, 'interleave');
+    const q = d.rope(
+      d.reshape(d.linear(x, wq), [T, heads, headDim]),
+      persistentPositions,
+      rope,
+      'interleave',
+    );
     const qs = d.sliceLast(q, 32, 64);
     const routing = d.moeRoute(d.linear(x, gate), route);
     const m = d.moeExperts(x, routing, { gateUp, down });

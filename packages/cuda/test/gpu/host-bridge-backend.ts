@@ -36,7 +36,11 @@ export class HostBridgeMlaBackend implements AttentionBackend<CommonAttentionMet
     return this.#ref.allocateCache(this.#cpu, layout, numBlocks);
   }
 
-  metadataBuilder(_d: Device, model: MlaModelSpec, layout: KvCacheLayout): AttentionMetadataBuilder<CommonAttentionMetadata> {
+  metadataBuilder(
+    _d: Device,
+    model: MlaModelSpec,
+    layout: KvCacheLayout,
+  ): AttentionMetadataBuilder<CommonAttentionMetadata> {
     return this.#ref.metadataBuilder(this.#cpu, model, layout);
   }
 

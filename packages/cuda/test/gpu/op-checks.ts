@@ -1,6 +1,14 @@
 // CudaDevice against core's CpuDevice (the fp32 reference) op by op, on random inputs. Each check
 // reports the relative L2 error of the CUDA result (bf16 storage) against the CPU result.
-import { bf16ToF32, CpuDevice, type Device, f32ToBf16, type MoeRouteParams, type RopeTable, type Tensor } from '@flashserve/core';
+import {
+  bf16ToF32,
+  CpuDevice,
+  type Device,
+  f32ToBf16,
+  type MoeRouteParams,
+  type RopeTable,
+  type Tensor,
+} from '@flashserve/core';
 import type { CudaDevice } from '../../src/index.js';
 
 export interface CheckRow {
@@ -149,8 +157,24 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
         { kind: 'v2-softmax', topK: 3, nGroup: 4, topkGroup: 2, normTopkProb: true, routedScalingFactor: 1 },
       ],
       [
-        { kind: 'v3-sigmoid', topK: 4, nGroup: 4, topkGroup: 2, normTopkProb: true, routedScalingFactor: 2.5, correctionBias: bg },
-        { kind: 'v3-sigmoid', topK: 4, nGroup: 4, topkGroup: 2, normTopkProb: true, routedScalingFactor: 2.5, correctionBias: bc },
+        {
+          kind: 'v3-sigmoid',
+          topK: 4,
+          nGroup: 4,
+          topkGroup: 2,
+          normTopkProb: true,
+          routedScalingFactor: 2.5,
+          correctionBias: bg,
+        },
+        {
+          kind: 'v3-sigmoid',
+          topK: 4,
+          nGroup: 4,
+          topkGroup: 2,
+          normTopkProb: true,
+          routedScalingFactor: 2.5,
+          correctionBias: bc,
+        },
       ],
     ];
     const [xg, xc] = both(randArray(T * H, r), [T, H]);
@@ -168,14 +192,62 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
       for (let i = 0; i < idsC.length; i++) if (idsG[i] !== idsC[i]) mismatch++;
       rows.push({ name: `moeRoute ${name} ids mismatched`, value: mismatch, limit: 1, ok: mismatch <= 1 });
       cmp(`moeRoute ${name} weights`, rg.weights, rc.weights, 2e-2);
-      cmp(`moeExperts (${name} routing)`, gpu.moeExperts(xg, gpuRouting(gpu, cpu, rc), { gateUp: gug, down: dg }), cpu.moeExperts(xc, rc, { gateUp: guc, down: dc }), 2e-2);
+      cmp(
+        `moeExperts (${name} routing)`,
+        gpu.moeExperts(xg, gpuRouting(gpu, cpu, rc), { gateUp: gug, down: dg }),
+        cpu.moeExperts(xc, rc, { gateUp: guc, down: dc }),
+        2e-2,
+      );
     }
+  });
+  run('sample', () => {
+    const R = 3;
+    const V = 1000;
+    const logits = new Float32Array(R * V);
+    for (let i = 0; i < logits.length; i++) logits[i] = 6 * r() - 3;
+    const res = gpu.sample(gpu.uploadF32(logits, [R, V]), {
+      temperature: Float32Array.from([0, 1, 0.8]),
+      topK: Int32Array.from([0, 1, 0]),
+      topP: Float32Array.from([1, 1, 1e-6]),
+      minP: new Float32Array(R),
+      uniform: Float32Array.from([0.5, 0.7, 0.3]),
+      numTopLogprobs: 2,
+    });
+    let bad = 0;
+    let lpErr = 0;
+    for (let row = 0; row < R; row++) {
+      const l = logits.subarray(row * V, (row + 1) * V);
+      let best = 0;
+      for (let i = 1; i < V; i++) if (l[i]! > l[best]!) best = i;
+      // greedy, top-k 1 and a tiny top-p all reduce to the argmax
+      if (res.tokens[row] !== best || res.topIds[row * 2] !== best) bad++;
+      const mx = l[best]!;
+      let z = 0;
+      for (let i = 0; i < V; i++) z += Math.exp(l[i]! - mx);
+      lpErr = Math.max(lpErr, Math.abs(res.logprobs[row]! - (l[best]! - mx - Math.log(z))));
+    }
+    rows.push({
+      name: 'sample: greedy / top-k 1 / top-p 1e-6 pick the argmax',
+      value: bad,
+      limit: 0,
+      ok: bad === 0,
+    });
+    rows.push({
+      name: 'sample: logprob of the chosen token (abs err)',
+      value: lpErr,
+      limit: 1e-4,
+      ok: lpErr <= 1e-4,
+    });
   });
   return rows;
 }
 
 /** The CPU routing moved to the GPU, so expert outputs are compared on identical routing. */
-function gpuRouting(gpu: CudaDevice, cpu: CpuDevice, rc: { ids: Tensor; weights: Tensor }): { ids: Tensor; weights: Tensor } {
+function gpuRouting(
+  gpu: CudaDevice,
+  cpu: CpuDevice,
+  rc: { ids: Tensor; weights: Tensor },
+): { ids: Tensor; weights: Tensor } {
   return {
     ids: gpu.upload(cpu.toHost(rc.ids) as Int32Array, rc.ids.shape, 'i32'),
     weights: gpu.uploadF32(cpu.toHost(rc.weights) as Float32Array, rc.weights.shape),

@@ -1,6 +1,6 @@
 // The Hopper MLA decode kernel (sm_90a): one CTA per (part of the split-KV schedule, 64-row query
 // tile), persistent over the part's pieces, 3 warpgroups:
-//   - warp 8, the producer: one thread issues TMA loads of the Q tile (9 boxes of 64 x 64) and of
+//   - warpgroup 2, the producer: one thread issues TMA loads of the Q tile (9 boxes of 64 x 64) and of
 //     each page (9 boxes) into a 2-stage ring, completing on mbarriers;
 //   - warpgroups 0 and 1, the math: for each page, S = Q K^T by wgmma, each warpgroup computing 32 of
 //     the page's 64 columns; the row maxima are exchanged through shared memory so both share one
@@ -18,7 +18,6 @@
 #include <cuda_bf16.h>
 
 #include <cmath>
-#include <new>
 
 #include "common/combine.h"
 #include "common/pieces.h"
@@ -38,64 +37,6 @@ constexpr uint32_t V_SBO_BYTES = 8 * 128;
 // 32 bytes) never crosses the atom, so LBO is unused; 8-row groups are 1 KB apart.
 constexpr uint32_t KMAJOR_SBO_BYTES = 8 * 128;
 
-// The loads, issued by one thread of math warpgroup 0 (there is no producer warp: see config.h).
-// Pages are loaded in the flattened order of the part's pieces, NUM_STAGES ahead of the math; a
-// piece's Q tile is loaded once the previous piece's last Q K^T is complete.
-template <typename T>
-struct Loader {
-  const DecodeParams& p;
-  typename T::SharedStorage& s;
-  const CUtensorMap* tmap_q;
-  const CUtensorMap* tmap_kv;
-  int tile;
-  uint64_t policy;
-  PieceIter kv_pieces, q_pieces;
-  Piece kv_piece;
-  bool kv_more;
-  int kv_page, kv_it, q_n;
-
-  __device__ Loader(const DecodeParams& params, typename T::SharedStorage& smem, const CUtensorMap* tq,
-                    const CUtensorMap* tkv, const SchedPart& part, int tile_idx, int tiles)
-      : p(params), s(smem), tmap_q(tq), tmap_kv(tkv), tile(tile_idx), kv_pieces(params, part),
-        q_pieces(params, part), kv_it(0), q_n(0) {
-    // One query tile reads each page alone: stream it past L2. With several tiles, the sibling CTAs
-    // read the same pages at about the same time, so keep them there.
-    if (tiles == 1) policy = policy_evict_first();
-    else asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(policy));
-    kv_more = kv_pieces.next(kv_piece);
-    kv_page = kv_more ? kv_piece.page_begin : 0;
-  }
-
-  // Loads the next piece's Q tile; for every piece after the first, waits until the math
-  // warpgroups are done with the previous one.
-  __device__ void load_q() {
-    Piece pc;
-    if (!q_pieces.next(pc)) return;
-    if (q_n > 0) mbar_wait(&s.q_empty, (q_n - 1) & 1);
-    mbar_arrive_expect_tx(&s.q_full, QK_CHUNKS * T::TILE_BYTES);
-#pragma unroll
-    for (int c = 0; c < QK_CHUNKS; ++c) tma_load_3d(s.q[c], tmap_q, &s.q_full, c * CHUNK, tile * BLOCK_M, pc.req);
-    ++q_n;
-  }
-
-  // Loads the next page into its stage once the page that held the stage was released.
-  __device__ void load_page() {
-    if (!kv_more) return;
-    const int stage = kv_it % NUM_STAGES;
-    mbar_wait(&s.kv_empty[stage], ((kv_it / NUM_STAGES) & 1) ^ 1);
-    const int block = p.block_table[kv_piece.req * p.block_table_stride + kv_page];
-    mbar_arrive_expect_tx(&s.kv_full[stage], T::PAGE_BYTES);
-#pragma unroll
-    for (int c = 0; c < QK_CHUNKS; ++c)
-      tma_load_2d(s.kv[stage][c], tmap_kv, &s.kv_full[stage], c * CHUNK, block * PAGE_SIZE, policy);
-    ++kv_it;
-    if (++kv_page == kv_piece.page_end) {
-      kv_more = kv_pieces.next(kv_piece);
-      kv_page = kv_more ? kv_piece.page_begin : 0;
-    }
-  }
-};
-
 template <typename Element>
 __global__ void __launch_bounds__(NUM_THREADS, 1)
     mla_decode_kernel(const __grid_constant__ DecodeParams p, const __grid_constant__ CUtensorMap tmap_q,
@@ -109,7 +50,6 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
   const int tile = blockIdx.x % tiles;
   const SchedPart part = reinterpret_cast<const SchedPart*>(p.sched_meta)[blockIdx.x / tiles];
   const int wg = threadIdx.x / 128;
-  const bool loader_thread = threadIdx.x == 0;
 
   if (threadIdx.x == 0) {
     mbar_init(&s.q_full, 1);
@@ -121,18 +61,43 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
-  // NOTE: the loader's state lives in shared memory, touched by its one thread only: kept in
-  // registers it would cost every math thread ~20 of them and push the kernel into spills.
-  static_assert(sizeof(Loader<T>) <= sizeof(s.loader_storage), "loader state does not fit");
-  Loader<T>& loader = *reinterpret_cast<Loader<T>*>(s.loader_storage);
-  if (loader_thread) {
-    new (&loader) Loader<T>(p, s, &tmap_q, &tmap_kv, part, tile, tiles);
-    loader.load_q();
-    for (int i = 0; i < NUM_STAGES; ++i) loader.load_page();
-  }
-  __syncwarp();
 
-  {
+  if (wg == NUM_MATH_WARPGROUPS) {
+    // ---------------- producer: one thread issues every TMA load ----------------
+    // NOTE: a separate warpgroup, not a math thread: wgmma is warpgroup-collective, so a math
+    // warp busy issuing loads holds back its whole warpgroup's Q K^T (measured 20% slower, v3).
+    setmaxnreg_dec<40>();
+    if (threadIdx.x % 128 != 0) return;
+    // One query tile reads each page alone: stream it past L2. With several tiles, the sibling
+    // CTAs read the same pages at about the same time, so keep them there.
+    uint64_t policy;
+    if (tiles == 1) policy = policy_evict_first();
+    else asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(policy));
+    PieceIter pieces(p, part);
+    Piece pc;
+    int it = 0, n = 0;
+    while (pieces.next(pc)) {
+      const int* bt = p.block_table + pc.req * p.block_table_stride;
+      int block = bt[pc.page_begin];
+      mbar_wait(&s.q_empty, (n & 1) ^ 1);
+      mbar_arrive_expect_tx(&s.q_full, QK_CHUNKS * T::TILE_BYTES);
+#pragma unroll
+      for (int c = 0; c < QK_CHUNKS; ++c) tma_load_3d(s.q[c], &tmap_q, &s.q_full, c * CHUNK, tile * BLOCK_M, pc.req);
+      for (int pg = pc.page_begin; pg < pc.page_end; ++pg, ++it) {
+        const int stage = it % NUM_STAGES;
+        // The next block id is read before waiting, so its latency hides behind the wait.
+        const int next_block = pg + 1 < pc.page_end ? bt[pg + 1] : 0;
+        mbar_wait(&s.kv_empty[stage], ((it / NUM_STAGES) & 1) ^ 1);
+        mbar_arrive_expect_tx(&s.kv_full[stage], T::PAGE_BYTES);
+#pragma unroll
+        for (int c = 0; c < QK_CHUNKS; ++c)
+          tma_load_2d(s.kv[stage][c], &tmap_kv, &s.kv_full[stage], c * CHUNK, block * PAGE_SIZE, policy);
+        block = next_block;
+      }
+      ++n;
+    }
+  } else {
+    setmaxnreg_inc<232>();
     const int t = threadIdx.x % 128;
     const int mt = threadIdx.x;  // 0..255 among math threads
     const int warp = t / 32, lane = t % 32;
@@ -157,7 +122,7 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
 
       mbar_wait(&s.q_full, n & 1);
       float sc[16];
-      // S [64 x 32] = Q [64 x 576] K[32 tokens of this warpgroup]^T, issued asynchronously.
+      // S [64 x 32] = Q [64 x 576] K[32 tokens of this warpgroup]^T
       auto issue_qk = [&](int stage) {
         wgmma_fence();
 #pragma unroll
@@ -172,16 +137,14 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
         }
         wgmma_commit();
       };
-      mbar_wait(&s.kv_full[it % NUM_STAGES], (it / NUM_STAGES) & 1);
-      issue_qk(it % NUM_STAGES);
       for (int pg = pc.page_begin; pg < pc.page_end; ++pg, ++it) {
         const int stage = it % NUM_STAGES;
-        wgmma_wait<0>();  // S of this page (and any earlier P V) is complete
+        mbar_wait(&s.kv_full[stage], (it / NUM_STAGES) & 1);
+        issue_qk(stage);
+        wgmma_wait<0>();
         if (pg == pc.page_end - 1) {  // Q is not read again in this piece: load the next piece's
-        mbar_arrive(&s.q_empty);
-        if (loader_thread) loader.load_q();
-        __syncwarp();
-      }
+          mbar_arrive(&s.q_empty);
+        }
 
         const int valid = len - pg * PAGE_SIZE;
         if (valid < PAGE_SIZE) {
@@ -261,13 +224,7 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
           *reinterpret_cast<__nv_bfloat162*>(s.p + off + 8 * 128) = b;
         }
         fence_proxy_async();
-        // Whether the next page has landed decides the issue order below; the wgmma calls are
-        // warpgroup-collective, so one thread decides for everyone and the barrier publishes it.
-        if (loader_thread)
-          s.next_landed = !(p.tuning & 1) && pg + 1 < pc.page_end &&
-                          mbar_test(&s.kv_full[(it + 1) % NUM_STAGES], ((it + 1) / NUM_STAGES) & 1);
         named_barrier_sync(1, MATH_THREADS);
-        const bool next_landed = s.next_landed;
 
         // O[:, 256 wg : 256 wg + 256] += P [64 x 64] V [64 x 256]
         wgmma_fence();
@@ -279,28 +236,8 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
           wgmma_m64n256k16_ss_tb(o, da, db, 1);
         }
         wgmma_commit();
-        // Next page's S: if that page has landed, queue its Q K^T behind this P V so the tensor cores
-        // never drain between them (compute-bound shapes); otherwise free this stage first, so the
-        // producer can start the next load as early as possible (memory-bound shapes).
-        const int next_stage = (it + 1) % NUM_STAGES;
-        const uint32_t next_parity = ((it + 1) / NUM_STAGES) & 1;
-        const bool has_next = pg + 1 < pc.page_end;
-        if (next_landed) {
-          issue_qk(next_stage);
-          wgmma_wait<1>();  // this page's P V is done; the next S may still run
-          mbar_arrive(&s.kv_empty[stage]);
-          if (loader_thread) loader.load_page();
-          __syncwarp();
-        } else {
-          wgmma_wait<0>();
-          mbar_arrive(&s.kv_empty[stage]);
-          if (loader_thread) loader.load_page();
-          __syncwarp();
-          if (has_next) {
-            mbar_wait(&s.kv_full[next_stage], next_parity);
-            issue_qk(next_stage);
-          }
-        }
+        wgmma_wait<0>();
+        mbar_arrive(&s.kv_empty[stage]);
       }
 
       // ---- epilogue of one piece: both warpgroups' denominators, then out/lse or the partials ----

@@ -23,8 +23,6 @@ struct Traits {
     uint8_t p[TILE_BYTES];                          // probabilities [64 rows x 64 tokens], bf16
     float row_max[NUM_MATH_WARPGROUPS][BLOCK_M];    // per-warpgroup row maxima of one page
     float row_sum[NUM_MATH_WARPGROUPS][BLOCK_M];    // per-warpgroup softmax denominators
-    alignas(16) uint8_t loader_storage[256];        // Loader state (decode.cuh)
-    int next_landed;                                // see the page loop
     uint64_t q_full, q_empty;
     uint64_t kv_full[NUM_STAGES], kv_empty[NUM_STAGES];
   };

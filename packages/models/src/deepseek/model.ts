@@ -38,6 +38,20 @@ export interface DeepseekModelOptions {
   readonly name?: string;
   /** Longest sequence to support (sizes the RoPE table); defaults to max_position_embeddings. */
   readonly maxModelLen?: number;
+  /** Makes this model one rank of a tensor-parallel group (tensor-parallel.ts). The config and the
+   * weights are then the rank's shard (h/N heads, I/N intermediate); the embedding and the LM head are
+   * left to the hooks, and every row-parallel output (o_proj, MLP) goes through `reduce`. */
+  readonly tensorParallel?: DeepseekTensorParallelHooks;
+}
+
+/** What a tensor-parallel rank does differently from a single-device model; see tensor-parallel.ts. */
+export interface DeepseekTensorParallelHooks {
+  /** Token ids (host copy and device tensor) -> the full hidden states [T, H], identical on every rank. */
+  embed(d: Device, tokenIds: Int32Array, ids: Tensor): Tensor;
+  /** COLLECTIVE: sums a row-parallel partial output over the ranks: [T, H] -> new [T, H]. */
+  reduce(d: Device, x: Tensor): Tensor;
+  /** COLLECTIVE: final normed rows [R, H] -> full-vocabulary logits [R, V]. */
+  lmHead(d: Device, x: Tensor): Tensor;
 }
 
 interface Layer {
@@ -60,10 +74,12 @@ export class DeepseekModel implements Model {
   readonly config: DeepseekConfig;
   readonly spec: MlaModelSpec;
   readonly #backend: AttentionBackend;
-  readonly #embed: Tensor;
+  readonly #tp: DeepseekTensorParallelHooks | undefined;
+  /** Undefined under tensor parallelism (the hooks own the vocabulary-parallel tables). */
+  readonly #embed: Tensor | undefined;
   readonly #layers: Layer[] = [];
   readonly #finalNorm: Tensor;
-  readonly #lmHead: Tensor;
+  readonly #lmHead: Tensor | undefined;
   readonly #rope: RopeTable;
   readonly #ropeStyle: RopeStyle;
   #kv: KvState<unknown> | undefined;
@@ -88,7 +104,8 @@ export class DeepseekModel implements Model {
       throw new Error(`attention backend ${this.#backend.name} cannot run this model: ${reasons.join('; ')}`);
 
     const w = new WeightReader(weights, d, config);
-    this.#embed = w.tensor('model.embed_tokens.weight');
+    this.#tp = options.tensorParallel;
+    this.#embed = this.#tp === undefined ? w.tensor('model.embed_tokens.weight') : undefined;
     const scale = softmaxScale(config);
     for (let i = 0; i < config.numHiddenLayers; i++) {
       const p = `model.layers.${i}.`;
@@ -104,9 +121,11 @@ export class DeepseekModel implements Model {
     this.#finalNorm = w.tensor('model.norm.weight');
     // Tied checkpoints usually omit lm_head.weight; the embedding then doubles as the output matrix.
     this.#lmHead =
-      config.tieWordEmbeddings && !w.has('lm_head.weight')
-        ? this.#embed
-        : w.tensor('lm_head.weight', [config.vocabSize, config.hiddenSize]);
+      this.#tp !== undefined
+        ? undefined
+        : config.tieWordEmbeddings && !w.has('lm_head.weight')
+          ? this.#embed
+          : w.tensor('lm_head.weight', [config.vocabSize, config.hiddenSize]);
     this.#rope = buildRopeTable(d, config, maxLen);
     this.#ropeStyle = ropeStyle(config);
   }
@@ -142,7 +161,7 @@ export class DeepseekModel implements Model {
     const ids = d.upload(batch.tokenIds, [T], 'i32');
     const positions = d.upload(md.positions, [T], 'i32');
 
-    let h = d.embedding(this.#embed, ids);
+    let h = this.#tp === undefined ? d.embedding(this.#embed!, ids) : this.#tp.embed(d, batch.tokenIds, ids);
     let residual: Tensor | undefined;
     for (let i = 0; i < this.#layers.length; i++) {
       const layer = this.#layers[i]!;
@@ -157,7 +176,7 @@ export class DeepseekModel implements Model {
         residual = r.residual;
         x = r.out;
       }
-      const a = layer.attn.forward(
+      const a0 = layer.attn.forward(
         d,
         x,
         positions,
@@ -167,12 +186,13 @@ export class DeepseekModel implements Model {
         kv.caches[i]!,
         metadata,
       );
+      const a = this.#reduce(a0);
       d.release(x);
       const r2 = d.addRmsNorm(a, residual, layer.postNorm, this.config.rmsNormEps);
       d.release(a);
       d.release(residual);
       residual = r2.residual;
-      h = layer.mlp.forward(d, r2.out);
+      h = this.#reduce(layer.mlp.forward(d, r2.out));
       d.release(r2.out);
     }
     // Only the rows that need logits go through the final norm and lm_head.
@@ -185,10 +205,19 @@ export class DeepseekModel implements Model {
       rSel === undefined
         ? d.rmsNorm(hSel, this.#finalNorm, this.config.rmsNormEps)
         : d.addRmsNorm(hSel, rSel, this.#finalNorm, this.config.rmsNormEps).out;
-    const logits = d.linear(normed, this.#lmHead);
+    const logits =
+      this.#tp === undefined ? d.linear(normed, this.#lmHead!) : this.#tp.lmHead(d, normed);
     for (const t of [ids, positions, rows, hSel, normed]) d.release(t);
     if (rSel !== undefined) d.release(rSel);
     return logits;
+  }
+
+  /** Under tensor parallelism, the sum of a row-parallel partial output over the ranks. */
+  #reduce(x: Tensor): Tensor {
+    if (this.#tp === undefined) return x;
+    const y = this.#tp.reduce(this.device, x);
+    this.device.release(x);
+    return y;
   }
 }
 

@@ -8,6 +8,7 @@
 import pino from 'pino';
 import { buildApp } from '../app.js';
 import type { ServeConfig } from '../config.js';
+import { configListen } from '../errors.js';
 import { loadRuntime } from '../runtime/load-runtime.js';
 import { progressBar } from './progress.js';
 
@@ -51,7 +52,13 @@ export async function serve(config: ServeConfig, env: NodeJS.ProcessEnv): Promis
     bodyLimit: config.maxRequestBodySize,
     logger,
   });
-  const url = await app.listen({ host: config.host, port: config.port });
+  let url: string;
+  try {
+    url = await app.listen({ host: config.host, port: config.port });
+  } catch (err) {
+    await runtime.engine.shutdown({ drainMs: 0 });
+    throw configListen(`${config.host}:${config.port}`, (err as Error).message);
+  }
   logger.info({ url, model: runtime.modelName }, 'listening');
 
   let closing: Promise<void> | undefined;

@@ -47,7 +47,7 @@ function fromValidation(issues: readonly ValidationIssue[]): FlashserveError {
   const nullableHint = issue.keyword === 'anyOf' ? firstBranchMessage(issues, issue) : undefined;
   let message: string;
   if (param === '') message = `request body ${issue.message ?? 'is invalid'}`;
-  else if (unionHint) message = `${unionHint} (at ${param})`;
+  else if (unionHint) message = param === field ? unionHint : `${unionHint} (at ${param})`;
   else message = `${param} ${nullableHint ?? issue.message ?? 'is invalid'}`;
   return Object.assign(requestInvalid(message), { param: param === '' ? undefined : param });
 }
@@ -65,7 +65,9 @@ export function toFlashserveError(
   err: unknown,
   ctx: { bodyLimit: number; contentType: string | undefined },
 ): { error: FlashserveError; internal: boolean } {
-  if (err instanceof FlashserveError) return { error: err, internal: err.status >= 500 };
+  // A 503 (overloaded, draining) is the server working as designed, not a failure to log.
+  if (err instanceof FlashserveError)
+    return { error: err, internal: err.status >= 500 && err.status !== 503 };
   const fe = err as Partial<FastifyError> & { validation?: ValidationIssue[] };
   if (Array.isArray(fe.validation)) return { error: fromValidation(fe.validation), internal: false };
   switch (fe.code) {

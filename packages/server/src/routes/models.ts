@@ -17,8 +17,9 @@ function card(ctx: ServerContext): ModelCard {
 
 export function registerModels(app: FastifyInstance, ctx: ServerContext): void {
   app.get('/v1/models', async () => ({ object: 'list', data: [card(ctx)] }));
-  app.get<{ Params: { model: string } }>('/v1/models/:model', async (request) => {
-    resolveModel(ctx, request.params.model);
+  // A wildcard, because Hub-style names contain a slash ("deepseek-ai/DeepSeek-V3").
+  app.get<{ Params: { '*': string } }>('/v1/models/*', async (request) => {
+    resolveModel(ctx, request.params['*']);
     return card(ctx);
   });
 }

@@ -63,8 +63,13 @@ function modelDirectory(config: ServeConfig, env: NodeJS.ProcessEnv, hooks: Runt
     }
     return config.model;
   }
+  const cacheDir = defaultCacheDir(env);
+  hooks.log.info(
+    { cacheDir, seed: config.seed },
+    'no --model: serving the embedded model (weights generated on first start)',
+  );
   return ensureEmbeddedModel({
-    cacheDir: defaultCacheDir(env),
+    cacheDir,
     seed: config.seed,
     onProgress: (f) => hooks.onProgress?.('generating embedded model weights', f),
   });

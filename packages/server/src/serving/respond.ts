@@ -8,6 +8,11 @@ import type { Generation } from './generation.js';
 
 /** Non-streaming: a disconnect while the engine works aborts it (nobody will read the answer). */
 export function abortOnDisconnect(reply: FastifyReply, generation: Generation): void {
+  // The socket may already be gone (the client left while the prompt was being prepared).
+  if (reply.raw.destroyed) {
+    generation.abort();
+    return;
+  }
   reply.raw.on('close', () => {
     if (!reply.raw.writableFinished) generation.abort();
   });

@@ -2,6 +2,7 @@
 // engine with the embedded model (from the run's shared cache directory), the app on a loopback port.
 
 import type { AddressInfo } from 'node:net';
+import type { FastifyBaseLogger } from 'fastify';
 import { inject } from 'vitest';
 import { buildApp, type FlashserveApp } from '../../src/app.js';
 import { resolveServeConfig, type ServeConfig } from '../../src/config.js';
@@ -19,7 +20,7 @@ export function testEnv(): NodeJS.ProcessEnv {
 }
 
 /** `flags` are `flashserve serve` flags; host and port are always loopback and any free port. */
-export async function startRealServer(flags: string[] = []): Promise<RealServer> {
+export async function startRealServer(flags: string[] = [], logger?: FastifyBaseLogger): Promise<RealServer> {
   const config = resolveServeConfig(
     [...flags, '--host', '127.0.0.1', '--port', '0', '--log-level', 'silent'],
     testEnv(),
@@ -35,6 +36,7 @@ export async function startRealServer(flags: string[] = []): Promise<RealServer>
     maxLogprobs: config.maxLogprobs,
     apiKey: config.apiKey,
     bodyLimit: config.maxRequestBodySize,
+    ...(logger === undefined ? {} : { logger }),
   });
   await built.app.listen({ host: '127.0.0.1', port: 0 });
   const port = (built.app.server.address() as AddressInfo).port;

@@ -1,0 +1,245 @@
+// Starts and watches the worker ranks (1 .. N-1) of a tensor-parallel model as worker threads.
+//
+//   engine thread (rank 0) --spawns--> supervisor thread --spawns--> rank 1 .. rank N-1
+//
+// Why a supervisor: rank 0 spends each step blocked in Atomics.wait inside collectives, so its event
+// loop cannot see a worker's 'exit' or 'error' event until the step is over. The supervisor does
+// nothing but listen: when a rank throws or exits unexpectedly it raises the group's abort flag at
+// once, which wakes every rank blocked in a collective with FS_ERR_DISTRIBUTED_WORKER_FAILED. The
+// collective timeout remains the last resort (a rank stuck in an endless loop, a hung GPU).
+//
+// One module is the entry of every thread (the models package's worker file): it calls
+// runRankThreadEntry(), which becomes the supervisor or a rank according to its workerData.
+// Every thread is started with NCCL_NVLS_ENABLE=0 in its environment (NVLink multicast stays off).
+
+import { MessageChannel, type MessagePort, parentPort, Worker, workerData } from 'node:worker_threads';
+import type { ForwardBatch } from '../engine/model.js';
+import { distributedWorkerFailed } from '../errors.js';
+import { ShmAbortFlag, type ShmGroupInit } from './shm-group.js';
+import { type StepChannelInit, StepReceiver, StepSender } from './step-channel.js';
+
+/** The environment every rank thread gets on top of the parent's. */
+export const RANK_THREAD_ENV: Readonly<Record<string, string>> = { NCCL_NVLS_ENABLE: '0' };
+
+export interface RankThreadsOptions<P> {
+  /** The module every thread runs; it must call runRankThreadEntry(). */
+  readonly entry: URL;
+  readonly group: ShmGroupInit;
+  readonly channel: StepChannelInit;
+  /** What each rank builds (structured-cloned to every thread). */
+  readonly payload: P;
+  /** How long shutdown() waits for ranks to leave before terminating them (default 5 s). */
+  readonly shutdownGraceMs?: number;
+}
+
+interface SupervisorData<P> {
+  readonly role: 'flashserve-supervisor';
+  readonly entry: string;
+  readonly group: ShmGroupInit;
+  readonly channel: StepChannelInit;
+  readonly ports: readonly MessagePort[];
+  readonly payload: P;
+}
+
+interface RankData<P> {
+  readonly role: 'flashserve-rank';
+  readonly rank: number;
+  readonly group: ShmGroupInit;
+  readonly channel: StepChannelInit;
+  readonly port: MessagePort;
+  readonly payload: P;
+}
+
+type SupervisorMessage =
+  | { readonly type: 'ready'; readonly rank: number }
+  | { readonly type: 'failed'; readonly rank: number; readonly message: string }
+  | { readonly type: 'exit'; readonly rank: number; readonly code: number };
+
+function threadEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+  return { ...env, ...RANK_THREAD_ENV };
+}
+
+/** Rank 0's handle on ranks 1 .. N-1. */
+export class RankThreads {
+  readonly sender: StepSender;
+  /** Resolves once every worker rank has built its model; rejects with the first failure. */
+  readonly ready: Promise<void>;
+  readonly #supervisor: Worker;
+  readonly #abort: ShmAbortFlag;
+  readonly #graceMs: number;
+  readonly #exited: Promise<void>;
+  #shutDown = false;
+
+  constructor(options: RankThreadsOptions<unknown>) {
+    const N = options.group.worldSize;
+    // NOTE: NCCL reads its environment from the process (getenv), which worker threads share; the
+    // variable is set here, where workers are started, as well as in each thread's env.
+    process.env.NCCL_NVLS_ENABLE = RANK_THREAD_ENV.NCCL_NVLS_ENABLE;
+    this.#abort = new ShmAbortFlag(options.group);
+    this.#graceMs = options.shutdownGraceMs ?? 5000;
+    const mine: MessagePort[] = [];
+    const theirs: MessagePort[] = [];
+    for (let r = 1; r < N; r++) {
+      const ch = new MessageChannel();
+      mine.push(ch.port1);
+      theirs.push(ch.port2);
+    }
+    this.sender = new StepSender(options.channel, mine);
+    const data: SupervisorData<unknown> = {
+      role: 'flashserve-supervisor',
+      entry: options.entry.href,
+      group: options.group,
+      channel: options.channel,
+      ports: theirs,
+      payload: options.payload,
+    };
+    this.#supervisor = new Worker(options.entry, { workerData: data, transferList: theirs, env: threadEnv() });
+    // Ports are only ever read by receiveMessageOnPort on the worker side; ours must not keep the
+    // event loop alive.
+    for (const p of mine) p.unref();
+    this.#exited = new Promise((resolve) => this.#supervisor.once('exit', () => resolve()));
+    this.ready = new Promise<void>((resolve, reject) => {
+      let ready = 0;
+      const fail = (message: string) => {
+        this.#abort.raise(message, 'worker-failed');
+        reject(distributedWorkerFailed(message));
+      };
+      this.#supervisor.on('message', (m: SupervisorMessage) => {
+        if (m.type === 'ready' && ++ready === N - 1) resolve();
+        else if (m.type === 'failed') fail(`worker rank ${m.rank} failed: ${m.message}`);
+        else if (m.type === 'exit' && !this.#shutDown) fail(`worker rank ${m.rank} exited with code ${m.code}`);
+      });
+      this.#supervisor.on('error', (e) => fail(`the supervisor thread failed: ${e.message}`));
+      this.#supervisor.once('exit', (code) => {
+        if (!this.#shutDown) fail(`the supervisor thread exited with code ${code}`);
+      });
+    });
+    // A failure after start-up is reported through the abort flag, not through `ready`.
+    this.ready.catch(() => {});
+  }
+
+  /** Tells the ranks to stop, waits for them (terminating stragglers after the grace period). */
+  async shutdown(): Promise<void> {
+    if (this.#shutDown) return this.#exited;
+    this.#shutDown = true;
+    this.sender.send({ kind: 'shutdown' });
+    this.#supervisor.postMessage({ type: 'shutdown', graceMs: this.#graceMs });
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.#exited,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.#graceMs + 1000);
+      }),
+    ]);
+    clearTimeout(timer);
+    await this.#supervisor.terminate();
+  }
+}
+
+/** What a rank thread's main function receives. */
+export interface RankContext<P> {
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly group: ShmGroupInit;
+  readonly payload: P;
+  readonly receiver: StepReceiver;
+  readonly abort: ShmAbortFlag;
+  /** Tells rank 0 this rank has built its model and waits for steps. */
+  ready(): void;
+}
+
+export interface RankHandlers {
+  allocateKvCache(numBlocks: number, blockSize: number): void;
+  forward(batch: ForwardBatch): void;
+}
+
+/** A rank's step loop: runs rank 0's commands until shutdown, or until the group breaks. */
+export function serveSteps(ctx: RankContext<unknown>, handlers: RankHandlers): void {
+  for (;;) {
+    try {
+      const cmd = ctx.receiver.receive();
+      if (cmd.kind === 'shutdown') return;
+      if (cmd.kind === 'allocate') handlers.allocateKvCache(cmd.numBlocks, cmd.blockSize);
+      else handlers.forward(cmd.batch);
+    } catch (e) {
+      // Another rank's failure surfaces here as a collective error: not this rank's to report.
+      if (ctx.abort.raised) return;
+      throw e;
+    }
+  }
+}
+
+/**
+ * The body of the worker module: call it at the module's top level. On the main thread it does
+ * nothing; in the supervisor it supervises; in a rank it runs `rankMain` and reports its failure.
+ */
+export function runRankThreadEntry<P>(rankMain: (ctx: RankContext<P>) => void | Promise<void>): void {
+  const data = workerData as SupervisorData<P> | RankData<P> | undefined;
+  if (parentPort === null || data === undefined || typeof data !== 'object') return;
+  if (data.role === 'flashserve-supervisor') supervise(data);
+  else if (data.role === 'flashserve-rank') void runRank(data, rankMain);
+}
+
+async function runRank<P>(data: RankData<P>, rankMain: (ctx: RankContext<P>) => void | Promise<void>) {
+  const abort = new ShmAbortFlag(data.group);
+  const ctx: RankContext<P> = {
+    rank: data.rank,
+    worldSize: data.group.worldSize,
+    group: data.group,
+    payload: data.payload,
+    receiver: new StepReceiver(data.channel, data.port, abort),
+    abort,
+    ready: () => parentPort?.postMessage({ type: 'ready', rank: data.rank }),
+  };
+  try {
+    await rankMain(ctx);
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    abort.raise(`worker rank ${data.rank} failed: ${message}`, 'worker-failed');
+    parentPort?.postMessage({ type: 'failed', rank: data.rank, message });
+    process.exitCode = 1;
+  }
+  data.port.close();
+}
+
+function supervise<P>(data: SupervisorData<P>): void {
+  const abort = new ShmAbortFlag(data.group);
+  const workers: Worker[] = [];
+  let shuttingDown = false;
+  let alive = data.ports.length;
+  const post = (m: SupervisorMessage) => parentPort?.postMessage(m);
+  data.ports.forEach((port, i) => {
+    const rank = i + 1;
+    const rd: RankData<P> = {
+      role: 'flashserve-rank',
+      rank,
+      group: data.group,
+      channel: data.channel,
+      port,
+      payload: data.payload,
+    };
+    const w = new Worker(new URL(data.entry), { workerData: rd, transferList: [port], env: threadEnv() });
+    workers.push(w);
+    w.on('message', (m: SupervisorMessage) => post(m));
+    w.on('error', (e) => {
+      abort.raise(`worker rank ${rank} failed: ${e.message}`, 'worker-failed');
+      post({ type: 'failed', rank, message: e.message });
+    });
+    w.on('exit', (code) => {
+      if (!shuttingDown && !abort.raised) {
+        abort.raise(`worker rank ${rank} exited with code ${code}`, 'worker-failed');
+      }
+      post({ type: 'exit', rank, code });
+      if (--alive === 0) parentPort?.close();
+    });
+  });
+  parentPort?.on('message', (m: { type: string; graceMs?: number }) => {
+    if (m.type !== 'shutdown') return;
+    shuttingDown = true;
+    setTimeout(() => {
+      for (const w of workers) void w.terminate();
+    }, m.graceMs ?? 5000).unref();
+  });
+}

@@ -1,0 +1,308 @@
+// The decode benchmark of issue 8: a model with DeepSeek-V2-Lite's shapes and dummy weights on one
+// GPU. Decode tokens/s at batch 1, 8, 32, 128, 256 with 1k-token contexts (CUDA graphs, GPU greedy
+// sampling), prefill tokens/s, and each decode step beside its floor: bytes of the active weights
+// plus the KV cache read, over the copy bandwidth measured in the same run.
+//
+// Usage (GPU machine): node decode-bench.mjs [--batches 1,8,32] [--ctx 1024] [--steps 20]
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type {
+  AttentionBackend,
+  CommonAttentionMetadata,
+  DeepseekConfig,
+  ForwardBatch,
+} from '@flashserve/core';
+import { loadDeepseekConfig } from '@flashserve/core';
+import * as mla from '../../../mla-backend/src/index.js';
+import { createDeepseekModelFromWeights, deepseekWeightManifest } from '../../../models/src/index.js';
+import { CudaDevice, GpuDummyWeightSource } from '../../src/index.js';
+import { KvOnlyAttentionBackend } from './kv-only-attention.js';
+
+// DeepSeek-V2-Lite's config.json (deepseek-ai/DeepSeek-V2-Lite), the fields the model reads.
+const V2_LITE = {
+  architectures: ['DeepseekV2ForCausalLM'],
+  model_type: 'deepseek_v2',
+  vocab_size: 102400,
+  hidden_size: 2048,
+  intermediate_size: 10944,
+  moe_intermediate_size: 1408,
+  num_hidden_layers: 27,
+  num_attention_heads: 16,
+  num_key_value_heads: 16,
+  n_shared_experts: 2,
+  n_routed_experts: 64,
+  num_experts_per_tok: 6,
+  routed_scaling_factor: 1.0,
+  topk_method: 'greedy',
+  n_group: 1,
+  topk_group: 1,
+  norm_topk_prob: false,
+  scoring_func: 'softmax',
+  first_k_dense_replace: 1,
+  moe_layer_freq: 1,
+  kv_lora_rank: 512,
+  q_lora_rank: null,
+  qk_nope_head_dim: 128,
+  qk_rope_head_dim: 64,
+  v_head_dim: 128,
+  hidden_act: 'silu',
+  max_position_embeddings: 163840,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000,
+  rope_scaling: {
+    type: 'yarn',
+    factor: 40,
+    original_max_position_embeddings: 4096,
+    beta_fast: 32,
+    beta_slow: 1,
+    // biome-ignore lint/suspicious/noApproximativeNumericConstant: the checkpoint's own value
+    mscale: 0.707,
+    // biome-ignore lint/suspicious/noApproximativeNumericConstant: the checkpoint's own value
+    mscale_all_dim: 0.707,
+  },
+  attention_bias: false,
+  tie_word_embeddings: false,
+  bos_token_id: 100000,
+  eos_token_id: 100001,
+};
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? (process.argv[i + 1] ?? fallback) : fallback;
+}
+
+function gpuBackend(): AttentionBackend | undefined {
+  for (const [name, value] of Object.entries(mla as Record<string, unknown>)) {
+    if (typeof value !== 'function' || !/Backend$/.test(name) || /^[A-Z]/.test(name) || value.length !== 0)
+      continue;
+    const b = (value as () => unknown)();
+    if (
+      b &&
+      typeof b === 'object' &&
+      'impl' in b &&
+      (b as AttentionBackend).name === (process.env.BENCH_BACKEND ?? 'flashmla')
+    )
+      return b as AttentionBackend;
+  }
+  return undefined;
+}
+
+/** Decode batch: every request has `ctx` cached tokens and decodes token ctx+1. */
+function decodeBatch(B: number, ctx: number, blockSize: number, firstBlock: number): ForwardBatch {
+  const seq = ctx + 1;
+  const perReq = Math.ceil(seq / blockSize);
+  const blockTables = new Int32Array(B * perReq);
+  for (let r = 0; r < B; r++)
+    for (let i = 0; i < perReq; i++) blockTables[r * perReq + i] = firstBlock + r * perReq + i;
+  const positions = new Int32Array(B).fill(ctx);
+  const slotMapping = Int32Array.from(
+    { length: B },
+    (_, r) => blockTables[r * perReq + Math.floor(ctx / blockSize)]! * blockSize + (ctx % blockSize),
+  );
+  const attention: CommonAttentionMetadata = {
+    numReqs: B,
+    numTokens: B,
+    queryStartLoc: Int32Array.from({ length: B + 1 }, (_, i) => i),
+    seqLens: new Int32Array(B).fill(seq),
+    numComputedTokens: new Int32Array(B).fill(ctx),
+    positions,
+    slotMapping,
+    blockTables,
+    maxBlocksPerReq: perReq,
+    blockSize,
+    maxQueryLen: 1,
+    maxSeqLen: seq,
+  };
+  return {
+    tokenIds: Int32Array.from({ length: B }, (_, i) => (i * 7919 + 13) % 100000),
+    attention,
+    logitsIndices: Int32Array.from({ length: B }, (_, i) => i),
+  };
+}
+
+function prefillBatch(reqs: number, len: number, blockSize: number): ForwardBatch {
+  const perReq = Math.ceil(len / blockSize);
+  const T = reqs * len;
+  const blockTables = Int32Array.from({ length: reqs * perReq }, (_, i) => i + 1);
+  const positions = Int32Array.from({ length: T }, (_, i) => i % len);
+  const slotMapping = Int32Array.from({ length: T }, (_, i) => {
+    const r = Math.floor(i / len);
+    const p = i % len;
+    return blockTables[r * perReq + Math.floor(p / blockSize)]! * blockSize + (p % blockSize);
+  });
+  return {
+    tokenIds: Int32Array.from({ length: T }, (_, i) => (i * 31 + 7) % 100000),
+    attention: {
+      numReqs: reqs,
+      numTokens: T,
+      queryStartLoc: Int32Array.from({ length: reqs + 1 }, (_, i) => i * len),
+      seqLens: new Int32Array(reqs).fill(len),
+      numComputedTokens: new Int32Array(reqs),
+      positions,
+      slotMapping,
+      blockTables,
+      maxBlocksPerReq: perReq,
+      blockSize,
+      maxQueryLen: len,
+      maxSeqLen: len,
+    },
+    logitsIndices: Int32Array.from({ length: reqs }, (_, i) => (i + 1) * len - 1),
+  };
+}
+
+/** Bytes a decode step must read at least: active weights + the KV cache. */
+function floorBytes(c: DeepseekConfig, B: number, ctx: number): { weights: number; kv: number } {
+  const H = c.hiddenSize;
+  const moe = c.moe!;
+  const heads = c.numAttentionHeads;
+  const attn =
+    heads * (c.qkNopeHeadDim + c.qkRopeHeadDim) * H +
+    (c.kvLoraRank + c.qkRopeHeadDim) * H +
+    heads * (c.qkNopeHeadDim + c.vHeadDim) * c.kvLoraRank +
+    H * heads * c.vHeadDim;
+  const expert = 3 * H * moe.moeIntermediateSize;
+  const E = moe.nRoutedExperts;
+  const k = moe.numExpertsPerTok;
+  const activeExperts = E * (1 - (1 - k / E) ** B); // expected distinct experts under uniform routing
+  const moeLayers = c.numHiddenLayers - moe.firstKDenseReplace;
+  const params =
+    c.numHiddenLayers * attn +
+    moe.firstKDenseReplace * 3 * H * c.intermediateSize +
+    moeLayers * (moe.nSharedExperts * expert + E * H + activeExperts * expert) +
+    c.vocabSize * H +
+    B * H;
+  return { weights: params * 2, kv: B * ctx * (c.kvLoraRank + c.qkRopeHeadDim) * 2 * c.numHiddenLayers };
+}
+
+function main(): void {
+  const batches = arg('batches', '1,8,32,128,256').split(',').map(Number);
+  const ctx = Number(arg('ctx', '1024'));
+  const steps = Number(arg('steps', '20'));
+  const blockSize = 64;
+  const dir = mkdtempSync(join(tmpdir(), 'v2lite-'));
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(V2_LITE));
+  const config = loadDeepseekConfig(dir);
+  const device = new CudaDevice({ dummyEmptyUploadsSeed: 7 });
+  const backend = gpuBackend() ?? new KvOnlyAttentionBackend();
+  const bw = device.measureCopyBandwidth();
+  console.log(
+    `device ${device.info.name}; copy bandwidth ${bw.toFixed(0)} GB/s; attention backend: ${backend.name}`,
+  );
+
+  let t0 = performance.now();
+  const model = createDeepseekModelFromWeights(
+    config,
+    new GpuDummyWeightSource(deepseekWeightManifest(config)),
+    {
+      device,
+      backend,
+      maxModelLen: 8192,
+    },
+  );
+  device.synchronize();
+  const mem = device.memStats();
+  console.log(
+    `built dummy V2-Lite in ${((performance.now() - t0) / 1000).toFixed(1)} s, ${(mem.inUse / 2 ** 30).toFixed(1)} GiB on the GPU`,
+  );
+  const maxB = Math.max(...batches);
+  const perReq = Math.ceil((ctx + 1) / blockSize);
+  model.allocateKvCache(maxB * perReq + 64, blockSize);
+
+  // Prefill: 4 requests x 1024 tokens in one step (eager).
+  const pre = prefillBatch(4, 1024, blockSize);
+  device.toHost(model.forward(pre));
+  t0 = performance.now();
+  const preIters = 3;
+  for (let i = 0; i < preIters; i++) device.release(model.forward(pre));
+  device.synchronize();
+  const preS = (performance.now() - t0) / 1000 / preIters;
+  console.log(
+    `prefill 4 x 1024 tokens: ${(preS * 1000).toFixed(1)} ms/step, ${(4096 / preS).toFixed(0)} tokens/s`,
+  );
+
+  const greedy = (rows: number) => ({
+    temperature: new Float32Array(rows),
+    topK: new Int32Array(rows),
+    topP: new Float32Array(rows).fill(1),
+    minP: new Float32Array(rows),
+    uniform: new Float32Array(rows),
+  });
+  const results: Record<string, number | string>[] = [];
+  for (const B of batches) {
+    const batch = decodeBatch(B, ctx, blockSize, 1);
+    const params = greedy(B);
+    // Eager step (forward + GPU sampling), after one warm-up.
+    device.sample(model.forward(batch), params);
+    t0 = performance.now();
+    for (let i = 0; i < 3; i++) device.sample(model.forward(batch), params);
+    const eagerMs = (performance.now() - t0) / 3;
+    // Graph: warm-up, capture, then timed replays.
+    const key = `decode-${B}`;
+    for (let i = 0; i < 3; i++)
+      device.sample(
+        device.graph(key, () => model.forward(batch)),
+        params,
+      );
+    t0 = performance.now();
+    for (let i = 0; i < steps; i++)
+      device.sample(
+        device.graph(key, () => model.forward(batch)),
+        params,
+      );
+    const graphMs = (performance.now() - t0) / steps;
+    // The forward alone, replays queued back to back (no sampling, no host round trip per step).
+    t0 = performance.now();
+    for (let i = 0; i < steps; i++) device.graph(key, () => model.forward(batch));
+    device.synchronize();
+    const fwdMs = (performance.now() - t0) / steps;
+    if (B === 1 || B === 32) {
+      // Per-op host timing of one eager forward (each launch synchronised: includes ~10 us of sync
+      // overhead per launch, so it ranks ops rather than measuring the graph's time).
+      device.startProfile();
+      device.release(model.forward(batch));
+      const prof = device.stopProfile();
+      const total = prof.reduce((a, p) => a + p[1], 0);
+      console.log(
+        `profile B=${B}: ${prof.reduce((a, p) => a + p[2], 0)} launches, ${total.toFixed(2)} ms with syncs`,
+      );
+      for (const [name, ms, calls] of prof.slice(0, 14))
+        console.log(
+          `  ${name.padEnd(48)} ${ms.toFixed(3).padStart(8)} ms ${String(calls).padStart(5)} calls`,
+        );
+    }
+    const fb = floorBytes(config, B, ctx);
+    const floorMs = ((fb.weights + fb.kv) / (bw * 1e9)) * 1000;
+    const row = {
+      batch: B,
+      ctx,
+      eager_step_ms: +eagerMs.toFixed(2),
+      graph_step_ms: +graphMs.toFixed(2),
+      graph_fwd_ms: +fwdMs.toFixed(2),
+      tok_s: +((B / graphMs) * 1000).toFixed(0),
+      floor_ms: +floorMs.toFixed(2),
+      x_floor: +(graphMs / floorMs).toFixed(2),
+      weights_gb: +(fb.weights / 1e9).toFixed(2),
+      kv_gb: +(fb.kv / 1e9).toFixed(2),
+    };
+    results.push(row);
+    console.log(JSON.stringify(row));
+  }
+  if (process.env.OUT)
+    writeFileSync(
+      join(process.env.OUT, 'bench.json'),
+      JSON.stringify({ backend: backend.name, bw, results }, null, 1),
+    );
+  console.log(
+    `\nattention: ${backend.name}; copy ${bw.toFixed(0)} GB/s; prefill ${(4096 / preS).toFixed(0)} tok/s`,
+  );
+  console.log('step = forward + GPU greedy sampling + ids to host; fwd = graph replays alone');
+  console.log('batch  eager ms  graph ms    fwd ms     tok/s  floor ms  x floor');
+  for (const r of results) {
+    console.log(
+      `${String(r.batch).padStart(5)} ${String(r.eager_step_ms).padStart(9)} ${String(r.graph_step_ms).padStart(9)} ${String(r.graph_fwd_ms).padStart(9)} ${String(r.tok_s).padStart(9)} ${String(r.floor_ms).padStart(9)} ${String(r.x_floor).padStart(8)}`,
+    );
+  }
+}
+
+main();

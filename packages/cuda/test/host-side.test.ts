@@ -1,0 +1,59 @@
+// What can be tested without a GPU: storage reference counting, the dummy weight source, and that
+// constructing the device without CUDA fails with the unavailability reason.
+import { describe, expect, it } from 'vitest';
+import { CudaDevice, cudaAvailability, GpuDummyWeightSource } from '../src/index.js';
+import { CudaTensor, numelOf, Storage } from '../src/tensor.js';
+
+describe('CudaTensor storage', () => {
+  it('frees a block once, when the last tensor over it is released', () => {
+    const freed: bigint[] = [];
+    const s = new Storage(0x1000n, 64, (p) => freed.push(p));
+    const t = new CudaTensor([4, 4], 'f32', s.ptr, s);
+    const v = t.view([16]);
+    expect(v.ptr).toBe(0x1000n);
+    expect(v.bytes).toBe(64);
+    t.release();
+    expect(freed).toEqual([]);
+    v.release();
+    v.release();
+    expect(freed).toEqual([0x1000n]);
+    expect(t.released && v.released).toBe(true);
+  });
+
+  it('treats borrowed tensors (graph replays) as owning nothing', () => {
+    const t = new CudaTensor([2], 'bf16', 0x2000n, undefined);
+    expect(t.bytes).toBe(4);
+    t.release();
+    expect(t.released).toBe(true);
+  });
+
+  it('rejects invalid shapes', () => {
+    expect(() => numelOf([2, -1])).toThrow('invalid tensor shape');
+    expect(numelOf([])).toBe(1);
+  });
+});
+
+describe('GpuDummyWeightSource', () => {
+  const src = new GpuDummyWeightSource(
+    new Map([
+      ['a.weight', [4, 8]],
+      ['a_layernorm.weight', [8]],
+      ['gate.e_score_correction_bias', [4]],
+    ]),
+  );
+
+  it('returns empty data for matrices (filled on the GPU) and real norms and biases', () => {
+    expect(src.read('a.weight').data.length).toBe(0);
+    expect(src.read('a.weight').shape).toEqual([4, 8]);
+    expect([...src.read('a_layernorm.weight').data]).toEqual(new Array(8).fill(1));
+    expect(src.read('gate.e_score_correction_bias').data.length).toBe(4);
+    expect(src.names()).toHaveLength(3);
+    expect(() => src.read('missing')).toThrow('no tensor named missing');
+  });
+});
+
+describe.runIf(!cudaAvailability().available)('CudaDevice without CUDA', () => {
+  it('fails to construct with the reason CUDA is unavailable', () => {
+    expect(() => new CudaDevice()).toThrow('@flashserve/cuda is unavailable');
+  });
+});
