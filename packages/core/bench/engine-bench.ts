@@ -10,8 +10,6 @@ import type { ForwardBatch, Model } from '../src/engine/model.js';
 import { defaultSamplingParams } from '../src/engine/protocol.js';
 import type { Tokenizer } from '../src/engine/tokenizer.js';
 import { loadHfTokenizer } from '../src/loader/hf-tokenizer.js';
-import { HostSampler } from '../src/sampling/host-sampler.js';
-import type { Sampler } from '../src/sampling/sampler.js';
 import { ByteTokenizer } from '../test/support/byte-tokenizer.js';
 
 class NullTensor implements Tensor {
@@ -53,25 +51,11 @@ class NullModel implements Model {
   }
 }
 
-/** The host sampler, timed, so the report can split sampling from the rest of the engine. */
-class TimedSampler implements Sampler {
-  readonly #inner = new HostSampler();
-  lastUs = 0;
-  sample(...args: Parameters<Sampler['sample']>): ReturnType<Sampler['sample']> {
-    const t = performance.now();
-    const out = this.#inner.sample(...args);
-    this.lastUs = (performance.now() - t) * 1000;
-    return out;
-  }
-}
-
 async function run(label: string, vocabSize: number, tokenizer: Tokenizer | undefined, stop: string[]) {
   const numReqs = 256;
   const promptLen = 128;
   const measureSteps = 400;
-  const sampler = new TimedSampler();
   const engine = new Engine({
-    sampler,
     model: new NullModel(vocabSize, numReqs),
     ...(tokenizer ? { tokenizer } : {}),
     blockSize: 64,
@@ -108,7 +92,7 @@ async function run(label: string, vocabSize: number, tokenizer: Tokenizer | unde
       }
       if (steps > 50 && s.numDecodeTokens === numReqs) {
         engineUs.push((s.stepMs - s.modelMs) * 1000);
-        samplingUs.push(sampler.lastUs);
+        samplingUs.push(s.samplingMs * 1000);
       }
       if (engineUs.length === measureSteps) {
         cpu = process.cpuUsage(cpu0);

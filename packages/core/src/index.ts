@@ -38,6 +38,32 @@ export type {
   RopeTable,
   Tensor,
 } from './device/device.js';
+export { CpuProcessGroup } from './distributed/cpu-process-group.js';
+export type { ProcessGroup, ProcessGroupBackend } from './distributed/process-group.js';
+export {
+  RANK_THREAD_ENV,
+  type RankContext,
+  type RankHandlers,
+  RankThreads,
+  type RankThreadsOptions,
+  runRankThreadEntry,
+  serveSteps,
+} from './distributed/rank-threads.js';
+export {
+  type AbortKind,
+  createShmGroupInit,
+  SharedMemoryGroup,
+  ShmAbortFlag,
+  type ShmGroupInit,
+  type ShmGroupOptions,
+} from './distributed/shm-group.js';
+export {
+  createStepChannelInit,
+  type StepChannelInit,
+  type StepCommand,
+  StepReceiver,
+  StepSender,
+} from './distributed/step-channel.js';
 export { IncrementalDetokenizer } from './engine/detokenizer.js';
 export { Engine } from './engine/engine.js';
 export type { ForwardBatch, Model, ModelInfo } from './engine/model.js';
@@ -63,6 +89,11 @@ export {
   chatTemplateMissing,
   defineError,
   defineParamError,
+  distributedConfigInvalid,
+  distributedGroupBroken,
+  distributedTimeout,
+  distributedUnavailable,
+  distributedWorkerFailed,
   ERROR_CODES,
   type ErrorSpec,
   engineConfigInvalid,
@@ -117,36 +148,3 @@ export type { SchedulerApi, SchedulerConfig } from './scheduler/interface.js';
 export type { SchedulerOutput } from './scheduler/output.js';
 export { Scheduler } from './scheduler/scheduler.js';
 export { Sequence, type SequenceStatus } from './scheduler/sequence.js';
-export type { ProcessGroup, ProcessGroupBackend } from './distributed/process-group.js';
-export {
-  type AbortKind,
-  createShmGroupInit,
-  SharedMemoryGroup,
-  ShmAbortFlag,
-  type ShmGroupInit,
-  type ShmGroupOptions,
-} from './distributed/shm-group.js';
-export { CpuProcessGroup } from './distributed/cpu-process-group.js';
-export {
-  createStepChannelInit,
-  type StepChannelInit,
-  type StepCommand,
-  StepReceiver,
-  StepSender,
-} from './distributed/step-channel.js';
-export {
-  RANK_THREAD_ENV,
-  type RankContext,
-  type RankHandlers,
-  RankThreads,
-  type RankThreadsOptions,
-  runRankThreadEntry,
-  serveSteps,
-} from './distributed/rank-threads.js';
-export {
-  distributedConfigInvalid,
-  distributedGroupBroken,
-  distributedTimeout,
-  distributedUnavailable,
-  distributedWorkerFailed,
-} from './errors.js';

@@ -23,7 +23,7 @@ function codeOf(fn: () => unknown): string | undefined {
 
 describe('abort', () => {
   test('mid-prefill frees every block', async () => {
-    const { engine } = makeEngine({ maxNumBatchedTokens: 8 });
+    const { engine } = makeEngine({ maxNumBatchedTokens: 8, maxNumSeqs: 4 });
     const h = engine.addRequest({ promptTokenIds: prompt(1, 60), params: params() });
     let steps = 0;
     let usedBeforeAbort = 0;
@@ -70,7 +70,7 @@ describe('abort', () => {
   });
 
   test('an n-choice request aborted before its choices fork reports every choice aborted', async () => {
-    const { engine } = makeEngine({ maxNumBatchedTokens: 4 });
+    const { engine } = makeEngine({ maxNumBatchedTokens: 4, maxNumSeqs: 4 });
     const h = engine.addRequest({ promptTokenIds: prompt(1, 30), params: params({ n: 3 }) });
     engine.events.once('step', () => h.abort());
     const final = await h.done();
@@ -254,6 +254,7 @@ describe('engine options', () => {
     ['neither numBlocks nor kvCacheMemoryBytes', { numBlocks: undefined }, /exactly one/],
     ['both', { kvCacheMemoryBytes: 1000 }, /exactly one/],
     ['block size 0', { blockSize: 0 }, /blockSize/],
+    ['a token budget below maxNumSeqs', { maxNumBatchedTokens: 8, maxNumSeqs: 16 }, /at least maxNumSeqs/],
     ['maxModelLen past the model', { maxModelLen: 100_000 }, /maxPositionEmbeddings/],
     ['a budget below two blocks', { numBlocks: undefined, kvCacheMemoryBytes: 40 }, /at least 2/],
   ])('%s is FS_ERR_ENGINE_CONFIG_INVALID', (_name, opts, message) => {

@@ -179,7 +179,12 @@ test('without a tokenizer outputs carry token ids only', async () => {
 
 test('maxLogprobs raises the logprobs limit', async () => {
   const { engine } = makeEngine({ maxLogprobs: 50 });
-  const { final } = await collect(engine, { promptTokenIds: [1, 2], params: params({ logprobs: 40, maxTokens: 1 }) });
+  const { final } = await collect(engine, {
+    promptTokenIds: [1, 2],
+    params: params({ logprobs: 40, maxTokens: 1 }),
+  });
   expect(final.outputs[0]!.logprobs?.[0]?.topLogprobs).toHaveLength(40);
-  expect(() => engine.addRequest({ promptTokenIds: [1], params: params({ logprobs: 51 }) })).toThrow(/logprobs/);
+  expect(() => engine.addRequest({ promptTokenIds: [1], params: params({ logprobs: 51 }) })).toThrow(
+    /logprobs/,
+  );
 });

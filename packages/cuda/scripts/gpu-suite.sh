@@ -40,6 +40,22 @@ else
   exit 1
 fi
 
+# The MLA kernels' addon (@flashserve/mla-backend), when its package has one: the Node checks and the
+# benchmark use its backends (flashmla, cuda-mla) through core's registry.
+MLA_BUILD=/tmp/flashserve-mla-build
+if [ -f packages/mla-backend/CMakeLists.txt ]; then
+  t0=$(date +%s)
+  if cmake -S packages/mla-backend -B "$MLA_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      "-DNODE_API_INCLUDE_DIRS=$ROOT/.device/napi/node-api-headers;$ROOT/.device/napi/node-addon-api" \
+      > "$OUT/mla-build.log" 2>&1 && cmake --build "$MLA_BUILD" -j "$(nproc)" >> "$OUT/mla-build.log" 2>&1; then
+    export FLASHSERVE_MLA_ADDON="$MLA_BUILD/Release/flashserve_mla.node"
+    step "mla-backend build" "ok ($(( $(date +%s) - t0 )) s)"
+  else
+    grep -E "error" "$OUT/mla-build.log" | head -10
+    step "mla-backend build" "FAILED (see mla-build.log; checks run without its backends)"
+  fi
+fi
+
 "$BUILD/flashserve_cuda_optest" --bench > "$OUT/optest.log" 2>&1
 rc=$?
 cat "$OUT/optest.log"
@@ -55,6 +71,14 @@ if [ $RUN_NODE -eq 1 ] && [ -f .device/node.xz ] && [ -f .device/gpu-check.mjs ]
   if [ $RUN_BENCH -eq 1 ] && [ -f .device/decode-bench.mjs ]; then
     /tmp/node .device/decode-bench.mjs > "$OUT/bench.log" 2>&1
     rc=$?
+    if [ $rc -ne 0 ] && [ "${BENCH_BACKEND:-}" != none ]; then
+      # A failing GPU attention backend must not hide the rest of the figures: again without it.
+      tail -n 20 "$OUT/bench.log"
+      mv "$OUT/bench.log" "$OUT/bench-failed.log"
+      BENCH_BACKEND=none /tmp/node .device/decode-bench.mjs > "$OUT/bench.log" 2>&1
+      rc=$?
+      step "decode benchmark" "attention backend FAILED (bench-failed.log); rerun without attention"
+    fi
     tail -n 40 "$OUT/bench.log"
     step "decode benchmark" "$([ $rc -eq 0 ] && echo ok || echo "FAILED rc=$rc")"
   fi

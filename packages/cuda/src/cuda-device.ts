@@ -93,6 +93,7 @@ export class CudaDevice implements Device {
   readonly #free: (ptr: bigint) => void;
   readonly #dummySeed: number | undefined;
   #dummyCount = 0;
+  #bytesUploaded = 0;
   #mode: GraphMode = 'eager';
   #graphs = new Map<string, GraphRecord>();
   #current: GraphRecord | undefined;
@@ -215,7 +216,13 @@ export class CudaDevice implements Device {
     this.#checkHost(data, n, dtype, 'upload');
     const out = this.#alloc(shape, target);
     this.#addon.upload(out.ptr, data, native(dtype), native(target), n);
+    this.#bytesUploaded += out.bytes;
     return out;
+  }
+
+  /** Bytes uploaded so far (weights included): for a loading progress bar. */
+  get bytesUploaded(): number {
+    return this.#bytesUploaded;
   }
 
   /** Like upload, but keeps f32 on the device (router biases, sampling parameters). */

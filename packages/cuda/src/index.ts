@@ -6,5 +6,15 @@ export {
   type GpuSamplingResult,
 } from './cuda-device.js';
 export { GpuDummyWeightSource } from './dummy-weights.js';
+export { graphBatchFor, graphBatchSizes, isCudaContextLost } from './graph-ladder.js';
 export type { NativeMemStats } from './native.js';
+export {
+  NCCL_DTYPE,
+  type NcclAvailability,
+  NcclProcessGroup,
+  type NcclProcessGroupOptions,
+  ncclAvailability,
+  ncclLibraryCandidates,
+  ncclUniqueId,
+} from './nccl.js';
 export { type CudaDType, CudaTensor } from './tensor.js';

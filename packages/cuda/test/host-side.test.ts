@@ -1,7 +1,14 @@
 // What can be tested without a GPU: storage reference counting, the dummy weight source, and that
 // constructing the device without CUDA fails with the unavailability reason.
 import { describe, expect, it } from 'vitest';
-import { CudaDevice, cudaAvailability, GpuDummyWeightSource } from '../src/index.js';
+import {
+  CudaDevice,
+  cudaAvailability,
+  GpuDummyWeightSource,
+  graphBatchFor,
+  graphBatchSizes,
+  isCudaContextLost,
+} from '../src/index.js';
 import { CudaTensor, numelOf, Storage } from '../src/tensor.js';
 
 describe('CudaTensor storage', () => {
@@ -55,5 +62,26 @@ describe('GpuDummyWeightSource', () => {
 describe.runIf(!cudaAvailability().available)('CudaDevice without CUDA', () => {
   it('fails to construct with the reason CUDA is unavailable', () => {
     expect(() => new CudaDevice()).toThrow('@flashserve/cuda is unavailable');
+  });
+});
+
+describe('decode graph ladder', () => {
+  it('is dense at small sizes and covers the maximum', () => {
+    expect(graphBatchSizes(40)).toEqual([1, 2, 3, 4, 8, 16, 24, 32, 40]);
+    expect(graphBatchSizes(256).at(-1)).toBe(256);
+    expect(graphBatchSizes(100)).toEqual([1, 2, 3, 4, 8, 16, 24, 32, 40, 48, 56, 64, 96, 100]);
+  });
+
+  it('pads a batch to the next size, or says it does not fit', () => {
+    const ladder = graphBatchSizes(64);
+    expect(graphBatchFor(5, ladder)).toBe(8);
+    expect(graphBatchFor(64, ladder)).toBe(64);
+    expect(graphBatchFor(65, ladder)).toBeUndefined();
+  });
+
+  it('recognises lost-context CUDA errors', () => {
+    expect(isCudaContextLost(Object.assign(new Error('x'), { cudaError: 700 }))).toBe(true);
+    expect(isCudaContextLost(Object.assign(new Error('x'), { cudaError: 2 }))).toBe(false);
+    expect(isCudaContextLost(new Error('plain'))).toBe(false);
   });
 });

@@ -82,7 +82,8 @@ struct DecodeParams {
 
   cudaStream_t stream;
   // Experiment switches for the benchmark's A/B runs; 0, the tuned default, everywhere else.
-  // Bit 1: launch the combine plainly (no programmatic dependent launch).
+  // Bit 0: never the seesaw schedule (sm90). Bit 1: launch the combine plainly (no programmatic
+  // dependent launch). Bit 2: always the seesaw schedule.
   int tuning;
 };
 

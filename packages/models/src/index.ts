@@ -6,6 +6,7 @@ export {
   softmaxScale,
   yarnMscale,
 } from './deepseek/config.js';
+export type { DeepseekTensorParallelHooks } from './deepseek/model.js';
 export {
   createDeepseekModelFromWeights,
   DeepseekModel,
@@ -14,8 +15,6 @@ export {
 } from './deepseek/model.js';
 export { TINY_DEEPSEEK_V3_CONFIG, tinyDeepseekConfig } from './deepseek/presets.js';
 export { buildRopeTable, ropeFrequencies } from './deepseek/rope.js';
-export { DummyWeightSource, deepseekWeightManifest, WeightReader } from './deepseek/weights.js';
-export type { DeepseekTensorParallelHooks } from './deepseek/model.js';
 export {
   ShardedWeightSource,
   shardConfig,
@@ -33,3 +32,4 @@ export {
   type TensorParallelWeights,
   tensorParallelRankHandlers,
 } from './deepseek/tensor-parallel-model.js';
+export { DummyWeightSource, deepseekWeightManifest, WeightReader } from './deepseek/weights.js';

@@ -9,6 +9,7 @@ import { nowSeconds, type ServerContext } from './context.js';
 import type { ServingEngine } from './engine-port.js';
 import { serverDraining } from './errors.js';
 import { registerAuth } from './plugins/auth.js';
+import { clientErrorHandler, frameworkErrors } from './plugins/client-errors.js';
 import { registerErrorHandler } from './plugins/error-handler.js';
 import { ServerMetrics } from './plugins/metrics.js';
 import { registerChatCompletions } from './routes/chat-completions.js';
@@ -51,6 +52,8 @@ export function buildApp(opts: AppOptions): FlashserveApp {
     bodyLimit: opts.bodyLimit,
     // Answer 503 to requests that arrive on kept-alive connections while closing.
     return503OnClosing: true,
+    frameworkErrors,
+    clientErrorHandler,
     ajv: {
       customOptions: {
         // Wrong types are errors, never silently converted; bodies are never rewritten.

@@ -67,6 +67,30 @@ export const requestNoTokenizer = registered(
     (what: string) => `${what} needs a tokenizer, and the server runs with --skip-tokenizer-init`,
   ),
 );
+export const requestMalformedHttp = registered(
+  defineError(
+    'FS_ERR_REQUEST_MALFORMED_HTTP',
+    'invalid_request_error',
+    400,
+    (detail: string) => `malformed HTTP request: ${detail}`,
+  ),
+);
+export const requestHeadersTooLarge = registered(
+  defineError(
+    'FS_ERR_REQUEST_HEADERS_TOO_LARGE',
+    'invalid_request_error',
+    431,
+    () => 'the request headers are larger than the server accepts',
+  ),
+);
+export const requestTimeout = registered(
+  defineError(
+    'FS_ERR_REQUEST_TIMEOUT',
+    'invalid_request_error',
+    408,
+    () => 'the request was not received in time',
+  ),
+);
 
 // --- authentication ----------------------------------------------------------------------------
 export const authInvalidKey = registered(

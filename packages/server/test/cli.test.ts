@@ -129,7 +129,12 @@ describe('startup errors: one line, exit 1', () => {
   test('an unknown attention backend lists the available ones', async () => {
     const out = await run(['serve', '--attention-backend', 'warp', '--log-level', 'silent'], testEnv());
     expect(out.result).toEqual({ exitCode: 1 });
-    expect(out.firstLine).toContain('unknown attention backend "warp"; available: reference-mla');
+    expect(out.firstLine).toMatch(/unknown attention backend "warp"; available: .*reference-mla/);
+  });
+  test('a backend that cannot run here says why, without falling back', async () => {
+    const out = await run(['serve', '--attention-backend', 'flashmla', '--log-level', 'silent'], testEnv());
+    expect(out.result).toEqual({ exitCode: 1 });
+    expect(out.stderr).toMatch(/no attention backend can run this configuration:\n\s+flashmla: .+/);
   });
   test('--model that is not a directory', async () => {
     const out = await run(['serve', '--model', '/nonexistent/model', '--log-level', 'silent'], testEnv());

@@ -1,6 +1,7 @@
 // Every error case the server answers, with its status and OpenAI's error shape, through the official
 // client where it can send the request and plain fetch where it cannot (bad JSON, wrong types).
 
+import { connect } from 'node:net';
 import OpenAI, { BadRequestError, NotFoundError } from 'openai';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { OpenAiErrorBody } from '../src/openai/types.js';
@@ -141,6 +142,24 @@ describe('other statuses', () => {
   test('413 for a body over --max-request-body-size', async () => {
     const res = await postJson(completions(), { prompt: 'x'.repeat(70 * 1024) });
     await expectError(res, 413, { code: 'FS_ERR_REQUEST_TOO_LARGE' });
+  });
+  test('400 for a URL that cannot be decoded, and for bytes that are not HTTP', async () => {
+    await expectError(await fetch(`${server.baseUrl}/v1/models/%ZZ`), 400, {
+      code: 'FS_ERR_REQUEST_MALFORMED_HTTP',
+    });
+    const raw = await new Promise<string>((resolve) => {
+      const socket = connect(Number(new URL(server.baseUrl).port), '127.0.0.1', () =>
+        socket.write('HELLO\r\n\r\n'),
+      );
+      let text = '';
+      socket.on('data', (d) => {
+        text += d.toString('utf8');
+      });
+      socket.on('close', () => resolve(text));
+    });
+    expect(raw.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+    const body = JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)) as OpenAiErrorBody;
+    expect(body.error.code).toBe('FS_ERR_REQUEST_MALFORMED_HTTP');
   });
   test('415 for a body that is not JSON', async () => {
     const res = await fetch(completions(), {

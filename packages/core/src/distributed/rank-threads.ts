@@ -95,7 +95,11 @@ export class RankThreads {
       ports: theirs,
       payload: options.payload,
     };
-    this.#supervisor = new Worker(options.entry, { workerData: data, transferList: theirs, env: threadEnv() });
+    this.#supervisor = new Worker(options.entry, {
+      workerData: data,
+      transferList: theirs,
+      env: threadEnv(),
+    });
     // Ports are only ever read by receiveMessageOnPort on the worker side; ours must not keep the
     // event loop alive.
     for (const p of mine) p.unref();
@@ -109,7 +113,8 @@ export class RankThreads {
       this.#supervisor.on('message', (m: SupervisorMessage) => {
         if (m.type === 'ready' && ++ready === N - 1) resolve();
         else if (m.type === 'failed') fail(`worker rank ${m.rank} failed: ${m.message}`);
-        else if (m.type === 'exit' && !this.#shutDown) fail(`worker rank ${m.rank} exited with code ${m.code}`);
+        else if (m.type === 'exit' && !this.#shutDown)
+          fail(`worker rank ${m.rank} exited with code ${m.code}`);
       });
       this.#supervisor.on('error', (e) => fail(`the supervisor thread failed: ${e.message}`));
       this.#supervisor.once('exit', (code) => {
@@ -120,17 +125,19 @@ export class RankThreads {
     this.ready.catch(() => {});
   }
 
-  /** Tells the ranks to stop, waits for them (terminating stragglers after the grace period). */
+  /** Tells the ranks to stop, waits for them (terminating stragglers after the grace period; at once
+   * when the group is broken, since a rank stuck in a loop would never read the shutdown). */
   async shutdown(): Promise<void> {
     if (this.#shutDown) return this.#exited;
     this.#shutDown = true;
+    const graceMs = this.#abort.raised ? 0 : this.#graceMs;
     this.sender.send({ kind: 'shutdown' });
-    this.#supervisor.postMessage({ type: 'shutdown', graceMs: this.#graceMs });
+    this.#supervisor.postMessage({ type: 'shutdown', graceMs });
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       this.#exited,
       new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, this.#graceMs + 1000);
+        timer = setTimeout(resolve, graceMs + 1000);
       }),
     ]);
     clearTimeout(timer);

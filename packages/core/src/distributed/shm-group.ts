@@ -271,7 +271,8 @@ export class SharedMemoryGroup {
       const left = deadline - performance.now();
       if (left <= 0) {
         const missing: number[] = [];
-        for (let r = 0; r < this.worldSize; r++) if (Atomics.load(ctl, ARRIVED + r) !== gen + 1) missing.push(r);
+        for (let r = 0; r < this.worldSize; r++)
+          if (Atomics.load(ctl, ARRIVED + r) !== gen + 1) missing.push(r);
         const detail = `${op} on rank ${this.rank} waited ${this.timeoutMs} ms; rank(s) ${missing.join(', ')} never arrived`;
         this.abort(detail, 'timeout');
         throw distributedTimeout(detail);

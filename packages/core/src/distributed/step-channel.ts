@@ -171,7 +171,10 @@ export class StepReceiver {
     const L = ctl[H_LOGITS]!;
     let at = 0;
     // slice() copies out of shared memory: rank 0 reuses the buffer for the next step.
-    const take = (n: number) => this.#data.slice(at, (at += n));
+    const take = (n: number) => {
+      at += n;
+      return this.#data.slice(at - n, at);
+    };
     const tokenIds = take(T);
     const positions = take(T);
     const slotMapping = take(T);

@@ -30,8 +30,6 @@ export class Choice extends Sequence implements SamplingRow {
   // This step's additions, cleared once emitted.
   newTokenIds: number[] = [];
   newLogprobs: TokenLogprob[] | undefined;
-  /** Set when the choice advanced or finished this step (it must be reported). */
-  dirty = false;
 
   constructor(
     request: RequestState,

@@ -28,6 +28,13 @@ function checkOptions(o: EngineOptions): void {
   positive(o.maxNumSeqs, 'maxNumSeqs');
   positive(o.maxNumBatchedTokens, 'maxNumBatchedTokens');
   positive(o.maxModelLen, 'maxModelLen');
+  // Every running sequence needs at least one token of budget per step, or the ones at the back of
+  // the running list would never be scheduled.
+  if (o.maxNumBatchedTokens < o.maxNumSeqs) {
+    throw engineConfigInvalid(
+      `maxNumBatchedTokens (${o.maxNumBatchedTokens}) must be at least maxNumSeqs (${o.maxNumSeqs})`,
+    );
+  }
   if ((o.numBlocks === undefined) === (o.kvCacheMemoryBytes === undefined)) {
     throw engineConfigInvalid('give exactly one of numBlocks and kvCacheMemoryBytes');
   }

@@ -1,8 +1,8 @@
 // The engine loop: continuous batching over a Model.
 //
 // One step: abort what was asked to stop -> schedule (token budget, chunked prefill, preemption) ->
-// build the flattened batch once -> model.forward -> logits to the host -> sample -> append tokens,
-// check stops, detokenize -> emit outputs. Steps run back to back through setImmediate while there
+// build the flattened batch once -> model.forward -> sample (the host sampler reads the logits
+// back) -> append tokens, check stops, detokenize -> emit outputs. Steps run back to back through setImmediate while there
 // is work, so I/O callbacks (new requests, disconnects) run between any two steps; the loop goes
 // idle when nothing is queued or running.
 //
@@ -13,6 +13,7 @@
 //   re-entrantly: an abort raised during a step is applied at the step's end.
 
 import { EventEmitter } from 'eventemitter3';
+import type { Tensor } from '../device/device.js';
 import {
   engineModelFailed,
   engineOverloaded,
@@ -215,18 +216,15 @@ export class Engine {
     const touched: RequestState[] = [];
     let out: SchedulerOutput<Choice>;
     let modelMs = 0;
+    let samplingMs = 0;
     try {
       out = this.#scheduler.schedule();
       if (out.scheduled.length === 0) return false;
       const built = this.#builder.build(out);
       const tm = performance.now();
-      let logits: Float32Array;
+      let logits: Tensor;
       try {
-        const tensor = this.model.forward(built.batch);
-        const host = this.model.device.toHost(tensor);
-        this.model.device.release(tensor);
-        if (!(host instanceof Float32Array)) throw new TypeError('model.forward returned integer logits');
-        logits = host;
+        logits = this.model.forward(built.batch);
       } catch (e) {
         this.#failStep(out, touched, engineModelFailed, e);
         return true;
@@ -234,11 +232,14 @@ export class Engine {
       modelMs = performance.now() - tm;
       try {
         this.#scheduler.onStepComputed(out);
-        this.#sampleAndAppend(built.sampling, logits, touched);
+        samplingMs = this.#sampleAndAppend(built.sampling, logits, touched);
       } catch (e) {
-        // A bug, not bad input: fail the step's requests rather than leave them hanging.
+        // A bug or a device failure surfacing when the logits are read: fail the step's requests
+        // rather than leave them hanging.
         this.#failStep(out, touched, engineStepFailed, e);
         return true;
+      } finally {
+        this.model.device.release(logits);
       }
     } finally {
       this.#inStep = false;
@@ -246,11 +247,11 @@ export class Engine {
     for (const req of touched) this.#emit(req);
     this.#applyPendingAborts();
     this.#notifyIdle();
-    this.#emitStepStats(out, performance.now() - t0, modelMs);
+    this.#emitStepStats(out, performance.now() - t0, modelMs, samplingMs);
     return true;
   }
 
-  #emitStepStats(out: SchedulerOutput<Choice>, stepMs: number, modelMs: number): void {
+  #emitStepStats(out: SchedulerOutput<Choice>, stepMs: number, modelMs: number, samplingMs: number): void {
     let prefill = 0;
     let decode = 0;
     for (let i = 0; i < out.scheduled.length; i++) {
@@ -265,11 +266,12 @@ export class Engine {
       numPreempted: out.preempted.length,
       stepMs,
       modelMs,
+      samplingMs,
     });
   }
 
-  #sampleAndAppend(sampling: readonly Choice[], logits: Float32Array, touched: RequestState[]): void {
-    const vocab = this.model.info.vocabSize;
+  /** Returns the time spent in the sampler, in ms. */
+  #sampleAndAppend(sampling: readonly Choice[], logits: Tensor, touched: RequestState[]): number {
     const rows: SamplingRow[] = [];
     // Requests whose first sample forks their choices: rows[firstRow..firstRow+n) belong to them.
     const forks: { parent: Choice; firstRow: number }[] = [];
@@ -295,7 +297,9 @@ export class Engine {
         rows.push(c);
       }
     }
-    const sampled = this.#sampler.sample(logits, vocab, rows);
+    const ts = performance.now();
+    const sampled = this.#sampler.sample(logits, this.model.device, rows);
+    const samplingMs = performance.now() - ts;
     const now = Date.now();
 
     // Fork before any token is appended: a choice that stops on its first token frees its blocks.
@@ -320,6 +324,7 @@ export class Engine {
       const s = sampled[r]!;
       this.#appendToken(choice, s.tokenId, s.logprob, now, touched);
     }
+    return samplingMs;
   }
 
   #appendToken(

@@ -186,8 +186,11 @@ export interface StepStats {
   numPreempted: number;
   /** Wall time of the whole step. */
   stepMs: number;
-  /** Part of stepMs spent inside model.forward and reading logits back. */
+  /** Part of stepMs spent inside model.forward. On an asynchronous device this is only the time to
+   * enqueue the work; waiting for it then shows in samplingMs. */
   modelMs: number;
+  /** Part of stepMs spent in the sampler (including reading the logits back). */
+  samplingMs: number;
 }
 
 export interface EngineEvents {

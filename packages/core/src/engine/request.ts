@@ -80,7 +80,6 @@ export class RequestState {
       outputs.push(out);
       c.newTokenIds = [];
       c.newLogprobs = undefined;
-      c.dirty = false;
     }
     this.dirty = false;
     const metrics: RequestOutput['metrics'] = {

@@ -19,7 +19,7 @@ function row(p: Partial<SamplingParams>, extra: Partial<SamplingRow> = {}, seed 
 
 const logits = Float32Array.from([1, 3, 2, 0.5, 2.9, -1]);
 const sampler = new HostSampler();
-const draw = (r: SamplingRow, l = logits) => sampler.sample(l, l.length, [r])[0]!.tokenId;
+const draw = (r: SamplingRow, l = logits) => sampler.sampleHost(l, l.length, [r])[0]!.tokenId;
 
 function histogram(p: Partial<SamplingParams>, n = 4000, l = logits): number[] {
   const counts = new Array(l.length).fill(0);
@@ -87,16 +87,19 @@ describe('HostSampler', () => {
   });
 
   test('logprobs are the raw log-softmax, with the top alternatives best first', () => {
-    const s = sampler.sample(logits, logits.length, [row({ temperature: 0, logprobs: 2 })])[0]!;
+    const s = sampler.sampleHost(logits, logits.length, [row({ temperature: 0, logprobs: 2 })])[0]!;
     const lse = Math.log(Array.from(logits, Math.exp).reduce((a, b) => a + b));
     expect(s.logprob!.logprob).toBeCloseTo(3 - lse, 5);
     expect(s.logprob!.topLogprobs.map((t) => t.tokenId)).toEqual([1, 4]);
-    expect(sampler.sample(logits, logits.length, [row({ temperature: 0 })])[0]!.logprob).toBeUndefined();
+    expect(sampler.sampleHost(logits, logits.length, [row({ temperature: 0 })])[0]!.logprob).toBeUndefined();
   });
 
   test('rows may share a logits row and read others', () => {
     const two = Float32Array.from([0, 5, 5, 0]);
-    const out = sampler.sample(two, 2, [row({ temperature: 0 }, { logitsRow: 1 }), row({ temperature: 0 })]);
+    const out = sampler.sampleHost(two, 2, [
+      row({ temperature: 0 }, { logitsRow: 1 }),
+      row({ temperature: 0 }),
+    ]);
     expect(out.map((s) => s.tokenId)).toEqual([0, 1]);
   });
 });

@@ -7,6 +7,7 @@
 // NOTE: each sampled (non-greedy) token takes exactly one draw, whatever the filters, so a seeded
 // request's stream stays aligned however its rows are batched or preempted.
 
+import type { Device, Tensor } from '../device/device.js';
 import type { TokenLogprob } from '../engine/protocol.js';
 import { applyPenalties, needsAdjustment } from './penalties.js';
 import type { SampledToken, Sampler, SamplingRow } from './sampler.js';
@@ -21,7 +22,15 @@ export class HostSampler implements Sampler {
   #work = new Float32Array(0);
   #idx = new Int32Array(0);
 
-  sample(logits: Float32Array, vocabSize: number, rows: readonly SamplingRow[]): SampledToken[] {
+  sample(logits: Tensor, device: Device, rows: readonly SamplingRow[]): SampledToken[] {
+    const host = device.toHost(logits);
+    if (!(host instanceof Float32Array))
+      throw new TypeError(`logits must be floating point, got ${logits.dtype}`);
+    return this.sampleHost(host, logits.shape[1] ?? 0, rows);
+  }
+
+  /** logits: [numRows, vocabSize] row-major, on the host. */
+  sampleHost(logits: Float32Array, vocabSize: number, rows: readonly SamplingRow[]): SampledToken[] {
     if (this.#work.length < vocabSize) {
       this.#work = new Float32Array(vocabSize);
       this.#idx = new Int32Array(vocabSize);

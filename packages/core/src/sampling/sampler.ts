@@ -1,6 +1,8 @@
-// The Sampler contract: picks one token per row of the step's logits. The host implementation reads
-// logits on the CPU; a GPU sampler can replace it behind the same interface.
+// The Sampler contract: picks one token per row of the step's logits. It receives the logits as the
+// device tensor model.forward returned, so a GPU sampler can pick tokens on the device and copy back
+// only ids; the host implementation reads the whole [rows, vocab] matrix back and samples on the CPU.
 
+import type { Device, Tensor } from '../device/device.js';
 import type { SamplingParams, TokenLogprob } from '../engine/protocol.js';
 import type { Rng } from './rng.js';
 
@@ -27,6 +29,8 @@ export interface SampledToken {
 }
 
 export interface Sampler {
-  /** logits: [numRows, vocabSize] row-major. Returns one sampled token per entry of `rows`. */
-  sample(logits: Float32Array, vocabSize: number, rows: readonly SamplingRow[]): SampledToken[];
+  /** Called once per step with the step's logits [numLogitsRows, vocabSize] on `device`. Returns one
+   * token per entry of `rows`. Reads but does not release `logits` (the engine does). On an
+   * asynchronous device this is where the step first waits for the model. */
+  sample(logits: Tensor, device: Device, rows: readonly SamplingRow[]): SampledToken[];
 }

@@ -36,6 +36,8 @@ export class Scheduler<S extends Sequence> implements SchedulerApi<S> {
     return this.#numWaiting;
   }
 
+  /** Sequence slots held by running sequences, counted against maxNumSeqs (a sequence whose choices
+   * have not forked yet holds one per choice). Zero exactly when nothing runs. */
   get numRunning(): number {
     return this.#reservedSeqs;
   }

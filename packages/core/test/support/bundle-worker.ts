@@ -19,7 +19,9 @@ export function bundleWorker(entry: string): URL {
     outfile,
     logLevel: 'warning',
     // Bundled CommonJS dependencies may call require(); give the ESM bundle one.
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+    banner: {
+      js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
+    },
   });
   return pathToFileURL(outfile);
 }

@@ -2,8 +2,8 @@
 // posts what it saw back to the test.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { FlashserveError } from '../../src/errors.js';
 import { SharedMemoryGroup, type ShmGroupInit } from '../../src/distributed/shm-group.js';
+import { FlashserveError } from '../../src/errors.js';
 import { collectiveScript, type ScriptName } from './shm-group-script.js';
 
 const { init, rank, script } = workerData as { init: ShmGroupInit; rank: number; script: ScriptName };

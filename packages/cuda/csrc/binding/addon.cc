@@ -5,6 +5,7 @@
 
 #include "binding/napi_util.h"
 #include "binding/probe.h"
+#include "binding/nccl.h"
 
 namespace {
 Napi::Object init(Napi::Env env, Napi::Object exports) {
@@ -14,6 +15,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   flashserve::register_moe_ops(env, exports);
   flashserve::register_graph(env, exports);
   flashserve::register_sampling(env, exports);
+  flashserve::register_nccl(env, exports);
   return exports;
 }
 }  // namespace

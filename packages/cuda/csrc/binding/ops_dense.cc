@@ -22,6 +22,7 @@ Napi::Value gather_rows(Info info) {
   return guarded(info, "embedding", [&] {
     GatherRowsParams p{};
     p.index = static_cast<const int32_t*>(ptr_arg(info, 0));
+    p.index_div = 1;
     p.in = ptr_arg(info, 1);
     p.out = ptr_arg(info, 2);
     p.rows = int_arg(info, 3);

@@ -2,10 +2,14 @@
 // moeExperts runs align -> grouped gate/up GEMM -> SiLU-and-mul -> grouped down GEMM -> weighted
 // combine in one call, with its temporaries from the caching allocator (given back at the end:
 // later work on the same stream is ordered after these kernels, so reuse is safe).
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "binding/napi_util.h"
 #include "kernels/activation.h"
+#include "kernels/elementwise.h"
+#include "kernels/gemm.h"
 #include "kernels/moe.h"
 #include "kernels/router.h"
 
@@ -52,6 +56,69 @@ struct Temps {
   }
 };
 
+#ifdef FLASHSERVE_WITH_CUBLAS
+constexpr int PREFILL_ROWS_PER_EXPERT = 64;
+constexpr int PREFILL_ROW_ROUND = 64;
+
+// One cuBLASLt GEMM per active expert over its rows, gathered contiguously in expert order.
+// NOTE: each expert's row count is rounded up to 64 so GEMM plans (and their tuning) are shared
+// across steps; the extra rows run into the next expert's rows, which that expert's GEMM rewrites
+// afterwards (same stream, increasing expert order), or into slack at the end. They are never read.
+void run_experts_prefill(Temps& t, const MoeAlignParams& al, const void* x, const void* gate_up, const void* down,
+                         const float* weights, void* out, int tokens, int hidden, int inter, int experts, int top_k,
+                         cudaStream_t stream) {
+  const int assign = tokens * top_k;
+  std::vector<int32_t> offsets(experts + 1);
+  check_cuda(cudaMemcpyAsync(offsets.data(), al.expert_offsets, sizeof(int32_t) * (experts + 1), cudaMemcpyDeviceToHost,
+                             stream),
+             "moeExperts (row counts)");
+  check_cuda(cudaStreamSynchronize(stream), "moeExperts (row counts)");
+  const size_t rows = static_cast<size_t>(assign) + PREFILL_ROW_ROUND;
+  void* xs = t.take(sizeof(uint16_t) * rows * hidden);
+  void* h = t.take(sizeof(uint16_t) * rows * 2 * inter);
+  void* act = t.take(sizeof(uint16_t) * rows * inter);
+  void* y = t.take(sizeof(uint16_t) * rows * hidden);
+  GatherRowsParams g{al.sorted_assign, top_k, x, xs, assign, tokens, hidden, 2, stream};
+  run_gather_rows(g);
+  auto per_expert = [&](const void* a, const void* w, int64_t w_stride, void* c, int n, int k) {
+    for (int e = 0; e < experts; ++e) {
+      const int begin = offsets[e], count = offsets[e + 1] - begin;
+      if (count <= 0) continue;
+      GemmParams p{};
+      p.a = static_cast<const uint16_t*>(a) + static_cast<int64_t>(begin) * k;
+      p.b = static_cast<const uint16_t*>(w) + e * w_stride;
+      p.c = static_cast<uint16_t*>(c) + static_cast<int64_t>(begin) * n;
+      p.c_dtype = DType::BF16;
+      p.m = (count + PREFILL_ROW_ROUND - 1) / PREFILL_ROW_ROUND * PREFILL_ROW_ROUND;
+      p.n = n;
+      p.k = k;
+      p.lda = k;
+      p.ldb = k;
+      p.ldc = n;
+      p.trans_b = true;
+      p.batch = 1;
+      p.stream = stream;
+      run_gemm(p);
+    }
+  };
+  per_expert(xs, gate_up, static_cast<int64_t>(2) * inter * hidden, h, 2 * inter, hidden);
+  SiluMulParams sm{h, act, assign, inter, stream};
+  run_silu_mul(sm);
+  per_expert(act, down, static_cast<int64_t>(hidden) * inter, y, hidden, inter);
+  MoeCombineParams cb{y, al.assign_pos, weights, nullptr, out, tokens, top_k, hidden, stream};
+  run_moe_combine(cb);
+}
+#endif
+
+// Columns per block of the 16-row (decode) tiles: 64, or 32 with FLASHSERVE_MOE_BLOCK_N=32 (A/B timing).
+int decode_block_n() {
+  static const int bn = [] {
+    const char* v = std::getenv("FLASHSERVE_MOE_BLOCK_N");
+    return v && std::string(v) == "32" ? 32 : 64;
+  }();
+  return bn;
+}
+
 // moeExperts(x, ids, weights, gateUp, down, out, tokens, hidden, inter, experts, topK, blockM (0: auto))
 Napi::Value moe_experts(Info info) {
   return guarded(info, "moeExperts", [&] {
@@ -91,6 +158,16 @@ Napi::Value moe_experts(Info info) {
     al.stream = stream;
     run_moe_align(al);
 
+#ifdef FLASHSERVE_WITH_CUBLAS
+    // Prefill: with a full tile of rows per expert on average, the experts are compute-bound and
+    // cuBLASLt's GEMMs beat the grouped kernel; that needs the per-expert row counts on the host, so
+    // only outside graph capture (decode graphs keep the sync-free grouped kernel).
+    if (assign / experts >= PREFILL_ROWS_PER_EXPERT && runtime().graph_state() == GraphState::EAGER) {
+      run_experts_prefill(t, al, x, gate_up, down, weights, out, tokens, hidden, inter, experts, top_k, stream);
+      return info.Env().Undefined();
+    }
+#endif
+
     void* h = t.take(sizeof(uint16_t) * static_cast<size_t>(assign) * 2 * inter);
     GroupedGemmParams g1{};
     g1.a = x;
@@ -110,6 +187,7 @@ Napi::Value moe_experts(Info info) {
     g1.c = h;
     g1.ldc = 2 * inter;
     g1.block_m = block_m;
+    g1.block_n = decode_block_n();
     g1.stream = stream;
     run_grouped_gemm(g1);
 

@@ -23,7 +23,7 @@ __global__ void embedding_kernel(EmbeddingParams p) {
 
 __global__ void gather_rows_kernel(GatherRowsParams p) {
   const int r = blockIdx.x;
-  const int src = p.index[r];
+  const int src = p.index[r] / (p.index_div > 0 ? p.index_div : 1);
   const int64_t row_bytes = static_cast<int64_t>(p.cols) * p.elem_bytes;
   char* out = static_cast<char*>(p.out) + r * row_bytes;
   if (src < 0 || src >= p.in_rows) {

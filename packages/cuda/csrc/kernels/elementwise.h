@@ -19,9 +19,11 @@ struct EmbeddingParams {
 };
 void run_embedding(EmbeddingParams& p);
 
-// out[r, :] = in[index[r], :] for row-major matrices of `cols` elements of `elem_bytes` bytes.
+// out[r, :] = in[index[r] / index_div, :] for row-major matrices of `cols` elements of `elem_bytes`
+// bytes (index_div turns MoE assignment ids t * top_k + j into token rows).
 struct GatherRowsParams {
   const int32_t* index;  // [rows]
+  int index_div;         // 1 for a plain gather
   const void* in;        // [in_rows, cols]
   void* out;             // [rows, cols]
   int rows, in_rows, cols, elem_bytes;

@@ -65,17 +65,19 @@ __device__ __forceinline__ void cp_async_wait() {
 // are only ~2 blocks per SM: each block must keep many bytes in flight, hence 64-wide K tiles and a
 // 6-stage ring (5 tiles = 40 KiB of weights pending per block; 4 stages measured 46% of copy
 // bandwidth at one token). Prefill (64-row tiles) is bound by the tensor cores: 32-wide K, 3 stages.
-template <int BM>
+// BN = 32 (decode only) doubles the blocks of a one-token step, so the few active experts' weights
+// spread over every SM instead of leaving a wave half empty (192 blocks on 132 SMs).
+template <int BM, int BN_>
 struct GemmTraits {
-  static constexpr int BN = GROUPED_GEMM_BN;
+  static constexpr int BN = BN_;
   static constexpr int BK = BM == 16 ? 64 : 32;
   static constexpr int STAGES = BM == 16 ? 6 : 3;
-  static constexpr int THREADS = 128;
+  static constexpr int WARPS_M = BM == 16 ? 1 : 2;
+  static constexpr int WARPS_N = BM == 16 ? BN / 16 : 2;
+  static constexpr int THREADS = 32 * WARPS_M * WARPS_N;
   // NOTE: rows are padded by 8 bf16 (16 bytes) so the 16x16 fragment loads of consecutive rows fall
   // in different shared-memory banks.
   static constexpr int LDS = BK + 8;
-  static constexpr int WARPS_M = BM == 16 ? 1 : 2;
-  static constexpr int WARPS_N = 4 / WARPS_M;
   static constexpr int FRAG_M = BM / 16 / WARPS_M;
   static constexpr int FRAG_N = BN / 16 / WARPS_N;
   static constexpr int A_STAGE = BM * LDS, B_STAGE = BN * LDS;
@@ -83,12 +85,13 @@ struct GemmTraits {
   static constexpr int EPI_BYTES = BM * (BN + 4) * 4;
   static constexpr int SMEM_BYTES = PIPE_BYTES > EPI_BYTES ? PIPE_BYTES : EPI_BYTES;
   static_assert(BM == 16 || BM == 64, "grouped GEMM tiles are 16 or 64 rows");
+  static_assert(BN == 64 || (BM == 16 && BN == 32), "grouped GEMM tiles are 64 columns, or 32 with 16 rows");
   static_assert(SMEM_BYTES <= 200 * 1024, "shared memory per block");
 };
 
-template <int BM>
-__global__ void __launch_bounds__(128) grouped_gemm_kernel(GroupedGemmParams p) {
-  using T = GemmTraits<BM>;
+template <int BM, int BN>
+__global__ void __launch_bounds__(GemmTraits<BM, BN>::THREADS) grouped_gemm_kernel(GroupedGemmParams p) {
+  using T = GemmTraits<BM, BN>;
   using namespace nvcuda;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   bf16* sa = reinterpret_cast<bf16*>(smem_raw);
@@ -221,21 +224,31 @@ void run_grouped_gemm(GroupedGemmParams& p) {
   require(p.k % 8 == 0, "groupedGemm: K must be a multiple of 8 (16-byte rows)");
   require(p.lda % 8 == 0, "groupedGemm: the A row stride must be a multiple of 8 elements");
   if (p.max_tiles == 0) return;
-  dim3 grid((p.n + GROUPED_GEMM_BN - 1) / GROUPED_GEMM_BN, p.max_tiles);
+  const int bn = p.block_n == 32 && p.block_m == 16 ? 32 : 64;
+  dim3 grid((p.n + bn - 1) / bn, p.max_tiles);
   require(p.max_tiles <= 65535, "groupedGemm: too many row tiles");
   // Opting in to more than 48 KiB of dynamic shared memory is per kernel and per device; once suffices
   // (the addon drives one device).
   static const bool configured = [] {
-    cudaFuncSetAttribute(grouped_gemm_kernel<16>, cudaFuncAttributeMaxDynamicSharedMemorySize, GemmTraits<16>::SMEM_BYTES);
-    cudaFuncSetAttribute(grouped_gemm_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, GemmTraits<64>::SMEM_BYTES);
+    cudaFuncSetAttribute(grouped_gemm_kernel<16, 64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         GemmTraits<16, 64>::SMEM_BYTES);
+    cudaFuncSetAttribute(grouped_gemm_kernel<16, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         GemmTraits<16, 32>::SMEM_BYTES);
+    cudaFuncSetAttribute(grouped_gemm_kernel<64, 64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         GemmTraits<64, 64>::SMEM_BYTES);
     return true;
   }();
   (void)configured;
-  if (p.block_m == 16) {
-    grouped_gemm_kernel<16><<<grid, 128, GemmTraits<16>::SMEM_BYTES, p.stream>>>(p);
+  if (p.block_m == 16 && bn == 32) {
+    using T = GemmTraits<16, 32>;
+    grouped_gemm_kernel<16, 32><<<grid, T::THREADS, T::SMEM_BYTES, p.stream>>>(p);
+  } else if (p.block_m == 16) {
+    using T = GemmTraits<16, 64>;
+    grouped_gemm_kernel<16, 64><<<grid, T::THREADS, T::SMEM_BYTES, p.stream>>>(p);
   } else {
     require(p.block_m == 64, "groupedGemm: block_m must be 16 or 64");
-    grouped_gemm_kernel<64><<<grid, 128, GemmTraits<64>::SMEM_BYTES, p.stream>>>(p);
+    using T = GemmTraits<64, 64>;
+    grouped_gemm_kernel<64, 64><<<grid, T::THREADS, T::SMEM_BYTES, p.stream>>>(p);
   }
   check_launch("groupedGemm");
 }

@@ -12,7 +12,6 @@
 
 namespace flashserve {
 
-constexpr int GROUPED_GEMM_BN = 64;
 
 struct MoeAlignParams {
   const int32_t* topk_ids;  // [num_assign] = [num_tokens * top_k]
@@ -26,9 +25,12 @@ struct MoeAlignParams {
   cudaStream_t stream;
 };
 void run_moe_align(MoeAlignParams& p);
-// Upper bound of the tile count, for sizing the tile arrays and the grid.
+// Upper bound of the tile count, for sizing the tile arrays and the grid. Every tile holds at least
+// one row, so there are never more tiles than rows: at one token that keeps the grid at top_k row
+// tiles instead of ~num_experts mostly-empty ones.
 inline int moe_max_tiles(int num_assign, int num_experts, int block_m) {
-  return (num_assign + block_m - 1) / block_m + num_experts;
+  const int bound = (num_assign + block_m - 1) / block_m + num_experts;
+  return bound < num_assign ? bound : num_assign;
 }
 
 struct GroupedGemmParams {
@@ -51,6 +53,7 @@ struct GroupedGemmParams {
   void* c;  // [m, n] bf16, row stride ldc
   int64_t ldc;
   int block_m;  // 16 or 64
+  int block_n;  // 64, or 32 with block_m 16 (0 means 64)
   cudaStream_t stream;
 };
 void run_grouped_gemm(GroupedGemmParams& p);

@@ -220,7 +220,7 @@ void test_router(bool v3) {
   report(v3 ? "moeRoute v3 weights" : "moeRoute v2 weights", rel_l2(dw.get(), ws), 1e-5);
 }
 
-void test_moe(int T, int block_m, int I = 128) {
+void test_moe(int T, int block_m, int I = 128, int block_n = 64) {
   const int H = 256, E = 16, k = 4;
   auto x = randv(T * H), gu = randv((size_t)E * 2 * I * H, -0.1f, 0.1f), dn = randv((size_t)E * H * I, -0.1f, 0.1f);
   std::vector<int32_t> ids(T * k);
@@ -255,6 +255,7 @@ void test_moe(int T, int block_m, int I = 128) {
   g1.w = dgu.p, g1.w_group_stride = (int64_t)2 * I * H, g1.n = 2 * I, g1.k = H;
   g1.tile_group = al.tile_expert, g1.tile_row_begin = al.tile_row_begin, g1.group_end = al.expert_offsets;
   g1.num_tiles = al.num_tiles, g1.max_tiles = max_tiles, g1.m = A, g1.c = h.p, g1.ldc = 2 * I, g1.block_m = block_m;
+  g1.block_n = block_n;
   g1.stream = S();
   run_grouped_gemm(g1);
   SiluMulParams sm{h.p, act.p, A, I, S()};
@@ -285,7 +286,7 @@ void test_moe(int T, int block_m, int I = 128) {
       }
     }
   char name[64];
-  std::snprintf(name, sizeof name, "moeExperts T=%d block_m=%d I=%d", T, block_m, I);
+  std::snprintf(name, sizeof name, "moeExperts T=%d block_m=%d I=%d bn=%d", T, block_m, I, block_n);
   report(name, rel_l2(dout.get(), ref), 2e-2);
 }
 
@@ -527,17 +528,21 @@ void bench() {
     g2.n = H, g2.k = I, g2.c = y.p, g2.ldc = H;
     SiluMulParams sm{h.p, act.p, A, I, S()};
     MoeCombineParams cb{y.p, al.assign_pos, w.as<float>(), nullptr, out.p, T, k, H, S()};
-    const float t_all = time_ms([&] {
-      run_moe_align(al);
-      run_grouped_gemm(g1);
-      run_silu_mul(sm);
-      run_grouped_gemm(g2);
-      run_moe_combine(cb);
-    }, 50);
-    const double wbytes = (double)n_active * 3 * I * H * 2;
-    std::printf("moeExperts T=%-4d active=%-2d  %7.1f us  weights %6.1f MB -> %6.0f GB/s (%.0f%% of copy)\n", T,
-                n_active, t_all * 1e3, wbytes / 1e6, wbytes / (t_all * 1e-3) / 1e9,
-                100.0 * wbytes / (t_all * 1e-3) / 1e9 / bw);
+    for (int bn : {64, 32}) {
+      if (bn == 32 && block_m != 16) continue;
+      g1.block_n = g2.block_n = bn;
+      const float t_all = time_ms([&] {
+        run_moe_align(al);
+        run_grouped_gemm(g1);
+        run_silu_mul(sm);
+        run_grouped_gemm(g2);
+        run_moe_combine(cb);
+      }, 50);
+      const double wbytes = (double)n_active * 3 * I * H * 2;
+      std::printf("moeExperts T=%-4d active=%-2d bn=%d %7.1f us  weights %6.1f MB -> %6.0f GB/s (%.0f%% of copy)\n", T,
+                  n_active, bn, t_all * 1e3, wbytes / 1e6, wbytes / (t_all * 1e-3) / 1e9,
+                  100.0 * wbytes / (t_all * 1e-3) / 1e9 / bw);
+    }
   }
 #ifdef FLASHSERVE_WITH_CUBLAS
   // Dense decode GEMMs of V2-Lite: q_proj (3072x2048), kv_a (576x2048), o_proj (2048x2048), lm_head.
@@ -588,6 +593,8 @@ int main(int argc, char** argv) {
     test_moe(300, 16);
     test_moe(5, 16, 24);
     test_moe(70, 64, 40);
+    test_moe(1, 16, 128, 32);
+    test_moe(9, 16, 24, 32);
 #ifdef FLASHSERVE_WITH_CUBLAS
     test_gemm(true, 1, DType::BF16);
     test_gemm(false, 1, DType::BF16);

@@ -7,15 +7,22 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type {
-  AttentionBackend,
-  CommonAttentionMetadata,
-  DeepseekConfig,
-  ForwardBatch,
+import {
+  type AttentionBackend,
+  attentionBackends,
+  type CommonAttentionMetadata,
+  type DeepseekConfig,
+  type Device,
+  type ForwardBatch,
+  loadDeepseekConfig,
 } from '@flashserve/core';
-import { loadDeepseekConfig } from '@flashserve/core';
-import * as mla from '../../../mla-backend/src/index.js';
-import { createDeepseekModelFromWeights, deepseekWeightManifest } from '../../../models/src/index.js';
+// Imported for its side effect: it registers "flashmla" and "cuda-mla" in core's registry.
+import '../../../mla-backend/src/index.js';
+import {
+  createDeepseekModelFromWeights,
+  deepseekWeightManifest,
+  mlaSpec,
+} from '../../../models/src/index.js';
 import { CudaDevice, GpuDummyWeightSource } from '../../src/index.js';
 import { KvOnlyAttentionBackend } from './kv-only-attention.js';
 
@@ -72,20 +79,20 @@ function arg(name: string, fallback: string): string {
   return i >= 0 ? (process.argv[i + 1] ?? fallback) : fallback;
 }
 
-function gpuBackend(): AttentionBackend | undefined {
-  for (const [name, value] of Object.entries(mla as Record<string, unknown>)) {
-    if (typeof value !== 'function' || !/Backend$/.test(name) || /^[A-Z]/.test(name) || value.length !== 0)
-      continue;
-    const b = (value as () => unknown)();
-    if (
-      b &&
-      typeof b === 'object' &&
-      'impl' in b &&
-      (b as AttentionBackend).name === (process.env.BENCH_BACKEND ?? 'flashmla')
-    )
-      return b as AttentionBackend;
+/** The GPU attention backend named by BENCH_BACKEND (default flashmla), if registered and able. */
+function gpuBackend(device: Device, config: DeepseekConfig): AttentionBackend | undefined {
+  const name = process.env.BENCH_BACKEND ?? 'flashmla';
+  if (!attentionBackends.has(name)) {
+    console.log(`attention backend ${name} is not registered`);
+    return undefined;
   }
-  return undefined;
+  const b = attentionBackends.get(name);
+  const reasons = b.unsupportedReasons({ device, model: mlaSpec(config), blockSize: 64 });
+  if (reasons.length > 0) {
+    console.log(`attention backend ${name} cannot run: ${reasons.join('; ')}`);
+    return undefined;
+  }
+  return b;
 }
 
 /** Decode batch: every request has `ctx` cached tokens and decodes token ctx+1. */
@@ -184,42 +191,45 @@ function main(): void {
   writeFileSync(join(dir, 'config.json'), JSON.stringify(V2_LITE));
   const config = loadDeepseekConfig(dir);
   const device = new CudaDevice({ dummyEmptyUploadsSeed: 7 });
-  const backend = gpuBackend() ?? new KvOnlyAttentionBackend();
+  const decodeBackend = gpuBackend(device, config) ?? new KvOnlyAttentionBackend();
   const bw = device.measureCopyBandwidth();
   console.log(
-    `device ${device.info.name}; copy bandwidth ${bw.toFixed(0)} GB/s; attention backend: ${backend.name}`,
+    `device ${device.info.name}; copy bandwidth ${bw.toFixed(0)} GB/s; decode attention: ${decodeBackend.name}`,
   );
-
-  let t0 = performance.now();
-  const model = createDeepseekModelFromWeights(
-    config,
-    new GpuDummyWeightSource(deepseekWeightManifest(config)),
-    {
+  const build = (backend: AttentionBackend) =>
+    createDeepseekModelFromWeights(config, new GpuDummyWeightSource(deepseekWeightManifest(config)), {
       device,
       backend,
       maxModelLen: 8192,
-    },
-  );
-  device.synchronize();
-  const mem = device.memStats();
-  console.log(
-    `built dummy V2-Lite in ${((performance.now() - t0) / 1000).toFixed(1)} s, ${(mem.inUse / 2 ** 30).toFixed(1)} GiB on the GPU`,
-  );
-  const maxB = Math.max(...batches);
-  const perReq = Math.ceil((ctx + 1) / blockSize);
-  model.allocateKvCache(maxB * perReq + 64, blockSize);
+    });
 
-  // Prefill: 4 requests x 1024 tokens in one step (eager).
+  // Prefill: 4 requests x 1024 tokens in one step (eager), attention excluded: the GPU MLA kernels
+  // are decode kernels (one query length, at most 64, per step).
+  let t0 = performance.now();
+  const prefillModel = build(new KvOnlyAttentionBackend());
+  device.synchronize();
+  console.log(
+    `built dummy V2-Lite in ${((performance.now() - t0) / 1000).toFixed(1)} s, ${(device.memStats().inUse / 2 ** 30).toFixed(1)} GiB on the GPU`,
+  );
+  prefillModel.allocateKvCache(4 * 16 + 8, blockSize);
   const pre = prefillBatch(4, 1024, blockSize);
-  device.toHost(model.forward(pre));
+  device.toHost(prefillModel.forward(pre));
   t0 = performance.now();
   const preIters = 3;
-  for (let i = 0; i < preIters; i++) device.release(model.forward(pre));
+  for (let i = 0; i < preIters; i++) device.release(prefillModel.forward(pre));
   device.synchronize();
   const preS = (performance.now() - t0) / 1000 / preIters;
   console.log(
     `prefill 4 x 1024 tokens: ${(preS * 1000).toFixed(1)} ms/step, ${(4096 / preS).toFixed(0)} tokens/s`,
   );
+
+  // Decode: the same dummy weights again (the first model's stay: both fit in 80 GB) with the GPU
+  // attention backend when one can run.
+  const model = decodeBackend instanceof KvOnlyAttentionBackend ? prefillModel : build(decodeBackend);
+  const backend = decodeBackend;
+  const maxB = Math.max(...batches);
+  const perReq = Math.ceil((ctx + 1) / blockSize);
+  model.allocateKvCache(maxB * perReq + 64, blockSize);
 
   const greedy = (rows: number) => ({
     temperature: new Float32Array(rows),

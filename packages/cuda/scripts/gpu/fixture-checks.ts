@@ -26,12 +26,17 @@ function argmax(row: Float32Array): number {
   return best;
 }
 
-/** Prefill every prompt in one step, then `steps` greedy decode steps for all of them together. */
+/**
+ * Prefill every prompt (in one step, or one request per step with `prefillAlone`, for backends whose
+ * kernels take a single query length per step), then `steps` greedy decode steps for all prompts
+ * together.
+ */
 export function greedyBatch(
   model: Model,
   prompts: readonly (readonly number[])[],
   steps: number,
   blockSize = 64,
+  prefillAlone = false,
 ): { promptLogits: Float32Array[]; generated: number[][] } {
   const numBlocks = 32;
   model.allocateKvCache(numBlocks, blockSize);
@@ -45,14 +50,19 @@ export function greedyBatch(
   const computed = prompts.map(() => 0);
   const promptLogits: Float32Array[] = [];
   const generated: number[][] = prompts.map(() => []);
-  for (let step = 0; step <= steps; step++) {
+  // Step plan: the prefill step(s) (lists of requests), then decode steps over every request.
+  const all = prompts.map((_, r) => r);
+  const plan: number[][] = prefillAlone ? all.map((r) => [r]) : [all];
+  for (let s = 0; s < steps; s++) plan.push(all);
+  for (let step = 0; step < plan.length; step++) {
+    const reqs = plan[step]!;
     const ids: number[] = [];
     const positions: number[] = [];
     const slots: number[] = [];
     const qsl = [0];
     const seqLens: number[] = [];
     const logitsIndices: number[] = [];
-    for (let r = 0; r < prompts.length; r++) {
+    for (const r of reqs) {
       const toks = tokens[r]!;
       for (let p = computed[r]!; p < toks.length; p++) {
         ids.push(toks[p]!);
@@ -63,15 +73,15 @@ export function greedyBatch(
       qsl.push(ids.length);
       logitsIndices.push(ids.length - 1);
     }
-    const table = new Int32Array(prompts.length * perReq);
-    for (const [r, b] of blocks.entries()) table.set(b, r * perReq);
-    const queryLens = prompts.map((_, r) => qsl[r + 1]! - qsl[r]!);
+    const table = new Int32Array(reqs.length * perReq);
+    for (const [i, r] of reqs.entries()) table.set(blocks[r]!, i * perReq);
+    const queryLens = reqs.map((_, i) => qsl[i + 1]! - qsl[i]!);
     const attention: CommonAttentionMetadata = {
-      numReqs: prompts.length,
+      numReqs: reqs.length,
       numTokens: ids.length,
       queryStartLoc: Int32Array.from(qsl),
       seqLens: Int32Array.from(seqLens),
-      numComputedTokens: Int32Array.from(computed),
+      numComputedTokens: Int32Array.from(reqs.map((r) => computed[r]!)),
       positions: Int32Array.from(positions),
       slotMapping: Int32Array.from(slots),
       blockTables: table,
@@ -87,12 +97,13 @@ export function greedyBatch(
         logitsIndices: Int32Array.from(logitsIndices),
       }),
     ) as Float32Array;
-    const V = logits.length / prompts.length;
-    for (let r = 0; r < prompts.length; r++) {
-      const row = logits.slice(r * V, (r + 1) * V);
-      if (step === 0) promptLogits.push(row);
+    const V = logits.length / reqs.length;
+    for (const [i, r] of reqs.entries()) {
+      const row = logits.slice(i * V, (i + 1) * V);
+      if (promptLogits[r] === undefined) promptLogits[r] = row;
       computed[r] = tokens[r]!.length;
-      if (step < steps) {
+      // A prompt's prefill step gives its first token; every decode step one more.
+      if (generated[r]!.length < steps) {
         const t = argmax(row);
         generated[r]!.push(t);
         tokens[r]!.push(t);
@@ -136,6 +147,7 @@ export function runFixtureChecks(
   fixturesDir: string,
   only?: (name: string) => boolean,
   f32Router = false,
+  prefillAlone = false,
 ): CheckRow[] {
   const rows: CheckRow[] = [];
   for (const name of fixtureNames(fixturesDir)) {
@@ -154,7 +166,7 @@ export function runFixtureChecks(
           : device;
       const model = loadDeepseekModel(dir, { device: dev, backend });
       const steps = Math.min(GREEDY_TOKENS, exp.greedy.length, exp.greedy2.length);
-      const res = greedyBatch(model, [exp.prompt, exp.prompt2], steps);
+      const res = greedyBatch(model, [exp.prompt, exp.prompt2], steps, 64, prefillAlone);
       const refs = [
         { logits: exp.logits, greedy: exp.greedy },
         { logits: exp.logits2, greedy: exp.greedy2 },

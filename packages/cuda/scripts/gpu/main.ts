@@ -7,25 +7,24 @@
 // Usage: node gpu-check.mjs [fixturesDir] ; writes $OUT/gpu-check.json when OUT is set.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AttentionBackend } from '@flashserve/core';
-import * as mla from '../../../mla-backend/src/index.js';
+import { type AttentionBackend, attentionBackends } from '@flashserve/core';
+// Imported for its side effect: it registers "flashmla" and "cuda-mla" in core's registry.
+import '../../../mla-backend/src/index.js';
 import { CudaDevice, cudaAvailability } from '../../src/index.js';
 import { runGraphChecks } from '../../test/gpu/graph-checks.js';
 import { HostBridgeMlaBackend } from '../../test/gpu/host-bridge-backend.js';
 import { type CheckRow, runOpChecks } from '../../test/gpu/op-checks.js';
 import { runFixtureChecks } from './fixture-checks.js';
 
-/** Backends exported by @flashserve/mla-backend as zero-argument factories named *Backend. */
+/** Registered backends that run on CUDA devices (the MLA kernels' flashmla and cuda-mla). */
 function gpuBackends(): AttentionBackend[] {
   const out: AttentionBackend[] = [];
-  for (const [name, value] of Object.entries(mla as Record<string, unknown>)) {
-    if (typeof value !== 'function' || !/Backend$/.test(name) || /^[A-Z]/.test(name) || value.length !== 0)
-      continue;
+  for (const name of attentionBackends.names()) {
     try {
-      const b = (value as () => unknown)();
-      if (b && typeof b === 'object' && 'impl' in b && 'name' in b) out.push(b as AttentionBackend);
+      const b = attentionBackends.get(name);
+      if (b.deviceKinds.includes('cuda')) out.push(b);
     } catch (err) {
-      console.log(`(backend factory ${name} threw: ${(err as Error).message})`);
+      console.log(`(backend ${name} failed to construct: ${(err as Error).message})`);
     }
   }
   return out;
@@ -54,11 +53,15 @@ function main(): number {
   section('fixtures (host-bridge attention)', () =>
     runFixtureChecks(device, new HostBridgeMlaBackend(), fixturesDir),
   );
-  section('fixtures (host-bridge attention, f32 router logits)', () =>
-    runFixtureChecks(device, new HostBridgeMlaBackend(), fixturesDir, undefined, true),
-  );
+  if (process.env.GPU_CHECK_F32_ROUTER === '1') {
+    // Experiment: router logits in fp32 (transformers' gate) instead of bf16; see fixture-checks.ts.
+    section('fixtures (host-bridge attention, f32 router logits)', () =>
+      runFixtureChecks(device, new HostBridgeMlaBackend(), fixturesDir, undefined, true),
+    );
+  }
   for (const b of gpuBackends()) {
-    section(`fixtures (${b.name})`, () => runFixtureChecks(device, b, fixturesDir));
+    // The decode kernels take one query length per step: prompts are prefilled one request per step.
+    section(`fixtures (${b.name})`, () => runFixtureChecks(device, b, fixturesDir, undefined, false, true));
   }
   if (process.env.OUT) writeFileSync(join(process.env.OUT, 'gpu-check.json'), JSON.stringify(rows, null, 1));
   console.log('\ncheck                                                         value      limit  ok');

@@ -200,6 +200,32 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
       );
     }
   });
+  run('moe prefill path', () => {
+    // 512 tokens x top-2 over 8 experts: 128 rows per expert takes the per-expert cuBLASLt path.
+    const T = 512;
+    const E = 8;
+    const H = 64;
+    const I = 40;
+    const lc = cpu.upload(randArray(T * E, r, -2, 2), [T, E], 'f32');
+    const params: MoeRouteParams = {
+      kind: 'v2-softmax',
+      topK: 2,
+      nGroup: 1,
+      topkGroup: 1,
+      normTopkProb: true,
+      routedScalingFactor: 1,
+    };
+    const rc = cpu.moeRoute(lc, params);
+    const [xg, xc] = both(randArray(T * H, r), [T, H]);
+    const [gug, guc] = both(randArray(E * 2 * I * H, r, -0.2, 0.2), [E, 2 * I, H]);
+    const [dg, dc] = both(randArray(E * H * I, r, -0.2, 0.2), [E, H, I]);
+    cmp(
+      'moeExperts prefill path (128 rows per expert)',
+      gpu.moeExperts(xg, gpuRouting(gpu, cpu, rc), { gateUp: gug, down: dg }),
+      cpu.moeExperts(xc, rc, { gateUp: guc, down: dc }),
+      2e-2,
+    );
+  });
   run('sample', () => {
     const R = 3;
     const V = 1000;

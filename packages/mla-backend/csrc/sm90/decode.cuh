@@ -37,7 +37,341 @@ constexpr uint32_t V_SBO_BYTES = 8 * 128;
 // 32 bytes) never crosses the atom, so LBO is unused; 8-row groups are 1 KB apart.
 constexpr uint32_t KMAJOR_SBO_BYTES = 8 * 128;
 
-template <typename Element>
+// Per-thread view of one 64-row query tile in the math warpgroups. Thread t of warpgroup wg holds
+// rows r0 = 16 (t / 32) + (t % 32) / 4 and r0 + 8 of the tile, and of O [64 x 512] the columns
+// 256 wg + 8 j + 2 (t % 4) + {0, 1}, j < 32 (the wgmma accumulator layout, wgmma.h).
+struct MathThread {
+  int wg, lane, r0;
+  int g0, g1;      // the two rows within the request (tile offset added)
+  int lim0, lim1;  // causal limits: cache positions < lim are visible to the row
+};
+
+__device__ __forceinline__ MathThread math_thread(const DecodeParams& p, int tile, int len) {
+  MathThread m;
+  const int t = threadIdx.x % 128;
+  m.wg = threadIdx.x / 128;
+  m.lane = t % 32;
+  m.r0 = (t / 32) * 16 + m.lane / 4;
+  m.g0 = tile * BLOCK_M + m.r0;
+  m.g1 = m.g0 + 8;
+  // Query token i of s_q sees cache positions < len - (s_q - 1 - i); padding rows see everything.
+  m.lim0 = m.g0 < p.q_rows ? len - (p.s_q - 1 - m.g0 / p.h_q) : len;
+  m.lim1 = m.g1 < p.q_rows ? len - (p.s_q - 1 - m.g1 / p.h_q) : len;
+  return m;
+}
+
+// Zeroes the V rows of cache slots at or past `valid` in one staged page (see the NaN note at the
+// top), by `threads` threads numbered from `first`; the caller fences and synchronises.
+template <typename Smem>
+__device__ __forceinline__ void zero_tail_rows(Smem& s, int stage, int valid, int idx, int threads) {
+  const int count = (PAGE_SIZE - valid) * 8 * 8;
+  for (int i = idx; i < count; i += threads) {
+    const int row = valid + i / 64, tile_c = (i / 8) % 8, chunk = i % 8;
+    *reinterpret_cast<uint4*>(s.kv[stage][tile_c] + row * 128 + chunk * 16) = make_uint4(0, 0, 0, 0);
+  }
+}
+
+// Writes probabilities for this thread's rows into a 64 x 64 bf16 tile (K-major, 128-byte swizzle):
+// `pv` holds N / 8 column groups in accumulator layout, for columns col_base + 8 j + 2 (lane % 4).
+template <int N>
+__device__ __forceinline__ void store_p(uint8_t* tile, const float (&pv)[N / 2], int r0, int lane, int col_base) {
+#pragma unroll
+  for (int j = 0; j < N / 8; ++j) {
+    const int col = col_base + 8 * j + 2 * (lane % 4);
+    // rows r0 and r0 + 8 share the swizzle phase (r % 8)
+    const int off = r0 * 128 + (((col / 8) ^ (r0 % 8)) * 16) + (col % 8) * 2;
+    *reinterpret_cast<__nv_bfloat162*>(tile + off) = __floats2bfloat162_rn(pv[4 * j + 0], pv[4 * j + 1]);
+    *reinterpret_cast<__nv_bfloat162*>(tile + off + 8 * 128) = __floats2bfloat162_rn(pv[4 * j + 2], pv[4 * j + 3]);
+  }
+}
+
+// O[:, 256 wg : 256 wg + 256] += P [64 x 64, K-major tile at p_tile] V [64 tokens x 256 of stage].
+template <typename Smem>
+__device__ __forceinline__ void issue_pv(Smem& s, float (&o)[128], const uint8_t* p_tile, int stage, int wg) {
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    const uint64_t da = make_desc_sw128(smem_addr(p_tile) + kk * 32, 16, KMAJOR_SBO_BYTES);
+    const uint64_t db =
+        make_desc_sw128(smem_addr(s.kv[stage][wg * V_CHUNKS_PER_WG]) + kk * 16 * 128, V_LBO_BYTES, V_SBO_BYTES);
+    wgmma_m64n256k16_ss_tb(o, da, db, 1);
+  }
+}
+
+// Online-softmax step shared by both schedules: given this warpgroup's scores `sc` (N columns, masked
+// to -inf) and both warpgroups' row maxima in s.row_max, turns sc into probabilities under the new
+// running max, rescales O and the running denominator.
+template <int N, typename Smem>
+__device__ __forceinline__ void softmax_update(Smem& s, const MathThread& mt, float scale_log2, float (&sc)[N / 2],
+                                               float (&o)[128], float& m0, float& m1, float& l0, float& l1) {
+  const float mn0 = fmaxf(m0, fmaxf(s.row_max[0][mt.r0], s.row_max[1][mt.r0]));
+  const float mn1 = fmaxf(m1, fmaxf(s.row_max[0][mt.r0 + 8], s.row_max[1][mt.r0 + 8]));
+  // A row with nothing visible yet keeps max -inf; scale by 0 so exp2 sees -inf, not NaN.
+  const float ms0 = mn0 == -INFINITY ? 0.f : mn0 * scale_log2;
+  const float ms1 = mn1 == -INFINITY ? 0.f : mn1 * scale_log2;
+  const float alpha0 = exp2f(m0 * scale_log2 - ms0);
+  const float alpha1 = exp2f(m1 * scale_log2 - ms1);
+  m0 = mn0;
+  m1 = mn1;
+  float sum0 = 0.f, sum1 = 0.f;
+#pragma unroll
+  for (int j = 0; j < N / 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      sc[4 * j + e] = exp2f(fmaf(sc[4 * j + e], scale_log2, -ms0));
+      sc[4 * j + 2 + e] = exp2f(fmaf(sc[4 * j + 2 + e], scale_log2, -ms1));
+      sum0 += sc[4 * j + e];
+      sum1 += sc[4 * j + 2 + e];
+    }
+  }
+  l0 = l0 * alpha0 + sum0;
+  l1 = l1 * alpha1 + sum1;
+  // NOTE: once the running max settles alpha is exactly 1 for most rows, and the multiplies can go.
+  if (alpha0 != 1.f || alpha1 != 1.f) {
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      o[4 * j + 0] *= alpha0;
+      o[4 * j + 1] *= alpha0;
+      o[4 * j + 2] *= alpha1;
+      o[4 * j + 3] *= alpha1;
+    }
+  }
+}
+
+// Masks this warpgroup's N score columns (tokens tok_base + 8 j + 2 (lane % 4) + e) by the rows'
+// causal limits and publishes its row maxima to s.row_max[wg].
+template <int N, typename Smem>
+__device__ __forceinline__ void mask_and_publish_max(Smem& s, const MathThread& mt, float (&sc)[N / 2], int tok_base) {
+  float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+  for (int j = 0; j < N / 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int tok = tok_base + 8 * j + 2 * (mt.lane % 4) + e;
+      sc[4 * j + e] = tok < mt.lim0 ? sc[4 * j + e] : -INFINITY;
+      sc[4 * j + 2 + e] = tok < mt.lim1 ? sc[4 * j + 2 + e] : -INFINITY;
+      mx0 = fmaxf(mx0, sc[4 * j + e]);
+      mx1 = fmaxf(mx1, sc[4 * j + 2 + e]);
+    }
+  }
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+  if (mt.lane % 4 == 0) {
+    s.row_max[mt.wg][mt.r0] = mx0;
+    s.row_max[mt.wg][mt.r0 + 8] = mx1;
+  }
+}
+
+// End of one piece: both warpgroups' denominators, then out/lse (request in one piece) or the fp32
+// partials (split request).
+template <typename Smem>
+__device__ __forceinline__ void write_piece(const DecodeParams& p, const SchedPart& part, Smem& s, const MathThread& mt,
+                                            int r, float (&o)[128], float m0, float m1, float l0, float l1) {
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  if (mt.lane % 4 == 0) {
+    s.row_sum[mt.wg][mt.r0] = l0;
+    s.row_sum[mt.wg][mt.r0 + 8] = l1;
+  }
+  named_barrier_sync(1, MATH_THREADS);
+  const float L0 = s.row_sum[0][mt.r0] + s.row_sum[1][mt.r0];
+  const float L1 = s.row_sum[0][mt.r0 + 8] + s.row_sum[1][mt.r0 + 8];
+  const float inv0 = L0 > 0.f ? 1.f / L0 : 0.f, inv1 = L1 > 0.f ? 1.f / L1 : 0.f;
+  const float lse0 = L0 > 0.f ? m0 * p.softmax_scale + logf(L0) : -INFINITY;
+  const float lse1 = L1 > 0.f ? m1 * p.softmax_scale + logf(L1) : -INFINITY;
+  const int g0 = mt.g0, g1 = mt.g1;
+
+  bool split;
+  const int slot = piece_slot(p, part, r, &split);
+  const int col0 = mt.wg * 256 + 2 * (mt.lane % 4);
+  if (!split) {
+    __nv_bfloat16* out = reinterpret_cast<__nv_bfloat16*>(p.out) + r * p.o_batch_stride;
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      if (g0 < p.q_rows)
+        *reinterpret_cast<__nv_bfloat162*>(out + g0 * p.o_row_stride + col0 + 8 * j) =
+            __floats2bfloat162_rn(o[4 * j] * inv0, o[4 * j + 1] * inv0);
+      if (g1 < p.q_rows)
+        *reinterpret_cast<__nv_bfloat162*>(out + g1 * p.o_row_stride + col0 + 8 * j) =
+            __floats2bfloat162_rn(o[4 * j + 2] * inv1, o[4 * j + 3] * inv1);
+    }
+    if (mt.wg == 0 && mt.lane % 4 == 0) {
+      if (g0 < p.q_rows) p.lse[((int64_t)r * p.h_q + g0 % p.h_q) * p.s_q + g0 / p.h_q] = lse0;
+      if (g1 < p.q_rows) p.lse[((int64_t)r * p.h_q + g1 % p.h_q) * p.s_q + g1 / p.h_q] = lse1;
+    }
+  } else {
+    float* acc = p.o_accum + (int64_t)slot * p.q_rows * HEAD_DIM_V;
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      if (g0 < p.q_rows)
+        *reinterpret_cast<float2*>(acc + (int64_t)g0 * HEAD_DIM_V + col0 + 8 * j) =
+            make_float2(o[4 * j] * inv0, o[4 * j + 1] * inv0);
+      if (g1 < p.q_rows)
+        *reinterpret_cast<float2*>(acc + (int64_t)g1 * HEAD_DIM_V + col0 + 8 * j) =
+            make_float2(o[4 * j + 2] * inv1, o[4 * j + 3] * inv1);
+    }
+    if (mt.wg == 0 && mt.lane % 4 == 0) {
+      if (g0 < p.q_rows) p.lse_accum[(int64_t)slot * p.q_rows + g0] = lse0;
+      if (g1 < p.q_rows) p.lse_accum[(int64_t)slot * p.q_rows + g1] = lse1;
+    }
+  }
+}
+
+// Schedule "pipelined" (memory-bound shapes): one page per step, both warpgroups on it, each scoring
+// 32 of its 64 tokens; the other stage's page is loading meanwhile.
+template <typename Smem>
+__device__ void math_pipelined(const DecodeParams& p, const SchedPart& part, Smem& s, int tile) {
+  const float scale_log2 = p.softmax_scale * 1.4426950408889634f;
+  PieceIter pieces(p, part);
+  Piece pc;
+  int it = 0, n = 0;
+  while (pieces.next(pc)) {
+    const int r = pc.req;
+    const int len = p.cache_seqlens[r];
+    const MathThread mt = math_thread(p, tile, len);
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+    float o[128];
+#pragma unroll
+    for (int i = 0; i < 128; ++i) o[i] = 0.f;
+    mbar_wait(&s.q_full, n & 1);
+    for (int pg = pc.page_begin; pg < pc.page_end; ++pg, ++it) {
+      const int stage = it % NUM_STAGES;
+      mbar_wait(&s.kv_full[stage], (it / NUM_STAGES) & 1);
+      // S [64 x 32] = Q [64 x 576] K[32 tokens of this warpgroup]^T
+      float sc[16];
+      wgmma_fence();
+#pragma unroll
+      for (int c = 0; c < QK_CHUNKS; ++c) {
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          const uint64_t da = make_desc_sw128(smem_addr(s.q[c]) + kk * 32, 16, KMAJOR_SBO_BYTES);
+          const uint64_t db =
+              make_desc_sw128(smem_addr(s.kv[stage][c]) + mt.wg * 32 * 128 + kk * 32, 16, KMAJOR_SBO_BYTES);
+          wgmma_m64n32k16_ss(sc, da, db, (c | kk) != 0);
+        }
+      }
+      wgmma_commit();
+      wgmma_wait<0>();
+      if (pg == pc.page_end - 1) mbar_arrive(&s.q_empty);  // Q is not read again in this piece
+      const int valid = len - pg * PAGE_SIZE;
+      if (valid < PAGE_SIZE) {
+        zero_tail_rows(s, stage, valid, threadIdx.x, MATH_THREADS);
+        fence_proxy_async();
+      }
+      mask_and_publish_max<32>(s, mt, sc, pg * PAGE_SIZE + mt.wg * 32);
+      named_barrier_sync(1, MATH_THREADS);
+      softmax_update<32>(s, mt, scale_log2, sc, o, m0, m1, l0, l1);
+      store_p<32>(s.p, sc, mt.r0, mt.lane, mt.wg * 32);
+      fence_proxy_async();
+      named_barrier_sync(1, MATH_THREADS);
+      wgmma_fence();
+      issue_pv(s, o, s.p, stage, mt.wg);
+      wgmma_commit();
+      wgmma_wait<0>();
+      mbar_arrive(&s.kv_empty[stage]);
+    }
+    write_piece(p, part, s, mt, r, o, m0, m1, l0, l1);
+    ++n;
+  }
+}
+
+// Schedule "seesaw" (compute-bound shapes): two pages per step, one per warpgroup. Warpgroup w
+// scores the whole page in stage w (64 columns: twice the work of one wgmma for the same Q reads,
+// halving the Q traffic from shared memory), the maxima are exchanged, each writes its P into its
+// page's rope tile (free once scored), and each accumulates its half of O over both pages. A step
+// holds one page when the piece's pages start in stage 1 or end in stage 0.
+template <typename Smem>
+__device__ void math_seesaw(const DecodeParams& p, const SchedPart& part, Smem& s, int tile) {
+  const float scale_log2 = p.softmax_scale * 1.4426950408889634f;
+  PieceIter pieces(p, part);
+  Piece pc;
+  int it = 0, n = 0;
+  while (pieces.next(pc)) {
+    const int r = pc.req;
+    const int len = p.cache_seqlens[r];
+    const MathThread mt = math_thread(p, tile, len);
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+    float o[128];
+#pragma unroll
+    for (int i = 0; i < 128; ++i) o[i] = 0.f;
+    mbar_wait(&s.q_full, n & 1);
+    int pg = pc.page_begin;
+    while (pg < pc.page_end) {
+      // This step: the page in stage 0 (if `it` is even) and/or the page in stage 1.
+      const int first_stage = it % NUM_STAGES;
+      const int count = (first_stage == 0 && pg + 1 < pc.page_end) ? 2 : 1;
+      const bool last_step = pg + count == pc.page_end;
+      // My page in this step, if any: stage wg.
+      const int my_off = mt.wg - first_stage;  // 0 or 1 when present
+      const bool mine = my_off >= 0 && my_off < count;
+      const int my_pg = pg + my_off, my_it = it + my_off;
+      float sc[32];
+      if (mine) {
+        mbar_wait(&s.kv_full[mt.wg], (my_it / NUM_STAGES) & 1);
+        wgmma_fence();
+#pragma unroll
+        for (int c = 0; c < QK_CHUNKS; ++c) {
+#pragma unroll
+          for (int kk = 0; kk < 4; ++kk) {
+            const uint64_t da = make_desc_sw128(smem_addr(s.q[c]) + kk * 32, 16, KMAJOR_SBO_BYTES);
+            const uint64_t db = make_desc_sw128(smem_addr(s.kv[mt.wg][c]) + kk * 32, 16, KMAJOR_SBO_BYTES);
+            wgmma_m64n64k16_ss(sc, da, db, (c | kk) != 0);
+          }
+        }
+        wgmma_commit();
+        wgmma_wait<0>();
+        const int valid = len - my_pg * PAGE_SIZE;
+        if (valid < PAGE_SIZE) {
+          zero_tail_rows(s, mt.wg, valid, threadIdx.x % 128, 128);
+          fence_proxy_async();
+        }
+        mask_and_publish_max<64>(s, mt, sc, my_pg * PAGE_SIZE);
+      } else {
+#pragma unroll
+        for (int i = 0; i < 32; ++i) sc[i] = -INFINITY;
+        if (mt.lane % 4 == 0) {
+          s.row_max[mt.wg][mt.r0] = -INFINITY;
+          s.row_max[mt.wg][mt.r0 + 8] = -INFINITY;
+        }
+      }
+      if (last_step) mbar_arrive(&s.q_empty);  // Q is not read again in this piece
+      named_barrier_sync(1, MATH_THREADS);
+      softmax_update<64>(s, mt, scale_log2, sc, o, m0, m1, l0, l1);
+      // The rope tile (dims 512..575) of my page is free once scored: it takes my P.
+      if (mine) {
+        store_p<64>(s.kv[mt.wg][QK_CHUNKS - 1], sc, mt.r0, mt.lane, 0);
+        fence_proxy_async();
+      }
+      named_barrier_sync(1, MATH_THREADS);
+      // O half += P_stage V_stage for each page of the step, the lower stage first so that it is
+      // released (and reloaded) while the other is still being read.
+      wgmma_fence();
+      issue_pv(s, o, s.kv[first_stage][QK_CHUNKS - 1], first_stage, mt.wg);
+      wgmma_commit();
+      if (count == 2) {
+        wgmma_fence();
+        issue_pv(s, o, s.kv[1][QK_CHUNKS - 1], 1, mt.wg);
+        wgmma_commit();
+        wgmma_wait<1>();
+        mbar_arrive(&s.kv_empty[0]);
+        wgmma_wait<0>();
+        mbar_arrive(&s.kv_empty[1]);
+      } else {
+        wgmma_wait<0>();
+        mbar_arrive(&s.kv_empty[first_stage]);
+      }
+      pg += count;
+      it += count;
+    }
+    write_piece(p, part, s, mt, r, o, m0, m1, l0, l1);
+    ++n;
+  }
+}
+
+template <typename Element, bool kSeesaw>
 __global__ void __launch_bounds__(NUM_THREADS, 1)
     mla_decode_kernel(const __grid_constant__ DecodeParams p, const __grid_constant__ CUtensorMap tmap_q,
                       const __grid_constant__ CUtensorMap tmap_kv) {
@@ -98,200 +432,8 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
     }
   } else {
     setmaxnreg_inc<232>();
-    const int t = threadIdx.x % 128;
-    const int mt = threadIdx.x;  // 0..255 among math threads
-    const int warp = t / 32, lane = t % 32;
-    const int r0 = warp * 16 + lane / 4;  // this thread's rows: r0 and r0 + 8
-    const float scale_log2 = p.softmax_scale * 1.4426950408889634f;
-
-    PieceIter pieces(p, part);
-    Piece pc;
-    int it = 0, n = 0;
-    while (pieces.next(pc)) {
-      const int r = pc.req;
-      const int len = p.cache_seqlens[r];
-      const int g0 = tile * BLOCK_M + r0, g1 = g0 + 8;
-      // Causal limit: query token i of s_q sees cache positions < len - (s_q - 1 - i).
-      const int lim0 = g0 < p.q_rows ? len - (p.s_q - 1 - g0 / p.h_q) : len;
-      const int lim1 = g1 < p.q_rows ? len - (p.s_q - 1 - g1 / p.h_q) : len;
-
-      float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
-      float o[128];
-#pragma unroll
-      for (int i = 0; i < 128; ++i) o[i] = 0.f;
-
-      mbar_wait(&s.q_full, n & 1);
-      float sc[16];
-      // S [64 x 32] = Q [64 x 576] K[32 tokens of this warpgroup]^T
-      auto issue_qk = [&](int stage) {
-        wgmma_fence();
-#pragma unroll
-        for (int c = 0; c < QK_CHUNKS; ++c) {
-#pragma unroll
-          for (int kk = 0; kk < 4; ++kk) {
-            const uint64_t da = make_desc_sw128(smem_addr(s.q[c]) + kk * 32, 16, KMAJOR_SBO_BYTES);
-            const uint64_t db =
-                make_desc_sw128(smem_addr(s.kv[stage][c]) + wg * 32 * 128 + kk * 32, 16, KMAJOR_SBO_BYTES);
-            wgmma_m64n32k16_ss(sc, da, db, (c | kk) != 0);
-          }
-        }
-        wgmma_commit();
-      };
-      for (int pg = pc.page_begin; pg < pc.page_end; ++pg, ++it) {
-        const int stage = it % NUM_STAGES;
-        mbar_wait(&s.kv_full[stage], (it / NUM_STAGES) & 1);
-        issue_qk(stage);
-        wgmma_wait<0>();
-        if (pg == pc.page_end - 1) {  // Q is not read again in this piece: load the next piece's
-          mbar_arrive(&s.q_empty);
-        }
-
-        const int valid = len - pg * PAGE_SIZE;
-        if (valid < PAGE_SIZE) {
-          // Zero the V rows of slots past the length (see the NaN note at the top).
-          const int count = (PAGE_SIZE - valid) * 8 * 8;
-          for (int i = mt; i < count; i += MATH_THREADS) {
-            const int row = valid + i / 64, tile_c = (i / 8) % 8, chunk = i % 8;
-            *reinterpret_cast<uint4*>(s.kv[stage][tile_c] + row * 128 + chunk * 16) = make_uint4(0, 0, 0, 0);
-          }
-          fence_proxy_async();
-        }
-
-        const int tok_base = pg * PAGE_SIZE + wg * 32 + 2 * (lane % 4);
-        float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int tok = tok_base + 8 * j + e;
-            sc[4 * j + e] = tok < lim0 ? sc[4 * j + e] : -INFINITY;
-            sc[4 * j + 2 + e] = tok < lim1 ? sc[4 * j + 2 + e] : -INFINITY;
-            mx0 = fmaxf(mx0, sc[4 * j + e]);
-            mx1 = fmaxf(mx1, sc[4 * j + 2 + e]);
-          }
-        }
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        if (lane % 4 == 0) {
-          s.row_max[wg][r0] = mx0;
-          s.row_max[wg][r0 + 8] = mx1;
-        }
-        named_barrier_sync(1, MATH_THREADS);
-        const float mn0 = fmaxf(m0, fmaxf(s.row_max[0][r0], s.row_max[1][r0]));
-        const float mn1 = fmaxf(m1, fmaxf(s.row_max[0][r0 + 8], s.row_max[1][r0 + 8]));
-        // A row with nothing visible yet keeps max -inf; scale by 0 so exp2 sees -inf, not NaN.
-        const float ms0 = mn0 == -INFINITY ? 0.f : mn0 * scale_log2;
-        const float ms1 = mn1 == -INFINITY ? 0.f : mn1 * scale_log2;
-        const float alpha0 = exp2f(m0 * scale_log2 - ms0);
-        const float alpha1 = exp2f(m1 * scale_log2 - ms1);
-        m0 = mn0;
-        m1 = mn1;
-        float sum0 = 0.f, sum1 = 0.f;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            sc[4 * j + e] = exp2f(fmaf(sc[4 * j + e], scale_log2, -ms0));
-            sc[4 * j + 2 + e] = exp2f(fmaf(sc[4 * j + 2 + e], scale_log2, -ms1));
-            sum0 += sc[4 * j + e];
-            sum1 += sc[4 * j + 2 + e];
-          }
-        }
-        l0 = l0 * alpha0 + sum0;
-        l1 = l1 * alpha1 + sum1;
-        // NOTE: once the running max settles (after the first pages) alpha is exactly 1 for most
-        // rows; skipping the 128 multiplies then is measurably faster when compute-bound.
-        if (alpha0 != 1.f || alpha1 != 1.f) {
-#pragma unroll
-          for (int j = 0; j < 32; ++j) {
-            o[4 * j + 0] *= alpha0;
-            o[4 * j + 1] *= alpha0;
-            o[4 * j + 2] *= alpha1;
-            o[4 * j + 3] *= alpha1;
-          }
-        }
-        // P [64 rows x 64 tokens] bf16, K-major with the 128-byte swizzle; rows r0 and r0 + 8 share
-        // the same swizzle phase (r % 8).
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const int col = wg * 32 + 8 * j + 2 * (lane % 4);
-          const int off = r0 * 128 + (((col / 8) ^ (r0 % 8)) * 16) + (col % 8) * 2;
-          __nv_bfloat162 a = __floats2bfloat162_rn(sc[4 * j + 0], sc[4 * j + 1]);
-          __nv_bfloat162 b = __floats2bfloat162_rn(sc[4 * j + 2], sc[4 * j + 3]);
-          *reinterpret_cast<__nv_bfloat162*>(s.p + off) = a;
-          *reinterpret_cast<__nv_bfloat162*>(s.p + off + 8 * 128) = b;
-        }
-        fence_proxy_async();
-        named_barrier_sync(1, MATH_THREADS);
-
-        // O[:, 256 wg : 256 wg + 256] += P [64 x 64] V [64 x 256]
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
-          const uint64_t da = make_desc_sw128(smem_addr(s.p) + kk * 32, 16, KMAJOR_SBO_BYTES);
-          const uint64_t db =
-              make_desc_sw128(smem_addr(s.kv[stage][wg * V_CHUNKS_PER_WG]) + kk * 16 * 128, V_LBO_BYTES, V_SBO_BYTES);
-          wgmma_m64n256k16_ss_tb(o, da, db, 1);
-        }
-        wgmma_commit();
-        wgmma_wait<0>();
-        mbar_arrive(&s.kv_empty[stage]);
-      }
-
-      // ---- epilogue of one piece: both warpgroups' denominators, then out/lse or the partials ----
-      l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-      l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-      l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-      l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-      if (lane % 4 == 0) {
-        s.row_sum[wg][r0] = l0;
-        s.row_sum[wg][r0 + 8] = l1;
-      }
-      named_barrier_sync(1, MATH_THREADS);
-      const float L0 = s.row_sum[0][r0] + s.row_sum[1][r0];
-      const float L1 = s.row_sum[0][r0 + 8] + s.row_sum[1][r0 + 8];
-      const float inv0 = L0 > 0.f ? 1.f / L0 : 0.f, inv1 = L1 > 0.f ? 1.f / L1 : 0.f;
-      const float lse0 = L0 > 0.f ? m0 * p.softmax_scale + logf(L0) : -INFINITY;
-      const float lse1 = L1 > 0.f ? m1 * p.softmax_scale + logf(L1) : -INFINITY;
-
-      bool split;
-      const int slot = piece_slot(p, part, r, &split);
-      const int col0 = wg * 256 + 2 * (lane % 4);
-      if (!split) {
-        __nv_bfloat16* out = reinterpret_cast<__nv_bfloat16*>(p.out) + r * p.o_batch_stride;
-#pragma unroll
-        for (int j = 0; j < 32; ++j) {
-          if (g0 < p.q_rows)
-            *reinterpret_cast<__nv_bfloat162*>(out + g0 * p.o_row_stride + col0 + 8 * j) =
-                __floats2bfloat162_rn(o[4 * j] * inv0, o[4 * j + 1] * inv0);
-          if (g1 < p.q_rows)
-            *reinterpret_cast<__nv_bfloat162*>(out + g1 * p.o_row_stride + col0 + 8 * j) =
-                __floats2bfloat162_rn(o[4 * j + 2] * inv1, o[4 * j + 3] * inv1);
-        }
-        if (wg == 0 && lane % 4 == 0) {
-          if (g0 < p.q_rows) p.lse[((int64_t)r * p.h_q + g0 % p.h_q) * p.s_q + g0 / p.h_q] = lse0;
-          if (g1 < p.q_rows) p.lse[((int64_t)r * p.h_q + g1 % p.h_q) * p.s_q + g1 / p.h_q] = lse1;
-        }
-      } else {
-        float* acc = p.o_accum + (int64_t)slot * p.q_rows * HEAD_DIM_V;
-#pragma unroll
-        for (int j = 0; j < 32; ++j) {
-          if (g0 < p.q_rows)
-            *reinterpret_cast<float2*>(acc + (int64_t)g0 * HEAD_DIM_V + col0 + 8 * j) =
-                make_float2(o[4 * j] * inv0, o[4 * j + 1] * inv0);
-          if (g1 < p.q_rows)
-            *reinterpret_cast<float2*>(acc + (int64_t)g1 * HEAD_DIM_V + col0 + 8 * j) =
-                make_float2(o[4 * j + 2] * inv1, o[4 * j + 3] * inv1);
-        }
-        if (wg == 0 && lane % 4 == 0) {
-          if (g0 < p.q_rows) p.lse_accum[(int64_t)slot * p.q_rows + g0] = lse0;
-          if (g1 < p.q_rows) p.lse_accum[(int64_t)slot * p.q_rows + g1] = lse1;
-        }
-      }
-      ++n;
-    }
+    if constexpr (kSeesaw) math_seesaw(p, part, s, tile);
+    else math_pipelined(p, part, s, tile);
     // NOTE: the trigger comes after this CTA's last write-back. Issued at kernel start it let the
     // combine's blocks (up to 7 per SM) sit resident beside the math and cost a third of the speed
     // when compute-bound (NOTES.md, v2).
@@ -356,10 +498,16 @@ cudaError_t run_mla_decode(const DecodeParams& p) {
   cudaError_t err = make_tensor_maps(p, &tq, &tkv);
   if (err != cudaSuccess) return err;
   constexpr int smem = Traits<Element>::SMEM_BYTES;
-  auto kernel = &mla_decode_kernel<Element>;
+  const int tiles = (p.q_rows + BLOCK_M - 1) / BLOCK_M;
+  // Several query tiles per request make the work compute-bound: score whole pages per warpgroup.
+  // One tile is memory-bound: keep a page loading while one is computed. (tuning bits 0/2 force
+  // one schedule for the benchmark's A/B runs.)
+  bool seesaw = tiles >= 2;
+  if (p.tuning & 1) seesaw = false;
+  if (p.tuning & 4) seesaw = true;
+  auto kernel = seesaw ? &mla_decode_kernel<Element, true> : &mla_decode_kernel<Element, false>;
   err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
-  const int tiles = (p.q_rows + BLOCK_M - 1) / BLOCK_M;
   kernel<<<p.num_parts * tiles, NUM_THREADS, smem, p.stream>>>(p, tq, tkv);
   err = cudaGetLastError();
   if (err != cudaSuccess) return err;

@@ -117,7 +117,8 @@ std::string check_schedule(const Case& c) {
   return "";
 }
 
-Result run_and_check(Case& c, Kernel k, const std::vector<float>& out_ref, const std::vector<float>& lse_ref) {
+Result run_and_check(Case& c, Kernel k, int tuning, const std::vector<float>& out_ref,
+                     const std::vector<float>& lse_ref) {
   Result res;
   MLA_CHECK(cudaMemset(c.out.ptr, 0xFF, c.out.count * 2));  // bf16 NaN
   MLA_CHECK(cudaMemset(c.lse.ptr, 0xFF, c.lse.count * 4));  // fp32 NaN
@@ -125,7 +126,9 @@ Result run_and_check(Case& c, Kernel k, const std::vector<float>& out_ref, const
   MLA_CHECK(cudaMemset(c.lse_accum.ptr, 0xFF, c.lse_accum.count * 4));
   MLA_CHECK(cudaMemset(c.sched.ptr, 0xFF, c.sched.count * 4));
   MLA_CHECK(run_get_mla_metadata(metadata_params(c, 0)));
-  MLA_CHECK(run_decode(k, decode_params(c, 0)));
+  DecodeParams p = decode_params(c, 0);
+  p.tuning = tuning;
+  MLA_CHECK(run_decode(k, p));
   MLA_CHECK(cudaDeviceSynchronize());
   res.meta_error = check_schedule(c);
   const std::vector<__nv_bfloat16> out = c.out.download();
@@ -242,7 +245,7 @@ int main(int argc, char** argv) {
       specs.push_back({b, sq, h, rand_lens(b, 1, maxlen)});
     }
 
-    std::printf("%-9s %4s %3s %4s %6s %6s %6s %9s %9s %s\n", "kernel", "b", "s_q", "h_q", "maxlen", "parts",
+    std::printf("%-9s %3s %4s %3s %4s %6s %6s %6s %9s %9s %s\n", "kernel", "tun", "b", "s_q", "h_q", "maxlen", "parts",
                 "splits", "out_err", "lse_err", "result");
     int case_id = 0;
     for (const Spec& sp : specs) {
@@ -258,14 +261,18 @@ int main(int argc, char** argv) {
         reference_kernel<<<c.b * c.q_rows, 256>>>(decode_params(c, 0), out_ref.ptr, lse_ref.ptr);
         MLA_CHECK(cudaGetLastError());
         const std::vector<float> oref = out_ref.download(), lref = lse_ref.download();
-        for (Kernel k : {Kernel::FlashMla, Kernel::Portable}) {
+        // flashmla under both of its schedules (tuning 1: pipelined only, 4: seesaw only, 0: chosen
+        // by shape), then cuda-mla.
+        const std::pair<Kernel, int> runs[4] = {
+            {Kernel::FlashMla, 0}, {Kernel::FlashMla, 1}, {Kernel::FlashMla, 4}, {Kernel::Portable, 0}};
+        for (const auto& [k, tuning] : runs) {
           if (k == Kernel::FlashMla && !hopper) continue;
-          const Result res = run_and_check(c, k, oref, lref);
+          const Result res = run_and_check(c, k, tuning, oref, lref);
           std::vector<int> splits = c.splits.download();
           const bool ok = res.meta_error.empty() && res.unwritten == 0 && res.lse_mismatch == 0 &&
                           res.out_err < 1e-2 && res.lse_err < 1e-4;
           all_ok &= ok;
-          std::printf("%-9s %4d %3d %4d %6d %6d %6d %9.2e %9.2e %s", kernel_name(k), c.b, c.s_q, c.h_q,
+          std::printf("%-9s %3d %4d %3d %4d %6d %6d %6d %9.2e %9.2e %s", kernel_name(k), tuning, c.b, c.s_q, c.h_q,
                       *std::max_element(c.lens.begin(), c.lens.end()), c.num_parts, splits[c.b], res.out_err,
                       res.lse_err, ok ? "ok" : "FAIL");
           if (!res.meta_error.empty()) std::printf(" schedule: %s", res.meta_error.c_str());

@@ -205,8 +205,7 @@ export class DeepseekModel implements Model {
       rSel === undefined
         ? d.rmsNorm(hSel, this.#finalNorm, this.config.rmsNormEps)
         : d.addRmsNorm(hSel, rSel, this.#finalNorm, this.config.rmsNormEps).out;
-    const logits =
-      this.#tp === undefined ? d.linear(normed, this.#lmHead!) : this.#tp.lmHead(d, normed);
+    const logits = this.#tp === undefined ? d.linear(normed, this.#lmHead!) : this.#tp.lmHead(d, normed);
     for (const t of [ids, positions, rows, hSel, normed]) d.release(t);
     if (rSel !== undefined) d.release(rSel);
     return logits;

@@ -39,7 +39,12 @@ import {
   type WeightSource,
 } from '@flashserve/core';
 import { DeepseekModel, loadDeepseekModel } from './model.js';
-import { shardConfig, shardWeights, tensorParallelUnsupportedReasons, VocabParallelHooks } from './tensor-parallel.js';
+import {
+  shardConfig,
+  shardWeights,
+  tensorParallelUnsupportedReasons,
+  VocabParallelHooks,
+} from './tensor-parallel.js';
 import { DummyWeightSource } from './weights.js';
 
 /** Where every rank reads its weights from (each rank reads and slices on its own). */
@@ -82,24 +87,35 @@ export interface ClosableModel extends Model {
   close(): Promise<void>;
 }
 
-function openWeights(w: TensorParallelWeights): { config: DeepseekConfig; source: WeightSource; close(): void } {
-  if (w.kind === 'dummy') return { config: w.config, source: new DummyWeightSource(w.config, w.seed), close() {} };
+function openWeights(w: TensorParallelWeights): {
+  config: DeepseekConfig;
+  source: WeightSource;
+  close(): void;
+} {
+  if (w.kind === 'dummy')
+    return { config: w.config, source: new DummyWeightSource(w.config, w.seed), close() {} };
   const checkpoint = new SafetensorsCheckpoint(w.dir);
   return { config: loadDeepseekConfig(w.dir), source: checkpoint, close: () => checkpoint.close() };
 }
 
 /** Builds rank `group.rank`'s shard of the model on `device`. Runs on every rank, rank 0 included. */
-export function buildTensorParallelRank(p: TensorParallelPayload, group: ProcessGroup, device: Device): DeepseekModel {
+export function buildTensorParallelRank(
+  p: TensorParallelPayload,
+  group: ProcessGroup,
+  device: Device,
+): { readonly model: DeepseekModel; readonly hooks: VocabParallelHooks } {
   const { config, source, close } = openWeights(p.weights);
   try {
     const N = p.tensorParallelSize;
-    return new DeepseekModel(shardConfig(config, N), shardWeights(source, config, group.rank, N), {
+    const hooks = new VocabParallelHooks(source, config, group, device);
+    const model = new DeepseekModel(shardConfig(config, N), shardWeights(source, group.rank, N), {
       device,
       backend: attentionBackends.get(p.backend),
       name: p.name,
       ...(p.maxModelLen === undefined ? {} : { maxModelLen: p.maxModelLen }),
-      tensorParallel: new VocabParallelHooks(source, config, group, device),
+      tensorParallel: hooks,
     });
+    return { model, hooks };
   } finally {
     close();
   }
@@ -123,20 +139,31 @@ export class TensorParallelModel implements ClosableModel {
   readonly device: Device;
   readonly tensorParallelSize: number;
   readonly #local: DeepseekModel;
+  readonly #hooks: VocabParallelHooks;
   readonly #group: ProcessGroup;
   readonly #threads: RankThreads;
 
-  constructor(local: DeepseekModel, group: ProcessGroup, threads: RankThreads) {
-    this.#local = local;
+  constructor(
+    local: { model: DeepseekModel; hooks: VocabParallelHooks },
+    group: ProcessGroup,
+    threads: RankThreads,
+  ) {
+    this.#local = local.model;
+    this.#hooks = local.hooks;
     this.#group = group;
     this.#threads = threads;
-    this.info = local.info;
-    this.device = local.device;
+    this.info = local.model.info;
+    this.device = local.model.device;
     this.tensorParallelSize = group.worldSize;
   }
 
   get brokenReason(): string | undefined {
     return this.#group.brokenReason;
+  }
+
+  /** Collectives rank 0 has run and the time it spent in them (ms, waits included). */
+  collectiveStats(): { readonly collectives: number; readonly collectiveMs: number } {
+    return { ...this.#hooks.stats };
   }
 
   /** Per rank: the latent cache is replicated, so every rank needs this many bytes per block. */
@@ -218,7 +245,9 @@ export async function createTensorParallelModel(o: CreateTensorParallelModelOpti
     throw distributedConfigInvalid('give exactly one of dir (a model directory) and config (dummy weights)');
   }
   const weights: TensorParallelWeights =
-    o.dir !== undefined ? { kind: 'dir', dir: o.dir } : { kind: 'dummy', config: o.config!, seed: o.dummySeed ?? 0 };
+    o.dir !== undefined
+      ? { kind: 'dir', dir: o.dir }
+      : { kind: 'dummy', config: o.config!, seed: o.dummySeed ?? 0 };
   const config = weights.kind === 'dir' ? loadDeepseekConfig(weights.dir) : weights.config;
   const reasons = tensorParallelUnsupportedReasons(config, N);
   if (reasons.length > 0) throw distributedConfigInvalid(reasons.join('; '));
@@ -235,7 +264,12 @@ export async function createTensorParallelModel(o: CreateTensorParallelModelOpti
     const backend = typeof o.backend === 'object' ? o.backend : attentionBackends.get(backendName);
     const single =
       o.dir !== undefined
-        ? loadDeepseekModel(o.dir, { device, backend, name, ...(o.maxModelLen === undefined ? {} : { maxModelLen: o.maxModelLen }) })
+        ? loadDeepseekModel(o.dir, {
+            device,
+            backend,
+            name,
+            ...(o.maxModelLen === undefined ? {} : { maxModelLen: o.maxModelLen }),
+          })
         : new DeepseekModel(config, new DummyWeightSource(config, o.dummySeed ?? 0), {
             device,
             backend,
@@ -259,7 +293,10 @@ export async function createTensorParallelModel(o: CreateTensorParallelModelOpti
     name,
     ...(o.maxModelLen === undefined ? {} : { maxModelLen: o.maxModelLen }),
   };
-  const group = createShmGroupInit(N, o.collectiveTimeoutMs === undefined ? {} : { timeoutMs: o.collectiveTimeoutMs });
+  const group = createShmGroupInit(
+    N,
+    o.collectiveTimeoutMs === undefined ? {} : { timeoutMs: o.collectiveTimeoutMs },
+  );
   const threads = new RankThreads({ entry, group, channel: createStepChannelInit(), payload });
   const pg = new CpuProcessGroup(group, 0);
   try {

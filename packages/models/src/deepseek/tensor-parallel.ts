@@ -22,12 +22,21 @@
 // and a ShardedWeightSource that serves the slices under the checkpoint's own names and the shard
 // config's shapes; model.ts only calls the three hooks below.
 
-import type { DeepseekConfig, Device, HostData, HostTensor, ProcessGroup, Tensor, WeightSource } from '@flashserve/core';
+import type {
+  DeepseekConfig,
+  Device,
+  HostData,
+  HostTensor,
+  ProcessGroup,
+  Tensor,
+  WeightSource,
+} from '@flashserve/core';
 import type { DeepseekTensorParallelHooks } from './model.js';
 
 /** Why `config` cannot be split `size` ways; empty means it can. */
 export function tensorParallelUnsupportedReasons(config: DeepseekConfig, size: number): string[] {
-  if (!Number.isInteger(size) || size < 1) return [`tensor-parallel size must be a positive integer, got ${size}`];
+  if (!Number.isInteger(size) || size < 1)
+    return [`tensor-parallel size must be a positive integer, got ${size}`];
   const reasons: string[] = [];
   const need = (what: string, n: number) => {
     if (n % size !== 0) reasons.push(`${what} (${n}) is not divisible by the tensor-parallel size ${size}`);
@@ -44,12 +53,19 @@ export function shardConfig(config: DeepseekConfig, size: number): DeepseekConfi
     ...config,
     numAttentionHeads: config.numAttentionHeads / size,
     intermediateSize: config.intermediateSize / size,
-    moe: config.moe === null ? null : { ...config.moe, moeIntermediateSize: config.moe.moeIntermediateSize / size },
+    moe:
+      config.moe === null
+        ? null
+        : { ...config.moe, moeIntermediateSize: config.moe.moeIntermediateSize / size },
   };
 }
 
 function emptyLike(d: HostData, n: number): HostData {
-  return d instanceof Float32Array ? new Float32Array(n) : d instanceof Int32Array ? new Int32Array(n) : new Uint16Array(n);
+  return d instanceof Float32Array
+    ? new Float32Array(n)
+    : d instanceof Int32Array
+      ? new Int32Array(n)
+      : new Uint16Array(n);
 }
 
 /** Rows [start, start + count) of a row-major [rows, cols] array; rows past the end stay zero. */
@@ -90,13 +106,11 @@ const FUSED_DOWN = /\.mlp\.experts\.down_proj$/;
 export class ShardedWeightSource implements WeightSource {
   readonly description: string;
   readonly #src: WeightSource;
-  readonly #c: DeepseekConfig;
   readonly #rank: number;
   readonly #size: number;
 
-  constructor(src: WeightSource, config: DeepseekConfig, rank: number, size: number) {
+  constructor(src: WeightSource, rank: number, size: number) {
     this.#src = src;
-    this.#c = config;
     this.#rank = rank;
     this.#size = size;
     this.description = `${src.description}, tensor-parallel shard ${rank} of ${size}`;
@@ -139,7 +153,8 @@ export class ShardedWeightSource implements WeightSource {
     const [a = 0, b = 0, c = 0] = t.shape;
     const d = t.data;
     // Head-major rows (q: [h * (nope + rope)], kv_b: [h * (nope + v)]) and MLP rows split alike.
-    if (HEAD_ROWS.test(name) || KV_B.test(name) || COL_PARALLEL.test(name)) return takeRows(d, b, (r * a) / N, a / N);
+    if (HEAD_ROWS.test(name) || KV_B.test(name) || COL_PARALLEL.test(name))
+      return takeRows(d, b, (r * a) / N, a / N);
     if (O_PROJ.test(name) || ROW_PARALLEL.test(name)) return takeCols(d, b, (r * b) / N, b / N);
     if (FUSED_GATE_UP.test(name)) {
       // Per expert [2I, H]: gate rows [0, I), up rows [I, 2I); this rank takes slice r of each half.
@@ -149,7 +164,10 @@ export class ShardedWeightSource implements WeightSource {
       for (let e = 0; e < a; e++) {
         const base = e * b * c;
         out.set(d.subarray(base + r * Il * c, base + (r + 1) * Il * c) as never, e * 2 * Il * c);
-        out.set(d.subarray(base + (I + r * Il) * c, base + (I + (r + 1) * Il) * c) as never, (e * 2 + 1) * Il * c);
+        out.set(
+          d.subarray(base + (I + r * Il) * c, base + (I + (r + 1) * Il) * c) as never,
+          (e * 2 + 1) * Il * c,
+        );
       }
       return out;
     }
@@ -164,8 +182,8 @@ export class ShardedWeightSource implements WeightSource {
 }
 
 /** ShardedWeightSource plus the rank-0-only row-parallel biases. */
-export function shardWeights(src: WeightSource, config: DeepseekConfig, rank: number, size: number): WeightSource {
-  const sharded = new ShardedWeightSource(src, config, rank, size);
+export function shardWeights(src: WeightSource, rank: number, size: number): WeightSource {
+  const sharded = new ShardedWeightSource(src, rank, size);
   if (rank === 0) return sharded;
   return {
     description: sharded.description,
@@ -181,6 +199,8 @@ export function shardWeights(src: WeightSource, config: DeepseekConfig, rank: nu
 
 /** The hooks model.ts calls on a tensor-parallel rank: vocabulary-parallel tables and the collectives. */
 export class VocabParallelHooks implements DeepseekTensorParallelHooks {
+  /** Time this rank spent inside collectives (waiting for the slowest rank included), for benchmarks. */
+  readonly stats = { collectives: 0, collectiveMs: 0 };
   readonly #group: ProcessGroup;
   readonly #vocab: number;
   /** Rows per rank: ceil(V / N). */
@@ -204,8 +224,7 @@ export class VocabParallelHooks implements DeepseekTensorParallelHooks {
     // The extra row may hold the next rank's first row: it must be the zero "not mine" row.
     table.fill(0, Vs * H);
     this.#embed = device.upload(table, [Vs + 1, H], embed.dtype);
-    const lm =
-      config.tieWordEmbeddings && !src.has('lm_head.weight') ? embed : src.read('lm_head.weight');
+    const lm = config.tieWordEmbeddings && !src.has('lm_head.weight') ? embed : src.read('lm_head.weight');
     this.#lmHead = device.upload(takeRows(lm.data, H, this.#first, Vs), [Vs, H], lm.dtype);
   }
 
@@ -220,13 +239,13 @@ export class VocabParallelHooks implements DeepseekTensorParallelHooks {
     const partial = d.embedding(this.#embed, ids);
     d.release(ids);
     // Exactly one rank contributes a non-zero row per token, so the sum is exact.
-    const full = this.#group.allReduceSum(partial);
+    const full = this.#timed(() => this.#group.allReduceSum(partial));
     d.release(partial);
     return full;
   }
 
   reduce(_d: Device, x: Tensor): Tensor {
-    return this.#group.allReduceSum(x);
+    return this.#timed(() => this.#group.allReduceSum(x));
   }
 
   lmHead(d: Device, x: Tensor): Tensor {
@@ -234,13 +253,17 @@ export class VocabParallelHooks implements DeepseekTensorParallelHooks {
     const R = x.shape[0] ?? 0;
     const Vs = this.#shardRows;
     const local = d.linear(x, this.#lmHead); // [R, Vs]
-    const gathered = this.#group.allGather(local); // [N, R, Vs]
+    const gathered = this.#timed(() => this.#group.allGather(local)); // [N, R, Vs]
     d.release(local);
     // Rank-major [N, R, Vs] -> [R, N * Vs]: pick each rank's R rows and concatenate along the last dim.
     const rows = d.reshape(gathered, [N * R, Vs]);
     const parts: Tensor[] = [];
     for (let r = 0; r < N; r++) {
-      const idx = d.upload(Int32Array.from({ length: R }, (_, i) => r * R + i), [R], 'i32');
+      const idx = d.upload(
+        Int32Array.from({ length: R }, (_, i) => r * R + i),
+        [R],
+        'i32',
+      );
       parts.push(d.embedding(rows, idx));
       d.release(idx);
     }
@@ -251,5 +274,15 @@ export class VocabParallelHooks implements DeepseekTensorParallelHooks {
     const trimmed = d.sliceLast(joined, 0, this.#vocab);
     d.release(joined);
     return trimmed;
+  }
+
+  #timed(f: () => Tensor): Tensor {
+    const t0 = performance.now();
+    try {
+      return f();
+    } finally {
+      this.stats.collectives++;
+      this.stats.collectiveMs += performance.now() - t0;
+    }
   }
 }

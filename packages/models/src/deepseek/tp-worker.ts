@@ -11,7 +11,7 @@ import {
 
 runRankThreadEntry<TensorParallelPayload>((ctx) => {
   const group = new CpuProcessGroup(ctx.group, ctx.rank);
-  const model = buildTensorParallelRank(ctx.payload, group, new CpuDevice());
+  const { model } = buildTensorParallelRank(ctx.payload, group, new CpuDevice());
   ctx.ready();
   serveSteps(ctx, tensorParallelRankHandlers(model, group));
 });

@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { resolveServeConfig } from '../config.js';
 import { envName, formatUsage, parseArgv, parseValue } from './options.js';
@@ -55,6 +58,13 @@ describe('serve configuration', () => {
     expect(() => resolveServeConfig([], { FLASHSERVE_MAX_NUM_SEQS: '-1' })).toThrow(
       'FLASHSERVE_MAX_NUM_SEQS',
     );
+  });
+  test('a --config file sets values; the environment and flags override it', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'flashserve-config-')), 'serve.yaml');
+    writeFileSync(file, 'port: 9100\nmax_num_seqs: 4\nkv-cache-memory: 32MiB\napi-key: from-file\nskip-tokenizer-init: true\n');
+    const c = resolveServeConfig(['--config', file, '--max-num-seqs', '6'], { FLASHSERVE_API_KEY: 'from-env' });
+    expect(c).toMatchObject({ port: 9100, maxNumSeqs: 6, kvCacheMemory: 32 * 1024 ** 2, apiKey: 'from-env', skipTokenizerInit: true });
+    expect(c.configFile).toBe(file);
   });
   test('argv parsing keeps --flag=value with = inside the value', () => {
     expect(parseArgv([{ key: 'k', flag: 'key', kind: { type: 'string' }, help: '' }], ['--key=a=b'])).toEqual(

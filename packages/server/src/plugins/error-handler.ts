@@ -14,51 +14,11 @@ import {
   routeNotFound,
   serverInternal,
 } from '../errors.js';
-import { UNION_HINTS } from '../openai/schemas.js';
 import type { OpenAiErrorBody } from '../openai/types.js';
+import { fromValidation, type ValidationIssue } from '../openai/validation-message.js';
 
 /** Seconds a client should wait after a 503 before retrying. */
 export const RETRY_AFTER_SECONDS = 1;
-
-interface ValidationIssue {
-  readonly keyword: string;
-  readonly instancePath: string;
-  readonly message?: string;
-  readonly params: Record<string, unknown>;
-}
-
-/** `/messages/0/content` -> `messages[0].content`; a missing property is named itself. */
-function paramOf(issue: ValidationIssue): string {
-  const parts = issue.instancePath.split('/').filter((p) => p !== '');
-  const missing = issue.params['missingProperty'];
-  if (typeof missing === 'string') parts.push(missing);
-  let out = '';
-  for (const p of parts) out += /^\d+$/.test(p) ? `[${p}]` : out === '' ? p : `.${p}`;
-  return out;
-}
-
-function fromValidation(issues: readonly ValidationIssue[]): FlashserveError {
-  // With anyOf, ajv reports each branch and then the anyOf itself; the last names the field as a whole.
-  const issue = issues.find((i) => i.keyword === 'anyOf' || i.keyword === 'oneOf') ?? issues[0];
-  if (!issue) return requestInvalid('invalid request body');
-  const param = paramOf(issue);
-  const field = param.split(/[.[]/).pop() ?? param;
-  const unionHint = issue.keyword === 'anyOf' ? UNION_HINTS[field.replace(/\]$/, '')] : undefined;
-  const nullableHint = issue.keyword === 'anyOf' ? firstBranchMessage(issues, issue) : undefined;
-  let message: string;
-  if (param === '') message = `request body ${issue.message ?? 'is invalid'}`;
-  else if (unionHint) message = param === field ? unionHint : `${unionHint} (at ${param})`;
-  else message = `${param} ${nullableHint ?? issue.message ?? 'is invalid'}`;
-  return Object.assign(requestInvalid(message), { param: param === '' ? undefined : param });
-}
-
-/** For `anyOf [X, null]` the useful message is X's ("must be <= 2"), reported before the anyOf. */
-function firstBranchMessage(issues: readonly ValidationIssue[], anyOf: ValidationIssue): string | undefined {
-  const branch = issues.find(
-    (i) => i !== anyOf && i.instancePath === anyOf.instancePath && i.params['type'] !== 'null',
-  );
-  return branch?.message;
-}
 
 /** Maps any thrown value to a FlashserveError; `internal` is true when the detail must stay private. */
 export function toFlashserveError(

@@ -8,8 +8,6 @@
 
 import { existsSync, statSync } from 'node:fs';
 import {
-  CpuDevice,
-  type Device,
   Engine,
   loadDeepseekConfig,
   loadGenerationConfig,
@@ -18,17 +16,19 @@ import {
   type Tokenizer,
   type WeightSource,
 } from '@flashserve/core';
-import { cudaAvailability } from '@flashserve/cuda';
-import { createDeepseekModelFromWeights, DummyWeightSource, mlaSpec } from '@flashserve/models';
+import {
+  createDeepseekModelFromWeights,
+  DummyWeightSource,
+  deepseekWeightManifest,
+  mlaSpec,
+} from '@flashserve/models';
 import type { ServeConfig } from '../config.js';
 import { defaultCacheDir, ensureEmbeddedModel } from '../embedded-model/materialize.js';
 import type { ServingEngine } from '../engine-port.js';
-import { configDeviceUnavailable, configModel } from '../errors.js';
+import { configModel } from '../errors.js';
+import { selectDevice } from './device.js';
 import { ProgressWeightSource } from './progress-weights.js';
 import { resolveAttentionBackend } from './register-backends.js';
-
-/** KV cache budget on the CPU when --kv-cache-memory is not given. */
-export const DEFAULT_CPU_KV_CACHE_BYTES = 128 * 1024 ** 2;
 
 export interface Runtime {
   readonly engine: ServingEngine;
@@ -44,16 +44,6 @@ export interface RuntimeHooks {
   readonly log: { info(obj: object, msg: string): void };
   /** Progress of a named stage, 0..1 (weights generation, weights loading). */
   readonly onProgress?: (stage: string, fraction: number) => void;
-}
-
-function selectDevice(config: ServeConfig): Device {
-  if (config.device === 'cuda') {
-    const cuda = cudaAvailability();
-    if (!cuda.available) throw configDeviceUnavailable('cuda', cuda.reason);
-    // NOTE: the CUDA Device lands with @flashserve/cuda's device work; until it does, say so.
-    throw configDeviceUnavailable('cuda', 'the CUDA device is not wired into the server yet');
-  }
-  return new CpuDevice();
 }
 
 function modelDirectory(config: ServeConfig, env: NodeJS.ProcessEnv, hooks: RuntimeHooks): string {
@@ -80,7 +70,8 @@ export async function loadRuntime(
   env: NodeJS.ProcessEnv,
   hooks: RuntimeHooks,
 ): Promise<Runtime> {
-  const device = selectDevice(config);
+  const selected = selectDevice(config);
+  const device = selected.device;
   const dir = modelDirectory(config, env, hooks);
   const modelConfig = loadDeepseekConfig(dir);
   const maxModelLen = Math.min(
@@ -103,7 +94,8 @@ export async function loadRuntime(
   const layout = backend.cacheLayout(selection);
   const source: WeightSource =
     config.loadFormat === 'dummy'
-      ? new DummyWeightSource(modelConfig, config.seed)
+      ? (selected.dummyWeights(deepseekWeightManifest(modelConfig)) ??
+        new DummyWeightSource(modelConfig, config.seed))
       : new SafetensorsCheckpoint(dir);
   const name = config.servedModelName ?? dir.split(/[\\/]/).filter(Boolean).pop() ?? 'model';
   let model: ReturnType<typeof createDeepseekModelFromWeights>;
@@ -118,7 +110,7 @@ export async function loadRuntime(
     const generation = loadGenerationConfig(dir);
     tokenizer = loadHfTokenizer(dir, { extraEosTokenIds: generation.eosTokenIds });
   }
-  const kvCacheMemoryBytes = config.kvCacheMemory ?? DEFAULT_CPU_KV_CACHE_BYTES;
+  const kvCacheMemoryBytes = selected.kvCacheBytes();
   const engine = new Engine({
     model,
     ...(tokenizer === undefined ? {} : { tokenizer }),

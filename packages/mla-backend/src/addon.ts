@@ -1,0 +1,143 @@
+// Loads the native addon once. Loading never throws: a machine without nvcc at build time, without a
+// driver or without a GPU gets `{ available: false, reason }`, and every caller can say why.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface MlaDeviceInfo {
+  readonly name: string;
+  /** Compute capability, e.g. 9.0 for Hopper. */
+  readonly major: number;
+  readonly minor: number;
+  readonly multiProcessorCount: number;
+}
+
+export type MlaAvailability =
+  | { readonly available: true; readonly devices: readonly MlaDeviceInfo[] }
+  | { readonly available: false; readonly reason: string };
+
+/** Device addresses and stream handles cross as bigint; sizes and strides (in elements) as numbers. */
+export interface MlaMetadataArgs {
+  /** int32 [b] */
+  readonly cacheSeqlens: bigint;
+  readonly b: number;
+  /** sQ * hQ / hKv: query rows sharing the one latent KV head. */
+  readonly qRows: number;
+  readonly numParts: number;
+  /** int32 [numParts, 8] */
+  readonly schedMeta: bigint;
+  /** int32 [b + 1] */
+  readonly numSplits: bigint;
+  readonly stream: bigint;
+}
+
+export interface MlaDecodeArgs {
+  readonly b: number;
+  readonly sQ: number;
+  readonly hQ: number;
+  /** bf16 [b, sQ, hQ, 576], rows (s, h) packed */
+  readonly q: bigint;
+  readonly qBatchStride: number;
+  readonly qRowStride: number;
+  /** bf16 [numBlocks, 64, 1, 576] */
+  readonly kcache: bigint;
+  readonly numBlocks: number;
+  readonly kBlockStride: number;
+  readonly kRowStride: number;
+  /** int32 [b, maxBlocksPerSeq] */
+  readonly blockTable: bigint;
+  readonly blockTableStride: number;
+  readonly maxBlocksPerSeq: number;
+  /** int32 [b] */
+  readonly cacheSeqlens: bigint;
+  /** bf16 [b, sQ, hQ, 512] */
+  readonly out: bigint;
+  readonly oBatchStride: number;
+  readonly oRowStride: number;
+  /** f32 [b, hQ, sQ] */
+  readonly lse: bigint;
+  /** f32 [b + numParts, sQ * hQ, 512] */
+  readonly oAccum: bigint;
+  /** f32 [b + numParts, sQ * hQ] */
+  readonly lseAccum: bigint;
+  readonly schedMeta: bigint;
+  readonly numSplits: bigint;
+  readonly numParts: number;
+  readonly softmaxScale: number;
+  readonly stream: bigint;
+}
+
+export interface KvWriteArgs {
+  /** bf16 [numTokens, 512] */
+  readonly cKv: bigint;
+  readonly cKvStride: number;
+  /** bf16 [numTokens, 64] */
+  readonly kPe: bigint;
+  readonly kPeStride: number;
+  /** int32 [numTokens]; a negative slot skips the row */
+  readonly slotMapping: bigint;
+  readonly numTokens: number;
+  readonly kcache: bigint;
+  readonly numBlocks: number;
+  readonly kBlockStride: number;
+  readonly kRowStride: number;
+  readonly stream: bigint;
+}
+
+/** The addon's surface (csrc/binding/mla_ops.cc). Every op throws a JS error naming itself. */
+export interface NativeMla {
+  probe(): { ok: boolean; reason?: string; devices?: MlaDeviceInfo[] };
+  numSmParts(args: { numSms: number; qRows: number }): number;
+  getMlaMetadata(args: MlaMetadataArgs): void;
+  mlaDecode(args: MlaDecodeArgs): void;
+  mlaDecodePortable(args: MlaDecodeArgs): void;
+  kvWrite(args: KvWriteArgs): void;
+}
+
+const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+export const ADDON_PATH = join(packageRoot, 'build', 'Release', 'flashserve_mla.node');
+
+let cached: { addon: NativeMla | undefined; availability: MlaAvailability } | undefined;
+
+function load(): { addon: NativeMla | undefined; availability: MlaAvailability } {
+  const path = process.env.FLASHSERVE_MLA_ADDON ?? ADDON_PATH;
+  if (!existsSync(path)) {
+    return {
+      addon: undefined,
+      availability: {
+        available: false,
+        reason: `native addon not built (${path} is missing: nvcc or cmake was not found when the package was built)`,
+      },
+    };
+  }
+  let addon: NativeMla;
+  try {
+    addon = createRequire(import.meta.url)(path) as NativeMla;
+  } catch (err) {
+    return {
+      addon: undefined,
+      availability: { available: false, reason: `native addon failed to load: ${(err as Error).message}` },
+    };
+  }
+  const probe = addon.probe();
+  if (!probe.ok)
+    return { addon, availability: { available: false, reason: probe.reason ?? 'unknown reason' } };
+  return { addon, availability: { available: true, devices: probe.devices ?? [] } };
+}
+
+/** Whether the MLA kernels can run here, and if not, why. Cheap after the first call. */
+export function mlaAvailability(): MlaAvailability {
+  cached ??= load();
+  return cached.availability;
+}
+
+/** The loaded addon; throws with the unavailability reason when there is none. */
+export function requireMlaAddon(): NativeMla {
+  cached ??= load();
+  if (!cached.addon || !cached.availability.available) {
+    const reason = cached.availability.available ? 'addon missing' : cached.availability.reason;
+    throw new Error(`@flashserve/mla-backend is unavailable: ${reason}`);
+  }
+  return cached.addon;
+}

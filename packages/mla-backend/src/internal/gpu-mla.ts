@@ -1,0 +1,265 @@
+// What `flashmla` and `cuda-mla` share: they run the same split-KV schedule, take the same arguments
+// and differ only in the kernel launched (and the GPUs they accept). Not part of the public surface.
+//
+// Per step (metadata builder): the step's seqLens, block tables and slot mapping go to the GPU once,
+// and the tile schedule (getMlaMetadata) is computed there from seqLens; every layer reuses it.
+// Per layer (impl.forward), the absorbed form around the kernel:
+//   kvWrite([cKv ; kPe] -> cache rows at slotMapping)
+//   qAbs   = [q_nope @ W_UK ; q_pe]                       [T, h, 576]   (Device.bmm, concatLast)
+//   oLat   = mla decode over the paged cache              [T, h, 512]   (this addon)
+//   out    = W_UV @ oLat per head                         [T, h, vHeadDim]
+// NOTE: the kernels are decode kernels: every request of a step must bring the same number of query
+// tokens (1, or 2+ with speculative tokens), causal among themselves. A step mixing prefill and
+// decode is refused by the metadata builder with that reason.
+import type {
+  AttentionMetadataBuilder,
+  BackendSelectionContext,
+  CommonAttentionMetadata,
+  Device,
+  KvCache,
+  KvCacheLayout,
+  MlaAttentionImpl,
+  MlaForwardInputs,
+  MlaLayerWeights,
+  MlaModelSpec,
+  Tensor,
+} from '@flashserve/core';
+import type { CudaDevice, CudaTensor } from '@flashserve/cuda';
+import { mlaAvailability, type NativeMla, requireMlaAddon } from '../addon.js';
+
+export const KV_LORA_RANK = 512;
+export const QK_ROPE_HEAD_DIM = 64;
+export const ENTRY_WIDTH = KV_LORA_RANK + QK_ROPE_HEAD_DIM;
+export const BLOCK_SIZE = 64;
+/** Query tokens per request per step the kernels accept (FlashMLA's own limit is far above MTP). */
+export const MAX_QUERY_LEN = 64;
+const SCHED_META_INTS = 8;
+
+export type MlaKernel = 'flashmla' | 'cuda-mla';
+
+/** Reasons shared by both backends; `minCc`/`maxCc` bound the compute capability (major*10+minor). */
+export function gpuMlaReasons(
+  name: string,
+  ctx: BackendSelectionContext,
+  minCc: number,
+  maxCc: number,
+): string[] {
+  const reasons: string[] = [];
+  const info = ctx.device.info;
+  if (info.kind !== 'cuda') reasons.push(`needs a CUDA device (device is ${info.name})`);
+  const avail = mlaAvailability();
+  if (!avail.available) reasons.push(`the MLA addon is unavailable: ${avail.reason}`);
+  const cc = info.computeCapability;
+  if (info.kind === 'cuda' && (cc === undefined || cc < minCc || cc > maxCc)) {
+    const want = minCc === maxCc ? `sm_${minCc}` : `sm_${minCc} or newer`;
+    reasons.push(
+      `needs ${want} (device is ${cc === undefined ? 'of unknown compute capability' : `sm_${cc}`})`,
+    );
+  }
+  if (info.kind === 'cuda' && info.computeDType !== 'bf16')
+    reasons.push(`needs bf16 activations (device computes in ${info.computeDType})`);
+  const m = ctx.model;
+  if (m.kvLoraRank !== KV_LORA_RANK)
+    reasons.push(`needs kv_lora_rank ${KV_LORA_RANK} (model has ${m.kvLoraRank})`);
+  if (m.qkRopeHeadDim !== QK_ROPE_HEAD_DIM)
+    reasons.push(`needs qk_rope_head_dim ${QK_ROPE_HEAD_DIM} (model has ${m.qkRopeHeadDim})`);
+  if (ctx.blockSize !== undefined && ctx.blockSize !== BLOCK_SIZE)
+    reasons.push(`needs KV block size ${BLOCK_SIZE} (asked for ${ctx.blockSize})`);
+  return reasons.map((r) => `${name} ${r}`);
+}
+
+export function gpuMlaCacheLayout(ctx: BackendSelectionContext): KvCacheLayout {
+  return {
+    blockSize: BLOCK_SIZE,
+    entryWidth: ENTRY_WIDTH,
+    dtype: 'bf16',
+    bytesPerBlock: BLOCK_SIZE * ENTRY_WIDTH * 2 * ctx.model.numLayers,
+  };
+}
+
+export function cudaDeviceOf(device: Device, op: string): CudaDevice {
+  const d = device as Partial<CudaDevice>;
+  if (device.info.kind !== 'cuda' || typeof d.stream !== 'bigint' || typeof d.enqueue !== 'function')
+    throw new Error(`${op}: needs the CUDA device of @flashserve/cuda (got ${device.info.name})`);
+  return device as CudaDevice;
+}
+
+function ptrOf(t: Tensor, op: string, what: string): bigint {
+  const p = (t as Partial<CudaTensor>).ptr;
+  if (typeof p !== 'bigint') throw new Error(`${op}: ${what} is not a CUDA tensor`);
+  return p;
+}
+
+export function allocateGpuMlaCache(device: Device, layout: KvCacheLayout, numBlocks: number): KvCache {
+  const d = cudaDeviceOf(device, 'allocateCache');
+  return { layout, numBlocks, tensor: d.zeros([numBlocks, layout.blockSize, 1, layout.entryWidth], 'bf16') };
+}
+
+/** One step's metadata: the common batch plus its device copies and the split-KV schedule. */
+export interface GpuMlaMetadata {
+  readonly common: CommonAttentionMetadata;
+  readonly numReqs: number;
+  /** Query tokens per request (the same for all). */
+  readonly sQ: number;
+  readonly numParts: number;
+  /** i32 [numReqs] */
+  readonly seqLens: Tensor;
+  /** i32 [numReqs, maxBlocksPerReq] */
+  readonly blockTables: Tensor;
+  /** i32 [numTokens] */
+  readonly slotMapping: Tensor;
+  /** i32 [numParts, 8] */
+  readonly schedMeta: Tensor;
+  /** i32 [numReqs + 1] */
+  readonly numSplits: Tensor;
+}
+
+export class GpuMlaMetadataBuilder implements AttentionMetadataBuilder<GpuMlaMetadata> {
+  readonly #name: string;
+  readonly #device: CudaDevice;
+  readonly #model: MlaModelSpec;
+
+  constructor(name: string, device: Device, model: MlaModelSpec) {
+    this.#name = name;
+    this.#device = cudaDeviceOf(device, `${name} metadata`);
+    this.#model = model;
+  }
+
+  build(common: CommonAttentionMetadata): GpuMlaMetadata {
+    const name = this.#name;
+    const b = common.numReqs;
+    if (b < 1) throw new Error(`${name}: a step needs at least one request`);
+    if (common.blockSize !== BLOCK_SIZE)
+      throw new Error(`${name}: block size must be ${BLOCK_SIZE} (got ${common.blockSize})`);
+    const sQ = common.queryStartLoc[1]! - common.queryStartLoc[0]!;
+    for (let i = 0; i < b; i++) {
+      const len = common.queryStartLoc[i + 1]! - common.queryStartLoc[i]!;
+      if (len !== sQ)
+        throw new Error(
+          `${name}: decode kernel needs the same query length for every request of a step (request 0 has ${sQ}, request ${i} has ${len}); run mixed prefill steps with another backend`,
+        );
+    }
+    if (sQ < 1 || sQ > MAX_QUERY_LEN)
+      throw new Error(`${name}: query length ${sQ} outside [1, ${MAX_QUERY_LEN}]`);
+    const addon = requireMlaAddon();
+    const d = this.#device;
+    const numParts = addon.numSmParts({ numSms: d.multiProcessorCount, qRows: sQ * this.#model.numHeads });
+    const seqLens = d.upload(common.seqLens, [b], 'i32');
+    const blockTables = d.upload(common.blockTables, [b, common.maxBlocksPerReq], 'i32');
+    const slotMapping = d.upload(common.slotMapping, [common.numTokens], 'i32');
+    const schedMeta = d.empty([numParts, SCHED_META_INTS], 'i32');
+    const numSplits = d.empty([b + 1], 'i32');
+    const args = {
+      cacheSeqlens: ptrOf(seqLens, name, 'seqLens'),
+      b,
+      qRows: sQ * this.#model.numHeads,
+      numParts,
+      schedMeta: schedMeta.ptr,
+      numSplits: numSplits.ptr,
+      stream: d.stream,
+    };
+    d.enqueue(() => addon.getMlaMetadata(args));
+    return { common, numReqs: b, sQ, numParts, seqLens, blockTables, slotMapping, schedMeta, numSplits };
+  }
+}
+
+export class GpuMlaImpl implements MlaAttentionImpl<GpuMlaMetadata> {
+  readonly #kernel: MlaKernel;
+  readonly #device: CudaDevice;
+  readonly #model: MlaModelSpec;
+
+  constructor(kernel: MlaKernel, device: Device, model: MlaModelSpec) {
+    this.#kernel = kernel;
+    this.#device = cudaDeviceOf(device, `${kernel} impl`);
+    this.#model = model;
+  }
+
+  forward(
+    inputs: MlaForwardInputs,
+    cache: KvCache,
+    weights: MlaLayerWeights,
+    metadata: GpuMlaMetadata,
+  ): Tensor {
+    const op = `${this.#kernel} forward`;
+    const d = this.#device;
+    const addon: NativeMla = requireMlaAddon();
+    const { numHeads: h, qkNopeHeadDim: nope, qkRopeHeadDim: rope, vHeadDim } = this.#model;
+    const T = metadata.common.numTokens;
+    const [qT, qH, qW] = inputs.q.shape as [number, number, number];
+    if (qT !== T || qH !== h || qW !== nope + rope)
+      throw new Error(`${op}: q is [${inputs.q.shape.join(', ')}], expected [${T}, ${h}, ${nope + rope}]`);
+    if (inputs.cKv.shape.join() !== `${T},${KV_LORA_RANK}` || inputs.kPe.shape.join() !== `${T},${rope}`)
+      throw new Error(`${op}: cKv must be [${T}, ${KV_LORA_RANK}] and kPe [${T}, ${rope}]`);
+    const cachePtr = ptrOf(cache.tensor, op, 'cache');
+    const kRowStride = ENTRY_WIDTH;
+    const kBlockStride = BLOCK_SIZE * ENTRY_WIDTH;
+
+    // 1. This step's latent rows into the cache (before attention: each token sees itself).
+    const kv = {
+      cKv: ptrOf(inputs.cKv, op, 'cKv'),
+      cKvStride: KV_LORA_RANK,
+      kPe: ptrOf(inputs.kPe, op, 'kPe'),
+      kPeStride: rope,
+      slotMapping: ptrOf(metadata.slotMapping, op, 'slotMapping'),
+      numTokens: T,
+      kcache: cachePtr,
+      numBlocks: cache.numBlocks,
+      kBlockStride,
+      kRowStride,
+      stream: d.stream,
+    };
+    d.enqueue(() => addon.kvWrite(kv));
+
+    // 2. Absorb W_UK into the query: [T, h, 128] @ [h, 128, 512] -> [T, h, 512], then append q_pe.
+    const qNope = d.sliceLast(inputs.q, 0, nope);
+    const qPe = d.sliceLast(inputs.q, nope, rope);
+    const qLatent = d.bmm(qNope, weights.wUk, false);
+    const qAbs = d.concatLast([qLatent, qPe]) as CudaTensor;
+    for (const t of [qNope, qPe, qLatent]) d.release(t);
+
+    // 3. Attention over the paged latent cache.
+    const { numReqs: b, sQ, numParts } = metadata;
+    const rows = sQ * h;
+    const out = d.empty([T, h, KV_LORA_RANK], 'bf16');
+    const lse = d.empty([b, h, sQ], 'f32');
+    const oAccum = d.empty([b + numParts, rows, KV_LORA_RANK], 'f32');
+    const lseAccum = d.empty([b + numParts, rows], 'f32');
+    const args = {
+      b,
+      sQ,
+      hQ: h,
+      q: qAbs.ptr,
+      qBatchStride: rows * ENTRY_WIDTH,
+      qRowStride: ENTRY_WIDTH,
+      kcache: cachePtr,
+      numBlocks: cache.numBlocks,
+      kBlockStride,
+      kRowStride,
+      blockTable: ptrOf(metadata.blockTables, op, 'blockTables'),
+      blockTableStride: metadata.common.maxBlocksPerReq,
+      maxBlocksPerSeq: metadata.common.maxBlocksPerReq,
+      cacheSeqlens: ptrOf(metadata.seqLens, op, 'seqLens'),
+      out: out.ptr,
+      oBatchStride: rows * KV_LORA_RANK,
+      oRowStride: KV_LORA_RANK,
+      lse: lse.ptr,
+      oAccum: oAccum.ptr,
+      lseAccum: lseAccum.ptr,
+      schedMeta: ptrOf(metadata.schedMeta, op, 'schedMeta'),
+      numSplits: ptrOf(metadata.numSplits, op, 'numSplits'),
+      numParts,
+      softmaxScale: weights.softmaxScale,
+      stream: d.stream,
+    };
+    const launch = this.#kernel === 'flashmla' ? addon.mlaDecode : addon.mlaDecodePortable;
+    d.enqueue(() => launch.call(addon, args));
+    for (const t of [qAbs, lse, oAccum, lseAccum]) d.release(t);
+
+    // 4. Values per head: W_UV [h, vHeadDim, 512] @ oLat[t, h] -> [T, h, vHeadDim].
+    const result = d.bmm(out, weights.wUv, true);
+    d.release(out);
+    if (result.shape.at(-1) !== vHeadDim)
+      throw new Error(`${op}: W_UV gives ${result.shape.at(-1)} values, expected ${vHeadDim}`);
+    return result;
+  }
+}
