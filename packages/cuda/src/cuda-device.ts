@@ -225,6 +225,19 @@ export class CudaDevice implements Device {
     return this.#bytesUploaded;
   }
 
+  /**
+   * Reads a tensor straight from a file into device memory (chunks go through pinned staging, with no
+   * host copy of the whole tensor): `shape` elements of `fileDtype` at `byteOffset`. Eager only.
+   */
+  uploadFromFile(path: string, byteOffset: number, shape: readonly number[], fileDtype: DType): CudaTensor {
+    const n = numelOf(shape);
+    const target: CudaDType = fileDtype === 'i32' ? 'i32' : 'bf16';
+    const out = this.#alloc(shape, target);
+    this.#addon.uploadFromFile(out.ptr, path, byteOffset, native(fileDtype), native(target), n);
+    this.#bytesUploaded += out.bytes;
+    return out;
+  }
+
   /** Like upload, but keeps f32 on the device (router biases, sampling parameters). */
   uploadF32(data: Float32Array, shape: readonly number[]): CudaTensor {
     const n = numelOf(shape);

@@ -17,4 +17,9 @@ export {
   ncclLibraryCandidates,
   ncclUniqueId,
 } from './nccl.js';
+export {
+  loadSafetensorsToDevice,
+  readSafetensorsHeader,
+  type SafetensorsEntry,
+} from './safetensors-device.js';
 export { type CudaDType, CudaTensor } from './tensor.js';

@@ -34,6 +34,14 @@ export interface NativeCuda {
   free(ptr: Ptr): void;
   upload(dst: Ptr, data: Host, srcDtype: NativeDType, dstDtype: NativeDType, count: number): void;
   write(dst: Ptr, data: Host, srcDtype: NativeDType, dstDtype: NativeDType, count: number): void;
+  uploadFromFile(
+    dst: Ptr,
+    path: string,
+    byteOffset: number,
+    srcDtype: NativeDType,
+    dstDtype: NativeDType,
+    count: number,
+  ): void;
   download(src: Ptr, srcDtype: NativeDType, count: number, out: Float32Array | Int32Array): void;
   memsetZero(ptr: Ptr, bytes: number): void;
   copyDevice(dst: Ptr, src: Ptr, bytes: number): void;

@@ -1,5 +1,6 @@
 // What can be tested without a GPU: storage reference counting, the dummy weight source, and that
 // constructing the device without CUDA fails with the unavailability reason.
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
   CudaDevice,
@@ -8,6 +9,7 @@ import {
   graphBatchFor,
   graphBatchSizes,
   isCudaContextLost,
+  readSafetensorsHeader,
 } from '../src/index.js';
 import { CudaTensor, numelOf, Storage } from '../src/tensor.js';
 
@@ -83,5 +85,20 @@ describe('decode graph ladder', () => {
     expect(isCudaContextLost(Object.assign(new Error('x'), { cudaError: 700 }))).toBe(true);
     expect(isCudaContextLost(Object.assign(new Error('x'), { cudaError: 2 }))).toBe(false);
     expect(isCudaContextLost(new Error('plain'))).toBe(false);
+  });
+});
+
+describe('readSafetensorsHeader', () => {
+  it("lists a checkpoint's tensors with absolute data offsets", () => {
+    const file = fileURLToPath(
+      new URL('../../models/test/fixtures/gpu-shaped-576-bf16/model.safetensors', import.meta.url),
+    );
+    const entries = readSafetensorsHeader(file);
+    expect(entries.length).toBeGreaterThan(10);
+    const embed = entries.find((e) => e.name === 'model.embed_tokens.weight');
+    expect(embed?.shape).toEqual([512, 256]);
+    expect(embed?.dtype).toBe('bf16');
+    expect(embed?.bytes).toBe(512 * 256 * 2);
+    expect(entries.every((e) => e.offset >= 8)).toBe(true);
   });
 });

@@ -41,13 +41,18 @@ std::map<Key, double> read_anchor(const std::string& path) {
   return m;
 }
 
+bool first_timing = true;
+
 template <typename F>
 double median_ms(F&& launch, int iters) {
   cudaEvent_t a, b;
   MLA_CHECK(cudaEventCreate(&a));
   MLA_CHECK(cudaEventCreate(&b));
   std::vector<float> t(iters);
-  for (int i = 0; i < WARMUP; ++i) launch();
+  // NOTE: the first kernel timed measured ~12% slow after 3 warm-up launches (a later tuning of the
+  // same case did not): warm the GPU up on the real kernel once, for ~0.2 s.
+  for (int i = 0; i < (first_timing ? 800 : WARMUP); ++i) launch();
+  first_timing = false;
   for (int i = 0; i < iters; ++i) {
     MLA_CHECK(cudaEventRecord(a));
     launch();

@@ -139,7 +139,10 @@ export class StepReceiver {
     this.#data = new Int32Array(init.data);
     this.#port = port;
     this.#abort = abort;
-    this.#seen = Atomics.load(this.#ctl, SEQ);
+    // NOTE: 0, not the current value: a command sent before this thread got here must still be run.
+    // Commands never overtake each other because rank 0 sends the next one only after a collective
+    // (or the start-up handshake) that this rank must have reached.
+    this.#seen = 0;
   }
 
   /** Blocks until rank 0 sends the next command; throws the group's error once it is broken. */

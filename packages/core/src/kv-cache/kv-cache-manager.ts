@@ -93,23 +93,29 @@ export class KvCacheManager {
     numNewTokens: number,
     prefix?: CachedPrefix,
   ): boolean {
-    const hit = prefix ?? NO_PREFIX;
+    if (prefix === undefined) {
+      // The decode fast path: most steps need no new block at all.
+      const needed = this.blocksFor(numComputedTokens + numNewTokens) - seq.blockIds.length;
+      if (needed <= 0) return true;
+      if (needed > this.pool.numFreeBlocks) return false;
+      for (let i = 0; i < needed; i++) seq.blockIds.push(this.pool.allocate());
+      return true;
+    }
+    const hit = prefix;
     const held = seq.blockIds.length + hit.blockIds.length;
     const needed = this.blocksFor(numComputedTokens + numNewTokens) - held;
     let idleHits = 0;
     for (const b of hit.blockIds) if (this.pool.refCount(b) === 0) idleHits++;
     if (Math.max(needed, 0) + idleHits > this.pool.numFreeBlocks) return false;
 
-    if (prefix !== undefined) {
-      this.counters.prefixCacheQueries += prefix.numQueriedTokens;
-      this.counters.prefixCacheHits += prefix.numTokens;
-      for (const b of prefix.blockIds) {
-        this.pool.touch(b);
-        seq.blockIds.push(b);
-      }
-      // Adopted blocks are already in the cache map.
-      seq.numCachedBlocks = seq.blockIds.length;
+    this.counters.prefixCacheQueries += prefix.numQueriedTokens;
+    this.counters.prefixCacheHits += prefix.numTokens;
+    for (const b of prefix.blockIds) {
+      this.pool.touch(b);
+      seq.blockIds.push(b);
     }
+    // Adopted blocks are already in the cache map.
+    seq.numCachedBlocks = seq.blockIds.length;
     for (let i = 0; i < needed; i++) seq.blockIds.push(this.pool.allocate());
     return true;
   }

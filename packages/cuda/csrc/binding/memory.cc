@@ -67,6 +67,17 @@ Napi::Value write(Info info) {
   });
 }
 
+// uploadFromFile(dst, path, byteOffset, srcDtype, dstDtype, count)
+Napi::Value upload_from_file(Info info) {
+  return guarded(info, "uploadFromFile", [&] {
+    stream_or_throw();
+    const std::string path = info[1].As<Napi::String>().Utf8Value();
+    runtime().upload_from_file(ptr_arg(info, 0), path, static_cast<uint64_t>(i64_arg(info, 2)), dtype_arg(info, 3),
+                               dtype_arg(info, 4), static_cast<size_t>(i64_arg(info, 5)));
+    return info.Env().Undefined();
+  });
+}
+
 // download(src, srcDtype, count, outTypedArray): fills a Float32Array (f32/bf16) or Int32Array (i32).
 Napi::Value download(Info info) {
   return guarded(info, "toHost", [&] {
@@ -140,6 +151,7 @@ void register_memory(Napi::Env env, Napi::Object exports) {
   exports.Set("upload", Napi::Function::New(env, upload, "upload"));
   exports.Set("write", Napi::Function::New(env, write, "write"));
   exports.Set("download", Napi::Function::New(env, download, "download"));
+  exports.Set("uploadFromFile", Napi::Function::New(env, upload_from_file, "uploadFromFile"));
   exports.Set("memsetZero", Napi::Function::New(env, memset_zero, "memsetZero"));
   exports.Set("copyDevice", Napi::Function::New(env, copy_device, "copyDevice"));
   exports.Set("synchronize", Napi::Function::New(env, synchronize, "synchronize"));

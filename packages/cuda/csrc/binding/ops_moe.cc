@@ -105,7 +105,7 @@ void run_experts_prefill(Temps& t, const MoeAlignParams& al, const void* x, cons
   SiluMulParams sm{h, act, assign, inter, stream};
   run_silu_mul(sm);
   per_expert(act, down, static_cast<int64_t>(hidden) * inter, y, hidden, inter);
-  MoeCombineParams cb{y, al.assign_pos, weights, nullptr, out, tokens, top_k, hidden, stream};
+  MoeCombineParams cb{y, nullptr, 1, al.assign_pos, weights, nullptr, out, tokens, top_k, hidden, stream};
   run_moe_combine(cb);
 }
 #endif
@@ -117,6 +117,22 @@ int decode_block_n() {
     return v && std::string(v) == "32" ? 32 : 64;
   }();
   return bn;
+}
+
+// Split-K factor for a decode-tile grouped GEMM: enough blocks for ~8 per SM when the row tiles are
+// few (estimated as min(assignments, experts), exact for a token or two), at most 4 splits, each
+// keeping at least 4 K tiles of 64. FLASHSERVE_MOE_SPLIT_K=1 turns it off (A/B timing).
+int pick_split_k(int assign, int experts, int n_tiles, int k, int sms) {
+  static const bool off = [] {
+    const char* v = std::getenv("FLASHSERVE_MOE_SPLIT_K");
+    return v && std::string(v) == "1";
+  }();
+  if (off) return 1;
+  const int row_tiles = assign < experts ? assign : experts;
+  int split = (8 * sms) / (row_tiles * n_tiles > 0 ? row_tiles * n_tiles : 1);
+  if (split > 4) split = 4;
+  while (split > 1 && (k / 64) / split < 4) --split;
+  return split < 1 ? 1 : split;
 }
 
 // moeExperts(x, ids, weights, gateUp, down, out, tokens, hidden, inter, experts, topK, blockM (0: auto))
@@ -187,16 +203,35 @@ Napi::Value moe_experts(Info info) {
     g1.c = h;
     g1.ldc = 2 * inter;
     g1.block_m = block_m;
-    g1.block_n = decode_block_n();
+    g1.block_n = block_m == 16 ? decode_block_n() : 64;
     g1.stream = stream;
+    const int bn = g1.block_n;
+    // At a token or two, the row tiles are at most one per assignment: few blocks per SM. Split K
+    // so every SM streams weights (the partial sums are added by the next kernel).
+    const int sms = runtime().props().sms;
+    const int split1 = block_m == 16 ? pick_split_k(assign, experts, (2 * inter + bn - 1) / bn, hidden, sms) : 1;
+    const int split2 = block_m == 16 ? pick_split_k(assign, experts, (hidden + bn - 1) / bn, inter, sms) : 1;
+    if (split1 > 1) {
+      g1.split_k = split1;
+      g1.partial = static_cast<float*>(t.take(sizeof(float) * split1 * static_cast<size_t>(assign) * 2 * inter));
+    }
     run_grouped_gemm(g1);
 
     void* act = t.take(sizeof(uint16_t) * static_cast<size_t>(assign) * inter);
-    SiluMulParams sm{h, act, assign, inter, stream};
-    run_silu_mul(sm);
+    if (split1 > 1) {
+      SiluMulPartialsParams sm{g1.partial, split1, act, assign, inter, stream};
+      run_silu_mul_partials(sm);
+    } else {
+      SiluMulParams sm{h, act, assign, inter, stream};
+      run_silu_mul(sm);
+    }
 
     void* y = t.take(sizeof(uint16_t) * static_cast<size_t>(assign) * hidden);
     GroupedGemmParams g2 = g1;
+    g2.split_k = split2;
+    g2.partial = split2 > 1
+                     ? static_cast<float*>(t.take(sizeof(float) * split2 * static_cast<size_t>(assign) * hidden))
+                     : nullptr;
     g2.a = act;
     g2.gather = nullptr;
     g2.gather_div = 1;
@@ -211,6 +246,8 @@ Napi::Value moe_experts(Info info) {
 
     MoeCombineParams cb{};
     cb.y = y;
+    cb.y_partial = split2 > 1 ? g2.partial : nullptr;
+    cb.splits = split2;
     cb.assign_pos = al.assign_pos;
     cb.topk_weights = weights;
     cb.addend = nullptr;

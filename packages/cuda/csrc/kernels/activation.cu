@@ -19,7 +19,34 @@ __global__ void silu_mul_kernel(SiluMulParams p) {
   }
 }
 
+__global__ void silu_mul_partials_kernel(SiluMulPartialsParams p) {
+  const int64_t n = static_cast<int64_t>(p.rows) * p.inter;
+  const int64_t split_stride = static_cast<int64_t>(p.rows) * 2 * p.inter;
+  bf16* out = static_cast<bf16*>(p.out);
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = i / p.inter, c = i % p.inter;
+    float g = 0.f, u = 0.f;
+    for (int s = 0; s < p.splits; ++s) {
+      g += p.partial[s * split_stride + r * 2 * p.inter + c];
+      u += p.partial[s * split_stride + r * 2 * p.inter + p.inter + c];
+    }
+    g = to_f(to_bf(g));
+    u = to_f(to_bf(u));
+    out[i] = to_bf(to_f(to_bf(g / (1.f + __expf(-g)))) * u);
+  }
+}
+
 }  // namespace
+
+void run_silu_mul_partials(SiluMulPartialsParams& p) {
+  const int64_t n = static_cast<int64_t>(p.rows) * p.inter;
+  if (n == 0) return;
+  int64_t blocks = (n + 255) / 256;
+  if (blocks > 4096) blocks = 4096;
+  silu_mul_partials_kernel<<<static_cast<int>(blocks), 256, 0, p.stream>>>(p);
+  check_launch("moeExperts (silu of partials)");
+}
 
 void run_silu_mul(SiluMulParams& p) {
   const int64_t n = static_cast<int64_t>(p.rows) * p.inter;

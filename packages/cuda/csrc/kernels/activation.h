@@ -12,4 +12,15 @@ struct SiluMulParams {
 };
 void run_silu_mul(SiluMulParams& p);
 
+// SiLU-and-multiply reading split-K partial sums of the gate/up GEMM: each value is the sum over
+// splits, rounded to bf16 as the GEMM's own output would have been.
+struct SiluMulPartialsParams {
+  const float* partial;  // [splits, rows, 2 * inter]
+  int splits;
+  void* out;  // [rows, inter] bf16
+  int rows, inter;
+  cudaStream_t stream;
+};
+void run_silu_mul_partials(SiluMulPartialsParams& p);
+
 }  // namespace flashserve

@@ -142,10 +142,16 @@ __global__ void __launch_bounds__(GemmTraits<BM, BN>::THREADS) grouped_gemm_kern
 #pragma unroll
     for (int j = 0; j < T::FRAG_N; ++j) wmma::fill_fragment(acc[i][j], 0.f);
 
-  const int k_tiles = (p.k + T::BK - 1) / T::BK;
+  // This block's share of the K tiles (all of them without split-K); an empty share still writes
+  // its zero partial so the reader can sum every split.
+  const int k_tiles_all = (p.k + T::BK - 1) / T::BK;
+  const int splits = p.split_k > 1 ? p.split_k : 1;
+  const int per_split = (k_tiles_all + splits - 1) / splits;
+  const int kt_begin = min(static_cast<int>(blockIdx.z) * per_split, k_tiles_all);
+  const int k_tiles = min(per_split, k_tiles_all - kt_begin);
 #pragma unroll
   for (int s = 0; s < T::STAGES - 1; ++s) {
-    if (s < k_tiles) load_stage(s, s * T::BK);
+    if (s < k_tiles) load_stage(s, (kt_begin + s) * T::BK);
     cp_async_commit();
   }
   for (int kt = 0; kt < k_tiles; ++kt) {
@@ -153,7 +159,7 @@ __global__ void __launch_bounds__(GemmTraits<BM, BN>::THREADS) grouped_gemm_kern
     cp_async_wait<T::STAGES - 2>();
     __syncthreads();
     const int next = kt + T::STAGES - 1;
-    if (next < k_tiles) load_stage(next % T::STAGES, next * T::BK);
+    if (next < k_tiles) load_stage(next % T::STAGES, (kt_begin + next) * T::BK);
     cp_async_commit();
     const bf16* ta = sa + (kt % T::STAGES) * T::A_STAGE;
     const bf16* tb = sb + (kt % T::STAGES) * T::B_STAGE;
@@ -186,6 +192,15 @@ __global__ void __launch_bounds__(GemmTraits<BM, BN>::THREADS) grouped_gemm_kern
       wmma::store_matrix_sync(sc + ((wm * T::FRAG_M + i) * 16) * LDC_S + (wn * T::FRAG_N + j) * 16, acc[i][j],
                               LDC_S, wmma::mem_row_major);
   __syncthreads();
+  if (splits > 1) {
+    float* part = p.partial + static_cast<int64_t>(blockIdx.z) * p.m * p.n;
+    for (int idx = threadIdx.x; idx < BM * T::BN; idx += T::THREADS) {
+      const int r = idx / T::BN, col = idx % T::BN;
+      const int prow = row_begin + r;
+      if (prow < row_end && n0 + col < p.n) part[static_cast<int64_t>(prow) * p.n + n0 + col] = sc[r * LDC_S + col];
+    }
+    return;
+  }
   bf16* c = static_cast<bf16*>(p.c);
   for (int idx = threadIdx.x; idx < BM * T::BN; idx += T::THREADS) {
     const int r = idx / T::BN, col = idx % T::BN;
@@ -199,12 +214,25 @@ __global__ void moe_combine_kernel(MoeCombineParams p) {
   const int t = blockIdx.x;
   const bf16* y = static_cast<const bf16*>(p.y);
   bf16* out = static_cast<bf16*>(p.out) + static_cast<int64_t>(t) * p.hidden;
+  // NOTE: rows of y are the sorted assignments; with split-K the partials hold m = num_tokens * top_k
+  // rows per split.
   const bf16* add = p.addend ? static_cast<const bf16*>(p.addend) + static_cast<int64_t>(t) * p.hidden : nullptr;
   for (int c = threadIdx.x; c < p.hidden; c += blockDim.x) {
     float acc = 0.f;
     for (int j = 0; j < p.top_k; ++j) {
       const int pos = p.assign_pos[t * p.top_k + j];
-      if (pos >= 0) acc += p.topk_weights[t * p.top_k + j] * to_f(y[static_cast<int64_t>(pos) * p.hidden + c]);
+      if (pos < 0) continue;
+      float v;
+      if (p.y_partial) {
+        // Split-K partials: summed here, then rounded as the bf16 GEMM output would have been.
+        float sum = 0.f;
+        const int64_t stride = static_cast<int64_t>(p.num_tokens) * p.top_k * p.hidden;
+        for (int s = 0; s < p.splits; ++s) sum += p.y_partial[s * stride + static_cast<int64_t>(pos) * p.hidden + c];
+        v = to_f(to_bf(sum));
+      } else {
+        v = to_f(y[static_cast<int64_t>(pos) * p.hidden + c]);
+      }
+      acc += p.topk_weights[t * p.top_k + j] * v;
     }
     // transformers adds the routed sum (rounded to bf16) to the shared experts' bf16 output.
     if (add) acc = to_f(to_bf(acc)) + to_f(add[c]);
@@ -225,7 +253,9 @@ void run_grouped_gemm(GroupedGemmParams& p) {
   require(p.lda % 8 == 0, "groupedGemm: the A row stride must be a multiple of 8 elements");
   if (p.max_tiles == 0) return;
   const int bn = p.block_n == 32 && p.block_m == 16 ? 32 : 64;
-  dim3 grid((p.n + bn - 1) / bn, p.max_tiles);
+  const int splits = p.split_k > 1 ? p.split_k : 1;
+  require(splits == 1 || p.partial != nullptr, "groupedGemm: split-K needs a partial buffer");
+  dim3 grid((p.n + bn - 1) / bn, p.max_tiles, splits);
   require(p.max_tiles <= 65535, "groupedGemm: too many row tiles");
   // Opting in to more than 48 KiB of dynamic shared memory is per kernel and per device; once suffices
   // (the addon drives one device).

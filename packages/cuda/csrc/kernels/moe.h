@@ -54,12 +54,19 @@ struct GroupedGemmParams {
   int64_t ldc;
   int block_m;  // 16 or 64
   int block_n;  // 64, or 32 with block_m 16 (0 means 64)
+  // Split-K (decode: few row tiles leave SMs idle): split_k > 1 splits K over blockIdx.z and writes
+  // unrounded fp32 partial sums to partial [split_k, m, n] instead of c; the next kernel (SiLU-and-mul
+  // or the combine) adds them up, so splitting costs no extra launch.
+  int split_k;  // 0 or 1: no split
+  float* partial;
   cudaStream_t stream;
 };
 void run_grouped_gemm(GroupedGemmParams& p);
 
 struct MoeCombineParams {
-  const void* y;               // [num_assign, hidden] bf16, sorted rows
+  const void* y;               // [num_assign, hidden] bf16, sorted rows (or null with y_partial)
+  const float* y_partial;      // [splits, num_assign, hidden] fp32 split-K partials, or null
+  int splits;
   const int32_t* assign_pos;   // [num_tokens * top_k]
   const float* topk_weights;   // [num_tokens * top_k]
   const void* addend;          // [num_tokens, hidden] bf16 or null (the shared experts' output)

@@ -2,6 +2,10 @@
 
 #include <cuda_bf16.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
 
 #include "runtime/check.h"
@@ -188,6 +192,48 @@ void Runtime::write(void* dst, const void* src, DType src_dtype, DType dst_dtype
   convert_into(host.data(), src, src_dtype, dst_dtype, n);
   check_cuda(cudaMemcpyAsync(dst, host.data(), bytes, cudaMemcpyHostToDevice, side_stream_), "write (side copy)");
   check_cuda(cudaStreamSynchronize(side_stream_), "write (side copy)");
+}
+
+void Runtime::upload_from_file(void* dst, const std::string& path, uint64_t offset, DType src_dtype, DType dst_dtype,
+                               size_t n) {
+  require(state_ == GraphState::EAGER, "uploadFromFile: not allowed while a CUDA graph is being captured or replayed");
+  if (n == 0) return;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("uploadFromFile: cannot open " + path + ": " + std::strerror(errno));
+  const size_t in_elem = dtype_bytes(src_dtype), out_elem = dtype_bytes(dst_dtype);
+  const size_t chunk_elems = (ring_size_ / 4) / (in_elem > out_elem ? in_elem : out_elem);
+  std::vector<char> scratch;
+  try {
+    for (size_t done = 0; done < n; done += chunk_elems) {
+      const size_t cnt = n - done < chunk_elems ? n - done : chunk_elems;
+      void* stage = ring_reserve(cnt * out_elem);
+      // Same dtype: read straight into pinned memory. Otherwise through a scratch buffer, converted.
+      char* into = static_cast<char*>(stage);
+      if (src_dtype != dst_dtype) {
+        scratch.resize(cnt * in_elem);
+        into = scratch.data();
+      }
+      size_t got = 0;
+      const size_t want = cnt * in_elem;
+      while (got < want) {
+        const ssize_t r = ::pread(fd, into + got, want - got, static_cast<off_t>(offset + done * in_elem + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+          throw std::runtime_error("uploadFromFile: reading " + path + " failed" +
+                                   (r < 0 ? std::string(": ") + std::strerror(errno) : std::string(": file too short")));
+        }
+        got += static_cast<size_t>(r);
+      }
+      if (src_dtype != dst_dtype) convert_into(stage, scratch.data(), src_dtype, dst_dtype, cnt);
+      check_cuda(cudaMemcpyAsync(static_cast<char*>(dst) + done * out_elem, stage, cnt * out_elem,
+                                 cudaMemcpyHostToDevice, stream_),
+                 "uploadFromFile (cudaMemcpyAsync)");
+    }
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
 }
 
 void Runtime::download(void* dst, const void* src, DType src_dtype, size_t n) {

@@ -42,6 +42,10 @@ class Runtime {
   // Like upload, but never captured: during capture it runs synchronously on a side stream, so a
   // persistent input buffer can be refilled before each replay.
   void write(void* dst, const void* src, DType src_dtype, DType dst_dtype, size_t n);
+  // File -> device without a host copy of the whole tensor: `n` elements of `src_dtype` at byte
+  // `offset` of the file at `path` are read chunk by chunk straight into pinned staging (converted
+  // there when the dtypes differ) and copied asynchronously. Eager only.
+  void upload_from_file(void* dst, const std::string& path, uint64_t offset, DType src_dtype, DType dst_dtype, size_t n);
   // Device -> host, converting bf16 to f32 (`dst` holds n floats) or copying i32/f32. Synchronises.
   void download(void* dst, const void* src, DType src_dtype, size_t n);
   void synchronize(const char* op);

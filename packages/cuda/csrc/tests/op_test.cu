@@ -220,7 +220,7 @@ void test_router(bool v3) {
   report(v3 ? "moeRoute v3 weights" : "moeRoute v2 weights", rel_l2(dw.get(), ws), 1e-5);
 }
 
-void test_moe(int T, int block_m, int I = 128, int block_n = 64) {
+void test_moe(int T, int block_m, int I = 128, int block_n = 64, int split = 1) {
   const int H = 256, E = 16, k = 4;
   auto x = randv(T * H), gu = randv((size_t)E * 2 * I * H, -0.1f, 0.1f), dn = randv((size_t)E * H * I, -0.1f, 0.1f);
   std::vector<int32_t> ids(T * k);
@@ -257,14 +257,23 @@ void test_moe(int T, int block_m, int I = 128, int block_n = 64) {
   g1.num_tiles = al.num_tiles, g1.max_tiles = max_tiles, g1.m = A, g1.c = h.p, g1.ldc = 2 * I, g1.block_m = block_m;
   g1.block_n = block_n;
   g1.stream = S();
+  Buf p1((size_t)split * A * 2 * I, DType::F32), p2((size_t)split * A * H, DType::F32);
+  if (split > 1) g1.split_k = split, g1.partial = p1.as<float>();
   run_grouped_gemm(g1);
-  SiluMulParams sm{h.p, act.p, A, I, S()};
-  run_silu_mul(sm);
+  if (split > 1) {
+    SiluMulPartialsParams sm{p1.as<float>(), split, act.p, A, I, S()};
+    run_silu_mul_partials(sm);
+  } else {
+    SiluMulParams sm{h.p, act.p, A, I, S()};
+    run_silu_mul(sm);
+  }
   GroupedGemmParams g2 = g1;
   g2.a = act.p, g2.gather = nullptr, g2.gather_div = 1, g2.lda = I, g2.w = ddn.p, g2.w_group_stride = (int64_t)H * I;
   g2.n = H, g2.k = I, g2.c = y.p, g2.ldc = H;
+  if (split > 1) g2.partial = p2.as<float>();
   run_grouped_gemm(g2);
-  MoeCombineParams cb{y.p, al.assign_pos, dw.as<float>(), nullptr, dout.p, T, k, H, S()};
+  MoeCombineParams cb{y.p, split > 1 ? p2.as<float>() : nullptr, split, al.assign_pos, dw.as<float>(), nullptr, dout.p,
+                      T, k, H, S()};
   run_moe_combine(cb);
   std::vector<double> ref((size_t)T * H, 0.0);
   for (int t = 0; t < T; ++t)
@@ -286,7 +295,7 @@ void test_moe(int T, int block_m, int I = 128, int block_n = 64) {
       }
     }
   char name[64];
-  std::snprintf(name, sizeof name, "moeExperts T=%d block_m=%d I=%d bn=%d", T, block_m, I, block_n);
+  std::snprintf(name, sizeof name, "moeExperts T=%d bm=%d I=%d bn=%d split=%d", T, block_m, I, block_n, split);
   report(name, rel_l2(dout.get(), ref), 2e-2);
 }
 
@@ -527,20 +536,35 @@ void bench() {
     g2.a = act.p, g2.gather = nullptr, g2.gather_div = 1, g2.lda = I, g2.w = dn.p, g2.w_group_stride = (int64_t)H * I;
     g2.n = H, g2.k = I, g2.c = y.p, g2.ldc = H;
     SiluMulParams sm{h.p, act.p, A, I, S()};
-    MoeCombineParams cb{y.p, al.assign_pos, w.as<float>(), nullptr, out.p, T, k, H, S()};
-    for (int bn : {64, 32}) {
-      if (bn == 32 && block_m != 16) continue;
+    MoeCombineParams cb{y.p, nullptr, 1, al.assign_pos, w.as<float>(), nullptr, out.p, T, k, H, S()};
+    Buf p1((size_t)4 * A * 2 * I, DType::F32), p2((size_t)4 * A * H, DType::F32);
+    for (int variant = 0; variant < 4; ++variant) {
+      const int bn = variant == 1 ? 32 : 64;
+      const int split = variant == 2 ? 2 : variant == 3 ? 4 : 1;
+      if (block_m != 16 && variant > 0) continue;
       g1.block_n = g2.block_n = bn;
+      g1.split_k = g2.split_k = split;
+      g1.partial = p1.as<float>(), g2.partial = p2.as<float>();
+      SiluMulPartialsParams smp{p1.as<float>(), split, act.p, A, I, S()};
+      MoeCombineParams cbp{y.p, p2.as<float>(), split, al.assign_pos, w.as<float>(), nullptr, out.p, T, k, H, S()};
       const float t_all = time_ms([&] {
         run_moe_align(al);
         run_grouped_gemm(g1);
-        run_silu_mul(sm);
+        if (split > 1) {
+          run_silu_mul_partials(smp);
+        } else {
+          run_silu_mul(sm);
+        }
         run_grouped_gemm(g2);
-        run_moe_combine(cb);
+        if (split > 1) {
+          run_moe_combine(cbp);
+        } else {
+          run_moe_combine(cb);
+        }
       }, 50);
       const double wbytes = (double)n_active * 3 * I * H * 2;
-      std::printf("moeExperts T=%-4d active=%-2d bn=%d %7.1f us  weights %6.1f MB -> %6.0f GB/s (%.0f%% of copy)\n", T,
-                  n_active, bn, t_all * 1e3, wbytes / 1e6, wbytes / (t_all * 1e-3) / 1e9,
+      std::printf("moeExperts T=%-4d active=%-2d bn=%d split=%d %7.1f us  weights %6.1f MB -> %6.0f GB/s (%.0f%% of copy)\n",
+                  T, n_active, bn, split, t_all * 1e3, wbytes / 1e6, wbytes / (t_all * 1e-3) / 1e9,
                   100.0 * wbytes / (t_all * 1e-3) / 1e9 / bw);
     }
   }
@@ -595,6 +619,9 @@ int main(int argc, char** argv) {
     test_moe(70, 64, 40);
     test_moe(1, 16, 128, 32);
     test_moe(9, 16, 24, 32);
+    test_moe(1, 16, 128, 64, 4);
+    test_moe(2, 16, 128, 32, 3);
+    test_moe(3, 16, 128, 64, 8);  // more splits than K tiles: empty splits write zero partials
 #ifdef FLASHSERVE_WITH_CUBLAS
     test_gemm(true, 1, DType::BF16);
     test_gemm(false, 1, DType::BF16);

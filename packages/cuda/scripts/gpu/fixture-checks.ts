@@ -1,11 +1,17 @@
 // The models package's transformers fixtures through DeepseekModel on a CUDA device: two prompts
 // prefilled together, then greedy decoding one token per step through the paged cache. The issue's
 // bar: first 8 greedy tokens equal the fp32 reference, last-position logits within 2e-2 relative L2.
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AttentionBackend, CommonAttentionMetadata, Model, Tensor } from '@flashserve/core';
+import {
+  type AttentionBackend,
+  type CommonAttentionMetadata,
+  type Model,
+  SafetensorsFile,
+  type Tensor,
+} from '@flashserve/core';
 import { loadDeepseekModel } from '../../../models/src/index.js';
-import type { CudaDevice } from '../../src/index.js';
+import { type CudaDevice, loadSafetensorsToDevice } from '../../src/index.js';
 import { type CheckRow, relL2 } from '../../test/gpu/op-checks.js';
 
 interface Expected {
@@ -198,6 +204,45 @@ export function runFixtureChecks(
         limit: 0,
         ok: false,
         note: (err as Error).stack ?? String(err),
+      });
+    }
+  }
+  return rows;
+}
+
+/** Every tensor of a fixture's checkpoint loaded straight to the device equals the same tensor read
+ * on the host by core's SafetensorsFile and uploaded. */
+export function runLoaderCheck(device: CudaDevice, fixturesDir: string): CheckRow[] {
+  const rows: CheckRow[] = [];
+  for (const name of fixtureNames(fixturesDir)) {
+    const file = join(fixturesDir, name, 'model.safetensors');
+    if (!existsSync(file)) continue;
+    try {
+      let progress = 0;
+      const loaded = loadSafetensorsToDevice(device, [file], { onProgress: (d, t) => (progress = d / t) });
+      const ref = new SafetensorsFile(file);
+      let mismatched = 0;
+      for (const [tname, t] of loaded) {
+        const h = ref.read(tname);
+        const viaHost = device.toHost(device.upload(h.data, h.shape, h.dtype));
+        const direct = device.toHost(t);
+        if (viaHost.length !== direct.length || viaHost.some((v, i) => !Object.is(v, direct[i])))
+          mismatched++;
+      }
+      ref.close();
+      rows.push({
+        name: `uploadFromFile ${name}: ${loaded.size} tensors differing from host path`,
+        value: mismatched,
+        limit: 0,
+        ok: mismatched === 0 && progress === 1,
+      });
+    } catch (err) {
+      rows.push({
+        name: `uploadFromFile ${name}`,
+        value: Number.NaN,
+        limit: 0,
+        ok: false,
+        note: (err as Error).stack,
       });
     }
   }

@@ -14,7 +14,7 @@ import { CudaDevice, cudaAvailability } from '../../src/index.js';
 import { runGraphChecks } from '../../test/gpu/graph-checks.js';
 import { HostBridgeMlaBackend } from '../../test/gpu/host-bridge-backend.js';
 import { type CheckRow, runOpChecks } from '../../test/gpu/op-checks.js';
-import { runFixtureChecks } from './fixture-checks.js';
+import { runFixtureChecks, runLoaderCheck } from './fixture-checks.js';
 
 /** Registered backends that run on CUDA devices (the MLA kernels' flashmla and cuda-mla). */
 function gpuBackends(): AttentionBackend[] {
@@ -50,6 +50,7 @@ function main(): number {
   };
   section('ops vs CpuDevice', () => runOpChecks(device));
   section('CUDA graphs', () => runGraphChecks(device));
+  section('safetensors straight to the device', () => runLoaderCheck(device, fixturesDir));
   section('fixtures (host-bridge attention)', () =>
     runFixtureChecks(device, new HostBridgeMlaBackend(), fixturesDir),
   );

@@ -61,9 +61,20 @@ describe('serve configuration', () => {
   });
   test('a --config file sets values; the environment and flags override it', () => {
     const file = join(mkdtempSync(join(tmpdir(), 'flashserve-config-')), 'serve.yaml');
-    writeFileSync(file, 'port: 9100\nmax_num_seqs: 4\nkv-cache-memory: 32MiB\napi-key: from-file\nskip-tokenizer-init: true\n');
-    const c = resolveServeConfig(['--config', file, '--max-num-seqs', '6'], { FLASHSERVE_API_KEY: 'from-env' });
-    expect(c).toMatchObject({ port: 9100, maxNumSeqs: 6, kvCacheMemory: 32 * 1024 ** 2, apiKey: 'from-env', skipTokenizerInit: true });
+    writeFileSync(
+      file,
+      'port: 9100\nmax_num_seqs: 4\nkv-cache-memory: 32MiB\napi-key: from-file\nskip-tokenizer-init: true\n',
+    );
+    const c = resolveServeConfig(['--config', file, '--max-num-seqs', '6'], {
+      FLASHSERVE_API_KEY: 'from-env',
+    });
+    expect(c).toMatchObject({
+      port: 9100,
+      maxNumSeqs: 6,
+      kvCacheMemory: 32 * 1024 ** 2,
+      apiKey: 'from-env',
+      skipTokenizerInit: true,
+    });
     expect(c.configFile).toBe(file);
   });
   test('argv parsing keeps --flag=value with = inside the value', () => {
