@@ -130,7 +130,14 @@ function summary(xs: number[]): { mean: number; p50: number; p99: number } {
 // request stays in decode while it is measured; it is there to measure the stop-check cost.
 const configs: [string, () => Promise<void>][] = [
   ['ids', () => run('vocab 1024, token ids only', 1024, undefined, [])],
-  ['text', () => run('vocab 258, byte tokenizer + stop string', 258, new ByteTokenizer(), ['<never>'])],
+  ['text', () => run('vocab 258, byte tokenizer (windowed) + stop', 258, new ByteTokenizer(), ['<never>'])],
+  [
+    'stream',
+    () =>
+      run('vocab 258, byte tokenizer (tokenBytes) + stop', 258, new ByteTokenizer({ byteStream: true }), [
+        '<never>',
+      ]),
+  ],
   [
     'hf',
     () => {

@@ -64,7 +64,12 @@ export {
   StepReceiver,
   StepSender,
 } from './distributed/step-channel.js';
-export { IncrementalDetokenizer } from './engine/detokenizer.js';
+export {
+  ByteStreamDetokenizer,
+  createDetokenizer,
+  type Detokenizer,
+  WindowDetokenizer,
+} from './engine/detokenizer.js';
 export { Engine } from './engine/engine.js';
 export type { ForwardBatch, Model, ModelInfo } from './engine/model.js';
 export {

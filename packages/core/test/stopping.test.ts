@@ -1,6 +1,6 @@
 // Stop strings, stop token ids, EOS, max_tokens and streaming text that never breaks a character.
 
-import { describe, expect, test } from 'vitest';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { ByteTokenizer, EOS } from './support/byte-tokenizer.js';
 import { collect } from './support/collect.js';
 import { makeEngine, params } from './support/run-engine.js';
@@ -9,80 +9,94 @@ import { scriptedLogits } from './support/tiny-model.js';
 const tok = new ByteTokenizer();
 const PROMPT = tok.encode('Q: ');
 
+let byteStream = false;
 function scripted(text: string | number[], after = EOS) {
   const script = typeof text === 'string' ? tok.encode(text) : text;
-  return makeEngine({ model: { logits: scriptedLogits(PROMPT.length, script, after) } }).engine;
+  return makeEngine({ model: { logits: scriptedLogits(PROMPT.length, script, after) }, byteStream }).engine;
 }
 
 function streamed(chunks: { outputs: { newText: string }[] }[]): string[] {
   return chunks.map((c) => c.outputs[0]!.newText);
 }
 
-describe('stop strings', () => {
-  test('a stop string split across tokens is cut and never streamed', async () => {
-    const engine = scripted('Hello STOP world');
+// Both detokenization paths: the windowed decode and the byte stream (tokenBytes).
+describe.each([
+  ['windowed detokenizer', false],
+  ['byte-stream detokenizer', true],
+])('%s', (_name, stream) => {
+  beforeEach(() => {
+    byteStream = stream;
+  });
+  afterEach(() => {
+    byteStream = false;
+  });
+
+  describe('stop strings', () => {
+    test('a stop string split across tokens is cut and never streamed', async () => {
+      const engine = scripted('Hello STOP world');
+      const { final, chunks } = await collect(engine, {
+        promptTokenIds: PROMPT,
+        params: params({ stop: ['STOP'], maxTokens: 40 }),
+      });
+      const out = final.outputs[0]!;
+      expect(out.text).toBe('Hello ');
+      expect(out.finishReason).toBe('stop');
+      expect(out.stopReason).toBe('STOP');
+      const parts = streamed(chunks);
+      expect(parts.join('')).toBe('Hello ');
+      // "S", "ST", "STO" were held back, not emitted and retracted.
+      expect(parts.some((p) => p.includes('S'))).toBe(false);
+      // The byte-level model emitted every byte of "STOP" as its own token.
+      expect(out.tokenIds.length).toBe('Hello STOP'.length);
+    });
+
+    test('a partial match that diverges is released', async () => {
+      const engine = scripted('x ST y STAR');
+      const { final, chunks } = await collect(engine, {
+        promptTokenIds: PROMPT,
+        params: params({ stop: ['STOP', 'AR'], maxTokens: 40 }),
+      });
+      expect(final.outputs[0]!.text).toBe('x ST y ST');
+      expect(final.outputs[0]!.stopReason).toBe('AR');
+      expect(streamed(chunks).join('')).toBe('x ST y ST');
+    });
+
+    test('the earliest of several stop strings wins', async () => {
+      const engine = scripted('abcdef');
+      const { final } = await collect(engine, {
+        promptTokenIds: PROMPT,
+        params: params({ stop: ['def', 'bcd'], maxTokens: 40 }),
+      });
+      expect(final.outputs[0]!.text).toBe('a');
+      expect(final.outputs[0]!.stopReason).toBe('bcd');
+    });
+
+    test('held-back text is flushed when the request ends by length', async () => {
+      const engine = scripted('abcST');
+      const { final, chunks } = await collect(engine, {
+        promptTokenIds: PROMPT,
+        params: params({ stop: ['STOP'], maxTokens: 5 }),
+      });
+      expect(final.outputs[0]!.finishReason).toBe('length');
+      expect(final.outputs[0]!.text).toBe('abcST');
+      expect(streamed(chunks).join('')).toBe('abcST');
+    });
+  });
+
+  test('multi-byte UTF-8 characters split across tokens are never emitted broken', async () => {
+    const text = 'héllo 世界 🎉 ok ∑';
+    const engine = scripted(text);
     const { final, chunks } = await collect(engine, {
       promptTokenIds: PROMPT,
-      params: params({ stop: ['STOP'], maxTokens: 40 }),
+      params: params({ maxTokens: tok.encode(text).length }),
     });
-    const out = final.outputs[0]!;
-    expect(out.text).toBe('Hello ');
-    expect(out.finishReason).toBe('stop');
-    expect(out.stopReason).toBe('STOP');
     const parts = streamed(chunks);
-    expect(parts.join('')).toBe('Hello ');
-    // "S", "ST", "STO" were held back, not emitted and retracted.
-    expect(parts.some((p) => p.includes('S'))).toBe(false);
-    // The byte-level model emitted every byte of "STOP" as its own token.
-    expect(out.tokenIds.length).toBe('Hello STOP'.length);
+    for (const p of parts) expect(p).not.toContain('\uFFFD');
+    expect(parts.join('')).toBe(text);
+    expect(final.outputs[0]!.text).toBe(text);
+    // The 4-byte emoji took four steps but appeared once, whole.
+    expect(parts).toContain('🎉');
   });
-
-  test('a partial match that diverges is released', async () => {
-    const engine = scripted('x ST y STAR');
-    const { final, chunks } = await collect(engine, {
-      promptTokenIds: PROMPT,
-      params: params({ stop: ['STOP', 'AR'], maxTokens: 40 }),
-    });
-    expect(final.outputs[0]!.text).toBe('x ST y ST');
-    expect(final.outputs[0]!.stopReason).toBe('AR');
-    expect(streamed(chunks).join('')).toBe('x ST y ST');
-  });
-
-  test('the earliest of several stop strings wins', async () => {
-    const engine = scripted('abcdef');
-    const { final } = await collect(engine, {
-      promptTokenIds: PROMPT,
-      params: params({ stop: ['def', 'bcd'], maxTokens: 40 }),
-    });
-    expect(final.outputs[0]!.text).toBe('a');
-    expect(final.outputs[0]!.stopReason).toBe('bcd');
-  });
-
-  test('held-back text is flushed when the request ends by length', async () => {
-    const engine = scripted('abcST');
-    const { final, chunks } = await collect(engine, {
-      promptTokenIds: PROMPT,
-      params: params({ stop: ['STOP'], maxTokens: 5 }),
-    });
-    expect(final.outputs[0]!.finishReason).toBe('length');
-    expect(final.outputs[0]!.text).toBe('abcST');
-    expect(streamed(chunks).join('')).toBe('abcST');
-  });
-});
-
-test('multi-byte UTF-8 characters split across tokens are never emitted broken', async () => {
-  const text = 'héllo 世界 🎉 ok ∑';
-  const engine = scripted(text);
-  const { final, chunks } = await collect(engine, {
-    promptTokenIds: PROMPT,
-    params: params({ maxTokens: tok.encode(text).length }),
-  });
-  const parts = streamed(chunks);
-  for (const p of parts) expect(p).not.toContain('\uFFFD');
-  expect(parts.join('')).toBe(text);
-  expect(final.outputs[0]!.text).toBe(text);
-  // The 4-byte emoji took four steps but appeared once, whole.
-  expect(parts).toContain('🎉');
 });
 
 describe('stop tokens', () => {

@@ -7,7 +7,9 @@ import { runBindingChecks } from '../test/gpu/binding-checks.js';
 const mla = mlaAvailability();
 const cuda = cudaAvailability();
 if (!mla.available || !cuda.available) {
-  console.log(`binding-check: skipped (${!mla.available ? mla.reason : `@flashserve/cuda: ${!cuda.available ? cuda.reason : ''}`})`);
+  console.log(
+    `binding-check: skipped (${!mla.available ? mla.reason : `@flashserve/cuda: ${!cuda.available ? cuda.reason : ''}`})`,
+  );
   process.exit(0);
 }
 const results = runBindingChecks(new CudaDevice(), mla.devices[0]!.major === 9);

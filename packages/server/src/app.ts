@@ -8,6 +8,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { nowSeconds, type ServerContext } from './context.js';
 import type { ServingEngine } from './engine-port.js';
 import { serverDraining } from './errors.js';
+import type { SamplingDefaults } from './openai/sampling.js';
 import { registerAuth } from './plugins/auth.js';
 import { clientErrorHandler, frameworkErrors } from './plugins/client-errors.js';
 import { registerErrorHandler } from './plugins/error-handler.js';
@@ -29,6 +30,8 @@ export interface AppOptions {
   /** Largest `n` a request may ask for. */
   readonly maxN: number;
   readonly maxLogprobs: number;
+  /** Sampling defaults from the model's generation config; absent: OpenAI's. */
+  readonly samplingDefaults?: SamplingDefaults;
   readonly apiKey?: string | undefined;
   /** Largest request body in bytes (413 beyond). */
   readonly bodyLimit: number;
@@ -72,6 +75,7 @@ export function buildApp(opts: AppOptions): FlashserveApp {
     modelName: opts.modelName,
     maxModelLen: opts.maxModelLen,
     limits: { vocabSize: opts.vocabSize, maxN: opts.maxN, maxLogprobs: opts.maxLogprobs },
+    samplingDefaults: opts.samplingDefaults ?? {},
     startedAt: nowSeconds(),
     version: SERVER_VERSION,
     draining: false,

@@ -33,6 +33,8 @@ export interface ServeConfig {
   /** Fraction of GPU memory the process may use (weights + KV cache). */
   gpuMemoryUtilization: number;
   loadFormat: 'auto' | 'dummy';
+  /** auto: sampling defaults from the model's generation_config.json; vllm: OpenAI's defaults. */
+  generationConfig: 'auto' | 'vllm';
   skipTokenizerInit: boolean;
   host: string;
   port: number;
@@ -130,6 +132,13 @@ export const SERVE_OPTIONS: readonly OptionSpec<Key>[] = [
     kind: { type: 'enum', choices: ['auto', 'dummy'] },
     default: 'auto',
     help: "dummy: random weights of the config's shapes",
+  },
+  {
+    key: 'generationConfig',
+    flag: 'generation-config',
+    kind: { type: 'enum', choices: ['auto', 'vllm'] },
+    default: 'auto',
+    help: "auto: the model's generation_config.json sets sampling defaults; vllm: OpenAI's",
   },
   {
     key: 'skipTokenizerInit',
@@ -270,6 +279,7 @@ export function resolveServeConfig(argv: readonly string[], env: NodeJS.ProcessE
     kvCacheMemory: get<number | undefined>('kvCacheMemory'),
     gpuMemoryUtilization: get<number>('gpuMemoryUtilization'),
     loadFormat: get<'auto' | 'dummy'>('loadFormat'),
+    generationConfig: get<'auto' | 'vllm'>('generationConfig'),
     skipTokenizerInit: get<boolean>('skipTokenizerInit'),
     host: get<string>('host'),
     port: get<number>('port'),

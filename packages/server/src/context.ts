@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import type { Tokenizer } from '@flashserve/core';
 import type { ServingEngine } from './engine-port.js';
 import { modelNotFound } from './errors.js';
+import type { SamplingDefaults } from './openai/sampling.js';
 import type { SchemaLimits } from './openai/schemas.js';
 
 export interface ServerContext {
@@ -15,6 +16,8 @@ export interface ServerContext {
   /** Longest prompt + output, in tokens. */
   readonly maxModelLen: number;
   readonly limits: SchemaLimits;
+  /** Defaults for sampling fields a request leaves out (the model's generation config). */
+  readonly samplingDefaults: SamplingDefaults;
   /** Unix seconds when the server started (the model card's `created`). */
   readonly startedAt: number;
   readonly version: string;

@@ -23,6 +23,10 @@ describe('models', () => {
     const card = await client.models.retrieve(model);
     expect(card).toMatchObject({ id: model, object: 'model', owned_by: 'flashserve', max_model_len: 4096 });
   });
+
+  test("the model's generation_config.json sets the sampling defaults (vLLM's --generation-config auto)", () => {
+    expect(server.runtime.samplingDefaults).toEqual({ temperature: 0.6, topP: 0.95 });
+  });
 });
 
 describe('completions', () => {

@@ -7,7 +7,13 @@ import { postJson, type RealServer, startRealServer } from './helpers/real-serve
 
 let server: RealServer;
 beforeAll(async () => {
-  server = await startRealServer(['--skip-tokenizer-init', '--load-format', 'dummy']);
+  server = await startRealServer([
+    '--skip-tokenizer-init',
+    '--load-format',
+    'dummy',
+    '--generation-config',
+    'vllm',
+  ]);
 });
 afterAll(() => server.close());
 
@@ -23,6 +29,8 @@ test('token-id prompts get token ids back, with empty text', async () => {
   expect(body.choices[0]?.text).toBe('');
   expect(body.usage?.prompt_tokens).toBe(3);
   expect(server.runtime.summary['loadFormat']).toBe('dummy');
+  // --generation-config vllm: OpenAI's defaults, not the model's.
+  expect(server.runtime.samplingDefaults).toEqual({});
 });
 
 test('text in or out is refused with a clear 400', async () => {

@@ -5,7 +5,7 @@
 import type { Rng } from '../sampling/rng.js';
 import type { SamplingRow } from '../sampling/sampler.js';
 import { Sequence } from '../scheduler/sequence.js';
-import type { IncrementalDetokenizer } from './detokenizer.js';
+import type { Detokenizer } from './detokenizer.js';
 import type { FinishReason, SamplingParams, TokenLogprob } from './protocol.js';
 import type { RequestState } from './request.js';
 
@@ -18,7 +18,7 @@ export class Choice extends Sequence implements SamplingRow {
   readonly outputCounts = new Map<number, number>();
   promptTokenSet: Set<number> | undefined;
   logitsRow = 0;
-  readonly detokenizer: IncrementalDetokenizer | undefined;
+  readonly detokenizer: Detokenizer | undefined;
   /** Detokenized text so far, stop strings cut off; may end in text held back from streaming. */
   text = '';
   /** Characters of `text` already emitted. */
@@ -36,7 +36,7 @@ export class Choice extends Sequence implements SamplingRow {
     index: number,
     tokens: number[],
     rng: Rng,
-    detokenizer: IncrementalDetokenizer | undefined,
+    detokenizer: Detokenizer | undefined,
     reservedSeqs: number,
   ) {
     super(tokens, request.promptTokenIds.length, reservedSeqs);

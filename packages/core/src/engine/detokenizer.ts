@@ -1,18 +1,56 @@
-// Incremental detokenization that never emits half a character.
+// Incremental detokenization that never emits half a character. Two strategies behind one
+// interface, picked per tokenizer:
 //
-// Decoding token by token is wrong for byte-level and SentencePiece vocabularies: a character may
-// span tokens, and a token's text may depend on its left neighbour (leading-space handling). So we
-// decode a short window of recent tokens and emit the part of its text not emitted yet, only when
-// the text does not end in U+FFFD, which the Tokenizer contract returns for an incomplete UTF-8
-// sequence. The window starts on a few prompt tokens so the first output token has left context.
-//
-// Cost: one decode of at most MAX_WINDOW tokens per token, plus one more each time the window
-// slides (every MAX_WINDOW - KEEP tokens); decode calls dominate the engine's per-token text cost.
-//
-// NOTE: the text of a window is only ever compared with the text of the same window start, so a
-// decoder that strips a leading space at the start of a decode never loses or duplicates text.
+// - ByteStreamDetokenizer, when the tokenizer exposes tokenBytes(): each token's bytes go through a
+//   streaming UTF-8 decoder, which holds an incomplete character back by itself. O(1) per token and
+//   no decode() call (those cost microseconds each in @huggingface/tokenizers).
+// - WindowDetokenizer otherwise: decoding token by token is wrong for byte-level and SentencePiece
+//   vocabularies (a character may span tokens, a token's text may depend on its left neighbour), so
+//   it decodes a short window of recent tokens and emits the part of its text not emitted yet, only
+//   when that text does not end in U+FFFD, which the Tokenizer contract returns for an incomplete
+//   UTF-8 sequence. The window starts on a few prompt tokens so the first output token has left
+//   context. NOTE: a window's text is only compared with text decoded from the same window start,
+//   so a decoder that strips a leading space at the start of a decode never loses or duplicates
+//   text. Cost: one decode of at most MAX_WINDOW tokens per token, plus one each time it slides.
 
 import type { Tokenizer } from './tokenizer.js';
+
+export interface Detokenizer {
+  /** Appends one generated token; returns the text that became complete (often "", sometimes
+   * several tokens' worth). */
+  push(tokenId: number): string;
+}
+
+export function createDetokenizer(
+  tokenizer: Tokenizer,
+  promptTokenIds: readonly number[],
+  skipSpecialTokens: boolean,
+): Detokenizer {
+  return tokenizer.tokenBytes !== undefined
+    ? new ByteStreamDetokenizer(tokenizer, skipSpecialTokens)
+    : new WindowDetokenizer(tokenizer, promptTokenIds, skipSpecialTokens);
+}
+
+export class ByteStreamDetokenizer implements Detokenizer {
+  readonly #tokenizer: Tokenizer;
+  readonly #skipSpecialTokens: boolean;
+  readonly #utf8 = new TextDecoder('utf-8', { fatal: false });
+
+  constructor(tokenizer: Tokenizer, skipSpecialTokens: boolean) {
+    this.#tokenizer = tokenizer;
+    this.#skipSpecialTokens = skipSpecialTokens;
+  }
+
+  push(tokenId: number): string {
+    const bytes = this.#tokenizer.tokenBytes?.(tokenId);
+    if (bytes !== undefined) return this.#utf8.decode(bytes, { stream: true });
+    if (this.#skipSpecialTokens && this.#tokenizer.specialTokenIds.has(tokenId)) return '';
+    // A special or added token rendered as text. NOTE: bytes of a character left incomplete before
+    // it stay pending in the decoder and come out after it (a byte-level model does not split a
+    // character around a special token in practice).
+    return this.#tokenizer.decode([tokenId], { skipSpecialTokens: this.#skipSpecialTokens });
+  }
+}
 
 /** Prompt tokens kept as left context for the first output token. */
 const PROMPT_CONTEXT = 5;
@@ -21,12 +59,12 @@ const MAX_WINDOW = 12;
 /** ...keeping this many as left context. */
 const KEEP = 4;
 
-export class IncrementalDetokenizer {
+export class WindowDetokenizer implements Detokenizer {
   readonly #tokenizer: Tokenizer;
   readonly #options: { skipSpecialTokens: boolean };
-  /** The window: recent token ids, the first `#start` of them only context. */
+  /** Recent token ids: left context followed by tokens whose text may not be emitted yet. */
   #ids: number[];
-  /** Length of the window's decoded text that was already emitted (or is prompt context). */
+  /** Length of the window's decoded text already emitted (or belonging to the prompt context). */
   #emitted: number;
 
   constructor(tokenizer: Tokenizer, promptTokenIds: readonly number[], skipSpecialTokens: boolean) {
@@ -36,14 +74,13 @@ export class IncrementalDetokenizer {
     this.#emitted = this.#decodedLength(this.#ids);
   }
 
-  /** Appends one token; returns the text that became complete (often "", sometimes several tokens'). */
   push(tokenId: number): string {
     this.#ids.push(tokenId);
-    const text = this.#ids.length === 0 ? '' : this.#tokenizer.decode(this.#ids, this.#options);
+    const text = this.#tokenizer.decode(this.#ids, this.#options);
     if (text.endsWith('\uFFFD')) {
-      // Wait for the rest of the character; a window of nothing but an unfinished character (or
-      // invalid bytes) still has to slide eventually, which the check below does.
-      if (this.#ids.length > 4 * MAX_WINDOW) return this.#slide(text);
+      // Wait for the rest of the character. A window stuck on U+FFFD (invalid bytes rather than an
+      // unfinished character) is emitted as is once it grows too long.
+      if (this.#ids.length > 4 * MAX_WINDOW) return this.#restart(text);
       return '';
     }
     const delta = text.length > this.#emitted ? text.slice(this.#emitted) : '';
@@ -55,8 +92,7 @@ export class IncrementalDetokenizer {
     return delta;
   }
 
-  /** Gives up waiting on a window stuck on U+FFFD (invalid bytes): emits it as is and restarts. */
-  #slide(text: string): string {
+  #restart(text: string): string {
     const delta = text.length > this.#emitted ? text.slice(this.#emitted) : '';
     this.#ids = [];
     this.#emitted = 0;

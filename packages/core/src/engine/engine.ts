@@ -30,7 +30,7 @@ import type { SchedulerOutput } from '../scheduler/output.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 import { BatchBuilder } from './batch-builder.js';
 import { Choice } from './choice.js';
-import { IncrementalDetokenizer } from './detokenizer.js';
+import { createDetokenizer, type Detokenizer } from './detokenizer.js';
 import { resolveKvCacheBlocks } from './engine-options.js';
 import type { Model } from './model.js';
 import type {
@@ -464,9 +464,9 @@ export class Engine {
     for (const wake of this.#idleWaiters.splice(0)) wake();
   }
 
-  #detokenizer(req: RequestState): IncrementalDetokenizer | undefined {
+  #detokenizer(req: RequestState): Detokenizer | undefined {
     if (this.tokenizer === undefined) return undefined;
-    return new IncrementalDetokenizer(this.tokenizer, req.promptTokenIds, req.params.skipSpecialTokens);
+    return createDetokenizer(this.tokenizer, req.promptTokenIds, req.params.skipSpecialTokens);
   }
 
   /** KV blocks the request holds at its longest: the prompt's full blocks are shared by its choices,

@@ -16,6 +16,12 @@ export interface Tokenizer {
   /** Decodes ids to text. Incomplete UTF-8 sequences decode to U+FFFD, which the incremental
    * detokenizer relies on to hold text back until a character is complete. */
   decode(ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string;
+  /** Optional fast path for incremental detokenization. Define it only when decoding is plain
+   * concatenation of per-token bytes (byte-level BPE without space cleanup): it returns the UTF-8
+   * bytes token `id` contributes, or undefined for a token that is not plain bytes (special and
+   * added tokens, decoded through `decode`). A tokenizer whose text depends on neighbouring tokens
+   * (SentencePiece's leading-space rule) must leave it undefined. */
+  tokenBytes?(id: number): Uint8Array | undefined;
   /** Renders messages with the model's chat template; throws a clear error if there is none. */
   applyChatTemplate(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): string;
 }

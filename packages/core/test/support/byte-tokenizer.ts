@@ -1,5 +1,6 @@
 // A byte-level tokenizer for tests: ids 0..255 are bytes, 256 is BOS, 257 is EOS. Incomplete UTF-8
-// decodes to U+FFFD, as the Tokenizer contract requires.
+// decodes to U+FFFD, as the Tokenizer contract requires. With `byteStream` it also offers tokenBytes()
+// (the detokenizer's fast path); without, the engine uses its windowed decode.
 
 import type { ChatMessage, Tokenizer } from '../../src/engine/tokenizer.js';
 
@@ -13,6 +14,12 @@ export class ByteTokenizer implements Tokenizer {
   readonly #encoder = new TextEncoder();
   /** How many times decode ran (to check detokenization stays incremental). */
   decodeCalls = 0;
+  readonly tokenBytes: ((id: number) => Uint8Array | undefined) | undefined;
+
+  constructor(opts: { byteStream?: boolean } = {}) {
+    const table = Array.from({ length: 256 }, (_, b) => Uint8Array.of(b));
+    this.tokenBytes = opts.byteStream ? (id) => table[id] : undefined;
+  }
 
   encode(text: string, options?: { addSpecialTokens?: boolean }): number[] {
     const ids = Array.from(this.#encoder.encode(text));

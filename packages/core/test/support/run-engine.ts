@@ -7,11 +7,16 @@ import { ByteTokenizer } from './byte-tokenizer.js';
 import { TinyModel, type TinyModelOptions } from './tiny-model.js';
 
 export function makeEngine(
-  opts: Partial<Omit<EngineOptions, 'model'>> & { model?: TinyModelOptions; noTokenizer?: boolean } = {},
+  opts: Partial<Omit<EngineOptions, 'model'>> & {
+    model?: TinyModelOptions;
+    noTokenizer?: boolean;
+    /** Give the tokenizer tokenBytes(), so the engine detokenizes through its byte-stream path. */
+    byteStream?: boolean;
+  } = {},
 ): { engine: Engine; model: TinyModel; tokenizer: ByteTokenizer } {
   const model = new TinyModel(opts.model);
-  const tokenizer = new ByteTokenizer();
-  const { model: _m, noTokenizer, ...rest } = opts;
+  const tokenizer = new ByteTokenizer({ byteStream: opts.byteStream ?? false });
+  const { model: _m, noTokenizer, byteStream: _b, ...rest } = opts;
   const engine = new Engine({
     model,
     ...(noTokenizer ? {} : { tokenizer }),

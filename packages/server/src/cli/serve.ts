@@ -48,6 +48,7 @@ export async function serve(config: ServeConfig, env: NodeJS.ProcessEnv): Promis
     vocabSize: runtime.vocabSize,
     maxN: config.maxNumSeqs,
     maxLogprobs: config.maxLogprobs,
+    samplingDefaults: runtime.samplingDefaults,
     apiKey: config.apiKey,
     bodyLimit: config.maxRequestBodySize,
     logger,

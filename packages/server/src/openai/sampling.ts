@@ -5,9 +5,19 @@ import type { SamplingParams } from '@flashserve/core';
 import { requestInvalid, requestPromptTooLong } from '../errors.js';
 import type { ChatCompletionRequest, CompletionRequest, SamplingRequestFields } from './types.js';
 
-export interface LengthLimits {
+/** Values for fields a request leaves out, taken from the model's generation_config.json as vLLM does
+ * (`--generation-config auto`); empty means OpenAI's defaults. */
+export interface SamplingDefaults {
+  readonly temperature?: number;
+  readonly topP?: number;
+  readonly topK?: number;
+  readonly repetitionPenalty?: number;
+}
+
+export interface SamplingContext {
   /** Longest prompt + output the server allows. */
   readonly maxModelLen: number;
+  readonly samplingDefaults: SamplingDefaults;
 }
 
 function stopList(stop: SamplingRequestFields['stop']): string[] {
@@ -15,17 +25,22 @@ function stopList(stop: SamplingRequestFields['stop']): string[] {
   return typeof stop === 'string' ? [stop] : [...stop];
 }
 
-function common(req: SamplingRequestFields, maxTokens: number, logprobs: number | undefined): SamplingParams {
-  const topK = req.top_k ?? -1;
+function common(
+  req: SamplingRequestFields,
+  maxTokens: number,
+  logprobs: number | undefined,
+  defaults: SamplingDefaults,
+): SamplingParams {
+  const topK = req.top_k ?? defaults.topK ?? -1;
   const params: SamplingParams = {
     maxTokens,
-    temperature: req.temperature ?? 1,
-    topP: req.top_p ?? 1,
+    temperature: req.temperature ?? defaults.temperature ?? 1,
+    topP: req.top_p ?? defaults.topP ?? 1,
     topK: topK === 0 ? -1 : topK,
     minP: req.min_p ?? 0,
     presencePenalty: req.presence_penalty ?? 0,
     frequencyPenalty: req.frequency_penalty ?? 0,
-    repetitionPenalty: req.repetition_penalty ?? 1,
+    repetitionPenalty: req.repetition_penalty ?? defaults.repetitionPenalty ?? 1,
     n: req.n ?? 1,
     stop: stopList(req.stop),
     stopTokenIds: req.stop_token_ids ?? [],
@@ -47,7 +62,7 @@ function common(req: SamplingRequestFields, maxTokens: number, logprobs: number 
 function checkLength(
   promptLens: readonly number[],
   maxTokens: number,
-  limits: LengthLimits,
+  limits: SamplingContext,
   param: string,
 ): void {
   for (const len of promptLens) {
@@ -66,19 +81,19 @@ export function withParam<E extends Error>(err: E, param: string): E {
 export function completionSamplingParams(
   req: CompletionRequest,
   promptLens: readonly number[],
-  limits: LengthLimits,
+  limits: SamplingContext,
 ): SamplingParams {
   const maxTokens = req.max_tokens ?? 16;
   checkLength(promptLens, maxTokens, limits, 'prompt');
   const logprobs = req.logprobs ?? undefined;
-  return common(req, maxTokens, logprobs === null ? undefined : logprobs);
+  return common(req, maxTokens, logprobs === null ? undefined : logprobs, limits.samplingDefaults);
 }
 
 /** /v1/chat/completions: with no limit given, a choice may fill the rest of the context (as vLLM). */
 export function chatSamplingParams(
   req: ChatCompletionRequest,
   promptLen: number,
-  limits: LengthLimits,
+  limits: SamplingContext,
 ): SamplingParams {
   const asked = req.max_completion_tokens ?? req.max_tokens ?? undefined;
   const maxTokens = asked ?? Math.max(1, limits.maxModelLen - promptLen);
@@ -87,5 +102,5 @@ export function chatSamplingParams(
   if (top !== undefined && req.logprobs !== true) {
     throw withParam(requestInvalid('top_logprobs needs logprobs: true'), 'top_logprobs');
   }
-  return common(req, maxTokens, req.logprobs === true ? (top ?? 0) : undefined);
+  return common(req, maxTokens, req.logprobs === true ? (top ?? 0) : undefined, limits.samplingDefaults);
 }

@@ -1,7 +1,7 @@
 // The error mapping alone, through fastify's inject (no socket): an unexpected failure is a 500 in
 // OpenAI's shape whose message does not leak the detail, and 503s carry Retry-After.
 
-import { engineOverloaded, type EngineStats } from '@flashserve/core';
+import { type EngineStats, engineOverloaded } from '@flashserve/core';
 import { expect, test } from 'vitest';
 import { buildApp } from '../app.js';
 import type { ServingEngine } from '../engine-port.js';

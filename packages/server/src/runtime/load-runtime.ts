@@ -9,6 +9,7 @@
 import { existsSync, statSync } from 'node:fs';
 import {
   Engine,
+  type GenerationDefaults,
   loadDeepseekConfig,
   loadGenerationConfig,
   loadHfTokenizer,
@@ -26,6 +27,7 @@ import type { ServeConfig } from '../config.js';
 import { defaultCacheDir, ensureEmbeddedModel } from '../embedded-model/materialize.js';
 import type { ServingEngine } from '../engine-port.js';
 import { configModel } from '../errors.js';
+import type { SamplingDefaults } from '../openai/sampling.js';
 import { selectDevice } from './device.js';
 import { ProgressWeightSource } from './progress-weights.js';
 import { resolveAttentionBackend } from './register-backends.js';
@@ -36,6 +38,8 @@ export interface Runtime {
   readonly modelName: string;
   readonly maxModelLen: number;
   readonly vocabSize: number;
+  /** Sampling defaults for fields a request leaves out. */
+  readonly samplingDefaults: SamplingDefaults;
   /** What was chosen, for the startup log. */
   readonly summary: Record<string, unknown>;
 }
@@ -106,8 +110,8 @@ export async function loadRuntime(
     if (source instanceof SafetensorsCheckpoint) source.close();
   }
   let tokenizer: Tokenizer | undefined;
+  const generation = loadGenerationConfig(dir);
   if (!config.skipTokenizerInit) {
-    const generation = loadGenerationConfig(dir);
     tokenizer = loadHfTokenizer(dir, { extraEosTokenIds: generation.eosTokenIds });
   }
   const kvCacheMemoryBytes = selected.kvCacheBytes();
@@ -122,6 +126,7 @@ export async function loadRuntime(
     maxWaitingRequests: config.maxWaitingRequests,
     enablePrefixCaching: config.enablePrefixCaching,
   });
+  const samplingDefaults = config.generationConfig === 'auto' ? samplingDefaultsOf(generation) : {};
   const stats = engine.stats();
   return {
     engine,
@@ -129,6 +134,7 @@ export async function loadRuntime(
     modelName: name,
     maxModelLen,
     vocabSize: modelConfig.vocabSize,
+    samplingDefaults,
     summary: {
       dir,
       device: device.info.name,
@@ -138,6 +144,18 @@ export async function loadRuntime(
       maxModelLen,
       loadFormat: config.loadFormat,
       tokenizer: tokenizer === undefined ? 'skipped' : 'loaded',
+      samplingDefaults,
     },
   };
+}
+
+/** vLLM's reading of generation_config.json: do_sample false means greedy whatever else it says. */
+function samplingDefaultsOf(g: GenerationDefaults): SamplingDefaults {
+  const out: { -readonly [K in keyof SamplingDefaults]: SamplingDefaults[K] } = {};
+  if (g.doSample === false) out.temperature = 0;
+  else if (g.temperature !== undefined) out.temperature = g.temperature;
+  if (g.topP !== undefined) out.topP = g.topP;
+  if (g.topK !== undefined) out.topK = g.topK;
+  if (g.repetitionPenalty !== undefined) out.repetitionPenalty = g.repetitionPenalty;
+  return out;
 }

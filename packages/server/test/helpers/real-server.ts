@@ -34,6 +34,7 @@ export async function startRealServer(flags: string[] = [], logger?: FastifyBase
     vocabSize: runtime.vocabSize,
     maxN: config.maxNumSeqs,
     maxLogprobs: config.maxLogprobs,
+    samplingDefaults: runtime.samplingDefaults,
     apiKey: config.apiKey,
     bodyLimit: config.maxRequestBodySize,
     ...(logger === undefined ? {} : { logger }),
