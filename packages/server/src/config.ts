@@ -28,6 +28,8 @@ export interface ServeConfig {
   maxModelLen: number | undefined;
   maxNumSeqs: number;
   maxNumBatchedTokens: number;
+  /** Ranks one model is split over (worker threads on the CPU device today). */
+  tensorParallelSize: number;
   /** KV cache budget in bytes; undefined derives it (CPU: a fixed default; CUDA: from utilization). */
   kvCacheMemory: number | undefined;
   /** Fraction of GPU memory the process may use (weights + KV cache). */
@@ -105,6 +107,13 @@ export const SERVE_OPTIONS: readonly OptionSpec<Key>[] = [
     kind: { type: 'int', min: 1, max: 65536 },
     default: 64,
     help: 'most sequences per step',
+  },
+  {
+    key: 'tensorParallelSize',
+    flag: 'tensor-parallel-size',
+    kind: { type: 'int', min: 1, max: 64 },
+    default: 1,
+    help: 'ranks one model is split over (worker threads; CPU device today)',
   },
   {
     key: 'maxNumBatchedTokens',
@@ -275,6 +284,7 @@ export function resolveServeConfig(argv: readonly string[], env: NodeJS.ProcessE
     blockSize: get<number | undefined>('blockSize'),
     maxModelLen: get<number | undefined>('maxModelLen'),
     maxNumSeqs: get<number>('maxNumSeqs'),
+    tensorParallelSize: get<number>('tensorParallelSize'),
     maxNumBatchedTokens: get<number>('maxNumBatchedTokens'),
     kvCacheMemory: get<number | undefined>('kvCacheMemory'),
     gpuMemoryUtilization: get<number>('gpuMemoryUtilization'),

@@ -61,6 +61,19 @@ function threadEnv(): Record<string, string> {
   return { ...env, ...RANK_THREAD_ENV };
 }
 
+/** The parent's Node flags minus export conditions. Worker threads run built JavaScript; a test runner's
+ * `--conditions flashserve-source` would send their imports to TypeScript sources they cannot load. */
+function threadExecArgv(): string[] {
+  const out: string[] = [];
+  const argv = process.execArgv;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--conditions' || a === '-C') i++;
+    else if (!a.startsWith('--conditions=')) out.push(a);
+  }
+  return out;
+}
+
 /** Rank 0's handle on ranks 1 .. N-1. */
 export class RankThreads {
   readonly sender: StepSender;
@@ -99,6 +112,7 @@ export class RankThreads {
       workerData: data,
       transferList: theirs,
       env: threadEnv(),
+      execArgv: threadExecArgv(),
     });
     // Ports are only ever read by receiveMessageOnPort on the worker side; ours must not keep the
     // event loop alive.
@@ -227,7 +241,12 @@ function supervise<P>(data: SupervisorData<P>): void {
       port,
       payload: data.payload,
     };
-    const w = new Worker(new URL(data.entry), { workerData: rd, transferList: [port], env: threadEnv() });
+    const w = new Worker(new URL(data.entry), {
+      workerData: rd,
+      transferList: [port],
+      env: threadEnv(),
+      execArgv: threadExecArgv(),
+    });
     workers.push(w);
     w.on('message', (m: SupervisorMessage) => post(m));
     w.on('error', (e) => {

@@ -19,10 +19,14 @@ export class Choice extends Sequence implements SamplingRow {
   promptTokenSet: Set<number> | undefined;
   logitsRow = 0;
   readonly detokenizer: Detokenizer | undefined;
-  /** Detokenized text so far, stop strings cut off; may end in text held back from streaming. */
-  text = '';
-  /** Characters of `text` already emitted. */
-  emittedLength = 0;
+  /** Text emitted so far (CompletionOutput.text). Grown by concatenation only, never sliced, so
+   * V8 keeps it a rope and appending stays O(1) however long the output gets. */
+  emittedText = '';
+  /** Text emitted during the current step (CompletionOutput.newText). */
+  stepText = '';
+  /** Decoded text held back because it could be the start of a stop string (shorter than the
+   * longest stop string). */
+  heldText = '';
   finishReason: FinishReason | null = null;
   stopReason: string | number | undefined;
   /** Generated tokens, the array every output of this choice shares (see CompletionOutput.tokenIds). */
@@ -44,6 +48,19 @@ export class Choice extends Sequence implements SamplingRow {
     this.index = index;
     this.rng = rng;
     this.detokenizer = detokenizer;
+  }
+
+  /** Releases text for streaming. */
+  emit(text: string): void {
+    if (text.length === 0) return;
+    this.emittedText += text;
+    this.stepText += text;
+  }
+
+  /** Emits the held-back text: the choice ended without completing a stop string. */
+  flushHeld(): void {
+    this.emit(this.heldText);
+    this.heldText = '';
   }
 
   get params(): SamplingParams {

@@ -358,6 +358,7 @@ export class Engine {
   }
 
   #finishChoice(c: Choice, reason: FinishReason, stopReason: string | number | undefined): void {
+    c.flushHeld();
     c.finishReason = reason;
     c.stopReason = stopReason;
     this.#scheduler.finish(c);
@@ -373,6 +374,7 @@ export class Engine {
   #finishRequest(req: RequestState, reason: FinishReason, error?: Error): void {
     for (const c of req.choices) {
       if (c.finishReason === null) {
+        c.flushHeld();
         c.finishReason = reason;
         this.#scheduler.finish(c);
       }

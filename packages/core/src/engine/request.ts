@@ -63,16 +63,12 @@ export class RequestState {
         outputs.push({ index: i, tokenIds: [], text: '', newTokenIds: [], newText: '', finishReason });
         continue;
       }
-      const emitUpTo =
-        c.finishReason !== null ? c.text.length : c.text.length - this.stopMatcher.holdback(c.text);
-      const newText = emitUpTo > c.emittedLength ? c.text.slice(c.emittedLength, emitUpTo) : '';
-      if (emitUpTo > c.emittedLength) c.emittedLength = emitUpTo;
       const out: CompletionOutput = {
         index: i,
         tokenIds: c.outputTokenIds,
-        text: c.text.slice(0, c.emittedLength),
+        text: c.emittedText,
         newTokenIds: c.newTokenIds,
-        newText,
+        newText: c.stepText,
         finishReason: c.finishReason,
       };
       if (this.params.logprobs !== undefined) out.logprobs = c.newLogprobs ?? [];
@@ -80,6 +76,7 @@ export class RequestState {
       outputs.push(out);
       c.newTokenIds = [];
       c.newLogprobs = undefined;
+      c.stepText = '';
     }
     this.dirty = false;
     const metrics: RequestOutput['metrics'] = {

@@ -1,6 +1,8 @@
 // Stop strings over streamed text. The text matched by a stop string is never emitted, even when it
 // arrives split across tokens, so the tail of the text that could still begin a stop string is held
-// back until the next token settles it.
+// back until the next token settles it. Because of that hold-back, a stop string that ends in new
+// text always starts inside (held-back text + new text), so only that short window is searched:
+// the cost per token does not grow with the output.
 
 export interface StopMatch {
   /** Offset in the text where the stop string starts (the text is cut there). */
@@ -10,13 +12,11 @@ export interface StopMatch {
 
 export class StopStringMatcher {
   readonly #stops: readonly string[];
-  readonly #maxLen: number;
   /** Proper prefixes of every stop string, longest first (checked against the text's tail). */
   readonly #prefixes: readonly string[];
 
   constructor(stops: readonly string[]) {
     this.#stops = stops;
-    this.#maxLen = stops.reduce((m, s) => Math.max(m, s.length), 0);
     const prefixes = new Set<string>();
     for (const stop of stops) for (let k = 1; k < stop.length; k++) prefixes.add(stop.slice(0, k));
     this.#prefixes = [...prefixes].sort((a, b) => b.length - a.length);
@@ -26,13 +26,11 @@ export class StopStringMatcher {
     return this.#stops.length === 0;
   }
 
-  /** The earliest stop string that ends inside the text added since prevLength. */
-  find(text: string, prevLength: number): StopMatch | undefined {
-    if (this.#stops.length === 0 || text.length === prevLength) return undefined;
-    const from = Math.max(0, prevLength - this.#maxLen + 1);
+  /** The earliest stop string in `text` (a short window: held-back text plus the newest delta). */
+  find(text: string): StopMatch | undefined {
     let best: StopMatch | undefined;
     for (const stop of this.#stops) {
-      const at = text.indexOf(stop, from);
+      const at = text.indexOf(stop);
       if (at >= 0 && (best === undefined || at < best.at)) best = { at, stop };
     }
     return best;

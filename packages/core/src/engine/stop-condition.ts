@@ -11,8 +11,9 @@ export interface StopVerdict {
   readonly stopReason: string | number | undefined;
 }
 
-/** Detokenizes the choice's newest token into its text (cut at a matched stop string) and says
- * whether the choice stops. `tokenId` was already appended to the choice's tokens. */
+/** Detokenizes the choice's newest token, emits what is safe to stream (nothing past a matched stop
+ * string) and says whether the choice stops. `tokenId` was already appended to the choice's tokens.
+ * Held-back text is the caller's to flush when the choice ends for another reason. */
 export function appendTextAndCheckStop(
   c: Choice,
   tokenId: number,
@@ -26,15 +27,19 @@ export function appendTextAndCheckStop(
   if (pastMin && !p.ignoreEos && eosTokenIds.includes(tokenId))
     return { reason: 'stop', stopReason: undefined };
   if (c.detokenizer !== undefined) {
-    const prevLength = c.text.length;
     const delta = c.detokenizer.push(tokenId);
     if (delta.length > 0) {
-      c.text += delta;
-      const match = pastMin ? c.request.stopMatcher.find(c.text, prevLength) : undefined;
+      const matcher = c.request.stopMatcher;
+      const window = c.heldText + delta;
+      const match = pastMin && !matcher.isEmpty ? matcher.find(window) : undefined;
       if (match !== undefined) {
-        c.text = c.text.slice(0, match.at);
+        c.heldText = '';
+        c.emit(window.slice(0, match.at));
         return { reason: 'stop', stopReason: match.stop };
       }
+      const hold = matcher.holdback(window);
+      c.heldText = hold > 0 ? window.slice(window.length - hold) : '';
+      c.emit(hold > 0 ? window.slice(0, window.length - hold) : window);
     }
   }
   if (numOut >= p.maxTokens || c.numTokens >= maxModelLen) return { reason: 'length', stopReason: undefined };

@@ -169,13 +169,14 @@ function kvWriteCheck(d: CudaDevice): CheckResult {
   const numBlocks = 2;
   const T = 3;
   const slots = Int32Array.from([70, -1, 5]);
+  // bf16 uploads take raw 16-bit words
   const cKv = d.upload(
-    Float32Array.from({ length: T * 512 }, (_, i) => (i % 97) / 8),
+    Uint16Array.from({ length: T * 512 }, (_, i) => f32ToBf16Bits((i % 97) / 8)),
     [T, 512],
     'bf16',
   ) as CudaTensor;
   const kPe = d.upload(
-    Float32Array.from({ length: T * 64 }, (_, i) => -(i % 13) / 4),
+    Uint16Array.from({ length: T * 64 }, (_, i) => f32ToBf16Bits(-(i % 13) / 4)),
     [T, 64],
     'bf16',
   ) as CudaTensor;
@@ -277,6 +278,20 @@ function errorChecks(hopper: boolean): CheckResult {
   };
 }
 
+/** Runs every check; one that throws is reported as a failure with its error, and the rest still run. */
 export function runBindingChecks(d: CudaDevice, hopper: boolean): CheckResult[] {
-  return [...kernelsVsReference(d, hopper), kvWriteCheck(d), metadataBuilderCheck(d), errorChecks(hopper)];
+  const guarded = (name: string, fn: () => CheckResult | CheckResult[]): CheckResult[] => {
+    try {
+      const r = fn();
+      return Array.isArray(r) ? r : [r];
+    } catch (e) {
+      return [{ name, ok: false, detail: `threw: ${(e as Error).message}` }];
+    }
+  };
+  return [
+    ...guarded('kernels vs fp32 reference', () => kernelsVsReference(d, hopper)),
+    ...guarded('kvWrite', () => kvWriteCheck(d)),
+    ...guarded('metadata builder', () => metadataBuilderCheck(d)),
+    ...guarded('argument errors', () => errorChecks(hopper)),
+  ];
 }

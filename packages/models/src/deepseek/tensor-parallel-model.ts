@@ -279,7 +279,7 @@ export async function createTensorParallelModel(o: CreateTensorParallelModelOpti
     return new SingleRankModel(single);
   }
 
-  const entry = o.workerEntry ?? new URL('./tp-worker.js', import.meta.url);
+  const entry = o.workerEntry ?? defaultWorkerEntry();
   if (entry.protocol === 'file:' && !existsSync(fileURLToPath(entry))) {
     throw distributedConfigInvalid(
       `the worker module ${fileURLToPath(entry)} does not exist (running from TypeScript sources? build @flashserve/models, or pass workerEntry)`,
@@ -308,4 +308,12 @@ export async function createTensorParallelModel(o: CreateTensorParallelModelOpti
     await threads.shutdown();
     throw e;
   }
+}
+
+/** The built worker beside this module; when this module runs from its TypeScript sources (tests of
+ * dependent packages), the package's built copy in dist/, since worker threads run JavaScript only. */
+function defaultWorkerEntry(): URL {
+  const beside = new URL('./tp-worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(beside))) return beside;
+  return new URL('../../dist/deepseek/tp-worker.js', import.meta.url);
 }

@@ -58,6 +58,7 @@ export async function serve(config: ServeConfig, env: NodeJS.ProcessEnv): Promis
     url = await app.listen({ host: config.host, port: config.port });
   } catch (err) {
     await runtime.engine.shutdown({ drainMs: 0 });
+    await runtime.close();
     throw configListen(`${config.host}:${config.port}`, (err as Error).message);
   }
   logger.info({ url, model: runtime.modelName }, 'listening');
@@ -73,6 +74,7 @@ export async function serve(config: ServeConfig, env: NodeJS.ProcessEnv): Promis
       await runtime.engine.shutdown({ drainMs: config.shutdownTimeout * 1000 });
       await Promise.race([closed, sleep(5000)]);
       app.server.closeAllConnections();
+      await runtime.close();
       logger.info('stopped');
     })();
     return closing;

@@ -13,12 +13,14 @@ import {
   loadDeepseekConfig,
   loadGenerationConfig,
   loadHfTokenizer,
+  type Model,
   SafetensorsCheckpoint,
   type Tokenizer,
   type WeightSource,
 } from '@flashserve/core';
 import {
   createDeepseekModelFromWeights,
+  createTensorParallelModel,
   DummyWeightSource,
   deepseekWeightManifest,
   mlaSpec,
@@ -42,6 +44,8 @@ export interface Runtime {
   readonly samplingDefaults: SamplingDefaults;
   /** What was chosen, for the startup log. */
   readonly summary: Record<string, unknown>;
+  /** Releases what outlives the engine (tensor-parallel worker threads). */
+  close(): Promise<void>;
 }
 
 export interface RuntimeHooks {
@@ -96,18 +100,38 @@ export async function loadRuntime(
   };
   const backend = resolveAttentionBackend(config.attentionBackend, selection);
   const layout = backend.cacheLayout(selection);
-  const source: WeightSource =
-    config.loadFormat === 'dummy'
-      ? (selected.dummyWeights(deepseekWeightManifest(modelConfig)) ??
-        new DummyWeightSource(modelConfig, config.seed))
-      : new SafetensorsCheckpoint(dir);
   const name = config.servedModelName ?? dir.split(/[\\/]/).filter(Boolean).pop() ?? 'model';
-  let model: ReturnType<typeof createDeepseekModelFromWeights>;
-  try {
-    const withProgress = new ProgressWeightSource(source, (f) => hooks.onProgress?.('loading weights', f));
-    model = createDeepseekModelFromWeights(modelConfig, withProgress, { device, backend, name, maxModelLen });
-  } finally {
-    if (source instanceof SafetensorsCheckpoint) source.close();
+  let model: Model;
+  let close = async (): Promise<void> => {};
+  if (config.tensorParallelSize > 1) {
+    // Each rank reads its own slices of the checkpoint (or generates them from the seed).
+    const tp = await createTensorParallelModel({
+      ...(config.loadFormat === 'dummy' ? { config: modelConfig, dummySeed: config.seed } : { dir }),
+      tensorParallelSize: config.tensorParallelSize,
+      device: config.device,
+      backend,
+      name,
+      maxModelLen,
+    });
+    model = tp;
+    close = () => tp.close();
+  } else {
+    const source: WeightSource =
+      config.loadFormat === 'dummy'
+        ? (selected.dummyWeights(deepseekWeightManifest(modelConfig)) ??
+          new DummyWeightSource(modelConfig, config.seed))
+        : new SafetensorsCheckpoint(dir);
+    try {
+      const withProgress = new ProgressWeightSource(source, (f) => hooks.onProgress?.('loading weights', f));
+      model = createDeepseekModelFromWeights(modelConfig, withProgress, {
+        device,
+        backend,
+        name,
+        maxModelLen,
+      });
+    } finally {
+      if (source instanceof SafetensorsCheckpoint) source.close();
+    }
   }
   let tokenizer: Tokenizer | undefined;
   const generation = loadGenerationConfig(dir);
@@ -135,8 +159,10 @@ export async function loadRuntime(
     maxModelLen,
     vocabSize: modelConfig.vocabSize,
     samplingDefaults,
+    close,
     summary: {
       dir,
+      tensorParallelSize: config.tensorParallelSize,
       device: device.info.name,
       backend: backend.name,
       blockSize: layout.blockSize,

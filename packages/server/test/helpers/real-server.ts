@@ -49,6 +49,7 @@ export async function startRealServer(flags: string[] = [], logger?: FastifyBase
     async close() {
       await runtime.engine.shutdown({ drainMs: 0 });
       await built.app.close();
+      await runtime.close();
     },
   };
 }
