@@ -29,6 +29,10 @@ test('the cached directory has the Hugging Face layout, loaded by core like any 
   const tokenizer = loadHfTokenizer(dir);
   const chat = tokenizer.applyChatTemplate([{ role: 'user', content: 'hi' }], { addGenerationPrompt: true });
   expect(chat).toBe('<｜begin▁of▁sentence｜><｜User｜>hi<｜Assistant｜>');
+  // add_bos_token: true in tokenizer_config.json, as transformers' LlamaTokenizerFast applies it: a
+  // plain prompt gets BOS (id 0), a rendered chat (which writes BOS itself) is encoded without.
+  expect(tokenizer.encode('Hello world')).toEqual([0, 19923, 2058]);
+  expect(tokenizer.encode('Hello world', { addSpecialTokens: false })).toEqual([19923, 2058]);
   const header = readFileSync(join(dir, 'model.safetensors'));
   const names = Object.keys(
     JSON.parse(header.subarray(8, 8 + Number(header.readBigUInt64LE(0))).toString('utf8')),

@@ -53,6 +53,9 @@ export class HfTokenizer implements Tokenizer {
   readonly #specialTokens: Record<string, string>;
   readonly #template: Template | undefined;
   readonly #dir: string;
+  /** Ids added around an encoding with special tokens that tokenizer.json's post-processor leaves out. */
+  readonly #prefixIds: number[] = [];
+  readonly #suffixIds: number[] = [];
 
   constructor(
     tokenizerJson: JsonObject,
@@ -88,6 +91,18 @@ export class HfTokenizer implements Tokenizer {
       if (id !== undefined) eos.add(id);
     }
     this.eosTokenIds = [...eos];
+    // NOTE: transformers' Llama-family fast tokenizers (DeepSeek-V2/V3's tokenizer_class) rebuild the
+    // post-processor from add_bos_token / add_eos_token when loaded, so a tokenizer.json whose own
+    // post-processor is plain ByteLevel still gets BOS. Do the same, unless the file already adds it.
+    const probe = this.#tok.encode('a', { add_special_tokens: true }).ids;
+    const bosId = this.#idOf('bos_token');
+    const eosId = this.#idOf('eos_token');
+    if (tokenizerConfig['add_bos_token'] === true && bosId !== undefined && probe[0] !== bosId) {
+      this.#prefixIds.push(bosId);
+    }
+    if (tokenizerConfig['add_eos_token'] === true && eosId !== undefined && probe.at(-1) !== eosId) {
+      this.#suffixIds.push(eosId);
+    }
     try {
       this.#template = chatTemplate === undefined ? undefined : new Template(chatTemplate);
     } catch (e) {
@@ -99,7 +114,15 @@ export class HfTokenizer implements Tokenizer {
   }
 
   encode(text: string, options?: { addSpecialTokens?: boolean }): number[] {
-    return this.#tok.encode(text, { add_special_tokens: options?.addSpecialTokens ?? true }).ids;
+    const addSpecialTokens = options?.addSpecialTokens ?? true;
+    const ids = this.#tok.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+    if (!addSpecialTokens || (this.#prefixIds.length === 0 && this.#suffixIds.length === 0)) return ids;
+    return [...this.#prefixIds, ...ids, ...this.#suffixIds];
+  }
+
+  #idOf(key: string): number | undefined {
+    const text = this.#specialTokens[key];
+    return text === undefined ? undefined : this.#tok.token_to_id(text);
   }
 
   decode(ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string {

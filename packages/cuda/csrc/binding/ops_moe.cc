@@ -110,7 +110,8 @@ void run_experts_prefill(Temps& t, const MoeAlignParams& al, const void* x, cons
 }
 #endif
 
-// Columns per block of the 16-row (decode) tiles: 64, or 32 with FLASHSERVE_MOE_BLOCK_N=32 (A/B timing).
+// Columns per block of the 16-row (decode) tiles: 64, or 32 with FLASHSERVE_MOE_BLOCK_N=32 (A/B timing;
+// on H100 at V2-Lite shapes 32 was no faster: 71.5 against 70.9 us at one token, 276 against 265 at 8).
 int decode_block_n() {
   static const int bn = [] {
     const char* v = std::getenv("FLASHSERVE_MOE_BLOCK_N");
@@ -121,13 +122,16 @@ int decode_block_n() {
 
 // Split-K factor for a decode-tile grouped GEMM: enough blocks for ~8 per SM when the row tiles are
 // few (estimated as min(assignments, experts), exact for a token or two), at most 4 splits, each
-// keeping at least 4 K tiles of 64. FLASHSERVE_MOE_SPLIT_K=1 turns it off (A/B timing).
+// keeping at least 4 K tiles of 64.
+// NOTE: off unless FLASHSERVE_MOE_SPLIT_K=auto. Measured on H100 at V2-Lite shapes, one token:
+// 70.9 us unsplit, 96.8 us with 2 splits, 88.0 us with 4 (the fp32 partials and the shorter K loops
+// cost more than the idle SMs did); kept, tested, for other GPUs and shapes.
 int pick_split_k(int assign, int experts, int n_tiles, int k, int sms) {
-  static const bool off = [] {
+  static const bool on = [] {
     const char* v = std::getenv("FLASHSERVE_MOE_SPLIT_K");
-    return v && std::string(v) == "1";
+    return v && std::string(v) == "auto";
   }();
-  if (off) return 1;
+  if (!on) return 1;
   const int row_tiles = assign < experts ? assign : experts;
   int split = (8 * sms) / (row_tiles * n_tiles > 0 ? row_tiles * n_tiles : 1);
   if (split > 4) split = 4;
