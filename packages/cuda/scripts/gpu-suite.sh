@@ -79,9 +79,8 @@ if [ $RUN_NODE -eq 1 ] && [ -f .device/node.xz ] && [ -f .device/gpu-check.mjs ]
     done
     step "decode benchmark" "$([ $rc -eq 0 ] && echo "ok ($backend)" || echo "FAILED rc=$rc")"
     tail -n 40 "$OUT/bench.log"
-    # A/B of the decode expert tiles (64 vs 32 columns per block) at the launch-bound batch sizes.
-    BENCH_BACKEND=$backend FLASHSERVE_MOE_BLOCK_N=32 /tmp/node .device/decode-bench.mjs --batches 1,8 --steps 20 > "$OUT/bench-bn32.log" 2>&1 \
-      && grep -A3 "^batch" "$OUT/bench-bn32.log" | sed 's/^/[bn32] /'
+    # A/B runs of the decode MoE variants (FLASHSERVE_MOE_BLOCK_N=32, FLASHSERVE_MOE_SPLIT_K=auto) are
+    # left out: both measured slower (csrc/binding/ops_moe.cc). Set them and rerun the bench to redo.
   fi
 fi
 

@@ -121,6 +121,8 @@ export interface NativeCuda {
     strideC: number,
     bias: Ptr,
   ): void;
+  bmmGrouped(x: Ptr, w: Ptr, out: Ptr, tokens: number, heads: number, k: number, n: number): void;
+  transpose(input: Ptr, out: Ptr, groups: number, rows: number, cols: number): void;
   fillRandom(
     out: Ptr,
     dtype: NativeDType,

@@ -83,7 +83,8 @@ struct DecodeParams {
   cudaStream_t stream;
   // Experiment switches for the benchmark's A/B runs; 0, the tuned default, everywhere else.
   // Bit 0: never the seesaw schedule (sm90). Bit 1: launch the combine plainly (no programmatic
-  // dependent launch). Bit 2: always the seesaw schedule.
+  // dependent launch). Bit 2: always the seesaw schedule. Bit 3: wait for a whole page before
+  // its Q K^T (instead of piece by piece).
   int tuning;
 };
 

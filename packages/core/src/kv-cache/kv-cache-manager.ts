@@ -101,11 +101,10 @@ export class KvCacheManager {
       for (let i = 0; i < needed; i++) seq.blockIds.push(this.pool.allocate());
       return true;
     }
-    const hit = prefix;
-    const held = seq.blockIds.length + hit.blockIds.length;
+    const held = seq.blockIds.length + prefix.blockIds.length;
     const needed = this.blocksFor(numComputedTokens + numNewTokens) - held;
     let idleHits = 0;
-    for (const b of hit.blockIds) if (this.pool.refCount(b) === 0) idleHits++;
+    for (const b of prefix.blockIds) if (this.pool.refCount(b) === 0) idleHits++;
     if (Math.max(needed, 0) + idleHits > this.pool.numFreeBlocks) return false;
 
     this.counters.prefixCacheQueries += prefix.numQueriedTokens;

@@ -6,6 +6,7 @@
 #include "kernels/activation.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
+#include "kernels/moe.h"
 #include "kernels/norm.h"
 #include "kernels/rope.h"
 #include "kernels/skinny_gemm.h"
@@ -197,6 +198,49 @@ Napi::Value gemm(Info info) {
   });
 }
 
+// bmmGrouped(x, w, out, tokens, heads, k, n): out[t, h, :] = x[t, h, :] @ w[h]^T with w [heads, n, k]
+// bf16, x [tokens, heads, k], out [tokens, heads, n]: the absorbed-MLA per-head projections at decode
+// sizes, as one grouped-GEMM launch (heads are the groups).
+Napi::Value bmm_grouped(Info info) {
+  return guarded(info, "bmm", [&] {
+    GroupedGemmParams p{};
+    p.a = ptr_arg(info, 0);
+    p.w = ptr_arg(info, 1);
+    p.c = ptr_arg(info, 2);
+    const int tokens = int_arg(info, 3), heads = int_arg(info, 4), k = int_arg(info, 5), n = int_arg(info, 6);
+    p.m = tokens;
+    p.k = k;
+    p.n = n;
+    p.lda = static_cast<int64_t>(heads) * k;
+    p.ldc = static_cast<int64_t>(heads) * n;
+    p.a_group_stride = k;
+    p.c_group_stride = n;
+    p.w_group_stride = static_cast<int64_t>(n) * k;
+    p.dense_groups = heads;
+    p.block_m = tokens <= 16 ? 16 : 64;
+    p.block_n = 64;
+    p.max_tiles = heads * ((tokens + p.block_m - 1) / p.block_m);
+    p.stream = stream_or_throw();
+    run_grouped_gemm(p);
+    return info.Env().Undefined();
+  });
+}
+
+// transpose(in, out, groups, rows, cols): bf16 [groups, rows, cols] -> [groups, cols, rows]
+Napi::Value transpose(Info info) {
+  return guarded(info, "transpose", [&] {
+    TransposeParams p{};
+    p.in = ptr_arg(info, 0);
+    p.out = ptr_arg(info, 1);
+    p.groups = int_arg(info, 2);
+    p.rows = int_arg(info, 3);
+    p.cols = int_arg(info, 4);
+    p.stream = stream_or_throw();
+    run_transpose(p);
+    return info.Env().Undefined();
+  });
+}
+
 // fillRandom(out, dtype, n, seedLo32, seedHi32, lo, hi)
 Napi::Value fill_random(Info info) {
   return guarded(info, "fillRandom", [&] {
@@ -244,6 +288,8 @@ void register_dense_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("rope", Napi::Function::New(env, rope, "rope"));
   exports.Set("siluMul", Napi::Function::New(env, silu_mul, "siluMul"));
   exports.Set("gemm", Napi::Function::New(env, gemm, "gemm"));
+  exports.Set("bmmGrouped", Napi::Function::New(env, bmm_grouped, "bmmGrouped"));
+  exports.Set("transpose", Napi::Function::New(env, transpose, "transpose"));
   exports.Set("fillRandom", Napi::Function::New(env, fill_random, "fillRandom"));
   exports.Set("kvCacheWrite", Napi::Function::New(env, kv_cache_write, "kvCacheWrite"));
 }

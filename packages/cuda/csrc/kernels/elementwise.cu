@@ -78,6 +78,24 @@ __global__ void axpby_kernel(AxpbyParams p) {
   }
 }
 
+// Through a 32x32 shared tile so reads and writes are both coalesced; +1 column avoids bank conflicts.
+__global__ void transpose_kernel(TransposeParams p) {
+  __shared__ uint16_t tile[32][33];
+  const int g = blockIdx.z;
+  const uint16_t* in = static_cast<const uint16_t*>(p.in) + static_cast<int64_t>(g) * p.rows * p.cols;
+  uint16_t* out = static_cast<uint16_t*>(p.out) + static_cast<int64_t>(g) * p.rows * p.cols;
+  const int c0 = blockIdx.x * 32, r0 = blockIdx.y * 32;
+  for (int i = threadIdx.y; i < 32; i += blockDim.y) {
+    const int r = r0 + i, c = c0 + threadIdx.x;
+    if (r < p.rows && c < p.cols) tile[i][threadIdx.x] = in[static_cast<int64_t>(r) * p.cols + c];
+  }
+  __syncthreads();
+  for (int i = threadIdx.y; i < 32; i += blockDim.y) {
+    const int c = c0 + i, r = r0 + threadIdx.x;
+    if (r < p.rows && c < p.cols) out[static_cast<int64_t>(c) * p.rows + r] = tile[threadIdx.x][i];
+  }
+}
+
 __global__ void add_bias_kernel(AddBiasParams p) {
   bf16* c = static_cast<bf16*>(p.c) + static_cast<int64_t>(blockIdx.x) * p.cols;
   const bf16* b = static_cast<const bf16*>(p.bias);
@@ -143,6 +161,13 @@ void run_axpby(AxpbyParams& p) {
   if (p.n == 0) return;
   axpby_kernel<<<grid_for(p.n), THREADS, 0, p.stream>>>(p);
   check_launch("axpby");
+}
+
+void run_transpose(TransposeParams& p) {
+  if (p.groups == 0 || p.rows == 0 || p.cols == 0) return;
+  dim3 grid((p.cols + 31) / 32, (p.rows + 31) / 32, p.groups);
+  transpose_kernel<<<grid, dim3(32, 8), 0, p.stream>>>(p);
+  check_launch("transpose");
 }
 
 void run_add_bias(AddBiasParams& p) {

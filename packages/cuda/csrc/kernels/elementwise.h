@@ -43,6 +43,15 @@ struct Copy2dParams {
 };
 void run_copy2d(Copy2dParams& p);
 
+// out[g, j, i] = in[g, i, j]: [groups, rows, cols] -> [groups, cols, rows], 2-byte elements (bf16).
+struct TransposeParams {
+  const void* in;
+  void* out;
+  int groups, rows, cols;
+  cudaStream_t stream;
+};
+void run_transpose(TransposeParams& p);
+
 // out = a * alpha + b * beta, elementwise over n elements (bf16 or f32 each, chosen per operand).
 struct AxpbyParams {
   const void* a;

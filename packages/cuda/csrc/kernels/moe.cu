@@ -105,13 +105,15 @@ __global__ void __launch_bounds__(GemmTraits<BM, BN>::THREADS) grouped_gemm_kern
     row_begin = p.tile_row_begin[tile];
     row_end = min(row_begin + BM, p.group_end[group + 1]);
   } else {
-    row_begin = tile * BM;
-    if (row_begin >= p.m) return;
+    const int tiles_per_group = (p.m + BM - 1) / BM;
+    group = tile / tiles_per_group;
+    if (group >= (p.dense_groups > 1 ? p.dense_groups : 1)) return;
+    row_begin = (tile % tiles_per_group) * BM;
     row_end = min(row_begin + BM, p.m);
   }
   const int n0 = blockIdx.x * T::BN;  // global output column of this block
   const bf16* w = static_cast<const bf16*>(p.w) + group * p.w_group_stride;
-  const bf16* a = static_cast<const bf16*>(p.a);
+  const bf16* a = static_cast<const bf16*>(p.a) + group * p.a_group_stride;
 
   // Each thread copies fixed 16-byte chunks: a row of BK=32 bf16 is 4 chunks.
   constexpr int CHUNKS_PER_ROW = T::BK / 8;
@@ -201,7 +203,7 @@ __global__ void __launch_bounds__(GemmTraits<BM, BN>::THREADS) grouped_gemm_kern
     }
     return;
   }
-  bf16* c = static_cast<bf16*>(p.c);
+  bf16* c = static_cast<bf16*>(p.c) + group * p.c_group_stride;
   for (int idx = threadIdx.x; idx < BM * T::BN; idx += T::THREADS) {
     const int r = idx / T::BN, col = idx % T::BN;
     const int prow = row_begin + r;

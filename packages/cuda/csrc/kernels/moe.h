@@ -44,12 +44,15 @@ struct GroupedGemmParams {
   int64_t w_group_stride;
   int n, k;
   // Tiles: tile i covers rows [tile_row_begin[i], min(+block_m, group_end[tile_group[i]+1])).
-  // With tile_group null: one group, rows [i * block_m, min(+block_m, m)).
+  // With tile_group null: dense batches (per-head projections): dense_groups groups (0 means 1) of m
+  // rows each; group g reads A at a + g * a_group_stride and writes C at c + g * c_group_stride.
   const int32_t* tile_group;
   const int32_t* tile_row_begin;
   const int32_t* group_end;  // expert_offsets
   const int32_t* num_tiles;  // device scalar, or null with tile_group null
   int max_tiles, m;
+  int dense_groups;
+  int64_t a_group_stride, c_group_stride;
   void* c;  // [m, n] bf16, row stride ldc
   int64_t ldc;
   int block_m;  // 16 or 64

@@ -90,8 +90,13 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
     const [xg, xc] = both(randArray(5 * 4 * 32, r), [5, 4, 32]);
     const [w1g, w1c] = both(randArray(4 * 48 * 32, r), [4, 48, 32]);
     const [w2g, w2c] = both(randArray(4 * 32 * 40, r), [4, 32, 40]);
-    cmp('bmm transposeW', gpu.bmm(xg, w1g, true), cpu.bmm(xc, w1c, true));
-    cmp('bmm', gpu.bmm(xg, w2g, false), cpu.bmm(xc, w2c, false));
+    cmp('bmm transposeW (grouped path)', gpu.bmm(xg, w1g, true), cpu.bmm(xc, w1c, true));
+    cmp('bmm (grouped path)', gpu.bmm(xg, w2g, false), cpu.bmm(xc, w2c, false));
+    const [xbg, xbc] = both(randArray(80 * 4 * 32, r), [80, 4, 32]);
+    cmp('bmm transposeW (cuBLASLt path)', gpu.bmm(xbg, w1g, true), cpu.bmm(xbc, w1c, true));
+    cmp('bmm (cuBLASLt path)', gpu.bmm(xbg, w2g, false), cpu.bmm(xbc, w2c, false));
+    const [x20g, x20c] = both(randArray(20 * 4 * 32, r), [20, 4, 32]);
+    cmp('bmm (grouped path, 64-row tiles)', gpu.bmm(x20g, w2g, false), cpu.bmm(x20c, w2c, false));
   });
   run('rmsNorm', () => {
     const [xg, xc] = both(randArray(6 * 512, r, -3, 3), [6, 512]);

@@ -239,12 +239,16 @@ __device__ void math_pipelined(const DecodeParams& p, const SchedPart& part, Sme
     mbar_wait(&s.q_full, n & 1);
     for (int pg = pc.page_begin; pg < pc.page_end; ++pg, ++it) {
       const int stage = it % NUM_STAGES;
-      mbar_wait(&s.kv_full[stage], (it / NUM_STAGES) & 1);
-      // S [64 x 32] = Q [64 x 576] K[32 tokens of this warpgroup]^T
+      const uint32_t parity = (it / NUM_STAGES) & 1;
+      if (p.tuning & 8)  // A/B: wait for the whole page first
+        for (int c = 0; c < QK_CHUNKS; ++c) mbar_wait(&s.kv_full[stage][c], parity);
+      // S [64 x 32] = Q [64 x 576] K[32 tokens of this warpgroup]^T, each 64-dim piece as it lands
       float sc[16];
       wgmma_fence();
 #pragma unroll
       for (int c = 0; c < QK_CHUNKS; ++c) {
+        mbar_wait(&s.kv_full[stage][c], parity);
+        wgmma_fence();  // NOTE: explicit, so ptxas injects none after the wait loop (C7520 otherwise)
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) {
           const uint64_t da = make_desc_sw128(smem_addr(s.q[c]) + kk * 32, 16, KMAJOR_SBO_BYTES);
@@ -310,10 +314,14 @@ __device__ void math_seesaw(const DecodeParams& p, const SchedPart& part, Smem& 
       const int my_pg = pg + my_off, my_it = it + my_off;
       float sc[32];
       if (mine) {
-        mbar_wait(&s.kv_full[mt.wg], (my_it / NUM_STAGES) & 1);
+        const uint32_t parity = (my_it / NUM_STAGES) & 1;
+        if (p.tuning & 8)  // A/B: wait for the whole page first
+          for (int c = 0; c < QK_CHUNKS; ++c) mbar_wait(&s.kv_full[mt.wg][c], parity);
         wgmma_fence();
 #pragma unroll
         for (int c = 0; c < QK_CHUNKS; ++c) {
+          mbar_wait(&s.kv_full[mt.wg][c], parity);  // start on each 64-dim piece as it lands
+          wgmma_fence();
 #pragma unroll
           for (int kk = 0; kk < 4; ++kk) {
             const uint64_t da = make_desc_sw128(smem_addr(s.q[c]) + kk * 32, 16, KMAJOR_SBO_BYTES);
@@ -389,7 +397,7 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
     mbar_init(&s.q_full, 1);
     mbar_init(&s.q_empty, MATH_THREADS);
     for (int i = 0; i < NUM_STAGES; ++i) {
-      mbar_init(&s.kv_full[i], 1);
+      for (int c = 0; c < QK_CHUNKS; ++c) mbar_init(&s.kv_full[i][c], 1);
       mbar_init(&s.kv_empty[i], MATH_THREADS);
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
@@ -424,10 +432,12 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
         // The next block id is read before waiting, so its latency hides behind the wait.
         const int next_block = pg + 1 < pc.page_end ? bt[pg + 1] : 0;
         mbar_wait(&s.kv_empty[stage], ((it / NUM_STAGES) & 1) ^ 1);
-        mbar_arrive_expect_tx(&s.kv_full[stage], T::PAGE_BYTES);
+        // One barrier per 64 x 64 piece, so Q K^T starts on the first piece that lands.
 #pragma unroll
-        for (int c = 0; c < QK_CHUNKS; ++c)
-          tma_load_2d(s.kv[stage][c], &tmap_kv, &s.kv_full[stage], c * CHUNK, block * PAGE_SIZE, policy);
+        for (int c = 0; c < QK_CHUNKS; ++c) {
+          mbar_arrive_expect_tx(&s.kv_full[stage][c], T::TILE_BYTES);
+          tma_load_2d(s.kv[stage][c], &tmap_kv, &s.kv_full[stage][c], c * CHUNK, block * PAGE_SIZE, policy);
+        }
         block = next_block;
       }
       ++n;

@@ -24,7 +24,8 @@ struct Traits {
     float row_max[NUM_MATH_WARPGROUPS][BLOCK_M];    // per-warpgroup row maxima of one page
     float row_sum[NUM_MATH_WARPGROUPS][BLOCK_M];    // per-warpgroup softmax denominators
     uint64_t q_full, q_empty;
-    uint64_t kv_full[NUM_STAGES], kv_empty[NUM_STAGES];
+    uint64_t kv_full[NUM_STAGES][QK_CHUNKS];  // one per 64 x 64 piece of a staged page
+    uint64_t kv_empty[NUM_STAGES];
   };
   // NOTE: the dynamic shared window is only 16-byte aligned by contract; the kernel rounds its base
   // up to 1024 bytes (the swizzle atom), hence the slack.
