@@ -1,11 +1,18 @@
 // The Hopper MLA decode kernel (sm_90a): one CTA per (part of the split-KV schedule, 64-row query
 // tile), persistent over the part's pieces, 3 warpgroups:
 //   - warpgroup 2, the producer: one thread issues TMA loads of the Q tile (9 boxes of 64 x 64) and of
-//     each page (9 boxes) into a 2-stage ring, completing on mbarriers;
-//   - warpgroups 0 and 1, the math: for each page, S = Q K^T by wgmma, each warpgroup computing 32 of
-//     the page's 64 columns; the row maxima are exchanged through shared memory so both share one
-//     running max; each writes its probabilities (bf16) to a shared 64 x 64 P tile; then each
-//     accumulates its own 256-wide half of O [64 x 512] (fp32 in registers) with P V by wgmma.
+//     each page (9 boxes, one mbarrier each, so Q K^T starts on the first box that lands) into a
+//     2-stage ring;
+//   - warpgroups 0 and 1, the math, under one of two schedules picked per launch:
+//     * pipelined (one query tile per request: memory-bound): per page, each warpgroup scores 32 of
+//       its 64 tokens, the row maxima are exchanged so both share one running max, each writes its
+//       probabilities (bf16) to a shared 64 x 64 P tile, and each accumulates its own 256-wide half
+//       of O [64 x 512] (fp32 in registers) with P V; the other stage's page loads meanwhile;
+//     * seesaw (several tiles: compute-bound): two pages per step, warpgroup w scoring the whole page
+//       in stage w (n = 64 halves the Q reads per FLOP), then the same max exchange and each half of
+//       O updated with both pages' P.
+// Everything runs through wgmma with operands in shared memory; no wgmma is ever in flight across
+// code that ptxas sees as divergent, which would serialise every wgmma of the kernel (C7518/C7520).
 // A request whose pages span several parts produces fp32 partial outputs with their lse, merged by
 // the combine kernel (common/combine.cu).
 //
