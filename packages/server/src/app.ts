@@ -5,6 +5,7 @@
 import { createRequire } from 'node:module';
 import type { Tokenizer } from '@flashserve/core';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { ServeConfig } from './config.js';
 import { nowSeconds, type ServerContext } from './context.js';
 import type { ServingEngine } from './engine-port.js';
 import { serverDraining } from './errors.js';
@@ -19,6 +20,7 @@ import { registerHealth } from './routes/health.js';
 import { registerMetrics } from './routes/metrics.js';
 import { registerModels } from './routes/models.js';
 import { registerTokenize } from './routes/tokenize.js';
+import type { Runtime } from './runtime/load-runtime.js';
 
 export interface AppOptions {
   readonly engine: ServingEngine;
@@ -48,6 +50,22 @@ export interface FlashserveApp {
 export const SERVER_VERSION: string = (
   createRequire(import.meta.url)('../package.json') as { version: string }
 ).version;
+
+/** The app options that a loaded runtime and its serve configuration imply (the logger aside). */
+export function appOptionsFor(runtime: Runtime, config: ServeConfig): AppOptions {
+  return {
+    engine: runtime.engine,
+    tokenizer: runtime.tokenizer,
+    modelName: runtime.modelName,
+    maxModelLen: runtime.maxModelLen,
+    vocabSize: runtime.vocabSize,
+    maxN: config.maxNumSeqs,
+    maxLogprobs: config.maxLogprobs,
+    samplingDefaults: runtime.samplingDefaults,
+    apiKey: config.apiKey,
+    bodyLimit: config.maxRequestBodySize,
+  };
+}
 
 export function buildApp(opts: AppOptions): FlashserveApp {
   const app = Fastify({

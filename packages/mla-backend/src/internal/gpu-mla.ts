@@ -8,9 +8,10 @@
 //   qAbs   = [q_nope @ W_UK ; q_pe]                       [T, h, 576]   (Device.bmm, concatLast)
 //   oLat   = mla decode over the paged cache              [T, h, 512]   (this addon)
 //   out    = W_UV @ oLat per head                         [T, h, vHeadDim]
-// NOTE: the kernels are decode kernels: every request of a step must bring the same number of query
-// tokens (1, or 2+ with speculative tokens), causal among themselves. A step mixing prefill and
-// decode is refused by the metadata builder with that reason.
+// Any step works: prefill chunks and decodes mixed, any query lengths (step-plan.ts). Each request's
+// query tokens are cut into pieces of at most 64 (the kernels' s_q limit), each piece a causal kernel
+// "request" of its own; consecutive pieces of one length are one launch. A decode-only step is one
+// launch, as before.
 import type {
   AttentionMetadataBuilder,
   BackendSelectionContext,
@@ -26,13 +27,14 @@ import type {
 } from '@flashserve/core';
 import type { CudaDevice, CudaTensor } from '@flashserve/cuda';
 import { mlaAvailability, type NativeMla, requireMlaAddon } from '../addon.js';
+import { MAX_PIECE_LEN, maxPieceFromEnv, planStep, type StepRun } from './step-plan.js';
 
 export const KV_LORA_RANK = 512;
 export const QK_ROPE_HEAD_DIM = 64;
 export const ENTRY_WIDTH = KV_LORA_RANK + QK_ROPE_HEAD_DIM;
 export const BLOCK_SIZE = 64;
-/** Query tokens per request per step the kernels accept (FlashMLA's own limit is far above MTP). */
-export const MAX_QUERY_LEN = 64;
+/** Query tokens per kernel request (longer prefill chunks are cut into pieces of this many). */
+export const MAX_QUERY_LEN = MAX_PIECE_LEN;
 const SCHED_META_INTS = 8;
 
 export type MlaKernel = 'flashmla' | 'cuda-mla';
@@ -95,34 +97,45 @@ export function allocateGpuMlaCache(device: Device, layout: KvCacheLayout, numBl
   return { layout, numBlocks, tensor: d.zeros([numBlocks, layout.blockSize, 1, layout.entryWidth], 'bf16') };
 }
 
-/** One step's metadata: the common batch plus its device copies and the split-KV schedule. */
+/** One launch of a step: a run of equal-length pieces with its own split-KV schedule. */
+export interface GpuMlaLaunch {
+  readonly run: StepRun;
+  readonly numParts: number;
+  /** i32 [numParts, 8] */
+  readonly schedMeta: Tensor;
+  /** i32 [run.numPieces + 1] */
+  readonly numSplits: Tensor;
+}
+
+/** One step's metadata: the common batch, its device copies and one schedule per launch. */
 export interface GpuMlaMetadata {
   readonly common: CommonAttentionMetadata;
   readonly numReqs: number;
-  /** Query tokens per request (the same for all). */
-  readonly sQ: number;
-  readonly numParts: number;
-  /** i32 [numReqs] */
+  /** Kernel requests of the step (pieces of at most 64 query tokens). */
+  readonly numPieces: number;
+  /** i32 [numPieces] */
   readonly seqLens: Tensor;
-  /** i32 [numReqs, maxBlocksPerReq] */
+  /** i32 [numPieces, maxBlocksPerReq] */
   readonly blockTables: Tensor;
   /** i32 [numTokens] */
   readonly slotMapping: Tensor;
-  /** i32 [numParts, 8] */
-  readonly schedMeta: Tensor;
-  /** i32 [numReqs + 1] */
-  readonly numSplits: Tensor;
+  readonly launches: readonly GpuMlaLaunch[];
 }
+
+const I32_BYTES = 4;
+const BF16_BYTES = 2;
 
 export class GpuMlaMetadataBuilder implements AttentionMetadataBuilder<GpuMlaMetadata> {
   readonly #name: string;
   readonly #device: CudaDevice;
   readonly #model: MlaModelSpec;
+  readonly #maxPiece: number;
 
   constructor(name: string, device: Device, model: MlaModelSpec) {
     this.#name = name;
     this.#device = cudaDeviceOf(device, `${name} metadata`);
     this.#model = model;
+    this.#maxPiece = maxPieceFromEnv();
   }
 
   build(common: CommonAttentionMetadata): GpuMlaMetadata {
@@ -131,35 +144,38 @@ export class GpuMlaMetadataBuilder implements AttentionMetadataBuilder<GpuMlaMet
     if (b < 1) throw new Error(`${name}: a step needs at least one request`);
     if (common.blockSize !== BLOCK_SIZE)
       throw new Error(`${name}: block size must be ${BLOCK_SIZE} (got ${common.blockSize})`);
-    const sQ = common.queryStartLoc[1]! - common.queryStartLoc[0]!;
-    for (let i = 0; i < b; i++) {
-      const len = common.queryStartLoc[i + 1]! - common.queryStartLoc[i]!;
-      if (len !== sQ)
-        throw new Error(
-          `${name}: decode kernel needs the same query length for every request of a step (request 0 has ${sQ}, request ${i} has ${len}); run mixed prefill steps with another backend`,
-        );
-    }
-    if (sQ < 1 || sQ > MAX_QUERY_LEN)
-      throw new Error(`${name}: query length ${sQ} outside [1, ${MAX_QUERY_LEN}]`);
+    if (common.slotMapping.length !== common.numTokens)
+      throw new Error(
+        `${name}: slotMapping has ${common.slotMapping.length} entries for ${common.numTokens} tokens`,
+      );
+    const plan = planStep(common, this.#maxPiece);
     const addon = requireMlaAddon();
     const d = this.#device;
-    const numParts = addon.numSmParts({ numSms: d.multiProcessorCount, qRows: sQ * this.#model.numHeads });
-    const seqLens = d.upload(common.seqLens, [b], 'i32');
-    const blockTables = d.upload(common.blockTables, [b, common.maxBlocksPerReq], 'i32');
+    const mb = common.maxBlocksPerReq;
+    const numPieces = plan.pieceSeqLens.length;
+    const seqLens = d.upload(plan.pieceSeqLens, [numPieces], 'i32');
+    const blockTables = d.upload(plan.pieceBlockTables, [numPieces, mb], 'i32');
     const slotMapping = d.upload(common.slotMapping, [common.numTokens], 'i32');
-    const schedMeta = d.empty([numParts, SCHED_META_INTS], 'i32');
-    const numSplits = d.empty([b + 1], 'i32');
-    const args = {
-      cacheSeqlens: ptrOf(seqLens, name, 'seqLens'),
-      b,
-      qRows: sQ * this.#model.numHeads,
-      numParts,
-      schedMeta: schedMeta.ptr,
-      numSplits: numSplits.ptr,
-      stream: d.stream,
-    };
-    d.enqueue(() => addon.getMlaMetadata(args));
-    return { common, numReqs: b, sQ, numParts, seqLens, blockTables, slotMapping, schedMeta, numSplits };
+    const seqLensPtr = ptrOf(seqLens, name, 'seqLens');
+    const launches: GpuMlaLaunch[] = [];
+    for (const run of plan.runs) {
+      const qRows = run.sQ * this.#model.numHeads;
+      const numParts = addon.numSmParts({ numSms: d.multiProcessorCount, qRows });
+      const schedMeta = d.empty([numParts, SCHED_META_INTS], 'i32');
+      const numSplits = d.empty([run.numPieces + 1], 'i32');
+      const args = {
+        cacheSeqlens: seqLensPtr + BigInt(run.firstPiece * I32_BYTES),
+        b: run.numPieces,
+        qRows,
+        numParts,
+        schedMeta: schedMeta.ptr,
+        numSplits: numSplits.ptr,
+        stream: d.stream,
+      };
+      d.enqueue(() => addon.getMlaMetadata(args));
+      launches.push({ run, numParts, schedMeta, numSplits });
+    }
+    return { common, numReqs: b, numPieces, seqLens, blockTables, slotMapping, launches };
   }
 }
 
@@ -194,7 +210,8 @@ export class GpuMlaImpl implements MlaAttentionImpl<GpuMlaMetadata> {
     const kRowStride = ENTRY_WIDTH;
     const kBlockStride = BLOCK_SIZE * ENTRY_WIDTH;
 
-    // 1. This step's latent rows into the cache (before attention: each token sees itself).
+    // 1. This step's latent rows into the cache (before attention: each token sees itself, and a
+    //    prefill piece sees the pieces of its request before it).
     const kv = {
       cKv: ptrOf(inputs.cKv, op, 'cKv'),
       cKvStride: KV_LORA_RANK,
@@ -217,43 +234,51 @@ export class GpuMlaImpl implements MlaAttentionImpl<GpuMlaMetadata> {
     const qAbs = d.concatLast([qLatent, qPe]) as CudaTensor;
     for (const t of [qNope, qPe, qLatent]) d.release(t);
 
-    // 3. Attention over the paged latent cache.
-    const { numReqs: b, sQ, numParts } = metadata;
-    const rows = sQ * h;
+    // 3. Attention over the paged latent cache, one launch per run of equal-length pieces. A run's
+    //    rows are contiguous in qAbs and out, so it is addressed by offsets (in bytes) alone.
     const out = d.empty([T, h, KV_LORA_RANK], 'bf16');
-    const lse = d.empty([b, h, sQ], 'f32');
-    const oAccum = d.empty([b + numParts, rows, KV_LORA_RANK], 'f32');
-    const lseAccum = d.empty([b + numParts, rows], 'f32');
-    const args = {
-      b,
-      sQ,
-      hQ: h,
-      q: qAbs.ptr,
-      qBatchStride: rows * ENTRY_WIDTH,
-      qRowStride: ENTRY_WIDTH,
-      kcache: cachePtr,
-      numBlocks: cache.numBlocks,
-      kBlockStride,
-      kRowStride,
-      blockTable: ptrOf(metadata.blockTables, op, 'blockTables'),
-      blockTableStride: metadata.common.maxBlocksPerReq,
-      maxBlocksPerSeq: metadata.common.maxBlocksPerReq,
-      cacheSeqlens: ptrOf(metadata.seqLens, op, 'seqLens'),
-      out: out.ptr,
-      oBatchStride: rows * KV_LORA_RANK,
-      oRowStride: KV_LORA_RANK,
-      lse: lse.ptr,
-      oAccum: oAccum.ptr,
-      lseAccum: lseAccum.ptr,
-      schedMeta: ptrOf(metadata.schedMeta, op, 'schedMeta'),
-      numSplits: ptrOf(metadata.numSplits, op, 'numSplits'),
-      numParts,
-      softmaxScale: weights.softmaxScale,
-      stream: d.stream,
-    };
+    const blockTablePtr = ptrOf(metadata.blockTables, op, 'blockTables');
+    const seqLensPtr = ptrOf(metadata.seqLens, op, 'seqLens');
+    const mb = metadata.common.maxBlocksPerReq;
     const launch = this.#kernel === 'flashmla' ? addon.mlaDecode : addon.mlaDecodePortable;
-    d.enqueue(() => launch.call(addon, args));
-    for (const t of [qAbs, lse, oAccum, lseAccum]) d.release(t);
+    for (const l of metadata.launches) {
+      const { run, numParts } = l;
+      const b = run.numPieces;
+      const rows = run.sQ * h;
+      const lse = d.empty([b, h, run.sQ], 'f32');
+      const oAccum = d.empty([b + numParts, rows, KV_LORA_RANK], 'f32');
+      const lseAccum = d.empty([b + numParts, rows], 'f32');
+      const args = {
+        b,
+        sQ: run.sQ,
+        hQ: h,
+        q: qAbs.ptr + BigInt(run.tokenStart * h * ENTRY_WIDTH * BF16_BYTES),
+        qBatchStride: rows * ENTRY_WIDTH,
+        qRowStride: ENTRY_WIDTH,
+        kcache: cachePtr,
+        numBlocks: cache.numBlocks,
+        kBlockStride,
+        kRowStride,
+        blockTable: blockTablePtr + BigInt(run.firstPiece * mb * I32_BYTES),
+        blockTableStride: mb,
+        maxBlocksPerSeq: mb,
+        cacheSeqlens: seqLensPtr + BigInt(run.firstPiece * I32_BYTES),
+        out: out.ptr + BigInt(run.tokenStart * h * KV_LORA_RANK * BF16_BYTES),
+        oBatchStride: rows * KV_LORA_RANK,
+        oRowStride: KV_LORA_RANK,
+        lse: lse.ptr,
+        oAccum: oAccum.ptr,
+        lseAccum: lseAccum.ptr,
+        schedMeta: ptrOf(l.schedMeta, op, 'schedMeta'),
+        numSplits: ptrOf(l.numSplits, op, 'numSplits'),
+        numParts,
+        softmaxScale: weights.softmaxScale,
+        stream: d.stream,
+      };
+      d.enqueue(() => launch.call(addon, args));
+      for (const t of [lse, oAccum, lseAccum]) d.release(t);
+    }
+    d.release(qAbs);
 
     // 4. Values per head: W_UV [h, vHeadDim, 512] @ oLat[t, h] -> [T, h, vHeadDim].
     const result = d.bmm(out, weights.wUv, true);

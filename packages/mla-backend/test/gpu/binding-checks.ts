@@ -245,12 +245,14 @@ function metadataBuilderCheck(d: CudaDevice): CheckResult {
     vHeadDim: 128,
   };
   const meta = new FlashMlaMetadataBuilder(d, model).build(common);
-  const splits = d.toHost(meta.numSplits) as Int32Array;
-  const ok = splits[0] === 0 && splits[b]! >= b && splits[b]! <= b + meta.numParts;
+  const launch = meta.launches[0]!;
+  const splits = d.toHost(launch.numSplits) as Int32Array;
+  const ok =
+    meta.launches.length === 1 && splits[0] === 0 && splits[b]! >= b && splits[b]! <= b + launch.numParts;
   return {
-    name: 'flashmla metadata builder on a decode step',
+    name: 'flashmla metadata builder on a decode step (one launch)',
     ok,
-    detail: `numParts ${meta.numParts}, num_splits [${[...splits].join(', ')}]`,
+    detail: `launches ${meta.launches.length}, numParts ${launch.numParts}, num_splits [${[...splits].join(', ')}]`,
   };
 }
 

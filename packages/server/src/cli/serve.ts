@@ -6,7 +6,7 @@
 // A second signal exits at once.
 
 import pino from 'pino';
-import { buildApp } from '../app.js';
+import { appOptionsFor, buildApp } from '../app.js';
 import type { ServeConfig } from '../config.js';
 import { configListen } from '../errors.js';
 import { loadRuntime } from '../runtime/load-runtime.js';
@@ -40,19 +40,7 @@ export async function serve(config: ServeConfig, env: NodeJS.ProcessEnv): Promis
   });
   logger.info(runtime.summary, 'model loaded');
 
-  const { app, context } = buildApp({
-    engine: runtime.engine,
-    tokenizer: runtime.tokenizer,
-    modelName: runtime.modelName,
-    maxModelLen: runtime.maxModelLen,
-    vocabSize: runtime.vocabSize,
-    maxN: config.maxNumSeqs,
-    maxLogprobs: config.maxLogprobs,
-    samplingDefaults: runtime.samplingDefaults,
-    apiKey: config.apiKey,
-    bodyLimit: config.maxRequestBodySize,
-    logger,
-  });
+  const { app, context } = buildApp({ ...appOptionsFor(runtime, config), logger });
   let url: string;
   try {
     url = await app.listen({ host: config.host, port: config.port });

@@ -4,7 +4,7 @@
 import type { AddressInfo } from 'node:net';
 import type { FastifyBaseLogger } from 'fastify';
 import { inject } from 'vitest';
-import { buildApp, type FlashserveApp } from '../../src/app.js';
+import { appOptionsFor, buildApp, type FlashserveApp } from '../../src/app.js';
 import { resolveServeConfig, type ServeConfig } from '../../src/config.js';
 import { loadRuntime, type Runtime } from '../../src/runtime/load-runtime.js';
 
@@ -26,19 +26,7 @@ export async function startRealServer(flags: string[] = [], logger?: FastifyBase
     testEnv(),
   );
   const runtime = await loadRuntime(config, testEnv(), { log: { info() {} } });
-  const built = buildApp({
-    engine: runtime.engine,
-    tokenizer: runtime.tokenizer,
-    modelName: runtime.modelName,
-    maxModelLen: runtime.maxModelLen,
-    vocabSize: runtime.vocabSize,
-    maxN: config.maxNumSeqs,
-    maxLogprobs: config.maxLogprobs,
-    samplingDefaults: runtime.samplingDefaults,
-    apiKey: config.apiKey,
-    bodyLimit: config.maxRequestBodySize,
-    ...(logger === undefined ? {} : { logger }),
-  });
+  const built = buildApp({ ...appOptionsFor(runtime, config), ...(logger === undefined ? {} : { logger }) });
   await built.app.listen({ host: '127.0.0.1', port: 0 });
   const port = (built.app.server.address() as AddressInfo).port;
   return {
