@@ -110,6 +110,17 @@ describe('tokenizer, chat template and generation config', () => {
     expect(tokenizer.decode(ids)).toBe('Größe 東京 🙂');
   });
 
+  it('gives per-token bytes that concatenate to the text, and none for special tokens', () => {
+    const tokenBytes = tokenizer.tokenBytes!;
+    expect(tokenBytes).toBeDefined();
+    for (const text of ['Größe 東京 🙂', 'Hello, world!', '  spaced\ttabs\nnewline']) {
+      const ids = tokenizer.encode(text, { addSpecialTokens: false });
+      const bytes = Buffer.concat(ids.map((id) => tokenBytes(id)!));
+      expect(bytes.toString('utf8'), text).toBe(tokenizer.decode(ids));
+    }
+    expect(tokenBytes(0)).toBeUndefined();
+  });
+
   it('renders the chat template like transformers', () => {
     expect(tokenizer.applyChatTemplate(tok.chat_messages, { addGenerationPrompt: true })).toBe(
       tok.chat_rendered,

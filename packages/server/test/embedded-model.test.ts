@@ -33,6 +33,9 @@ test('the cached directory has the Hugging Face layout, loaded by core like any 
   // plain prompt gets BOS (id 0), a rendered chat (which writes BOS itself) is encoded without.
   expect(tokenizer.encode('Hello world')).toEqual([0, 19923, 2058]);
   expect(tokenizer.encode('Hello world', { addSpecialTokens: false })).toEqual([19923, 2058]);
+  // Byte-level BPE: the engine's streaming detokenizer reads each token's bytes directly.
+  const ids = tokenizer.encode('Größe 東京 🙂', { addSpecialTokens: false });
+  expect(Buffer.concat(ids.map((id) => tokenizer.tokenBytes!(id)!)).toString('utf8')).toBe('Größe 東京 🙂');
   const header = readFileSync(join(dir, 'model.safetensors'));
   const names = Object.keys(
     JSON.parse(header.subarray(8, 8 + Number(header.readBigUInt64LE(0))).toString('utf8')),

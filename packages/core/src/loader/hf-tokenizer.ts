@@ -8,6 +8,7 @@ import { Template } from '@huggingface/jinja';
 import { Tokenizer as JsTokenizer } from '@huggingface/tokenizers';
 import type { ChatMessage, Tokenizer } from '../engine/tokenizer.js';
 import { chatTemplateMissing, loadFileMalformed } from '../errors.js';
+import { byteLevelTokenBytes } from './byte-level.js';
 import { type JsonObject, readJsonObject } from './json-file.js';
 
 export interface HfTokenizerOptions {
@@ -53,9 +54,13 @@ export class HfTokenizer implements Tokenizer {
   readonly #specialTokens: Record<string, string>;
   readonly #template: Template | undefined;
   readonly #dir: string;
+  readonly #addedTokenIds = new Set<number>();
   /** Ids added around an encoding with special tokens that tokenizer.json's post-processor leaves out. */
   readonly #prefixIds: number[] = [];
   readonly #suffixIds: number[] = [];
+  /** Present only when decoding is plain concatenation of per-token bytes (see the contract). */
+  readonly tokenBytes?: (id: number) => Uint8Array | undefined;
+  readonly #tokenBytesCache = new Map<number, Uint8Array | undefined>();
 
   constructor(
     tokenizerJson: JsonObject,
@@ -76,7 +81,10 @@ export class HfTokenizer implements Tokenizer {
     this.vocabSize = maxId + 1;
 
     const special = new Set<number>();
-    for (const [id, tok] of this.#tok.get_added_tokens_decoder()) if (tok.special) special.add(id);
+    for (const [id, tok] of this.#tok.get_added_tokens_decoder()) {
+      this.#addedTokenIds.add(id);
+      if (tok.special) special.add(id);
+    }
     this.specialTokenIds = special;
 
     this.#specialTokens = {};
@@ -103,6 +111,12 @@ export class HfTokenizer implements Tokenizer {
     if (tokenizerConfig['add_eos_token'] === true && eosId !== undefined && probe.at(-1) !== eosId) {
       this.#suffixIds.push(eosId);
     }
+    // NOTE: per-token bytes are only exact when the decoder is ByteLevel alone and no clean-up rewrites
+    // spaces; otherwise the detokenizer must go through decode().
+    const decoder = tokenizerJson['decoder'] as { type?: unknown } | null | undefined;
+    const byteLevelOnly =
+      decoder?.type === 'ByteLevel' && tokenizerConfig['clean_up_tokenization_spaces'] !== true;
+    if (byteLevelOnly) this.tokenBytes = (id) => this.#byteLevelBytes(id);
     try {
       this.#template = chatTemplate === undefined ? undefined : new Template(chatTemplate);
     } catch (e) {
@@ -118,6 +132,16 @@ export class HfTokenizer implements Tokenizer {
     const ids = this.#tok.encode(text, { add_special_tokens: addSpecialTokens }).ids;
     if (!addSpecialTokens || (this.#prefixIds.length === 0 && this.#suffixIds.length === 0)) return ids;
     return [...this.#prefixIds, ...ids, ...this.#suffixIds];
+  }
+
+  #byteLevelBytes(id: number): Uint8Array | undefined {
+    const cache = this.#tokenBytesCache;
+    if (cache.has(id)) return cache.get(id);
+    // Added tokens (special or not) are stored as plain text, not byte-level spelling.
+    const token = this.#addedTokenIds.has(id) ? undefined : this.#tok.id_to_token(id);
+    const bytes = token === undefined ? undefined : byteLevelTokenBytes(token);
+    cache.set(id, bytes);
+    return bytes;
   }
 
   #idOf(key: string): number | undefined {
