@@ -82,9 +82,11 @@ struct DecodeParams {
 
   cudaStream_t stream;
   // Experiment switches for the benchmark's A/B runs; 0, the tuned default, everywhere else.
-  // Bit 0: never the seesaw schedule (sm90). Bit 1: launch the combine plainly (no programmatic
-  // dependent launch). Bit 2: always the seesaw schedule. Bit 3: wait for a whole page before
-  // its Q K^T (instead of piece by piece).
+  // Bit 0: never a two-page schedule (sm90). Bit 1: launch the combine plainly (no programmatic
+  // dependent launch). Bit 2: always a two-page schedule. Bit 3: wait for a whole page before
+  // its Q K^T (instead of piece by piece). Bit 4: the two-page schedule in lockstep (v6's seesaw)
+  // instead of staggered. Bit 5: reload a staged page only once all of it is free (not its left
+  // half of V first). Bit 6: staggered, each warpgroup's own page's P V with P from registers.
   int tuning;
 };
 

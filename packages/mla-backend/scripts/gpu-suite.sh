@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs the standalone GPU suite of @flashserve/mla-backend (no Node needed):
 #   nvcc build -> mla_test (correctness) -> mla_bench (FlashMLA's 48-case grid), short table last.
-# Usage, from the package root: scripts/gpu-suite.sh [test|bench|all] (default all).
+# Usage, from the package root: scripts/gpu-suite.sh [test|bench|all] (default all); any other word
+# only builds. Env: TUNING=a,b,... (benchmark A/B of DecodeParams::tuning), SKIP_BUILD=1, SEED.
 # Logs go to $OUT (the GPU machine's result folder) when set, else to build/gpu-suite/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,11 @@ HOPPER=(-gencode=arch=compute_90a,code=sm_90a)
 PORTABLE=(-gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_90,code=sm_90)
 
 t0=$(date +%s)
+# SKIP_BUILD=1: use the binaries already in $BUILD (built on this machine and carried to the GPU
+# machine, whose device time is scarce: the build takes about a minute).
+if [[ ${SKIP_BUILD:-0} == 1 && -x $BUILD/mla_test && -x $BUILD/mla_bench ]]; then
+  echo "[gpu-suite] SKIP_BUILD=1: using the prebuilt $BUILD/mla_test and mla_bench"
+else
 build() {  # out src flags...
   local out=$1 src=$2; shift 2
   "$NVCC" "${COMMON[@]}" "$@" -c "$src" -o "$BUILD/$out" 2>"$BUILD/$out.log" || { cat "$BUILD/$out.log"; return 1; }
@@ -30,6 +36,7 @@ wait
 KOBJ=("$BUILD"/{bf16,probe,metadata,combine,portable}.o)
 "$NVCC" "${PORTABLE[@]}" "${HOPPER[@]}" "${KOBJ[@]}" "$BUILD/mla_test.o" -o "$BUILD/mla_test"
 "$NVCC" "${PORTABLE[@]}" "${HOPPER[@]}" "${KOBJ[@]}" "$BUILD/mla_bench.o" -o "$BUILD/mla_bench"
+fi
 grep -E "registers|spill" "$BUILD/bf16.o.log" | sed 's/^/[resource] /' || true
 # ptxas serialises every wgmma of a kernel when it cannot prove the async pipeline safe, and only
 # says so as an "info" line: surface it, since it costs a third of the speed.

@@ -28,6 +28,18 @@ function step(reqs: { context: number; qLen: number }[], mb = 8): CommonAttentio
 /** For each token: [request, number of visible cache positions] under the kernel's rule. */
 function kernelWindows(common: CommonAttentionMetadata, maxPiece: number): [number, number][] {
   const plan = planStep(common, maxPiece);
+  const mb = common.maxBlocksPerReq;
+  for (const run of plan.runs) {
+    // What goes to the GPU: 16-byte aligned segments holding the run's pieces.
+    expect(run.seqLensAt % 4).toBe(0);
+    expect(run.tableAt % 4).toBe(0);
+    expect([...plan.seqLensPadded.subarray(run.seqLensAt, run.seqLensAt + run.numPieces)]).toEqual([
+      ...plan.pieceSeqLens.subarray(run.firstPiece, run.firstPiece + run.numPieces),
+    ]);
+    expect([...plan.blockTablesPadded.subarray(run.tableAt, run.tableAt + run.numPieces * mb)]).toEqual([
+      ...plan.pieceBlockTables.subarray(run.firstPiece * mb, (run.firstPiece + run.numPieces) * mb),
+    ]);
+  }
   const out: [number, number][] = new Array(common.numTokens);
   let covered = 0;
   for (const run of plan.runs) {
@@ -38,7 +50,6 @@ function kernelWindows(common: CommonAttentionMetadata, maxPiece: number): [numb
       const p = run.firstPiece + k;
       const len = plan.pieceSeqLens[p]!;
       const r = plan.pieceReq[p]!;
-      const mb = common.maxBlocksPerReq;
       expect([...plan.pieceBlockTables.subarray(p * mb, (p + 1) * mb)]).toEqual([
         ...common.blockTables.subarray(r * mb, (r + 1) * mb),
       ]);
@@ -66,8 +77,11 @@ function requestWindows(common: CommonAttentionMetadata): [number, number][] {
 describe('planStep', () => {
   it('a decode-only step is one launch of s_q = 1', () => {
     const plan = planStep(step([1, 70, 5].map((c) => ({ context: c, qLen: 1 }))));
-    expect(plan.runs).toEqual([{ firstPiece: 0, numPieces: 3, sQ: 1, tokenStart: 0 }]);
+    expect(plan.runs).toEqual([
+      { firstPiece: 0, numPieces: 3, sQ: 1, tokenStart: 0, seqLensAt: 0, tableAt: 0 },
+    ]);
     expect([...plan.pieceSeqLens]).toEqual([2, 71, 6]);
+    expect([...plan.seqLensPadded]).toEqual([2, 71, 6]);
   });
 
   it('mixed prefill chunks and decodes: pieces of at most 64, causal windows exact', () => {

@@ -8,9 +8,11 @@
 //       its 64 tokens, the row maxima are exchanged so both share one running max, each writes its
 //       probabilities (bf16) to a shared 64 x 64 P tile, and each accumulates its own 256-wide half
 //       of O [64 x 512] (fp32 in registers) with P V; the other stage's page loads meanwhile;
-//     * seesaw (several tiles: compute-bound): two pages per step, warpgroup w scoring the whole page
-//       in stage w (n = 64 halves the Q reads per FLOP), then the same max exchange and each half of
-//       O updated with both pages' P.
+//     * staggered (several tiles: compute-bound): two pages per step, warpgroup w scoring the whole
+//       page in stage w (n = 64 halves the Q reads per FLOP), each half of O updated with both
+//       pages' P; warpgroup 1 takes warpgroup 0's running max instead of both waiting for each
+//       other, so one's softmax runs under the other's matrix work (math_staggered). The lockstep
+//       form of v6 (math_seesaw) stays selectable for A/B runs (tuning bit 4).
 // Everything runs through wgmma with operands in shared memory; no wgmma is ever in flight across
 // code that ptxas sees as divergent, which would serialise every wgmma of the kernel (C7518/C7520).
 // A request whose pages span several parts produces fp32 partial outputs with their lse, merged by
@@ -92,6 +94,38 @@ __device__ __forceinline__ void store_p(uint8_t* tile, const float (&pv)[N / 2],
   }
 }
 
+// Frees a whole staged page (both halves of kv_empty) for this thread.
+template <typename Smem>
+__device__ __forceinline__ void release_page(Smem& s, int stage) {
+  mbar_arrive(&s.kv_empty[stage][0]);
+  mbar_arrive(&s.kv_empty[stage][1]);
+}
+
+// S [64 x 64] = Q [64 x 576] K[page in `stage`]^T for one warpgroup, starting on each 64-dim piece
+// as it lands; returns with the product complete.
+// NOTE: splitting the chain of 36 wgmmas into two independent accumulators (even / odd pieces) made
+// no difference (NOTES.md, v7): the chain is not what limits.
+template <typename Smem>
+__device__ __forceinline__ void score_page(const DecodeParams& p, Smem& s, float (&sc)[32], int stage,
+                                           uint32_t parity) {
+  if (p.tuning & 8)  // A/B: wait for the whole page first
+    for (int c = 0; c < QK_CHUNKS; ++c) mbar_wait(&s.kv_full[stage][c], parity);
+  wgmma_fence();
+#pragma unroll
+  for (int c = 0; c < QK_CHUNKS; ++c) {
+    mbar_wait(&s.kv_full[stage][c], parity);
+    wgmma_fence();  // NOTE: explicit, so ptxas injects none after the wait loop (C7520 otherwise)
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      const uint64_t da = make_desc_sw128(smem_addr(s.q[c]) + kk * 32, 16, KMAJOR_SBO_BYTES);
+      const uint64_t db = make_desc_sw128(smem_addr(s.kv[stage][c]) + kk * 32, 16, KMAJOR_SBO_BYTES);
+      wgmma_m64n64k16_ss(sc, da, db, (c | kk) != 0);
+    }
+  }
+  wgmma_commit();
+  wgmma_wait<0>();
+}
+
 // O[:, 256 wg : 256 wg + 256] += P [64 x 64, K-major tile at p_tile] V [64 tokens x 256 of stage].
 template <typename Smem>
 __device__ __forceinline__ void issue_pv(Smem& s, float (&o)[128], const uint8_t* p_tile, int stage, int wg) {
@@ -101,6 +135,29 @@ __device__ __forceinline__ void issue_pv(Smem& s, float (&o)[128], const uint8_t
     const uint64_t db =
         make_desc_sw128(smem_addr(s.kv[stage][wg * V_CHUNKS_PER_WG]) + kk * 16 * 128, V_LBO_BYTES, V_SBO_BYTES);
     wgmma_m64n256k16_ss_tb(o, da, db, 1);
+  }
+}
+
+// O[:, 256 wg : 256 wg + 256] += P V [64 tokens x 256 of stage], P [64 x 64] from this warpgroup's
+// registers: `pv` is an m64n64 accumulator, and for 16-bit A the accumulator's columns 16k..16k+15
+// are already in the A-operand layout of one k16 step, so packing pairs to bf16 is the whole
+// conversion. Saves the P reads from shared memory for the warpgroup's own page.
+template <typename Smem>
+__device__ __forceinline__ void issue_pv_rs(Smem& s, float (&o)[128], const float (&pv)[32], int stage, int wg) {
+  uint32_t a[4][4];
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const __nv_bfloat162 h = __floats2bfloat162_rn(pv[8 * kk + 2 * i], pv[8 * kk + 2 * i + 1]);
+      a[kk][i] = *reinterpret_cast<const uint32_t*>(&h);
+    }
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    const uint64_t db =
+        make_desc_sw128(smem_addr(s.kv[stage][wg * V_CHUNKS_PER_WG]) + kk * 16 * 128, V_LBO_BYTES, V_SBO_BYTES);
+    wgmma_m64n256k16_rs_tb(o, a[kk], db, 1);
   }
 }
 
@@ -282,14 +339,15 @@ __device__ void math_pipelined(const DecodeParams& p, const SchedPart& part, Sme
       issue_pv(s, o, s.p, stage, mt.wg);
       wgmma_commit();
       wgmma_wait<0>();
-      mbar_arrive(&s.kv_empty[stage]);
+      release_page(s, stage);
     }
     write_piece(p, part, s, mt, r, o, m0, m1, l0, l1);
     ++n;
   }
 }
 
-// Schedule "seesaw" (compute-bound shapes): two pages per step, one per warpgroup. Warpgroup w
+// Schedule "seesaw" in lockstep (v6; now only for A/B runs, tuning bit 4): two pages per step, one
+// per warpgroup, both waiting for both pages' scores before any softmax. Warpgroup w
 // scores the whole page in stage w (64 columns: twice the work of one wgmma for the same Q reads,
 // halving the Q traffic from shared memory), the maxima are exchanged, each writes its P into its
 // page's rope tile (free once scored), and each accumulates its half of O over both pages. A step
@@ -321,23 +379,7 @@ __device__ void math_seesaw(const DecodeParams& p, const SchedPart& part, Smem& 
       const int my_pg = pg + my_off, my_it = it + my_off;
       float sc[32];
       if (mine) {
-        const uint32_t parity = (my_it / NUM_STAGES) & 1;
-        if (p.tuning & 8)  // A/B: wait for the whole page first
-          for (int c = 0; c < QK_CHUNKS; ++c) mbar_wait(&s.kv_full[mt.wg][c], parity);
-        wgmma_fence();
-#pragma unroll
-        for (int c = 0; c < QK_CHUNKS; ++c) {
-          mbar_wait(&s.kv_full[mt.wg][c], parity);  // start on each 64-dim piece as it lands
-          wgmma_fence();
-#pragma unroll
-          for (int kk = 0; kk < 4; ++kk) {
-            const uint64_t da = make_desc_sw128(smem_addr(s.q[c]) + kk * 32, 16, KMAJOR_SBO_BYTES);
-            const uint64_t db = make_desc_sw128(smem_addr(s.kv[mt.wg][c]) + kk * 32, 16, KMAJOR_SBO_BYTES);
-            wgmma_m64n64k16_ss(sc, da, db, (c | kk) != 0);
-          }
-        }
-        wgmma_commit();
-        wgmma_wait<0>();
+        score_page(p, s, sc, mt.wg, (my_it / NUM_STAGES) & 1);
         const int valid = len - my_pg * PAGE_SIZE;
         if (valid < PAGE_SIZE) {
           zero_tail_rows(s, mt.wg, valid, threadIdx.x % 128, 128);
@@ -371,12 +413,12 @@ __device__ void math_seesaw(const DecodeParams& p, const SchedPart& part, Smem& 
         issue_pv(s, o, s.kv[1][QK_CHUNKS - 1], 1, mt.wg);
         wgmma_commit();
         wgmma_wait<1>();
-        mbar_arrive(&s.kv_empty[0]);
+        release_page(s, 0);
         wgmma_wait<0>();
-        mbar_arrive(&s.kv_empty[1]);
+        release_page(s, 1);
       } else {
         wgmma_wait<0>();
-        mbar_arrive(&s.kv_empty[first_stage]);
+        release_page(s, first_stage);
       }
       pg += count;
       it += count;
@@ -386,7 +428,229 @@ __device__ void math_seesaw(const DecodeParams& p, const SchedPart& part, Smem& 
   }
 }
 
-template <typename Element, bool kSeesaw>
+// Masks N score columns (tokens tok_base + 8 j + 2 (lane % 4) + e) by the rows' causal limits and
+// returns this thread's two rows' maxima (a quad of lanes holds a whole row, so no shared memory).
+template <int N>
+__device__ __forceinline__ void mask_row_max(const MathThread& mt, float (&sc)[N / 2], int tok_base, float& mx0,
+                                             float& mx1) {
+  mx0 = -INFINITY;
+  mx1 = -INFINITY;
+#pragma unroll
+  for (int j = 0; j < N / 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int tok = tok_base + 8 * j + 2 * (mt.lane % 4) + e;
+      sc[4 * j + e] = tok < mt.lim0 ? sc[4 * j + e] : -INFINITY;
+      sc[4 * j + 2 + e] = tok < mt.lim1 ? sc[4 * j + 2 + e] : -INFINITY;
+      mx0 = fmaxf(mx0, sc[4 * j + e]);
+      mx1 = fmaxf(mx1, sc[4 * j + 2 + e]);
+    }
+  }
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+}
+
+// Factor that moves values kept under running max `from` to running max `to` (>= from). A row with
+// nothing visible yet keeps max -inf: scaled by 0 (its values are 0), never NaN. Exactly 1 when the
+// max did not move.
+__device__ __forceinline__ float max_shift(float from, float to, float scale_log2) {
+  return exp2f(from * scale_log2 - (to == -INFINITY ? 0.f : to * scale_log2));
+}
+
+// Scores -> unnormalised probabilities under the rows' maxima mx0 / mx1; adds the row sums to l0/l1.
+template <int N>
+__device__ __forceinline__ void exp_scores(float (&sc)[N / 2], float mx0, float mx1, float scale_log2, float& l0,
+                                           float& l1) {
+  const float ms0 = mx0 == -INFINITY ? 0.f : mx0 * scale_log2;
+  const float ms1 = mx1 == -INFINITY ? 0.f : mx1 * scale_log2;
+  float sum0 = 0.f, sum1 = 0.f;
+#pragma unroll
+  for (int j = 0; j < N / 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      sc[4 * j + e] = exp2f(fmaf(sc[4 * j + e], scale_log2, -ms0));
+      sc[4 * j + 2 + e] = exp2f(fmaf(sc[4 * j + 2 + e], scale_log2, -ms1));
+      sum0 += sc[4 * j + e];
+      sum1 += sc[4 * j + 2 + e];
+    }
+  }
+  l0 += sum0;
+  l1 += sum1;
+}
+
+// O (this warpgroup's half) and the running denominators times a0 / a1 (rows r0 / r0 + 8).
+// NOTE: a thread-dependent branch: call only with no wgmma in flight (C7518 otherwise).
+__device__ __forceinline__ void rescale(float (&o)[128], float& l0, float& l1, float a0, float a1) {
+  l0 *= a0;
+  l1 *= a1;
+  if (a0 != 1.f || a1 != 1.f) {  // once the running max settles, most rows skip the multiplies
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      o[4 * j + 0] *= a0;
+      o[4 * j + 1] *= a0;
+      o[4 * j + 2] *= a1;
+      o[4 * j + 3] *= a1;
+    }
+  }
+}
+
+// Named barriers of the staggered schedule (0 is __syncthreads, 1 the math warpgroups' sync).
+constexpr int BAR_P_A = 2;  // warpgroup 0 -> 1: P of the stage-0 page and the running max after it
+constexpr int BAR_P_B = 3;  // warpgroup 1 -> 0: P of the stage-1 page and the running max after it
+
+// Schedule "staggered" (compute-bound shapes, the default for >= 2 query tiles): two pages per step
+// as in the seesaw, page A (stage 0) scored by warpgroup 0 and page B (stage 1) by warpgroup 1, but
+// the warpgroups never wait for each other's scores in lockstep:
+//   wg 0: S_A = Q K_A^T; softmax of A under m_a = max(m, rowmax S_A); publish P_A, m_a; O_L += P_A V_A;
+//         free the left half of stage 0; wait for P_B, m_b; O_L *= e^(m_a - m_b); O_L += P_B V_B.
+//   wg 1: S_B = Q K_B^T (beside wg 0's work); wait for P_A, m_a; O_R *= e^(m - m_a); O_R += P_A V_A, and
+//         while that runs: softmax of B under m_b = max(m_a, rowmax S_B), publish P_B, m_b; then
+//         O_R *= e^(m_a - m_b); O_R += P_B V_B.
+// So one warpgroup's softmax runs under the other's matrix work, and each page is held in shared memory
+// for a shorter time: with two stages, every step waits for a page's reload once, so a page's
+// lifetime plus one load latency bounds the step. The running denominators stay per warpgroup (sums
+// of its own pages' P) under the same running max, added in write_piece.
+template <typename Smem>
+__device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Smem& s, int tile) {
+  const float scale_log2 = p.softmax_scale * 1.4426950408889634f;
+  PieceIter pieces(p, part);
+  Piece pc;
+  int it = 0, n = 0;
+  while (pieces.next(pc)) {
+    const int r = pc.req;
+    const int len = p.cache_seqlens[r];
+    const MathThread mt = math_thread(p, tile, len);
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+    float o[128];
+#pragma unroll
+    for (int i = 0; i < 128; ++i) o[i] = 0.f;
+    mbar_wait(&s.q_full, n & 1);
+    int pg = pc.page_begin;
+    while (pg < pc.page_end) {
+      // A step holds page A (stage 0) when `it` is even, page B (stage 1) when there is one more.
+      const bool has_a = it % NUM_STAGES == 0;
+      const bool has_b = !has_a || pg + 1 < pc.page_end;
+      const int count = int(has_a) + int(has_b);
+      const bool mine = mt.wg == 0 ? has_a : has_b;
+      const int my_pg = pg + (mt.wg == 1 && has_a ? 1 : 0);
+      const int my_it = it + (my_pg - pg);
+      float sc[32];
+      float mx0 = -INFINITY, mx1 = -INFINITY;
+      // NOTE: the two pages' Q K^T run side by side. Making S_B wait until S_A was issued (so that it
+      // would run under wg 0's softmax) measured 8% slower: S_A's issue waits for page A's last piece.
+      if (mine) {
+        score_page(p, s, sc, mt.wg, (my_it / NUM_STAGES) & 1);
+        const int valid = len - my_pg * PAGE_SIZE;
+        if (valid < PAGE_SIZE) {
+          zero_tail_rows(s, mt.wg, valid, threadIdx.x % 128, 128);
+          fence_proxy_async();
+        }
+        mask_row_max<64>(mt, sc, my_pg * PAGE_SIZE, mx0, mx1);
+      } else {
+#pragma unroll
+        for (int i = 0; i < 32; ++i) sc[i] = -INFINITY;
+      }
+      if (pg + count == pc.page_end) mbar_arrive(&s.q_empty);  // Q is not read again in this piece
+      if (mt.wg == 0) {
+        const float ma0 = fmaxf(m0, mx0), ma1 = fmaxf(m1, mx1);
+        rescale(o, l0, l1, max_shift(m0, ma0, scale_log2), max_shift(m1, ma1, scale_log2));
+        m0 = ma0;
+        m1 = ma1;
+        exp_scores<64>(sc, ma0, ma1, scale_log2, l0, l1);
+        if (has_a) {  // the rope tile of page A is free once scored: it takes P_A
+          store_p<64>(s.kv[0][QK_CHUNKS - 1], sc, mt.r0, mt.lane, 0);
+          fence_proxy_async();
+        }
+        // Every lane of a quad writes the same value: no lane-dependent branch.
+        s.row_max[0][mt.r0] = ma0;
+        s.row_max[0][mt.r0 + 8] = ma1;
+        named_barrier_arrive(BAR_P_A, MATH_THREADS);
+        if (has_a) {
+          if (p.tuning & 64) {  // A/B: own P from registers
+            issue_pv_rs(s, o, sc, 0, 0);
+          } else {
+            wgmma_fence();
+            issue_pv(s, o, s.kv[0][QK_CHUNKS - 1], 0, 0);
+          }
+          wgmma_commit();
+          wgmma_wait<0>();
+          // Left half of V_A read; wg 1 frees the rest (its half and P_A) when its P_A V_A is done.
+          mbar_arrive(&s.kv_empty[0][0]);
+          mbar_arrive(&s.kv_empty[0][1]);
+        }
+        named_barrier_sync(BAR_P_B, MATH_THREADS);
+        const float mb0 = s.row_max[1][mt.r0], mb1 = s.row_max[1][mt.r0 + 8];
+        rescale(o, l0, l1, max_shift(m0, mb0, scale_log2), max_shift(m1, mb1, scale_log2));
+        m0 = mb0;
+        m1 = mb1;
+        if (has_b) {
+          wgmma_fence();
+          issue_pv(s, o, s.kv[1][QK_CHUNKS - 1], 1, 0);
+          wgmma_commit();
+          wgmma_wait<0>();
+          mbar_arrive(&s.kv_empty[1][0]);
+          mbar_arrive(&s.kv_empty[1][1]);
+        }
+      } else {
+        named_barrier_sync(BAR_P_A, MATH_THREADS);
+        const float ma0 = s.row_max[0][mt.r0], ma1 = s.row_max[0][mt.r0 + 8];
+        rescale(o, l0, l1, max_shift(m0, ma0, scale_log2), max_shift(m1, ma1, scale_log2));
+        // B's softmax, run while P_A V_A is in flight. Straight-line code only (no lane-dependent
+        // branch); without page B, P (all zero) goes to the spare tile rather than a stage.
+        const float mb0 = fmaxf(ma0, mx0), mb1 = fmaxf(ma1, mx1);
+        const float d0 = max_shift(ma0, mb0, scale_log2), d1 = max_shift(ma1, mb1, scale_log2);
+        auto softmax_b = [&] {
+          l0 *= d0;
+          l1 *= d1;
+          exp_scores<64>(sc, mb0, mb1, scale_log2, l0, l1);
+          store_p<64>(has_b ? s.kv[1][QK_CHUNKS - 1] : s.p, sc, mt.r0, mt.lane, 0);
+          fence_proxy_async();
+          s.row_max[1][mt.r0] = mb0;
+          s.row_max[1][mt.r0 + 8] = mb1;
+          named_barrier_arrive(BAR_P_B, MATH_THREADS);
+        };
+        // NOTE: issue and wait in one branch, the softmax copied into both: a wgmma issued under a
+        // branch and waited for after it merges is serialised (C7515).
+        if (has_a) {
+          wgmma_fence();
+          issue_pv(s, o, s.kv[0][QK_CHUNKS - 1], 0, 1);
+          wgmma_commit();
+          softmax_b();
+          wgmma_wait<0>();
+          mbar_arrive(&s.kv_empty[0][1]);
+        } else {
+          softmax_b();
+        }
+        float one0 = 1.f, one1 = 1.f;  // l is already under m_b
+        rescale(o, one0, one1, d0, d1);
+        m0 = mb0;
+        m1 = mb1;
+        if (has_b) {
+          if (p.tuning & 64) {  // A/B: own P from registers
+            issue_pv_rs(s, o, sc, 1, 1);
+          } else {
+            wgmma_fence();
+            issue_pv(s, o, s.kv[1][QK_CHUNKS - 1], 1, 1);
+          }
+          wgmma_commit();
+          wgmma_wait<0>();
+          mbar_arrive(&s.kv_empty[1][1]);
+        }
+      }
+      pg += count;
+      it += count;
+    }
+    write_piece(p, part, s, mt, r, o, m0, m1, l0, l1);
+    ++n;
+  }
+}
+
+// Which math schedule a kernel instance runs.
+enum Schedule : int { kPipelined = 0, kSeesawLockstep = 1, kStaggered = 2 };
+
+template <typename Element, int kSchedule>
 __global__ void __launch_bounds__(NUM_THREADS, 1)
     mla_decode_kernel(const __grid_constant__ DecodeParams p, const __grid_constant__ CUtensorMap tmap_q,
                       const __grid_constant__ CUtensorMap tmap_kv) {
@@ -405,7 +669,10 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
     mbar_init(&s.q_empty, MATH_THREADS);
     for (int i = 0; i < NUM_STAGES; ++i) {
       for (int c = 0; c < QK_CHUNKS; ++c) mbar_init(&s.kv_full[i][c], 1);
-      mbar_init(&s.kv_empty[i], MATH_THREADS);
+      // The staggered schedule frees the left half of V as soon as warpgroup 0 (its only reader
+      // besides the scorer, which is done by then) has read it; the others free whole pages.
+      mbar_init(&s.kv_empty[i][0], kSchedule == kStaggered ? 128 : MATH_THREADS);
+      mbar_init(&s.kv_empty[i][1], MATH_THREADS);
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
@@ -438,10 +705,16 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
         const int stage = it % NUM_STAGES;
         // The next block id is read before waiting, so its latency hides behind the wait.
         const int next_block = pg + 1 < pc.page_end ? bt[pg + 1] : 0;
-        mbar_wait(&s.kv_empty[stage], ((it / NUM_STAGES) & 1) ^ 1);
-        // One barrier per 64 x 64 piece, so Q K^T starts on the first piece that lands.
+        const uint32_t empty_parity = ((it / NUM_STAGES) & 1) ^ 1;
+        // One barrier per 64 x 64 piece, so Q K^T starts on the first piece that lands; the left
+        // half of V (tiles 0..3) may be freed before the rest.
 #pragma unroll
         for (int c = 0; c < QK_CHUNKS; ++c) {
+          if (c == 0) {
+            if (p.tuning & 32) mbar_wait(&s.kv_empty[stage][1], empty_parity);  // A/B: whole page
+            mbar_wait(&s.kv_empty[stage][0], empty_parity);
+          }
+          if (c == V_CHUNKS_PER_WG) mbar_wait(&s.kv_empty[stage][1], empty_parity);
           mbar_arrive_expect_tx(&s.kv_full[stage][c], T::TILE_BYTES);
           tma_load_2d(s.kv[stage][c], &tmap_kv, &s.kv_full[stage][c], c * CHUNK, block * PAGE_SIZE, policy);
         }
@@ -451,7 +724,8 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
     }
   } else {
     setmaxnreg_inc<232>();
-    if constexpr (kSeesaw) math_seesaw(p, part, s, tile);
+    if constexpr (kSchedule == kStaggered) math_staggered(p, part, s, tile);
+    else if constexpr (kSchedule == kSeesawLockstep) math_seesaw(p, part, s, tile);
     else math_pipelined(p, part, s, tile);
     // NOTE: the trigger comes after this CTA's last write-back. Issued at kernel start it let the
     // combine's blocks (up to 7 per SM) sit resident beside the math and cost a third of the speed
@@ -518,13 +792,15 @@ cudaError_t run_mla_decode(const DecodeParams& p) {
   if (err != cudaSuccess) return err;
   constexpr int smem = Traits<Element>::SMEM_BYTES;
   const int tiles = (p.q_rows + BLOCK_M - 1) / BLOCK_M;
-  // Several query tiles per request make the work compute-bound: score whole pages per warpgroup.
-  // One tile is memory-bound: keep a page loading while one is computed. (tuning bits 0/2 force
-  // one schedule for the benchmark's A/B runs.)
-  bool seesaw = tiles >= 2;
-  if (p.tuning & 1) seesaw = false;
-  if (p.tuning & 4) seesaw = true;
-  auto kernel = seesaw ? &mla_decode_kernel<Element, true> : &mla_decode_kernel<Element, false>;
+  // Several query tiles per request make the work compute-bound: score whole pages per warpgroup,
+  // staggered. One tile is memory-bound: keep a page loading while one is computed. (tuning bits
+  // 0/2 force one schedule, bit 4 the lockstep seesaw of v6, for the benchmark's A/B runs.)
+  bool two_pages = tiles >= 2;
+  if (p.tuning & 1) two_pages = false;
+  if (p.tuning & 4) two_pages = true;
+  auto kernel = !two_pages        ? &mla_decode_kernel<Element, kPipelined>
+                : (p.tuning & 16) ? &mla_decode_kernel<Element, kSeesawLockstep>
+                                  : &mla_decode_kernel<Element, kStaggered>;
   err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
   kernel<<<p.num_parts * tiles, NUM_THREADS, smem, p.stream>>>(p, tq, tkv);

@@ -25,7 +25,9 @@ struct Traits {
     float row_sum[NUM_MATH_WARPGROUPS][BLOCK_M];    // per-warpgroup softmax denominators
     uint64_t q_full, q_empty;
     uint64_t kv_full[NUM_STAGES][QK_CHUNKS];  // one per 64 x 64 piece of a staged page
-    uint64_t kv_empty[NUM_STAGES];
+    // Per staged page: [0] frees the tiles 0..3 (the left 256 dims of V), [1] the tiles 4..8, so
+    // that the left half can reload while the right half (and the P tile) is still being read.
+    uint64_t kv_empty[NUM_STAGES][2];
   };
   // NOTE: the dynamic shared window is only 16-byte aligned by contract; the kernel rounds its base
   // up to 1024 bytes (the swizzle atom), hence the slack.

@@ -113,9 +113,9 @@ export interface GpuMlaMetadata {
   readonly numReqs: number;
   /** Kernel requests of the step (pieces of at most 64 query tokens). */
   readonly numPieces: number;
-  /** i32 [numPieces] */
+  /** i32: each launch's pieces' cache lengths from its `run.seqLensAt` (16-byte aligned segments) */
   readonly seqLens: Tensor;
-  /** i32 [numPieces, maxBlocksPerReq] */
+  /** i32: each launch's pieces' block-table rows from its `run.tableAt` (stride maxBlocksPerReq) */
   readonly blockTables: Tensor;
   /** i32 [numTokens] */
   readonly slotMapping: Tensor;
@@ -151,10 +151,9 @@ export class GpuMlaMetadataBuilder implements AttentionMetadataBuilder<GpuMlaMet
     const plan = planStep(common, this.#maxPiece);
     const addon = requireMlaAddon();
     const d = this.#device;
-    const mb = common.maxBlocksPerReq;
     const numPieces = plan.pieceSeqLens.length;
-    const seqLens = d.upload(plan.pieceSeqLens, [numPieces], 'i32');
-    const blockTables = d.upload(plan.pieceBlockTables, [numPieces, mb], 'i32');
+    const seqLens = d.upload(plan.seqLensPadded, [plan.seqLensPadded.length], 'i32');
+    const blockTables = d.upload(plan.blockTablesPadded, [plan.blockTablesPadded.length], 'i32');
     const slotMapping = d.upload(common.slotMapping, [common.numTokens], 'i32');
     const seqLensPtr = ptrOf(seqLens, name, 'seqLens');
     const launches: GpuMlaLaunch[] = [];
@@ -164,7 +163,7 @@ export class GpuMlaMetadataBuilder implements AttentionMetadataBuilder<GpuMlaMet
       const schedMeta = d.empty([numParts, SCHED_META_INTS], 'i32');
       const numSplits = d.empty([run.numPieces + 1], 'i32');
       const args = {
-        cacheSeqlens: seqLensPtr + BigInt(run.firstPiece * I32_BYTES),
+        cacheSeqlens: seqLensPtr + BigInt(run.seqLensAt * I32_BYTES),
         b: run.numPieces,
         qRows,
         numParts,
@@ -259,10 +258,10 @@ export class GpuMlaImpl implements MlaAttentionImpl<GpuMlaMetadata> {
         numBlocks: cache.numBlocks,
         kBlockStride,
         kRowStride,
-        blockTable: blockTablePtr + BigInt(run.firstPiece * mb * I32_BYTES),
+        blockTable: blockTablePtr + BigInt(run.tableAt * I32_BYTES),
         blockTableStride: mb,
         maxBlocksPerSeq: mb,
-        cacheSeqlens: seqLensPtr + BigInt(run.firstPiece * I32_BYTES),
+        cacheSeqlens: seqLensPtr + BigInt(run.seqLensAt * I32_BYTES),
         out: out.ptr + BigInt(run.tokenStart * h * KV_LORA_RANK * BF16_BYTES),
         oBatchStride: rows * KV_LORA_RANK,
         oRowStride: KV_LORA_RANK,

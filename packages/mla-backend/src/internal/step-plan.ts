@@ -27,6 +27,10 @@ export interface StepRun {
   readonly sQ: number;
   /** The run's first query token in the step's flattened tokens. */
   readonly tokenStart: number;
+  /** Where the run's cache lengths start in `seqLensPadded` (a multiple of 4: 16-byte aligned). */
+  readonly seqLensAt: number;
+  /** Where the run's block-table rows start in `blockTablesPadded` (a multiple of 4). */
+  readonly tableAt: number;
 }
 
 export interface StepPlan {
@@ -37,7 +41,14 @@ export interface StepPlan {
   /** Request of each piece. */
   readonly pieceReq: Int32Array;
   readonly runs: readonly StepRun[];
+  /** Per run, its pieces' cache lengths, each run's segment 16-byte aligned (the kernels' binding
+   * takes only 16-byte aligned device pointers); what goes to the GPU. */
+  readonly seqLensPadded: Int32Array;
+  /** Per run, its pieces' block-table rows (stride maxBlocksPerReq), segments 16-byte aligned. */
+  readonly blockTablesPadded: Int32Array;
 }
+
+const align4 = (n: number): number => (n + 3) & ~3;
 
 /** The maximum piece length from FLASHSERVE_MLA_MAX_PIECE (1..64), else MAX_PIECE_LEN. */
 export function maxPieceFromEnv(env: NodeJS.ProcessEnv = process.env): number {
@@ -56,7 +67,9 @@ export function planStep(common: CommonAttentionMetadata, maxPiece = MAX_PIECE_L
   if (queryStartLoc.length !== numReqs + 1)
     throw new Error(`planStep: queryStartLoc has ${queryStartLoc.length} entries for ${numReqs} requests`);
   if (queryStartLoc[numReqs] !== common.numTokens)
-    throw new Error(`planStep: queryStartLoc ends at ${queryStartLoc[numReqs]}, numTokens is ${common.numTokens}`);
+    throw new Error(
+      `planStep: queryStartLoc ends at ${queryStartLoc[numReqs]}, numTokens is ${common.numTokens}`,
+    );
   let numPieces = 0;
   for (let r = 0; r < numReqs; r++) {
     const qLen = queryStartLoc[r + 1]! - queryStartLoc[r]!;
@@ -68,7 +81,7 @@ export function planStep(common: CommonAttentionMetadata, maxPiece = MAX_PIECE_L
   const pieceSeqLens = new Int32Array(numPieces);
   const pieceBlockTables = new Int32Array(numPieces * mb);
   const pieceReq = new Int32Array(numPieces);
-  const runs: StepRun[] = [];
+  const spans: { firstPiece: number; numPieces: number; sQ: number; tokenStart: number }[] = [];
   let open: { firstPiece: number; numPieces: number; sQ: number; tokenStart: number } | undefined;
   let p = 0;
   for (let r = 0; r < numReqs; r++) {
@@ -84,12 +97,32 @@ export function planStep(common: CommonAttentionMetadata, maxPiece = MAX_PIECE_L
       // Pieces are visited in token order, so a run of equal lengths is contiguous in the tokens.
       if (open !== undefined && open.sQ === sQ) open.numPieces++;
       else {
-        if (open !== undefined) runs.push(open);
+        if (open !== undefined) spans.push(open);
         open = { firstPiece: p, numPieces: 1, sQ, tokenStart: q0 + off };
       }
       p++;
     }
   }
-  if (open !== undefined) runs.push(open);
-  return { pieceSeqLens, pieceBlockTables, pieceReq, runs };
+  if (open !== undefined) spans.push(open);
+  // Device copies: each run's segment starts 16-byte aligned, so a run is addressed by an offset.
+  const runs: StepRun[] = [];
+  let lensEnd = 0;
+  let tableEnd = 0;
+  for (const sp of spans) {
+    const seqLensAt = align4(lensEnd);
+    const tableAt = align4(tableEnd);
+    runs.push({ ...sp, seqLensAt, tableAt });
+    lensEnd = seqLensAt + sp.numPieces;
+    tableEnd = tableAt + sp.numPieces * mb;
+  }
+  const seqLensPadded = new Int32Array(Math.max(lensEnd, 1));
+  const blockTablesPadded = new Int32Array(Math.max(tableEnd, 1));
+  for (const r of runs) {
+    seqLensPadded.set(pieceSeqLens.subarray(r.firstPiece, r.firstPiece + r.numPieces), r.seqLensAt);
+    blockTablesPadded.set(
+      pieceBlockTables.subarray(r.firstPiece * mb, (r.firstPiece + r.numPieces) * mb),
+      r.tableAt,
+    );
+  }
+  return { pieceSeqLens, pieceBlockTables, pieceReq, runs, seqLensPadded, blockTablesPadded };
 }

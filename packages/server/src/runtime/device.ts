@@ -3,9 +3,11 @@
 // CPU: --kv-cache-memory, or a fixed default. CUDA: only where the addon can run (otherwise the
 // startup fails with the addon's own reason); the KV budget is --kv-cache-memory, or what
 // --gpu-memory-utilization of the card leaves after the weights and a headroom for activations.
+// Sampling: on CUDA the GPU sampler (token ids and logprobs come back, not the logits), unless
+// FLASHSERVE_SAMPLER=host asks for core's host sampler; on the CPU the engine's default (host).
 
-import { CpuDevice, type Device, type WeightSource } from '@flashserve/core';
-import { CudaDevice, cudaAvailability, GpuDummyWeightSource } from '@flashserve/cuda';
+import { CpuDevice, type Device, type Sampler, type WeightSource } from '@flashserve/core';
+import { CudaDevice, CudaSampler, cudaAvailability, GpuDummyWeightSource } from '@flashserve/cuda';
 import type { ServeConfig } from '../config.js';
 import { configDeviceUnavailable } from '../errors.js';
 
@@ -21,14 +23,17 @@ export interface SelectedDevice {
   dummyWeights(manifest: ReadonlyMap<string, readonly number[]>): WeightSource | undefined;
   /** The KV cache budget in bytes, called once the weights are loaded. */
   kvCacheBytes(): number;
+  /** The engine's sampler for this device (undefined: the engine's default, the host sampler). */
+  readonly sampler: Sampler | undefined;
 }
 
-export function selectDevice(config: ServeConfig): SelectedDevice {
+export function selectDevice(config: ServeConfig, env: NodeJS.ProcessEnv = process.env): SelectedDevice {
   if (config.device === 'cpu') {
     return {
       device: new CpuDevice(),
       dummyWeights: () => undefined,
       kvCacheBytes: () => config.kvCacheMemory ?? DEFAULT_CPU_KV_CACHE_BYTES,
+      sampler: undefined,
     };
   }
   const cuda = cudaAvailability();
@@ -36,6 +41,7 @@ export function selectDevice(config: ServeConfig): SelectedDevice {
   const device = new CudaDevice(config.loadFormat === 'dummy' ? { dummyEmptyUploadsSeed: config.seed } : {});
   return {
     device,
+    sampler: env.FLASHSERVE_SAMPLER === 'host' ? undefined : new CudaSampler(),
     dummyWeights: (manifest) => new GpuDummyWeightSource(manifest),
     kvCacheBytes() {
       if (config.kvCacheMemory !== undefined) return config.kvCacheMemory;

@@ -78,7 +78,7 @@ export async function loadRuntime(
   env: NodeJS.ProcessEnv,
   hooks: RuntimeHooks,
 ): Promise<Runtime> {
-  const selected = selectDevice(config);
+  const selected = selectDevice(config, env);
   const device = selected.device;
   const dir = modelDirectory(config, env, hooks);
   const modelConfig = loadDeepseekConfig(dir);
@@ -142,6 +142,7 @@ export async function loadRuntime(
   const engine = new Engine({
     model,
     ...(tokenizer === undefined ? {} : { tokenizer }),
+    ...(selected.sampler === undefined ? {} : { sampler: selected.sampler }),
     blockSize: layout.blockSize,
     kvCacheMemoryBytes,
     maxNumSeqs: config.maxNumSeqs,
@@ -150,6 +151,16 @@ export async function loadRuntime(
     maxWaitingRequests: config.maxWaitingRequests,
     enablePrefixCaching: config.enablePrefixCaching,
   });
+  // FLASHSERVE_LOG_STEPS=1: one log line per engine step (its prefill and decode tokens), so a run
+  // can show that prefill chunks and decodes shared steps (gpu-e2e.sh counts them).
+  if (env.FLASHSERVE_LOG_STEPS === '1') {
+    engine.events.on('step', (s) =>
+      hooks.log.info(
+        { prefillTokens: s.numPrefillTokens, decodeTokens: s.numDecodeTokens, seqs: s.numScheduledSeqs },
+        'engine step',
+      ),
+    );
+  }
   const samplingDefaults = config.generationConfig === 'auto' ? samplingDefaultsOf(generation) : {};
   const stats = engine.stats();
   return {
@@ -165,6 +176,7 @@ export async function loadRuntime(
       tensorParallelSize: config.tensorParallelSize,
       device: device.info.name,
       backend: backend.name,
+      sampler: selected.sampler === undefined ? 'host' : 'gpu',
       blockSize: layout.blockSize,
       kvCacheBlocks: stats.numTotalBlocks,
       maxModelLen,

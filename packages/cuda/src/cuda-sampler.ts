@@ -1,0 +1,99 @@
+// A Sampler for the CUDA device: greedy / temperature / top-k / top-p / min-p sampling and logprobs
+// run on the GPU (CudaDevice.sample), so a step copies back token ids and logprobs instead of the
+// whole [rows, vocab] logits matrix. Rows that need what the GPU kernel does not do (repetition,
+// presence or frequency penalties, banned tokens before minTokens, more than MAX_GPU_TOP_LOGPROBS
+// alternatives) make the whole step go through the host sampler, unchanged.
+//
+// The uniform number of a tempered row is drawn from the row's own generator exactly as the host
+// sampler draws it (one draw per tempered row per step), so seeded requests stay reproducible
+// whatever else is batched; the token picked from it may differ from the host's (another order of
+// summation), greedy rows are argmax on both.
+import {
+  type Device,
+  HostSampler,
+  type SampledToken,
+  type Sampler,
+  type SamplingRow,
+  type Tensor,
+} from '@flashserve/core';
+import { CudaDevice } from './cuda-device.js';
+
+/** Most alternatives per token the GPU kernel returns. */
+export const MAX_GPU_TOP_LOGPROBS = 20;
+
+function gpuCan(row: SamplingRow): boolean {
+  const p = row.params;
+  return (
+    p.repetitionPenalty === 1 &&
+    p.frequencyPenalty === 0 &&
+    p.presencePenalty === 0 &&
+    row.bannedTokenIds.length === 0 &&
+    (p.logprobs === undefined || p.logprobs <= MAX_GPU_TOP_LOGPROBS)
+  );
+}
+
+export class CudaSampler implements Sampler {
+  readonly #host = new HostSampler();
+  /** Steps sampled on the GPU and on the host (for tests and the startup log). */
+  readonly counts = { gpu: 0, host: 0 };
+
+  sample(logits: Tensor, device: Device, rows: readonly SamplingRow[]): SampledToken[] {
+    if (rows.length === 0) return [];
+    if (!(device instanceof CudaDevice) || logits.shape.length !== 2 || !rows.every(gpuCan)) {
+      this.counts.host++;
+      return this.#host.sample(logits, device, rows);
+    }
+    this.counts.gpu++;
+    const n = rows.length;
+    const numLogitsRows = logits.shape[0]!;
+    // Several sampling rows may share one logits row (n > 1 choices): gather them into rows of their own.
+    const identity = n === numLogitsRows && rows.every((r, i) => r.logitsRow === i);
+    let input = logits;
+    let idx: Tensor | undefined;
+    if (!identity) {
+      idx = device.upload(
+        Int32Array.from(rows, (r) => r.logitsRow),
+        [n],
+        'i32',
+      );
+      input = device.embedding(logits, idx);
+    }
+    const temperature = new Float32Array(n);
+    const topK = new Int32Array(n);
+    const topP = new Float32Array(n);
+    const minP = new Float32Array(n);
+    const uniform = new Float32Array(n);
+    let numTop = 0;
+    rows.forEach((r, i) => {
+      const p = r.params;
+      const greedy = p.temperature <= 0;
+      temperature[i] = greedy ? 0 : p.temperature;
+      topK[i] = Math.max(p.topK, 0);
+      topP[i] = p.topP;
+      minP[i] = p.minP;
+      // The host sampler draws one number per tempered row per step; so does this one.
+      uniform[i] = greedy ? 0 : r.rng.next();
+      if (p.logprobs !== undefined) numTop = Math.max(numTop, p.logprobs);
+    });
+    try {
+      const res = device.sample(input, { temperature, topK, topP, minP, uniform, numTopLogprobs: numTop });
+      return rows.map((r, i): SampledToken => {
+        const tokenId = res.tokens[i]!;
+        const k = r.params.logprobs;
+        if (k === undefined) return { tokenId, logprob: undefined };
+        const topLogprobs: { tokenId: number; logprob: number }[] = [];
+        for (let j = 0; j < k; j++)
+          topLogprobs.push({
+            tokenId: res.topIds[i * numTop + j]!,
+            logprob: res.topLogprobs[i * numTop + j]!,
+          });
+        return { tokenId, logprob: { tokenId, logprob: res.logprobs[i]!, topLogprobs } };
+      });
+    } finally {
+      if (idx !== undefined) {
+        device.release(idx);
+        device.release(input);
+      }
+    }
+  }
+}
