@@ -9,6 +9,7 @@ export { CudaSampler, MAX_GPU_TOP_LOGPROBS } from './cuda-sampler.js';
 export { GpuDummyWeightSource } from './dummy-weights.js';
 export { graphBatchFor, graphBatchSizes, isCudaContextLost } from './graph-ladder.js';
 export type { NativeMemStats } from './native.js';
+export { type AddonAvailability, type AddonProbe, NativeAddonLoader } from './native-addon.js';
 export {
   NCCL_DTYPE,
   type NcclAvailability,

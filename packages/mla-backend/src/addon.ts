@@ -1,9 +1,9 @@
-// Loads the native addon once. Loading never throws: a machine without nvcc at build time, without a
-// driver or without a GPU gets `{ available: false, reason }`, and every caller can say why.
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
+// The @flashserve/mla-backend addon, loaded once through @flashserve/cuda's NativeAddonLoader (never
+// throws; says why not).
+
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type AddonAvailability, NativeAddonLoader } from '@flashserve/cuda';
 
 export interface MlaDeviceInfo {
   readonly name: string;
@@ -13,9 +13,7 @@ export interface MlaDeviceInfo {
   readonly multiProcessorCount: number;
 }
 
-export type MlaAvailability =
-  | { readonly available: true; readonly devices: readonly MlaDeviceInfo[] }
-  | { readonly available: false; readonly reason: string };
+export type MlaAvailability = AddonAvailability<MlaDeviceInfo>;
 
 /** Device addresses and stream handles cross as bigint; sizes and strides (in elements) as numbers. */
 export interface MlaMetadataArgs {
@@ -98,46 +96,17 @@ export interface NativeMla {
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const ADDON_PATH = join(packageRoot, 'build', 'Release', 'flashserve_mla.node');
 
-let cached: { addon: NativeMla | undefined; availability: MlaAvailability } | undefined;
-
-function load(): { addon: NativeMla | undefined; availability: MlaAvailability } {
-  const path = process.env.FLASHSERVE_MLA_ADDON ?? ADDON_PATH;
-  if (!existsSync(path)) {
-    return {
-      addon: undefined,
-      availability: {
-        available: false,
-        reason: `native addon not built (${path} is missing: nvcc or cmake was not found when the package was built)`,
-      },
-    };
-  }
-  let addon: NativeMla;
-  try {
-    addon = createRequire(import.meta.url)(path) as NativeMla;
-  } catch (err) {
-    return {
-      addon: undefined,
-      availability: { available: false, reason: `native addon failed to load: ${(err as Error).message}` },
-    };
-  }
-  const probe = addon.probe();
-  if (!probe.ok)
-    return { addon, availability: { available: false, reason: probe.reason ?? 'unknown reason' } };
-  return { addon, availability: { available: true, devices: probe.devices ?? [] } };
-}
+const loader = new NativeAddonLoader<NativeMla, MlaDeviceInfo>(
+  '@flashserve/mla-backend',
+  process.env.FLASHSERVE_MLA_ADDON ?? ADDON_PATH,
+);
 
 /** Whether the MLA kernels can run here, and if not, why. Cheap after the first call. */
 export function mlaAvailability(): MlaAvailability {
-  cached ??= load();
-  return cached.availability;
+  return loader.availability();
 }
 
 /** The loaded addon; throws with the unavailability reason when there is none. */
 export function requireMlaAddon(): NativeMla {
-  cached ??= load();
-  if (!cached.addon || !cached.availability.available) {
-    const reason = cached.availability.available ? 'addon missing' : cached.availability.reason;
-    throw new Error(`@flashserve/mla-backend is unavailable: ${reason}`);
-  }
-  return cached.addon;
+  return loader.require();
 }

@@ -138,29 +138,6 @@ __device__ __forceinline__ void issue_pv(Smem& s, float (&o)[128], const uint8_t
   }
 }
 
-// O[:, 256 wg : 256 wg + 256] += P V [64 tokens x 256 of stage], P [64 x 64] from this warpgroup's
-// registers: `pv` is an m64n64 accumulator, and for 16-bit A the accumulator's columns 16k..16k+15
-// are already in the A-operand layout of one k16 step, so packing pairs to bf16 is the whole
-// conversion. Saves the P reads from shared memory for the warpgroup's own page.
-template <typename Smem>
-__device__ __forceinline__ void issue_pv_rs(Smem& s, float (&o)[128], const float (&pv)[32], int stage, int wg) {
-  uint32_t a[4][4];
-#pragma unroll
-  for (int kk = 0; kk < 4; ++kk)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const __nv_bfloat162 h = __floats2bfloat162_rn(pv[8 * kk + 2 * i], pv[8 * kk + 2 * i + 1]);
-      a[kk][i] = *reinterpret_cast<const uint32_t*>(&h);
-    }
-  wgmma_fence();
-#pragma unroll
-  for (int kk = 0; kk < 4; ++kk) {
-    const uint64_t db =
-        make_desc_sw128(smem_addr(s.kv[stage][wg * V_CHUNKS_PER_WG]) + kk * 16 * 128, V_LBO_BYTES, V_SBO_BYTES);
-    wgmma_m64n256k16_rs_tb(o, a[kk], db, 1);
-  }
-}
-
 // Online-softmax step shared by both schedules: given this warpgroup's scores `sc` (N columns, masked
 // to -inf) and both warpgroups' row maxima in s.row_max, turns sc into probabilities under the new
 // running max, rescales O and the running denominator.
@@ -567,13 +544,12 @@ __device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Sme
         s.row_max[0][mt.r0] = ma0;
         s.row_max[0][mt.r0 + 8] = ma1;
         named_barrier_arrive(BAR_P_A, MATH_THREADS);
+        // NOTE: this P V (and wg 1's P_B V_B) with P from registers (wgmma with A in registers:
+        // the m64n64 accumulator packed to bf16 pairs is the A layout) was correct but no faster
+        // (NOTES.md, v7): P is 8 KB of the ~600 KB of shared-memory traffic of a step.
         if (has_a) {
-          if (p.tuning & 64) {  // A/B: own P from registers
-            issue_pv_rs(s, o, sc, 0, 0);
-          } else {
-            wgmma_fence();
-            issue_pv(s, o, s.kv[0][QK_CHUNKS - 1], 0, 0);
-          }
+          wgmma_fence();
+          issue_pv(s, o, s.kv[0][QK_CHUNKS - 1], 0, 0);
           wgmma_commit();
           wgmma_wait<0>();
           // Left half of V_A read; wg 1 frees the rest (its half and P_A) when its P_A V_A is done.
@@ -628,12 +604,8 @@ __device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Sme
         m0 = mb0;
         m1 = mb1;
         if (has_b) {
-          if (p.tuning & 64) {  // A/B: own P from registers
-            issue_pv_rs(s, o, sc, 1, 1);
-          } else {
-            wgmma_fence();
-            issue_pv(s, o, s.kv[1][QK_CHUNKS - 1], 1, 1);
-          }
+          wgmma_fence();
+          issue_pv(s, o, s.kv[1][QK_CHUNKS - 1], 1, 1);
           wgmma_commit();
           wgmma_wait<0>();
           mbar_arrive(&s.kv_empty[1][1]);
