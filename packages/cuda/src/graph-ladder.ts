@@ -18,6 +18,30 @@ export function graphBatchFor(batch: number, ladder: readonly number[]): number 
   return undefined;
 }
 
+/** Most requests a decode graph is captured for by default (vLLM's default tops out at 512). */
+export const MAX_DECODE_GRAPH_BATCH = 256;
+/** Pinned staging the captured uploads of all decode graphs may take (the addon has 32 MiB). */
+const GRAPH_STAGING_BUDGET = 24 * 2 ** 20;
+
+/**
+ * The decode-graph ladder for the serving engine (EngineOptions.decodeGraphBatchSizes):
+ * graphBatchSizes(min(maxNumSeqs, maxBatch)), less its largest sizes while the per-step inputs the
+ * graphs upload (block tables of `tableWidth` blocks per request, ids, positions, slots, lengths,
+ * logits rows: about 4 * b * (tableWidth + 8) bytes at size b) would not fit the addon's pinned
+ * graph staging memory. Steps of more requests than the last size run eagerly.
+ */
+export function decodeGraphLadder(
+  maxNumSeqs: number,
+  tableWidth: number,
+  maxBatch = MAX_DECODE_GRAPH_BATCH,
+): number[] {
+  const ladder = graphBatchSizes(Math.min(maxNumSeqs, maxBatch));
+  const bytes = (b: number) => 4 * b * (tableWidth + 8) + 6 * 256;
+  let total = ladder.reduce((s, b) => s + bytes(b), 0);
+  while (ladder.length > 0 && total > GRAPH_STAGING_BUDGET) total -= bytes(ladder.pop()!);
+  return ladder;
+}
+
 // cudaError_t values after which the CUDA context is unusable (sticky errors): the process must exit
 // and be restarted; any other CUDA error fails only the step that hit it.
 const STICKY_CUDA_ERRORS = new Set([

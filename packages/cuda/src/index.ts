@@ -7,7 +7,13 @@ export {
 } from './cuda-device.js';
 export { CudaSampler, MAX_GPU_TOP_LOGPROBS } from './cuda-sampler.js';
 export { GpuDummyWeightSource } from './dummy-weights.js';
-export { graphBatchFor, graphBatchSizes, isCudaContextLost } from './graph-ladder.js';
+export {
+  decodeGraphLadder,
+  graphBatchFor,
+  graphBatchSizes,
+  isCudaContextLost,
+  MAX_DECODE_GRAPH_BATCH,
+} from './graph-ladder.js';
 export type { NativeMemStats } from './native.js';
 export { type AddonAvailability, type AddonProbe, NativeAddonLoader } from './native-addon.js';
 export {

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import {
   CudaDevice,
   cudaAvailability,
+  decodeGraphLadder,
   GpuDummyWeightSource,
   graphBatchFor,
   graphBatchSizes,
@@ -79,6 +80,18 @@ describe('decode graph ladder', () => {
     expect(graphBatchFor(5, ladder)).toBe(8);
     expect(graphBatchFor(64, ladder)).toBe(64);
     expect(graphBatchFor(65, ladder)).toBeUndefined();
+  });
+
+  it('serving ladder: capped at 256 requests, trimmed to the graph staging memory', () => {
+    expect(decodeGraphLadder(64, 16)).toEqual(graphBatchSizes(64));
+    expect(decodeGraphLadder(1024, 16).at(-1)).toBe(256);
+    // V2-Lite at its full 163840 positions: 2560-block tables still fit every size up to 256.
+    expect(decodeGraphLadder(256, 2560)).toEqual(graphBatchSizes(256));
+    // Very wide tables drop the largest sizes first, never the small ones.
+    const wide = decodeGraphLadder(256, 40000);
+    expect(wide.length).toBeGreaterThan(4);
+    expect(wide.length).toBeLessThan(graphBatchSizes(256).length);
+    expect(wide).toEqual(graphBatchSizes(256).slice(0, wide.length));
   });
 
   it('recognises lost-context CUDA errors', () => {

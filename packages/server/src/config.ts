@@ -46,6 +46,9 @@ export interface ServeConfig {
   /** Waiting-queue limit: beyond it requests get 503 + Retry-After. */
   maxWaitingRequests: number;
   enablePrefixCaching: boolean;
+  /** Every step eager: no CUDA graphs for decode steps (vLLM's --enforce-eager). Only --device cuda
+   * has graphs; see runtime/load-runtime.ts. */
+  enforceEager: boolean;
   /** Most alternatives `logprobs`/`top_logprobs` may ask for. */
   maxLogprobs: number;
   /** Largest request body accepted, in bytes (413 beyond). */
@@ -58,6 +61,10 @@ export interface ServeConfig {
 }
 
 type Key = Exclude<keyof ServeConfig, 'configFile'>;
+
+/** --enforce-eager's default: false, so decode steps on --device cuda replay CUDA graphs (padded to
+ * a ladder of batch sizes), as gpu-e2e.sh's graphs mode checked against eager on an H100. */
+export const ENFORCE_EAGER_DEFAULT = false;
 
 export const SERVE_OPTIONS: readonly OptionSpec<Key>[] = [
   {
@@ -193,6 +200,13 @@ export const SERVE_OPTIONS: readonly OptionSpec<Key>[] = [
     help: 'reuse KV blocks of shared prefixes (--no-enable-prefix-caching: off)',
   },
   {
+    key: 'enforceEager',
+    flag: 'enforce-eager',
+    kind: { type: 'bool' },
+    default: ENFORCE_EAGER_DEFAULT,
+    help: 'run every step eagerly: no CUDA graphs for decode steps (--device cuda)',
+  },
+  {
     key: 'maxLogprobs',
     flag: 'max-logprobs',
     kind: { type: 'int', min: 0, max: 1000 },
@@ -297,6 +311,7 @@ export function resolveServeConfig(argv: readonly string[], env: NodeJS.ProcessE
     seed: get<number>('seed'),
     maxWaitingRequests: get<number>('maxWaitingRequests'),
     enablePrefixCaching: get<boolean>('enablePrefixCaching'),
+    enforceEager: get<boolean>('enforceEager'),
     maxLogprobs: get<number>('maxLogprobs'),
     maxRequestBodySize: get<number>('maxRequestBodySize'),
     shutdownTimeout: get<number>('shutdownTimeout'),

@@ -161,4 +161,13 @@ export interface Device {
   /** Runs the routed experts: x [T, H] -> sum_j weights[t, j] * down(silu(gate x) * up x) over the
    * token's k experts: [T, H]. Shared experts are not included (the model adds them). */
   moeExperts(x: Tensor, routing: MoeRouting, experts: MoeExpertWeights): Tensor;
+
+  // --- graphs (optional) ------------------------------------------------------------------------
+  /** OPTIONAL: runs `fn` (one forward pass whose ops and shapes are the same on every call with this
+   * `key`) through a captured graph: a device may run it eagerly, capture it, or replay the capture,
+   * and returns what `fn` returned (valid until the next call of `graph` or the next step). The
+   * engine calls it only for decode-only steps padded to a size of its decode-graph ladder
+   * (EngineOptions.decodeGraphBatchSizes), one key per size; devices without graphs (the CPU) leave
+   * it out and every step runs eagerly. */
+  graph?(key: string, fn: () => Tensor): Tensor;
 }

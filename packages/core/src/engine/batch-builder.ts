@@ -112,6 +112,80 @@ export class BatchBuilder {
     };
   }
 
+  /**
+   * The decode-graph copy of a decode-only batch (see decodeGraphSize), padded to `size` requests
+   * with block tables `tableWidth` wide, so every step of one size has the same shapes:
+   *   rows [0, numReqs): the batch's own (token, position, slot, length, block-table row);
+   *   rows [numReqs, size): padding: token 0 at position 0, slot -1 (no KV is written), length 1,
+   *   block-table row all null block (0); every row wants logits (logitsIndices = 0..size-1), so
+   *   row r of the logits is the batch's row r and padding rows come last, to be ignored.
+   * Views into buffers reused by the next padDecode call.
+   */
+  padDecode(batch: ForwardBatch, size: number, tableWidth: number): ForwardBatch {
+    const a = batch.attention;
+    const n = a.numReqs;
+    if (decodeGraphSize(batch, [size]) === undefined)
+      throw new Error(`padDecode: not a decode-only batch of at most ${size} requests`);
+    if (a.maxBlocksPerReq > tableWidth)
+      throw new Error(
+        `padDecode: block tables of ${a.maxBlocksPerReq} blocks exceed the width ${tableWidth}`,
+      );
+    let p = this.#pad;
+    if (p === undefined || p.size !== size || p.tableWidth !== tableWidth) {
+      p = {
+        size,
+        tableWidth,
+        tokenIds: new Int32Array(size),
+        positions: new Int32Array(size),
+        slots: new Int32Array(size),
+        seqLens: new Int32Array(size),
+        numComputed: new Int32Array(size),
+        queryStartLoc: Int32Array.from({ length: size + 1 }, (_, i) => i),
+        logitsIndices: Int32Array.from({ length: size }, (_, i) => i),
+        blockTables: new Int32Array(size * tableWidth),
+        tableRows: 0,
+      };
+      this.#pad = p;
+    }
+    p.tokenIds.set(batch.tokenIds);
+    p.tokenIds.fill(0, n);
+    p.positions.set(a.positions);
+    p.positions.fill(0, n);
+    p.slots.set(a.slotMapping);
+    p.slots.fill(-1, n);
+    p.seqLens.set(a.seqLens);
+    p.seqLens.fill(1, n);
+    p.numComputed.set(a.numComputedTokens);
+    p.numComputed.fill(0, n);
+    const mb = a.maxBlocksPerReq;
+    const w = tableWidth;
+    // Rows beyond those written last time are still zero; clear only what may hold old entries.
+    const dirty = Math.max(p.tableRows, n);
+    for (let r = 0; r < n; r++) {
+      p.blockTables.set(a.blockTables.subarray(r * mb, (r + 1) * mb), r * w);
+      p.blockTables.fill(0, r * w + mb, (r + 1) * w);
+    }
+    p.blockTables.fill(0, n * w, dirty * w);
+    p.tableRows = n;
+    const attention: CommonAttentionMetadata = {
+      numReqs: size,
+      numTokens: size,
+      queryStartLoc: p.queryStartLoc,
+      seqLens: p.seqLens,
+      numComputedTokens: p.numComputed,
+      positions: p.positions,
+      slotMapping: p.slots,
+      blockTables: p.blockTables,
+      maxBlocksPerReq: w,
+      blockSize: a.blockSize,
+      maxQueryLen: 1,
+      maxSeqLen: a.maxSeqLen,
+    };
+    return { tokenIds: p.tokenIds, attention, logitsIndices: p.logitsIndices };
+  }
+
+  #pad: PadBuffers | undefined;
+
   #ensure(numReqs: number, numTokens: number): void {
     if (this.#tokenIds.length < numTokens) {
       this.#tokenIds = new Int32Array(numTokens);
@@ -125,4 +199,36 @@ export class BatchBuilder {
       this.#logitsIndices = new Int32Array(numReqs);
     }
   }
+}
+
+interface PadBuffers {
+  readonly size: number;
+  readonly tableWidth: number;
+  readonly tokenIds: Int32Array;
+  readonly positions: Int32Array;
+  readonly slots: Int32Array;
+  readonly seqLens: Int32Array;
+  readonly numComputed: Int32Array;
+  readonly queryStartLoc: Int32Array;
+  readonly logitsIndices: Int32Array;
+  readonly blockTables: Int32Array;
+  /** Block-table rows holding entries from the last call (the rest are zero). */
+  tableRows: number;
+}
+
+/**
+ * The decode-graph size a batch runs at, or undefined when it must run eagerly: a graph replays a
+ * decode-only step, so every request has exactly one query token and samples (logits row r is
+ * request r), and there are at most `ladder`'s largest size of them. Returns the smallest size of
+ * `ladder` (ascending) that holds the batch.
+ */
+export function decodeGraphSize(batch: ForwardBatch, ladder: readonly number[]): number | undefined {
+  const a = batch.attention;
+  const n = a.numReqs;
+  if (n < 1 || a.numTokens !== n || batch.logitsIndices.length !== n) return undefined;
+  for (let r = 0; r < n; r++) {
+    if (a.queryStartLoc[r + 1]! - a.queryStartLoc[r]! !== 1 || batch.logitsIndices[r] !== r) return undefined;
+  }
+  for (const size of ladder) if (size >= n) return size;
+  return undefined;
 }

@@ -28,11 +28,11 @@ import { Rng, randomSeed } from '../sampling/rng.js';
 import type { Sampler, SamplingRow } from '../sampling/sampler.js';
 import type { SchedulerOutput } from '../scheduler/output.js';
 import { Scheduler } from '../scheduler/scheduler.js';
-import { BatchBuilder } from './batch-builder.js';
+import { BatchBuilder, decodeGraphSize } from './batch-builder.js';
 import { Choice } from './choice.js';
 import { createDetokenizer, type Detokenizer } from './detokenizer.js';
 import { resolveKvCacheBlocks } from './engine-options.js';
-import type { Model } from './model.js';
+import type { ForwardBatch, Model } from './model.js';
 import type {
   AddRequestInput,
   EngineEvents,
@@ -72,6 +72,12 @@ export class Engine {
   #nextRequestId = 0;
   #promptTokensTotal = 0;
   #generationTokensTotal = 0;
+  /** Decode-graph ladder (ascending); empty when every step runs eagerly. */
+  readonly #graphSizes: readonly number[];
+  /** Block-table width of padded decode batches: the most blocks a request can hold. */
+  readonly #graphTableWidth: number;
+  /** Sizes whose graph failed to capture or replay: those steps run eagerly from then on. */
+  readonly #graphFailed = new Set<number>();
 
   constructor(opts: EngineOptions) {
     this.#opts = opts;
@@ -93,6 +99,13 @@ export class Engine {
     this.#builder = new BatchBuilder(opts.blockSize, opts.maxNumBatchedTokens, opts.maxNumSeqs);
     this.#sampler = opts.sampler ?? new HostSampler();
     this.#eosTokenIds = opts.tokenizer?.eosTokenIds ?? [];
+    this.#graphSizes =
+      opts.model.device.graph === undefined
+        ? []
+        : [...(opts.decodeGraphBatchSizes ?? [])]
+            .filter((b) => Number.isInteger(b) && b > 0)
+            .sort((a, b) => a - b);
+    this.#graphTableWidth = Math.ceil(opts.maxModelLen / opts.blockSize);
     opts.model.allocateKvCache(totalBlocks, opts.blockSize);
   }
 
@@ -217,6 +230,7 @@ export class Engine {
     let out: SchedulerOutput<Choice>;
     let modelMs = 0;
     let samplingMs = 0;
+    let graphBatchSize: number | undefined;
     try {
       out = this.#scheduler.schedule();
       if (out.scheduled.length === 0) return false;
@@ -224,7 +238,9 @@ export class Engine {
       const tm = performance.now();
       let logits: Tensor;
       try {
-        logits = this.model.forward(built.batch);
+        const fwd = this.#forward(built.batch);
+        logits = fwd.logits;
+        graphBatchSize = fwd.graphBatchSize;
       } catch (e) {
         this.#failStep(out, touched, engineModelFailed, e);
         return true;
@@ -247,11 +263,45 @@ export class Engine {
     for (const req of touched) this.#emit(req);
     this.#applyPendingAborts();
     this.#notifyIdle();
-    this.#emitStepStats(out, performance.now() - t0, modelMs, samplingMs);
+    this.#emitStepStats(out, performance.now() - t0, modelMs, samplingMs, graphBatchSize);
     return true;
   }
 
-  #emitStepStats(out: SchedulerOutput<Choice>, stepMs: number, modelMs: number, samplingMs: number): void {
+  /** model.forward, through a decode graph where the step is decode-only and fits the ladder. The
+   * logits may then have padding rows after the batch's own (the samplers read rows by index). */
+  #forward(batch: ForwardBatch): { logits: Tensor; graphBatchSize?: number } {
+    const d = this.model.device;
+    const size = this.#graphSizes.length === 0 ? undefined : decodeGraphSize(batch, this.#graphSizes);
+    if (
+      size === undefined ||
+      d.graph === undefined ||
+      this.#graphFailed.has(size) ||
+      batch.attention.maxBlocksPerReq > this.#graphTableWidth
+    ) {
+      return { logits: this.model.forward(batch) };
+    }
+    const padded = this.#builder.padDecode(batch, size, this.#graphTableWidth);
+    try {
+      return { logits: d.graph(`decode-${size}`, () => this.model.forward(padded)), graphBatchSize: size };
+    } catch (e) {
+      // A capture or replay that fails throws before the graph is launched, so nothing ran: this size
+      // goes eager from now on, and the step is retried eagerly (a lost context fails it there too).
+      this.#graphFailed.add(size);
+      this.#safeEmit('graphFallback', {
+        batchSize: size,
+        error: e instanceof Error ? e : new Error(String(e)),
+      });
+      return { logits: this.model.forward(batch) };
+    }
+  }
+
+  #emitStepStats(
+    out: SchedulerOutput<Choice>,
+    stepMs: number,
+    modelMs: number,
+    samplingMs: number,
+    graphBatchSize: number | undefined,
+  ): void {
     let prefill = 0;
     let decode = 0;
     for (let i = 0; i < out.scheduled.length; i++) {
@@ -267,6 +317,7 @@ export class Engine {
       stepMs,
       modelMs,
       samplingMs,
+      ...(graphBatchSize === undefined ? {} : { graphBatchSize }),
     });
   }
 
@@ -445,7 +496,10 @@ export class Engine {
 
   /** A listener that throws must not stop the loop (every other request would hang): its error is
    * reported on 'error' instead. */
-  #safeEmit<E extends 'output' | 'finished' | 'step'>(event: E, arg: Parameters<EngineEvents[E]>[0]): void {
+  #safeEmit<E extends 'output' | 'finished' | 'step' | 'graphFallback'>(
+    event: E,
+    arg: Parameters<EngineEvents[E]>[0],
+  ): void {
     try {
       (this.events.emit as (e: E, a: unknown) => boolean)(event, arg);
     } catch (e) {

@@ -90,6 +90,11 @@ export interface EngineOptions {
   maxLogprobs?: number;
   /** Replaces the host sampler (e.g. with a GPU one). */
   sampler?: Sampler;
+  /** Batch sizes (ascending) decode steps are padded to and run at through `model.device.graph`
+   * (CUDA graphs): a step whose every request decodes one token and samples, with at most the
+   * largest size of requests, is padded with dummy rows (slot -1: no KV written; their logits rows
+   * are ignored) to the next size. Absent, empty, or a device without `graph`: every step eager. */
+  decodeGraphBatchSizes?: readonly number[];
 }
 
 export interface AddRequestInput {
@@ -191,11 +196,15 @@ export interface StepStats {
   modelMs: number;
   /** Part of stepMs spent in the sampler (including reading the logits back). */
   samplingMs: number;
+  /** The padded batch size when the step ran through a decode graph; absent when it ran eagerly. */
+  graphBatchSize?: number;
 }
 
 export interface EngineEvents {
   output: (out: RequestOutput) => void;
   finished: (out: RequestOutput) => void;
   step: (stats: StepStats) => void;
+  /** A decode graph failed to capture or replay; steps of that size run eagerly from then on. */
+  graphFallback: (info: { batchSize: number; error: Error }) => void;
   error: (err: Error, requestId?: string) => void;
 }

@@ -485,10 +485,11 @@ constexpr int BAR_P_B = 3;  // warpgroup 1 -> 0: P of the stage-1 page and the r
 //   wg 1: S_B = Q K_B^T (beside wg 0's work); wait for P_A, m_a; O_R *= e^(m - m_a); O_R += P_A V_A, and
 //         while that runs: softmax of B under m_b = max(m_a, rowmax S_B), publish P_B, m_b; then
 //         O_R *= e^(m_a - m_b); O_R += P_B V_B.
-// So one warpgroup's softmax runs under the other's matrix work, and each page is held in shared memory
-// for a shorter time: with two stages, every step waits for a page's reload once, so a page's
-// lifetime plus one load latency bounds the step. The running denominators stay per warpgroup (sums
-// of its own pages' P) under the same running max, added in write_piece.
+// So wg 1's softmax runs under P_A V_A, neither waits for the other's Q K^T, and stage 0 (and the left
+// half of V in either stage) is freed for its reload earlier: with two stages, a page's time in shared
+// memory plus one load latency bounds a step. Measured 3-6% faster than the lockstep form on the
+// compute-bound cases, and ~5% on the worst one (NOTES.md, v7). The running denominators stay per
+// warpgroup (sums of its own pages' P) under the same running max, added in write_piece.
 template <typename Smem>
 __device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Smem& s, int tile) {
   const float scale_log2 = p.softmax_scale * 1.4426950408889634f;
@@ -516,7 +517,8 @@ __device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Sme
       float sc[32];
       float mx0 = -INFINITY, mx1 = -INFINITY;
       // NOTE: the two pages' Q K^T run side by side. Making S_B wait until S_A was issued (so that it
-      // would run under wg 0's softmax) measured 8% slower: S_A's issue waits for page A's last piece.
+      // would run under wg 0's softmax) measured ~8% slower, likely because issuing S_A waits for page
+      // A's last piece, so S_B started a page load later (NOTES.md, v7).
       if (mine) {
         score_page(p, s, sc, mt.wg, (my_it / NUM_STAGES) & 1);
         const int valid = len - my_pg * PAGE_SIZE;

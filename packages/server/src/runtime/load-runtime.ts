@@ -18,6 +18,7 @@ import {
   type Tokenizer,
   type WeightSource,
 } from '@flashserve/core';
+import { decodeGraphLadder } from '@flashserve/cuda';
 import {
   createDeepseekModelFromWeights,
   createTensorParallelModel,
@@ -139,6 +140,12 @@ export async function loadRuntime(
     tokenizer = loadHfTokenizer(dir, { extraEosTokenIds: generation.eosTokenIds });
   }
   const kvCacheMemoryBytes = selected.kvCacheBytes();
+  // Decode steps through CUDA graphs (padded to a ladder of batch sizes) on one CUDA device unless
+  // --enforce-eager; the CPU and tensor-parallel paths always run eagerly.
+  const graphSizes =
+    config.enforceEager || config.tensorParallelSize > 1 || model.device.graph === undefined
+      ? []
+      : decodeGraphLadder(config.maxNumSeqs, Math.ceil(maxModelLen / layout.blockSize));
   const engine = new Engine({
     model,
     ...(tokenizer === undefined ? {} : { tokenizer }),
@@ -150,13 +157,25 @@ export async function loadRuntime(
     maxModelLen,
     maxWaitingRequests: config.maxWaitingRequests,
     enablePrefixCaching: config.enablePrefixCaching,
+    ...(graphSizes.length === 0 ? {} : { decodeGraphBatchSizes: graphSizes }),
   });
+  engine.events.on('graphFallback', ({ batchSize, error }) =>
+    hooks.log.info(
+      { batchSize, error: error.message },
+      'decode graph failed to capture or replay; steps of this size run eagerly',
+    ),
+  );
   // FLASHSERVE_LOG_STEPS=1: one log line per engine step (its prefill and decode tokens), so a run
   // can show that prefill chunks and decodes shared steps (gpu-e2e.sh counts them).
   if (env.FLASHSERVE_LOG_STEPS === '1') {
     engine.events.on('step', (s) =>
       hooks.log.info(
-        { prefillTokens: s.numPrefillTokens, decodeTokens: s.numDecodeTokens, seqs: s.numScheduledSeqs },
+        {
+          prefillTokens: s.numPrefillTokens,
+          decodeTokens: s.numDecodeTokens,
+          seqs: s.numScheduledSeqs,
+          ...(s.graphBatchSize === undefined ? {} : { graph: s.graphBatchSize }),
+        },
         'engine step',
       ),
     );
@@ -180,6 +199,7 @@ export async function loadRuntime(
       blockSize: layout.blockSize,
       kvCacheBlocks: stats.numTotalBlocks,
       maxModelLen,
+      cudaGraphs: graphSizes.length === 0 ? 'off' : graphSizes.join(','),
       loadFormat: config.loadFormat,
       tokenizer: tokenizer === undefined ? 'skipped' : 'loaded',
       samplingDefaults,
