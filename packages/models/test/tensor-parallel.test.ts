@@ -14,6 +14,7 @@ import {
   referenceMlaBackend,
 } from '@flashserve/core';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { bundleWorker } from '../../../test-support/bundle-worker.js';
 import {
   type ClosableModel,
   createDeepseekModelFromWeights,
@@ -23,7 +24,6 @@ import {
   TINY_DEEPSEEK_V3_CONFIG,
   tensorParallelUnsupportedReasons,
 } from '../src/index.js';
-import { bundleWorker } from './support/bundle-worker.js';
 import { expected, fixtureDir, fixtureNames } from './support/fixtures.js';
 import { maxAbsDiff, runGreedy } from './support/paged-runner.js';
 

@@ -4,7 +4,7 @@
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { bundleWorker } from '../../test/support/bundle-worker.js';
+import { bundleWorker } from '../../../../test-support/bundle-worker.js';
 import { collectiveScript, input, type ScriptName } from '../../test/support/shm-group-script.js';
 import { FlashserveError } from '../errors.js';
 import { createShmGroupInit, SharedMemoryGroup, type ShmGroupInit } from './shm-group.js';

@@ -5,7 +5,7 @@
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, Worker } from 'node:worker_threads';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { bundleWorker } from '../../test/support/bundle-worker.js';
+import { bundleWorker } from '../../../../test-support/bundle-worker.js';
 import type { CommonAttentionMetadata } from '../attention/common-metadata.js';
 import type { ForwardBatch } from '../engine/model.js';
 import { createShmGroupInit, ShmAbortFlag } from './shm-group.js';

@@ -1,4 +1,5 @@
-// Worker threads run plain JavaScript: Node cannot load the TypeScript sources vitest runs from.
+// Shared by the packages' tests. Worker threads run plain JavaScript: Node cannot load the TypeScript
+// sources vitest runs from.
 // This bundles a worker entry (and what it imports, from source) into one .mjs file with esbuild,
 // once per test file, the way the bench scripts are built.
 
