@@ -6,7 +6,8 @@
 #   e2e/package.json           the server's package.json (the CLI reads its version from ../package.json);
 #   e2e/client.mjs             the HTTP checks, through the official `openai` client;
 #   e2e/model-check.mjs        the same model through DeepseekModel directly (full last-position logits,
-#                              which the HTTP API does not return, and mixed-step equivalence).
+#                              which the HTTP API does not return, and mixed-step equivalence);
+#   e2e/graphs-check.mjs       the graphs mode's comparison (CUDA graphs vs eager) and tokens/s client.
 # The addons are not bundled: the GPU script builds them and passes FLASHSERVE_CUDA_ADDON and
 # FLASHSERVE_MLA_ADDON. The carried Node is .device/node.xz (put there once, as for the cuda suite).
 set -euo pipefail
@@ -26,5 +27,6 @@ bundle packages/server/src/cli/main.ts .device/e2e/dist/flashserve.mjs
 cp packages/server/package.json .device/e2e/package.json
 bundle packages/server/scripts/gpu-e2e/client.ts .device/e2e/client.mjs
 bundle packages/server/scripts/gpu-e2e/model-check.ts .device/e2e/model-check.mjs
+bundle packages/server/scripts/gpu-e2e/graphs-check.ts .device/e2e/graphs-check.mjs
 [ -f .device/node.xz ] || echo "WARNING: .device/node.xz is missing (an xz of a Linux x64 Node 20 binary)"
 ls -la .device/e2e .device/e2e/dist

@@ -1,10 +1,12 @@
 // The engine loop: continuous batching over a Model.
 //
 // One step: abort what was asked to stop -> schedule (token budget, chunked prefill, preemption) ->
-// build the flattened batch once -> model.forward -> sample (the host sampler reads the logits
-// back) -> append tokens, check stops, detokenize -> emit outputs. Steps run back to back through setImmediate while there
-// is work, so I/O callbacks (new requests, disconnects) run between any two steps; the loop goes
-// idle when nothing is queued or running.
+// build the flattened batch once -> model.forward (a decode-only step that fits
+// EngineOptions.decodeGraphBatchSizes is padded to a ladder size and run through Device.graph) ->
+// sample (the host sampler reads the logits back) -> append tokens, check stops, detokenize -> emit
+// outputs. Steps run back to back through setImmediate while there is work, so I/O callbacks (new
+// requests, disconnects) run between any two steps; the loop goes idle when nothing is queued or
+// running.
 //
 // Invariants:
 // - Every request that ends, however it ends (stop, length, abort, model failure, shutdown), frees

@@ -33,6 +33,8 @@ interface Completion {
   readonly tokens: number[];
   /** token id -> logprob at the first generated position */
   readonly firstTop: Map<number, number>;
+  /** Per generated position, token id -> logprob (when logprobs were asked for). */
+  readonly allTop: Record<string, number>[];
 }
 
 type Body = OpenAI.Completions.CompletionCreateParamsNonStreaming & {
@@ -62,7 +64,10 @@ async function complete(client: OpenAI, model: string, prompt: number[], logprob
   const firstTop = new Map<number, number>();
   const top0 = choice.logprobs?.top_logprobs?.[0];
   if (top0) for (const [k, v] of Object.entries(top0)) firstTop.set(parseTokenKey(k), v);
-  return { tokens: choice.token_ids, firstTop };
+  const allTop = (choice.logprobs?.top_logprobs ?? []).map((m) =>
+    Object.fromEntries(Object.entries(m ?? {}).map(([k, v]) => [String(parseTokenKey(k)), v])),
+  );
+  return { tokens: choice.token_ids, firstTop, allTop };
 }
 
 async function completeStreamed(client: OpenAI, model: string, prompt: number[]): Promise<number[]> {
@@ -104,9 +109,12 @@ async function main(): Promise<number> {
     { name: 'prompt 1', prompt: exp.prompt, greedy: exp.greedy, logits: exp.logits },
     { name: 'prompt 2', prompt: exp.prompt2, greedy: exp.greedy2, logits: exp.logits2 },
   ];
+  // Everything the server returned, for gpu-e2e.sh's graphs mode to compare CUDA graphs vs eager.
+  const dump: { name: string; tokens: number[]; top?: Record<string, number>[] }[] = [];
   for (const f of fixture) {
     const t0 = performance.now();
     const c = await complete(client, model, f.prompt, TOP);
+    dump.push({ name: `solo ${f.name}`, tokens: c.tokens, top: c.allTop });
     const ms = performance.now() - t0;
     const same = samePrefix(c.tokens, f.greedy);
     rows.push({
@@ -175,8 +183,14 @@ async function main(): Promise<number> {
     note: `${ms.toFixed(0)} ms for all 8${notes.length > 0 ? `; ${notes.join('; ')}` : ''}`,
   });
 
-  if (process.env.OUT)
+  dump.push({ name: 'streamed prompt 1', tokens: streamed });
+  for (const [i, t] of solo.entries()) dump.push({ name: `solo len ${prompts[i + 2]!.length}`, tokens: t });
+  for (const [i, c] of together.entries())
+    dump.push({ name: `concurrent len ${prompts[i]!.length}`, tokens: c.tokens });
+  if (process.env.OUT) {
     writeFileSync(join(process.env.OUT, `client-${label}.json`), JSON.stringify(rows, null, 1));
+    writeFileSync(join(process.env.OUT, `completions-${label}.json`), JSON.stringify(dump));
+  }
   printRows(`HTTP checks through the openai client (${label})`, rows);
   const failed = rows.filter((r) => !r.ok).length;
   console.log(`client ${label}: ${failed === 0 ? 'ALL OK' : `${failed} FAILED`} (${rows.length} checks)`);

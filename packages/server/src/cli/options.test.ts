@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { resolveServeConfig } from '../config.js';
+import { ENFORCE_EAGER_DEFAULT, resolveServeConfig } from '../config.js';
 import { envName, formatUsage, parseArgv, parseValue } from './options.js';
 
 describe('parseValue', () => {
@@ -47,6 +47,16 @@ describe('serve configuration', () => {
     expect(c.skipTokenizerInit).toBe(true);
     expect(c.enablePrefixCaching).toBe(false);
   });
+  test('--enforce-eager / FLASHSERVE_ENFORCE_EAGER turn decode CUDA graphs off', () => {
+    expect(resolveServeConfig([]).enforceEager).toBe(ENFORCE_EAGER_DEFAULT);
+    expect(resolveServeConfig(['--enforce-eager']).enforceEager).toBe(true);
+    expect(resolveServeConfig(['--no-enforce-eager']).enforceEager).toBe(false);
+    expect(resolveServeConfig([], { FLASHSERVE_ENFORCE_EAGER: 'true' }).enforceEager).toBe(true);
+    expect(resolveServeConfig(['--no-enforce-eager'], { FLASHSERVE_ENFORCE_EAGER: '1' }).enforceEager).toBe(
+      false,
+    );
+  });
+
   test('unknown flags and bad values name themselves', () => {
     expect(() => resolveServeConfig(['--prot', '1'])).toThrow('unknown option --prot');
     expect(() => resolveServeConfig(['--port', 'x'])).toThrow(
