@@ -23,7 +23,8 @@ for (const pkg of readdirSync(join(root, 'packages'))) {
     .flatMap((f) => f.assertionResults ?? [])
     .filter((a) => a.status === 'pending' || a.status === 'skipped')
     .map((a) => a.fullName ?? a.title);
-  if (skippedNames.length > 0) console.log(`${pkg}: skipped ${skippedNames.length}: ${skippedNames.join('; ')}`);
+  if (skippedNames.length > 0)
+    console.log(`${pkg}: skipped ${skippedNames.length}: ${skippedNames.join('; ')}`);
 }
 if (missing.length > 0) console.log(`no test report from: ${missing.join(', ')}`);
 console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);

@@ -12,6 +12,7 @@
 
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <tuple>
 
@@ -112,6 +113,7 @@ int main(int argc, char** argv) {
     std::vector<int> n(nt, 0);
     std::vector<std::string> worst_case(nt);
     std::mt19937_64 rng(20261125);
+    std::set<std::pair<int, int>> cluster_seen;  // (q_rows, tuning) whose cluster size was printed
     for (int s : {4096, 8192, 16384})
       for (int h : {16, 32, 64, 128})
         for (int sq : {1, 2})
@@ -130,6 +132,9 @@ int main(int argc, char** argv) {
             for (size_t ti = 0; ti < nt; ++ti) {
               DecodeParams p = decode_params(c, 0);
               p.tuning = tunings[ti];
+              if (!portable && cluster_seen.insert({sq * h, tunings[ti]}).second)
+                std::printf("# q_rows %d, tuning %d: thread-block clusters of %d\n", sq * h, tunings[ti],
+                            sm90::launch_cluster_size<__nv_bfloat16>(sq * h, c.num_parts, tunings[ti]));
               const double ms = median_ms([&] { MLA_CHECK(run_decode(kernel, p)); }, ITERS);
               const double tk = (double)c.total_k();
               const double flops = (double)sq * tk * h * (576 + 512) * 2;
