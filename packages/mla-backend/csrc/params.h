@@ -86,8 +86,7 @@ struct DecodeParams {
   // dependent launch). Bit 2: always a two-page schedule. Bit 3: wait for a whole page before
   // its Q K^T (instead of piece by piece). Bit 4: the two-page schedule in lockstep (v6's seesaw)
   // instead of staggered. Bit 5: reload a staged page only once all of it is free (not its left
-  // half of V first). Bit 6: launch plainly (v7), not the query tiles of a part as one thread-block
-  // cluster.
+  // half of V first).
   int tuning;
 };
 

@@ -755,74 +755,6 @@ inline cudaError_t make_tensor_maps(const DecodeParams& p, CUtensorMap* tq, CUte
   return cudaSuccess;
 }
 
-// Thread-block cluster size for a launch of `grid` CTAs with `tiles` query tiles per part: the CTAs of
-// one part (consecutive block ids, the same pages in the same order) are launched as one cluster, so
-// that the hardware places them in one GPC, beside one L2 partition, where each page they all read
-// is fetched once and hit three times. The largest divisor of `tiles` (<= 8) is taken whose clusters
-// still fill as many SMs at once as a plain launch does (1 CTA per SM; with 2 SMs per TPC and an
-// uneven number of TPCs per GPC, clusters of 4 may leave SMs idle); 1 means a plain launch.
-template <typename Kernel>
-inline int cluster_size(Kernel kernel, int schedule, int tiles, int grid, int smem) {
-  // NOTE: cached per schedule and size (0: not asked yet, -1: refused), for the first device asked.
-  static int max_active[3][9] = {};
-  int num_sms = 0, dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-    return 1;
-  const int need = grid < num_sms ? grid : num_sms;
-  for (int d = tiles < 8 ? tiles : 8; d >= 2; --d) {
-    if (tiles % d != 0) continue;
-    int& m = max_active[schedule][d];
-    if (m == 0) {
-      cudaLaunchConfig_t cfg{};
-      cfg.gridDim = dim3(grid);
-      cfg.blockDim = dim3(NUM_THREADS);
-      cfg.dynamicSmemBytes = smem;
-      cudaLaunchAttribute attr{};
-      attr.id = cudaLaunchAttributeClusterDimension;
-      attr.val.clusterDim.x = d;
-      attr.val.clusterDim.y = 1;
-      attr.val.clusterDim.z = 1;
-      cfg.attrs = &attr;
-      cfg.numAttrs = 1;
-      int n = 0;
-      m = cudaOccupancyMaxActiveClusters(&n, kernel, &cfg) == cudaSuccess && n > 0 ? n : -1;
-      cudaGetLastError();  // a refusal is an answer here, not an error of the launch
-    }
-    if (m * d >= need) return d;
-  }
-  return 1;
-}
-
-using DecodeKernel = void (*)(const DecodeParams, const CUtensorMap, const CUtensorMap);
-
-// The kernel instance (and its schedule) a launch with these rows and tuning bits runs. Several query
-// tiles per request make the work compute-bound: score whole pages per warpgroup, staggered. One tile
-// is memory-bound: keep a page loading while one is computed. (tuning bits 0/2 force one schedule, bit
-// 4 the lockstep seesaw of v6, for the benchmark's A/B runs.)
-template <typename Element>
-inline DecodeKernel select_kernel(int q_rows, int tuning, int* schedule) {
-  const int tiles = (q_rows + BLOCK_M - 1) / BLOCK_M;
-  bool two_pages = tiles >= 2;
-  if (tuning & 1) two_pages = false;
-  if (tuning & 4) two_pages = true;
-  *schedule = !two_pages ? kPipelined : (tuning & 16) ? kSeesawLockstep : kStaggered;
-  return *schedule == kPipelined        ? &mla_decode_kernel<Element, kPipelined>
-         : *schedule == kSeesawLockstep ? &mla_decode_kernel<Element, kSeesawLockstep>
-                                        : &mla_decode_kernel<Element, kStaggered>;
-}
-
-template <typename Element>
-int launch_cluster_size(int q_rows, int num_parts, int tuning) {
-  if (tuning & 64) return 1;
-  int schedule = 0;
-  const DecodeKernel kernel = select_kernel<Element>(q_rows, tuning, &schedule);
-  constexpr int smem = Traits<Element>::SMEM_BYTES;
-  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess) return 1;
-  const int tiles = (q_rows + BLOCK_M - 1) / BLOCK_M;
-  return cluster_size(kernel, schedule, tiles, num_parts * tiles, smem);
-}
-
 template <typename Element>
 cudaError_t run_mla_decode(const DecodeParams& p) {
   // The tensor maps see the cache as [num_blocks * 64, 576] and q as [b, q_rows, 576].
@@ -834,26 +766,19 @@ cudaError_t run_mla_decode(const DecodeParams& p) {
   if (err != cudaSuccess) return err;
   constexpr int smem = Traits<Element>::SMEM_BYTES;
   const int tiles = (p.q_rows + BLOCK_M - 1) / BLOCK_M;
-  int schedule = 0;
-  const DecodeKernel kernel = select_kernel<Element>(p.q_rows, p.tuning, &schedule);
+  // Several query tiles per request make the work compute-bound: score whole pages per warpgroup,
+  // staggered. One tile is memory-bound: keep a page loading while one is computed. (tuning bits
+  // 0/2 force one schedule, bit 4 the lockstep seesaw of v6, for the benchmark's A/B runs.)
+  bool two_pages = tiles >= 2;
+  if (p.tuning & 1) two_pages = false;
+  if (p.tuning & 4) two_pages = true;
+  auto kernel = !two_pages        ? &mla_decode_kernel<Element, kPipelined>
+                : (p.tuning & 16) ? &mla_decode_kernel<Element, kSeesawLockstep>
+                                  : &mla_decode_kernel<Element, kStaggered>;
   err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(p.num_parts * tiles);
-  cfg.blockDim = dim3(NUM_THREADS);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = p.stream;
-  cudaLaunchAttribute attr{};
-  const int cluster = (p.tuning & 64) ? 1 : cluster_size(kernel, schedule, tiles, p.num_parts * tiles, smem);
-  if (cluster > 1) {
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = cluster;
-    attr.val.clusterDim.y = 1;
-    attr.val.clusterDim.z = 1;
-    cfg.attrs = &attr;
-    cfg.numAttrs = 1;
-  }
-  err = cudaLaunchKernelEx(&cfg, kernel, p, tq, tkv);
+  kernel<<<p.num_parts * tiles, NUM_THREADS, smem, p.stream>>>(p, tq, tkv);
+  err = cudaGetLastError();
   if (err != cudaSuccess) return err;
   return run_combine(p, /*programmatic_launch=*/!(p.tuning & 2));
 }

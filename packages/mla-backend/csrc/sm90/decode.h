@@ -10,11 +10,6 @@ namespace flashserve::mla::sm90 {
 template <typename Element>
 cudaError_t run_mla_decode(const DecodeParams& params);
 
-// Thread-block cluster size the launch above uses for these query rows, parts and tuning bits (1:
-// plain launch). For the benchmark's log.
-template <typename Element>
-int launch_cluster_size(int q_rows, int num_parts, int tuning);
-
 // V operand descriptor variant (the N-major strides of wgmma); 0 is the one the kernel uses.
 // Exposed for the GPU self-test that checks the layout assumption on the device.
 cudaError_t run_wgmma_layout_probe(const void* v_tile, const void* p_tile, float* out, int variant,

@@ -3,5 +3,4 @@
 
 namespace flashserve::mla::sm90 {
 template cudaError_t run_mla_decode<__nv_bfloat16>(const DecodeParams& params);
-template int launch_cluster_size<__nv_bfloat16>(int q_rows, int num_parts, int tuning);
 }  // namespace flashserve::mla::sm90
