@@ -51,14 +51,6 @@ export const requestPromptTooLong = registered(
       `Please reduce the length of the prompt or the completion.`,
   ),
 );
-export const requestUnsupported = registered(
-  defineError(
-    'FS_ERR_REQUEST_UNSUPPORTED',
-    'invalid_request_error',
-    400,
-    (what: string) => `${what} is not supported by this server`,
-  ),
-);
 export const requestNoTokenizer = registered(
   defineError(
     'FS_ERR_REQUEST_NO_TOKENIZER',

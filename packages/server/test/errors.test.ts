@@ -112,10 +112,14 @@ describe('400: bodies that are not JSON, and prompts that are too long', () => {
     expect(err).toBeInstanceOf(BadRequestError);
     expect((err as BadRequestError).param).toBe('messages');
   });
-  test('echo with logprobs is refused rather than half-answered', async () => {
-    await expectError(await postJson(completions(), { prompt: 'x', echo: true, logprobs: 1 }), 400, {
-      code: 'FS_ERR_REQUEST_UNSUPPORTED',
-      param: 'echo',
+  test('prompt_logprobs: out of range, or with stream, is a 400 naming it', async () => {
+    const bad = await postJson(completions(), { prompt: 'x', prompt_logprobs: 21 });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { param: string } }).error.param).toBe('prompt_logprobs');
+    await expectError(await postJson(completions(), { prompt: 'x', prompt_logprobs: 1, stream: true }), 400, {
+      code: 'FS_ERR_REQUEST_INVALID',
+      param: 'prompt_logprobs',
+      message: /not supported when streaming/,
     });
   });
 });

@@ -135,6 +135,86 @@ describe('completions', () => {
     expect(logprobs?.text_offset?.[0]).toBe(0);
   });
 
+  test('echo with logprobs: the prompt tokens lead, the first with null, each as the model scores it', async () => {
+    const promptIds = [1000, 2000, 3000, 4000];
+    const first = await client.completions.create({
+      model,
+      prompt: promptIds,
+      max_tokens: 1,
+      temperature: 0,
+      logprobs: 2,
+      return_token_ids: true,
+    } as OpenAI.CompletionCreateParamsNonStreaming);
+    const next = (first.choices[0] as unknown as { token_ids: number[] }).token_ids[0]!;
+    const nextLogprob = first.choices[0]!.logprobs!.token_logprobs![0]!;
+    // Scored as a prompt token, the greedy token must get the logprob it was sampled with.
+    const echoed = await client.completions.create({
+      model,
+      prompt: [...promptIds, next],
+      max_tokens: 2,
+      temperature: 0,
+      logprobs: 2,
+      echo: true,
+    });
+    const lp = echoed.choices[0]!.logprobs!;
+    expect(lp.tokens).toHaveLength(promptIds.length + 1 + 2);
+    expect(lp.token_logprobs![0]).toBeNull();
+    expect(lp.top_logprobs![0]).toBeNull();
+    expect(lp.token_logprobs![promptIds.length]).toBeCloseTo(nextLogprob, 4);
+    for (let i = 1; i < lp.tokens!.length; i++) {
+      expect(lp.token_logprobs![i]!).toBeLessThanOrEqual(0);
+      expect(Object.keys(lp.top_logprobs![i]!).length).toBeGreaterThanOrEqual(2);
+      expect(lp.text_offset![i]!).toBeGreaterThanOrEqual(lp.text_offset![i - 1]!);
+    }
+    // Streamed, the first chunk carries the echoed prompt's logprobs; the tokens add up the same.
+    const stream = await client.completions.create({
+      model,
+      prompt: [...promptIds, next],
+      max_tokens: 2,
+      temperature: 0,
+      logprobs: 2,
+      echo: true,
+      stream: true,
+    });
+    const streamed: (number | null)[] = [];
+    for await (const chunk of stream) streamed.push(...(chunk.choices[0]?.logprobs?.token_logprobs ?? []));
+    expect(streamed).toEqual(lp.token_logprobs);
+  });
+
+  test("prompt_logprobs (vLLM's field) on completions and chat", async () => {
+    type WithPrompt = { prompt_logprobs: (Record<string, { logprob: number; rank: number }> | null)[] };
+    const promptIds = [11, 22, 33, 44, 55];
+    const c = await client.completions.create({
+      model,
+      prompt: promptIds,
+      max_tokens: 1,
+      prompt_logprobs: 3,
+    } as OpenAI.CompletionCreateParamsNonStreaming);
+    const entries = (c.choices[0] as unknown as WithPrompt).prompt_logprobs;
+    expect(entries).toHaveLength(promptIds.length);
+    expect(entries[0]).toBeNull();
+    for (let i = 1; i < promptIds.length; i++) {
+      const e = entries[i]!;
+      const own = e[String(promptIds[i])]!;
+      expect(own.rank).toBeGreaterThanOrEqual(1);
+      expect(own.logprob).toBeLessThanOrEqual(0);
+      expect(Object.keys(e).length).toBeGreaterThanOrEqual(3);
+      expect(Object.keys(e).length).toBeLessThanOrEqual(4);
+      const best = Math.max(...Object.values(e).map((x) => x.logprob));
+      expect(own.logprob === best).toBe(own.rank === 1);
+    }
+    const chat = await client.chat.completions.create({
+      model,
+      messages: [{ role: 'user', content: 'Score my prompt' }],
+      max_tokens: 1,
+      prompt_logprobs: 0,
+    } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    const chatEntries = (chat as unknown as WithPrompt).prompt_logprobs;
+    expect(chatEntries.length).toBe(chat.usage?.prompt_tokens);
+    expect(chatEntries[0]).toBeNull();
+    expect(chatEntries.slice(1).every((e) => e !== null && Object.keys(e).length === 1)).toBe(true);
+  });
+
   test('streaming: chunks add up to the non-streamed text; usage comes last when asked', async () => {
     const params = { model, prompt: 'Stream this', max_tokens: 6, temperature: 0 } as const;
     const whole = await client.completions.create(params);

@@ -14,6 +14,19 @@ export interface BuiltBatch<S extends Sequence> {
   /** Sequences that sample this step (their last scheduled token ends their known tokens), in
    * logits-row order. */
   readonly sampling: S[];
+  /** samplingRows[i]: the logits row sampling[i] samples from. */
+  readonly samplingRows: readonly number[];
+  /** Runs of logits rows at prompt positions, for sequences that want prompt logprobs: rows
+   * [firstRow, firstRow + count) are the logits after positions [firstPos, firstPos + count), i.e.
+   * the distributions of prompt tokens firstPos + 1 .. firstPos + count. */
+  readonly promptLogits: readonly PromptLogitsRun<S>[];
+}
+
+export interface PromptLogitsRun<S extends Sequence> {
+  readonly seq: S;
+  readonly firstRow: number;
+  readonly firstPos: number;
+  readonly count: number;
 }
 
 export class BatchBuilder {
@@ -35,7 +48,8 @@ export class BatchBuilder {
     this.#queryStartLoc = new Int32Array(maxNumSeqs + 1);
     this.#seqLens = new Int32Array(maxNumSeqs);
     this.#numComputed = new Int32Array(maxNumSeqs);
-    this.#logitsIndices = new Int32Array(maxNumSeqs);
+    // One row per sampling sequence, or per token when prompt logprobs are asked for.
+    this.#logitsIndices = new Int32Array(Math.max(maxNumSeqs, maxNumBatchedTokens));
   }
 
   build<S extends Sequence>(out: SchedulerOutput<S>): BuiltBatch<S> {
@@ -46,6 +60,9 @@ export class BatchBuilder {
     const positions = this.#positions;
     const slots = this.#slotMapping;
     const sampling: S[] = [];
+    const samplingRows: number[] = [];
+    const promptLogits: PromptLogitsRun<S>[] = [];
+    let rows = 0;
     let t = 0;
     let maxQueryLen = 0;
     let maxSeqLen = 0;
@@ -57,6 +74,14 @@ export class BatchBuilder {
       const blockIds = seq.blocks.blockIds;
       const tokens = seq.tokens;
       this.#queryStartLoc[i] = t;
+      if (seq.wantsPromptLogits) {
+        // Positions before the prompt's last one predict prompt tokens; the last one samples.
+        const count = Math.min(start + n, seq.promptLen - 1) - start;
+        if (count > 0) {
+          promptLogits.push({ seq, firstRow: rows, firstPos: start, count });
+          for (let k = 0; k < count; k++) this.#logitsIndices[rows++] = t + k;
+        }
+      }
       for (let pos = start; pos < start + n; pos++, t++) {
         tokenIds[t] = tokens[pos]!;
         positions[t] = pos;
@@ -70,7 +95,8 @@ export class BatchBuilder {
       if (seqLen > maxSeqLen) maxSeqLen = seqLen;
       if (blockIds.length > maxBlocks) maxBlocks = blockIds.length;
       if (seqLen === seq.numTokens) {
-        this.#logitsIndices[sampling.length] = t - 1;
+        samplingRows.push(rows);
+        this.#logitsIndices[rows++] = t - 1;
         sampling.push(seq);
       }
     }
@@ -106,9 +132,11 @@ export class BatchBuilder {
       batch: {
         tokenIds: tokenIds.subarray(0, t),
         attention,
-        logitsIndices: this.#logitsIndices.subarray(0, sampling.length),
+        logitsIndices: this.#logitsIndices.subarray(0, rows),
       },
       sampling,
+      samplingRows,
+      promptLogits,
     };
   }
 
@@ -196,7 +224,9 @@ export class BatchBuilder {
       this.#queryStartLoc = new Int32Array(numReqs + 1);
       this.#seqLens = new Int32Array(numReqs);
       this.#numComputed = new Int32Array(numReqs);
-      this.#logitsIndices = new Int32Array(numReqs);
+    }
+    if (this.#logitsIndices.length < Math.max(numReqs, numTokens)) {
+      this.#logitsIndices = new Int32Array(Math.max(numReqs, numTokens));
     }
   }
 }

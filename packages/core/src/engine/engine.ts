@@ -35,6 +35,7 @@ import { Choice } from './choice.js';
 import { createDetokenizer, type Detokenizer } from './detokenizer.js';
 import { resolveKvCacheBlocks } from './engine-options.js';
 import type { ForwardBatch, Model } from './model.js';
+import { readPromptLogprobs } from './prompt-logprobs.js';
 import type {
   AddRequestInput,
   EngineEvents,
@@ -146,6 +147,7 @@ export class Engine {
       stream: new RequestStream(requestId, () => this.abort(requestId)),
     });
     const first = new Choice(state, 0, promptTokenIds.slice(), rngs[0]!, this.#detokenizer(state), p.n);
+    first.wantsPromptLogits = p.promptLogprobs !== undefined;
     state.choices.push(first);
     this.#requests.set(requestId, state);
     this.#scheduler.add(first);
@@ -250,7 +252,16 @@ export class Engine {
       modelMs = performance.now() - tm;
       try {
         this.#scheduler.onStepComputed(out);
-        samplingMs = this.#sampleAndAppend(built.sampling, logits, touched);
+        readPromptLogprobs(
+          this.model.device,
+          logits,
+          built.promptLogits,
+          (c) => c.request.params.promptLogprobs ?? 0,
+          (c, position, lp) => {
+            c.request.promptLogprobs![position] = lp;
+          },
+        );
+        samplingMs = this.#sampleAndAppend(built.sampling, built.samplingRows, logits, touched);
       } catch (e) {
         // A bug or a device failure surfacing when the logits are read: fail the step's requests
         // rather than leave them hanging.
@@ -324,20 +335,27 @@ export class Engine {
   }
 
   /** Returns the time spent in the sampler, in ms. */
-  #sampleAndAppend(sampling: readonly Choice[], logits: Tensor, touched: RequestState[]): number {
+  #sampleAndAppend(
+    sampling: readonly Choice[],
+    samplingRows: readonly number[],
+    logits: Tensor,
+    touched: RequestState[],
+  ): number {
     const rows: SamplingRow[] = [];
     // Requests whose first sample forks their choices: rows[firstRow..firstRow+n) belong to them.
     const forks: { parent: Choice; firstRow: number }[] = [];
     for (let r = 0; r < sampling.length; r++) {
       const c = sampling[r]!;
-      c.logitsRow = r;
+      c.logitsRow = samplingRows[r]!;
+      // The prompt is computed once sampling starts; a recompute after preemption may use the cache.
+      c.wantsPromptLogits = false;
       const req = c.request;
       if (c.index === 0 && req.choices.length < req.params.n) {
         forks.push({ parent: c, firstRow: rows.length });
         rows.push(c);
         for (let i = 1; i < req.params.n; i++) {
           rows.push({
-            logitsRow: r,
+            logitsRow: c.logitsRow,
             params: req.params,
             rng: req.rngs[i]!,
             promptTokens: req.promptTokenIds,

@@ -40,6 +40,11 @@ export interface SamplingParams {
   ignoreEos: boolean;
   /** Top alternatives per generated token: 0 = the sampled token's logprob only, undefined = none. */
   logprobs?: number;
+  /** Logprobs of the prompt's own tokens (vLLM's `prompt_logprobs`, OpenAI's `echo` with `logprobs`):
+   * each prompt token's log-probability given the tokens before it, plus this many top alternatives
+   * (0 = the token's own only); undefined = none. Such a request computes its whole prompt: prefix
+   * cache hits are skipped, since cached blocks hold KV but no logits. */
+  promptLogprobs?: number;
   /** Drop special tokens from the text. */
   skipSpecialTokens: boolean;
   /** EOS and stop token ids are ignored until this many tokens were generated. */
@@ -115,6 +120,8 @@ export interface TokenLogprob {
   logprob: number;
   /** The `logprobs` most likely tokens, best first. */
   topLogprobs: { tokenId: number; logprob: number }[];
+  /** 1 + the number of tokens more likely than this one (vLLM's rank); set for prompt logprobs. */
+  rank?: number;
 }
 
 export interface CompletionOutput {
@@ -151,6 +158,10 @@ export interface RequestOutput {
   promptTokenIds: number[];
   /** One per choice (n of them); a choice that did not advance this step has empty new fields. */
   outputs: CompletionOutput[];
+  /** With params.promptLogprobs: one entry per prompt token, null for the first (nothing precedes
+   * it). Present on every output from the one that carries the first generated token on; the same
+   * array each time. */
+  promptLogprobs?: (TokenLogprob | null)[];
   /** All choices finished. */
   finished: boolean;
   metrics: RequestMetrics;

@@ -2,7 +2,7 @@
 
 import type { Rng } from '../sampling/rng.js';
 import type { Choice } from './choice.js';
-import type { CompletionOutput, RequestOutput, SamplingParams } from './protocol.js';
+import type { CompletionOutput, RequestOutput, SamplingParams, TokenLogprob } from './protocol.js';
 import type { RequestStream } from './request-stream.js';
 import type { StopStringMatcher } from './stop-checker.js';
 
@@ -25,6 +25,9 @@ export class RequestState {
   error: Error | undefined;
   /** Has outputs to report at the end of this step. */
   dirty = false;
+  /** With params.promptLogprobs: entry i is prompt token i's logprob (null for token 0), filled as
+   * the prompt's chunks are computed. */
+  readonly promptLogprobs: (TokenLogprob | null)[] | undefined;
 
   constructor(init: {
     requestId: string;
@@ -44,6 +47,9 @@ export class RequestState {
     this.minTokensBans = init.minTokensBans;
     this.stopMatcher = init.stopMatcher;
     this.stream = init.stream;
+    if (init.params.promptLogprobs !== undefined) {
+      this.promptLogprobs = new Array<TokenLogprob | null>(init.promptTokenIds.length).fill(null);
+    }
   }
 
   get allChoicesFinished(): boolean {
@@ -93,6 +99,10 @@ export class RequestState {
       metrics,
     };
     if (this.error !== undefined) result.error = this.error;
+    // Complete once the first token was sampled: the whole prompt has been through the model.
+    if (this.promptLogprobs !== undefined && this.firstTokenTime !== undefined) {
+      result.promptLogprobs = this.promptLogprobs;
+    }
     return result;
   }
 }

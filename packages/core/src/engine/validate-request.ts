@@ -50,6 +50,7 @@ export function validateRequest(
     throw requestParamInvalid('stop_token_ids', 'must be a list of token ids');
   for (const t of p.stopTokenIds) integer(t, 'stop_token_ids', 0, lim.vocabSize - 1);
   if (p.logprobs !== undefined) integer(p.logprobs, 'logprobs', 0, lim.maxLogprobs);
+  if (p.promptLogprobs !== undefined) integer(p.promptLogprobs, 'prompt_logprobs', 0, lim.maxLogprobs);
   if (p.minTokens !== undefined) integer(p.minTokens, 'min_tokens', 0, p.maxTokens);
 }
 

@@ -34,7 +34,7 @@ export interface KvCacheCounters {
   prefixCacheHits: number;
 }
 
-const NO_PREFIX: CachedPrefix = { blockIds: [], numTokens: 0, numQueriedTokens: 0 };
+export const NO_PREFIX: CachedPrefix = { blockIds: [], numTokens: 0, numQueriedTokens: 0 };
 
 export class KvCacheManager {
   readonly pool: BlockPool;

@@ -150,8 +150,13 @@ export function argmax(x: Float32Array): number {
   return best;
 }
 
-/** Log-softmax of the raw row at tokenId, plus its `numTop` best tokens. */
-function rawLogprob(raw: Float32Array, tokenId: number, numTop: number): TokenLogprob {
+/** Log-softmax of the raw row at tokenId, plus its `numTop` best tokens (and its rank when asked). */
+export function rawLogprob(
+  raw: Float32Array,
+  tokenId: number,
+  numTop: number,
+  withRank = false,
+): TokenLogprob {
   let max = Number.NEGATIVE_INFINITY;
   for (let i = 0; i < raw.length; i++) if (raw[i]! > max) max = raw[i]!;
   let sum = 0;
@@ -174,5 +179,12 @@ function rawLogprob(raw: Float32Array, tokenId: number, numTop: number): TokenLo
     }
     for (const t of best) topLogprobs.push({ tokenId: t, logprob: raw[t]! - lse });
   }
-  return { tokenId, logprob: raw[tokenId]! - lse, topLogprobs };
+  const out: TokenLogprob = { tokenId, logprob: raw[tokenId]! - lse, topLogprobs };
+  if (withRank) {
+    const v = raw[tokenId]!;
+    let above = 0;
+    for (let i = 0; i < raw.length; i++) if (raw[i]! > v) above++;
+    out.rank = above + 1;
+  }
+  return out;
 }

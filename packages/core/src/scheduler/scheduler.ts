@@ -11,7 +11,7 @@
 //   prefix cache usually makes that cheap).
 // - The sum of reservedSeqs over running sequences never exceeds maxNumSeqs.
 
-import type { KvCacheManager } from '../kv-cache/kv-cache-manager.js';
+import { type KvCacheManager, NO_PREFIX } from '../kv-cache/kv-cache-manager.js';
 import type { SchedulerApi, SchedulerConfig } from './interface.js';
 import type { SchedulerOutput } from './output.js';
 import { RequestQueue } from './request-queue.js';
@@ -120,7 +120,9 @@ export class Scheduler<S extends Sequence> implements SchedulerApi<S> {
           continue;
         }
         if (this.#reservedSeqs + seq.reservedSeqs > this.#config.maxNumSeqs) break;
-        const prefix = this.#kv.findCachedPrefix(seq.blocks, seq.tokens, seq.numTokens);
+        const prefix = seq.wantsPromptLogits
+          ? NO_PREFIX
+          : this.#kv.findCachedPrefix(seq.blocks, seq.tokens, seq.numTokens);
         const n = Math.min(seq.numTokens - prefix.numTokens, budget);
         if (!this.#kv.allocateSlots(seq.blocks, prefix.numTokens, n, prefix)) break;
         this.#waiting.popFront();

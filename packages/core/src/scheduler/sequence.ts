@@ -20,6 +20,9 @@ export class Sequence {
   numCachedPromptTokens: number | undefined;
   /** How many times this sequence was preempted. */
   numPreemptions = 0;
+  /** Wants logits at every prompt position (prompt logprobs), not only where it samples. Such a
+   * sequence skips the prefix cache: a cached block holds KV, not the logits its tokens produced. */
+  wantsPromptLogits = false;
 
   constructor(tokens: number[], promptLen: number, reservedSeqs = 1) {
     this.tokens = tokens;

@@ -1,5 +1,6 @@
 // A minimal Device for tests: tensors are host arrays, upload copies, toHost returns the data. Only
-// the memory methods exist; the engine uses nothing else.
+// the memory and layout methods exist; the engine uses nothing else (reshape and sliceLast read the
+// rows of prompt logprobs).
 
 import type { Device, DType, HostData, Tensor } from '../../src/device/device.js';
 
@@ -23,6 +24,17 @@ export function makeHostDevice(): Device {
       return t.data;
     },
     release(): void {},
+    reshape(x: Tensor, shape: readonly number[]): Tensor {
+      return new HostTensor(shape, x.dtype, (x as HostTensor).data);
+    },
+    sliceLast(x: Tensor, start: number, size: number): Tensor {
+      const src = (x as HostTensor).data;
+      const d = x.shape[x.shape.length - 1]!;
+      const rows = src.length / d;
+      const out = src instanceof Int32Array ? new Int32Array(rows * size) : new Float32Array(rows * size);
+      for (let r = 0; r < rows; r++) out.set(src.subarray(r * d + start, r * d + start + size), r * size);
+      return new HostTensor([...x.shape.slice(0, -1), size], x.dtype, out);
+    },
     // The op set is not needed: the tests' models compute on the host.
   } as unknown as Device;
 }

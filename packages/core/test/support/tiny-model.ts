@@ -68,9 +68,10 @@ export class TinyModel implements Model {
     for (let r = 0; r < batch.logitsIndices.length; r++) {
       const row = batch.logitsIndices[r]!;
       while (a.queryStartLoc[req + 1]! <= row) req++;
-      if (row !== a.queryStartLoc[req + 1]! - 1)
-        throw new Error(`logits row ${row} is not a request's last token`);
-      const seqLen = a.seqLens[req]!;
+      if (req >= a.numReqs) throw new Error(`logits row ${row} is past the batch's tokens`);
+      // Usually a request's last token; any of its tokens when prompt logprobs are asked for.
+      const seqLen = a.positions[row]! + 1;
+      if (seqLen > a.seqLens[req]!) throw new Error(`logits row ${row} is past request ${req}'s length`);
       const history: number[] = [];
       for (let p = 0; p < seqLen; p++) {
         const block = a.blockTables[req * a.maxBlocksPerReq + Math.floor(p / bs)]!;

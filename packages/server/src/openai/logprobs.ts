@@ -6,7 +6,7 @@
 // `bytes` field is what tells the client the exact bytes.
 
 import type { Tokenizer, TokenLogprob } from '@flashserve/core';
-import type { ChatTokenLogprob, CompletionLogprobs } from './types.js';
+import type { ChatTokenLogprob, CompletionLogprobs, PromptLogprobsWire } from './types.js';
 
 const FLOOR = -9999;
 const clamp = (lp: number) => (Number.isFinite(lp) ? lp : lp > 0 ? 0 : FLOOR);
@@ -47,6 +47,69 @@ export class CompletionLogprobsBuilder {
     }
     return out;
   }
+}
+
+/**
+ * The echoed prompt's part of completions logprobs (echo with logprobs): one entry per prompt token,
+ * the first with null logprob and alternatives (nothing precedes it); `numTop` alternatives each.
+ * Offsets count from 0 over the prompt tokens' texts.
+ */
+export function echoedPromptLogprobs(
+  promptTokenIds: readonly number[],
+  entries: readonly (TokenLogprob | null)[],
+  numTop: number,
+  tokenText: TokenText,
+): CompletionLogprobs {
+  const first = promptTokenIds.length > 0 ? tokenText(promptTokenIds[0]!) : '';
+  const rest = new CompletionLogprobsBuilder(tokenText, first.length).build(
+    entries.slice(1).map((e, i) => ({
+      tokenId: e?.tokenId ?? promptTokenIds[i + 1]!,
+      logprob: e?.logprob ?? Number.NEGATIVE_INFINITY,
+      topLogprobs: (e?.topLogprobs ?? []).slice(0, numTop),
+    })),
+  );
+  if (promptTokenIds.length === 0) return rest;
+  return {
+    tokens: [first, ...rest.tokens],
+    token_logprobs: [null, ...rest.token_logprobs],
+    top_logprobs: [null, ...(rest.top_logprobs ?? [])],
+    text_offset: [0, ...rest.text_offset],
+  };
+}
+
+/** Completions logprobs of `a`'s tokens then `b`'s. */
+export function concatCompletionLogprobs(a: CompletionLogprobs, b: CompletionLogprobs): CompletionLogprobs {
+  return {
+    tokens: [...a.tokens, ...b.tokens],
+    token_logprobs: [...a.token_logprobs, ...b.token_logprobs],
+    top_logprobs: [...(a.top_logprobs ?? []), ...(b.top_logprobs ?? [])],
+    text_offset: [...a.text_offset, ...b.text_offset],
+  };
+}
+
+/** vLLM's `prompt_logprobs` field: per prompt token, token id -> logprob, rank, text, for the token
+ * itself and its alternatives (ranks of alternatives are their places in the top list). */
+export function promptLogprobsWire(
+  entries: readonly (TokenLogprob | null)[],
+  tokenText: TokenText,
+): PromptLogprobsWire {
+  return entries.map((e) => {
+    if (e === null) return null;
+    const out: NonNullable<PromptLogprobsWire[number]> = {};
+    e.topLogprobs.forEach((t, i) => {
+      out[String(t.tokenId)] = {
+        logprob: clamp(t.logprob),
+        rank: i + 1,
+        decoded_token: tokenText(t.tokenId),
+      };
+    });
+    out[String(e.tokenId)] = {
+      logprob: clamp(e.logprob),
+      rank: e.rank ?? 1,
+      decoded_token: tokenText(e.tokenId),
+    };
+    return out;
+  });
 }
 
 const bytesOf = (text: string) => [...Buffer.from(text, 'utf8')];

@@ -49,6 +49,12 @@ function common(
   };
   if (req.seed !== undefined && req.seed !== null) params.seed = req.seed;
   if (logprobs !== undefined) params.logprobs = logprobs;
+  if (req.prompt_logprobs !== undefined && req.prompt_logprobs !== null) {
+    if (req.stream === true) {
+      throw withParam(requestInvalid('prompt_logprobs is not supported when streaming'), 'prompt_logprobs');
+    }
+    params.promptLogprobs = req.prompt_logprobs;
+  }
   if (req.min_tokens !== undefined && req.min_tokens !== null) {
     if (req.min_tokens > maxTokens) {
       const msg = `min_tokens (${req.min_tokens}) must not exceed max_tokens (${maxTokens})`;
@@ -86,7 +92,13 @@ export function completionSamplingParams(
   const maxTokens = req.max_tokens ?? 16;
   checkLength(promptLens, maxTokens, limits, 'prompt');
   const logprobs = req.logprobs ?? undefined;
-  return common(req, maxTokens, logprobs === null ? undefined : logprobs, limits.samplingDefaults);
+  const params = common(req, maxTokens, logprobs, limits.samplingDefaults);
+  if (req.echo === true && logprobs !== undefined) {
+    // The echoed prompt's tokens come with logprobs too (OpenAI's legacy behaviour): the engine
+    // computes them as prompt logprobs, with as many alternatives as either field asks for.
+    params.promptLogprobs = Math.max(logprobs, params.promptLogprobs ?? 0);
+  }
+  return params;
 }
 
 /** /v1/chat/completions: with no limit given, a choice may fill the rest of the context (as vLLM). */

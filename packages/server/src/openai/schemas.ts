@@ -64,6 +64,7 @@ function sampling(limits: SchemaLimits): Record<string, Schema> {
     repetition_penalty: nullable({ type: 'number', exclusiveMinimum: 0, maximum: 10 }),
     ignore_eos: bool,
     min_tokens: int(0, MAX_COUNT),
+    prompt_logprobs: int(0, limits.maxLogprobs),
     skip_special_tokens: bool,
     return_token_ids: bool,
     stream: bool,

@@ -31,6 +31,9 @@ export interface SamplingRequestFields {
   skip_special_tokens?: boolean | null;
   /** vLLM extension: return the generated token ids in each choice. */
   return_token_ids?: boolean | null;
+  /** vLLM extension: logprobs of the prompt's tokens, with this many alternatives each (not with
+   * `stream`). Returned as `prompt_logprobs`. */
+  prompt_logprobs?: number | null;
   stream?: boolean | null;
   stream_options?: { include_usage?: boolean | null } | null;
   /** Accepted and ignored (end-user id for abuse monitoring). */
@@ -97,8 +100,9 @@ export type FinishReasonWire = 'stop' | 'length' | 'abort' | null;
 /** Legacy completions logprobs: parallel arrays, one entry per token. */
 export interface CompletionLogprobs {
   tokens: string[];
-  token_logprobs: number[];
-  top_logprobs: Record<string, number>[] | null;
+  /** null for an echoed prompt's first token, which has no logprob. */
+  token_logprobs: (number | null)[];
+  top_logprobs: (Record<string, number> | null)[] | null;
   /** Character offset of each token in the choice's text. */
   text_offset: number[];
 }
@@ -111,7 +115,16 @@ export interface CompletionChoice {
   /** vLLM extension: the stop string or token id that ended the choice. */
   stop_reason?: string | number | null;
   token_ids?: number[];
+  /** vLLM extension, with `prompt_logprobs`. */
+  prompt_logprobs?: PromptLogprobsWire;
 }
+
+/** vLLM's prompt_logprobs: per prompt token (null for the first), token id -> its logprob, rank and
+ * text, for the prompt's own token and the top alternatives. */
+export type PromptLogprobsWire = (Record<
+  string,
+  { logprob: number; rank: number; decoded_token: string }
+> | null)[];
 
 export interface Completion {
   id: string;
@@ -151,6 +164,8 @@ export interface ChatCompletion {
   model: string;
   choices: ChatCompletionChoice[];
   usage: Usage;
+  /** vLLM extension, with `prompt_logprobs`. */
+  prompt_logprobs?: PromptLogprobsWire;
 }
 
 export interface ChatCompletionChunkChoice {

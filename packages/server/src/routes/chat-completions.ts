@@ -4,7 +4,7 @@
 import type { SamplingParams } from '@flashserve/core';
 import type { FastifyInstance } from 'fastify';
 import { newResponseId, nowSeconds, resolveModel, type ServerContext } from '../context.js';
-import { chatLogprobs, tokenTextOf } from '../openai/logprobs.js';
+import { chatLogprobs, promptLogprobsWire, tokenTextOf } from '../openai/logprobs.js';
 import { prepareChat } from '../openai/prompt.js';
 import { chatSamplingParams } from '../openai/sampling.js';
 import { chatCompletionSchema } from '../openai/schemas.js';
@@ -76,6 +76,9 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
         }),
         usage: usageOf(finals),
       };
+      if (final?.promptLogprobs !== undefined) {
+        completion.prompt_logprobs = promptLogprobsWire(final.promptLogprobs, tokenText);
+      }
       return completion;
     },
   );

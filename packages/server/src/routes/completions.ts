@@ -4,12 +4,24 @@
 import type { RequestOutput, SamplingParams, TokenLogprob } from '@flashserve/core';
 import type { FastifyInstance } from 'fastify';
 import { newResponseId, nowSeconds, resolveModel, type ServerContext } from '../context.js';
-import { requestUnsupported } from '../errors.js';
-import { CompletionLogprobsBuilder, tokenTextOf } from '../openai/logprobs.js';
+import {
+  CompletionLogprobsBuilder,
+  concatCompletionLogprobs,
+  echoedPromptLogprobs,
+  promptLogprobsWire,
+  type TokenText,
+  tokenTextOf,
+} from '../openai/logprobs.js';
 import { type PreparedPrompt, preparePrompts } from '../openai/prompt.js';
-import { completionSamplingParams, withParam } from '../openai/sampling.js';
+import { completionSamplingParams } from '../openai/sampling.js';
 import { completionSchema } from '../openai/schemas.js';
-import type { Completion, CompletionChoice, CompletionRequest, Usage } from '../openai/types.js';
+import type {
+  Completion,
+  CompletionChoice,
+  CompletionLogprobs,
+  CompletionRequest,
+  Usage,
+} from '../openai/types.js';
 import { Generation } from '../serving/generation.js';
 import { abortOnDisconnect, respondWithStream } from '../serving/respond.js';
 import { usageOf } from '../serving/usage.js';
@@ -22,6 +34,10 @@ interface Job {
   readonly prompts: readonly PreparedPrompt[];
   /** Per prompt: the text echoed before the choice's own (empty without echo). */
   readonly echo: readonly string[];
+  /** With echo and logprobs: the alternatives per echoed prompt token (their logprobs lead). */
+  readonly echoLogprobs: number | undefined;
+  /** vLLM's prompt_logprobs field was asked for. */
+  readonly promptLogprobsField: boolean;
   readonly returnTokenIds: boolean;
 }
 
@@ -29,10 +45,6 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
   app.post('/v1/completions', { schema: { body: completionSchema(ctx.limits) } }, async (request, reply) => {
     const body = request.body as CompletionRequest;
     const model = resolveModel(ctx, body.model);
-    if (body.echo === true && body.logprobs !== undefined && body.logprobs !== null) {
-      // Echoed prompt tokens would need prompt logprobs, which the engine does not compute.
-      throw withParam(requestUnsupported('echo together with logprobs'), 'echo');
-    }
     const prompts = preparePrompts(body.prompt, ctx.tokenizer);
     const params = completionSamplingParams(
       body,
@@ -50,6 +62,8 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
           ? (p.text ?? ctx.tokenizer?.decode(p.tokenIds, { skipSpecialTokens: false }) ?? '')
           : '',
       ),
+      echoLogprobs: body.echo === true ? (body.logprobs ?? undefined) : undefined,
+      promptLogprobsField: body.prompt_logprobs !== undefined && body.prompt_logprobs !== null,
       returnTokenIds: body.return_token_ids === true || ctx.tokenizer === undefined,
     };
     const generation = Generation.start(
@@ -90,18 +104,41 @@ function choiceOf(
 ): CompletionChoice {
   const c = final.outputs[choiceIndex];
   const echo = job.echo[promptIndex] ?? '';
+  const tokenText = tokenTextOf(ctx.tokenizer);
+  const generated =
+    job.params.logprobs === undefined
+      ? null
+      : new CompletionLogprobsBuilder(tokenText, echo.length).build(logprobs);
   const choice: CompletionChoice = {
     index: promptIndex * job.params.n + choiceIndex,
     text: echo + (c?.text ?? ''),
-    logprobs:
-      job.params.logprobs === undefined
-        ? null
-        : new CompletionLogprobsBuilder(tokenTextOf(ctx.tokenizer), echo.length).build(logprobs),
+    logprobs: generated === null ? null : withEchoedPrompt(job, final, generated, tokenText),
     finish_reason: c?.finishReason ?? null,
     stop_reason: c?.stopReason ?? null,
   };
   if (job.returnTokenIds) choice.token_ids = c?.tokenIds ?? [];
+  if (job.promptLogprobsField && final.promptLogprobs !== undefined) {
+    choice.prompt_logprobs = promptLogprobsWire(final.promptLogprobs, tokenText);
+  }
   return choice;
+}
+
+/** With echo and logprobs, the echoed prompt's logprobs lead the choice's own (once the engine has
+ * computed them: a request aborted before its first token has none). */
+function withEchoedPrompt(
+  job: Job,
+  output: RequestOutput,
+  generated: CompletionLogprobs,
+  tokenText: TokenText,
+): CompletionLogprobs {
+  if (job.echoLogprobs === undefined || output.promptLogprobs === undefined) return generated;
+  const prompt = echoedPromptLogprobs(
+    output.promptTokenIds,
+    output.promptLogprobs,
+    job.echoLogprobs,
+    tokenText,
+  );
+  return concatCompletionLogprobs(prompt, generated);
 }
 
 async function streamCompletion(
@@ -120,7 +157,8 @@ async function streamCompletion(
     for (const c of output.outputs) {
       const index = promptIndex * n + c.index;
       let text = c.newText;
-      if (!echoed.has(index)) {
+      const isFirst = !echoed.has(index);
+      if (isFirst) {
         echoed.add(index);
         text = (job.echo[promptIndex] ?? '') + text;
       }
@@ -130,10 +168,14 @@ async function streamCompletion(
         builder = new CompletionLogprobsBuilder(tokenText, (job.echo[promptIndex] ?? '').length);
         builders.set(index, builder);
       }
+      const stepLogprobs = builder ? builder.build(c.logprobs ?? []) : null;
       const choice: CompletionChoice = {
         index,
         text,
-        logprobs: builder ? builder.build(c.logprobs ?? []) : null,
+        logprobs:
+          stepLogprobs !== null && isFirst
+            ? withEchoedPrompt(job, output, stepLogprobs, tokenText)
+            : stepLogprobs,
         finish_reason: c.finishReason,
         stop_reason: c.finishReason === null ? null : (c.stopReason ?? null),
       };
