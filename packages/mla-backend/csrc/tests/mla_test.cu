@@ -261,12 +261,12 @@ int main(int argc, char** argv) {
         reference_kernel<<<c.b * c.q_rows, 256>>>(decode_params(c, 0), out_ref.ptr, lse_ref.ptr);
         MLA_CHECK(cudaGetLastError());
         const std::vector<float> oref = out_ref.download(), lref = lse_ref.download();
-        // flashmla under each of its schedules (tuning 1: pipelined only, 4: staggered two-page only,
-        // 20: the lockstep seesaw only, 0: chosen by shape), then cuda-mla.
-        const std::pair<Kernel, int> runs[5] = {{Kernel::FlashMla, 0},
-                                                {Kernel::FlashMla, 1},
-                                                {Kernel::FlashMla, 4},
-                                                {Kernel::FlashMla, 20},
+        // flashmla under each of its schedules (tuning 1: pipelined only, 4: crossed two-page only,
+        // 132: crossed with ordered P V, 68: staggered (v7) only, 20: the lockstep seesaw only, 0:
+        // chosen by shape), then cuda-mla.
+        const std::pair<Kernel, int> runs[7] = {{Kernel::FlashMla, 0},  {Kernel::FlashMla, 1},
+                                                {Kernel::FlashMla, 4},  {Kernel::FlashMla, 132},
+                                                {Kernel::FlashMla, 68}, {Kernel::FlashMla, 20},
                                                 {Kernel::Portable, 0}};
         for (const auto& [k, tuning] : runs) {
           if (k == Kernel::FlashMla && !hopper) continue;
