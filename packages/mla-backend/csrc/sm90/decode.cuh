@@ -261,6 +261,26 @@ __device__ __forceinline__ void write_piece(const DecodeParams& p, const SchedPa
   }
 }
 
+// Order of a piece's pages for a CTA of the two-page schedules. With tuning 256 (A/B only) the
+// query tiles of a part, which read the same pages, take them in a skewed order: in each group of 8
+// pages tile t starts t * 8 / tiles pages in, so that each page is asked of L2 first by one tile and
+// found there by the others a step or more later, instead of all of them missing on it together. The
+// last, incomplete group keeps its order. Producer and math map every page through the same order.
+struct PageOrder {
+  int begin, full_end, shift;
+  __device__ PageOrder(const DecodeParams& p, const Piece& pc, int tile, bool on) {
+    const int tiles = (p.q_rows + BLOCK_M - 1) / BLOCK_M;
+    begin = pc.page_begin;
+    full_end = pc.page_begin + ((pc.page_end - pc.page_begin) & ~7);
+    shift = on ? (tile * 8 / tiles) & 7 : 0;
+  }
+  __device__ __forceinline__ int operator()(int pg) const {
+    if (pg >= full_end) return pg;
+    const int i = pg - begin;
+    return begin + (i & ~7) + (((i & 7) + shift) & 7);
+  }
+};
+
 // Schedule "pipelined" (memory-bound shapes): one page per step, both warpgroups on it, each scoring
 // 32 of its 64 tokens; the other stage's page is loading meanwhile.
 template <typename Smem>
@@ -500,6 +520,7 @@ __device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Sme
     const int r = pc.req;
     const int len = p.cache_seqlens[r];
     const MathThread mt = math_thread(p, tile, len);
+    const PageOrder order(p, pc, tile, p.tuning & 256);
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
     float o[128];
 #pragma unroll
@@ -514,6 +535,7 @@ __device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Sme
       const bool mine = mt.wg == 0 ? has_a : has_b;
       const int my_pg = pg + (mt.wg == 1 && has_a ? 1 : 0);
       const int my_it = it + (my_pg - pg);
+      const int my_page = order(my_pg);  // the page itself (the order may be skewed)
       float sc[32];
       float mx0 = -INFINITY, mx1 = -INFINITY;
       // NOTE: the two pages' Q K^T run side by side. Making S_B wait until S_A was issued (so that it
@@ -521,12 +543,12 @@ __device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Sme
       // A's last piece, so S_B started a page load later (NOTES.md, v7).
       if (mine) {
         score_page(p, s, sc, mt.wg, (my_it / NUM_STAGES) & 1);
-        const int valid = len - my_pg * PAGE_SIZE;
+        const int valid = len - my_page * PAGE_SIZE;
         if (valid < PAGE_SIZE) {
           zero_tail_rows(s, mt.wg, valid, threadIdx.x % 128, 128);
           fence_proxy_async();
         }
-        mask_row_max<64>(mt, sc, my_pg * PAGE_SIZE, mx0, mx1);
+        mask_row_max<64>(mt, sc, my_page * PAGE_SIZE, mx0, mx1);
       } else {
 #pragma unroll
         for (int i = 0; i < 32; ++i) sc[i] = -INFINITY;
@@ -641,14 +663,11 @@ __device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Sme
 // warpgroup issues the next step's Q K^T right behind its last P V, so the tensor pipe has the next
 // scores queued while the other warpgroup runs its softmax. Every wgmma is issued and waited for in
 // one straight-line region (no wgmma in flight across a branch: C7515/C7518).
-// kOrdered (tuning 128): wg 0 issues P_B V_B[0:256] only once wg 1 has issued P_A V_A[256:512], so that
-// stage 0's right half is freed before stage 1's left half.
 
 // Named barriers of the crossed schedule (0 is __syncthreads, 1 the math warpgroups' sync).
 constexpr int BAR_MAX_A = 2;      // wg 0 -> 1: running max after page A (stage 0)
 constexpr int BAR_MAX_B = 3;      // wg 1 -> 0: running max after page B and P_B in s.p
 constexpr int BAR_P_A_MB = 4;     // wg 0 -> 1: P_A under the max after page B, in A's rope tile
-constexpr int BAR_PV_ISSUED = 5;  // wg 1 -> 0 (kOrdered): P_A V_A[256:512] issued
 
 // Issues S (+)= Q K^T over the pieces kFirst .. kFirst + kCount - 1 (mod 9) of the page in `stage`,
 // each once it has landed, one commit group per piece; kZero: the first wgmma overwrites S.
@@ -691,7 +710,7 @@ __device__ __forceinline__ void page_row_max(const MathThread& mt, float (&sc)[N
   mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
 }
 
-template <bool kOrdered, typename Smem>
+template <typename Smem>
 __device__ void math_crossed(const DecodeParams& p, const SchedPart& part, Smem& s, int tile) {
   const float scale_log2 = p.softmax_scale * 1.4426950408889634f;
   uint8_t* const p_a_tile = s.kv[0][QK_CHUNKS - 1];  // page A's rope tile, free once A is scored
@@ -703,6 +722,7 @@ __device__ void math_crossed(const DecodeParams& p, const SchedPart& part, Smem&
     const int r = pc.req;
     const int len = p.cache_seqlens[r];
     const MathThread mt = math_thread(p, tile, len);
+    const PageOrder order(p, pc, tile, p.tuning & 256);
     // Tokens below this are visible to every row of the tile: pages wholly below it need no mask.
     const int mask_from = len - (p.s_q - 1);
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
@@ -732,12 +752,13 @@ __device__ void math_crossed(const DecodeParams& p, const SchedPart& part, Smem&
         }
         if (last_step) mbar_arrive(&s.q_empty);  // Q is not read again in this piece
         if (has_a) {
-          const int valid = len - pg * PAGE_SIZE;
-          if (valid < PAGE_SIZE) {  // only when A is the request's last page (then there is no B)
+          const int page = order(pg);
+          const int valid = len - page * PAGE_SIZE;
+          if (valid < PAGE_SIZE) {  // the request's last page
             zero_tail_rows(s, 0, valid, threadIdx.x % 128, 128);
             fence_proxy_async();
           }
-          page_row_max<64>(mt, sc, pg * PAGE_SIZE, (pg + 1) * PAGE_SIZE > mask_from, mx0, mx1);
+          page_row_max<64>(mt, sc, page * PAGE_SIZE, (page + 1) * PAGE_SIZE > mask_from, mx0, mx1);
           const float ma0 = fmaxf(m0, mx0), ma1 = fmaxf(m1, mx1);
           rescale(o, l0, l1, max_shift(m0, ma0, scale_log2), max_shift(m1, ma1, scale_log2));
           m0 = ma0;
@@ -779,9 +800,6 @@ __device__ void math_crossed(const DecodeParams& p, const SchedPart& part, Smem&
           }
           m0 = mb0;
           m1 = mb1;
-          if constexpr (kOrdered) {
-            if (has_a) named_barrier_sync(BAR_PV_ISSUED, MATH_THREADS);
-          }
           if (next_full) {
             wgmma_fence();
             issue_pv(s, o, p_b_tile, 1, 0);
@@ -807,12 +825,13 @@ __device__ void math_crossed(const DecodeParams& p, const SchedPart& part, Smem&
         }
         if (last_step) mbar_arrive(&s.q_empty);
         if (has_b) {
-          const int valid = len - pg_b * PAGE_SIZE;
+          const int page = order(pg_b);
+          const int valid = len - page * PAGE_SIZE;
           if (valid < PAGE_SIZE) {
             zero_tail_rows(s, 1, valid, threadIdx.x % 128, 128);
             fence_proxy_async();
           }
-          page_row_max<64>(mt, sc, pg_b * PAGE_SIZE, (pg_b + 1) * PAGE_SIZE > mask_from, mx0, mx1);
+          page_row_max<64>(mt, sc, page * PAGE_SIZE, (page + 1) * PAGE_SIZE > mask_from, mx0, mx1);
         }
         float ma0 = m0, ma1 = m1;
         if (has_a) {
@@ -839,7 +858,6 @@ __device__ void math_crossed(const DecodeParams& p, const SchedPart& part, Smem&
             wgmma_fence();
             issue_pv(s, o, p_a_tile, 0, 1);
             wgmma_commit();
-            if constexpr (kOrdered) named_barrier_arrive(BAR_PV_ISSUED, MATH_THREADS);
             wgmma_wait<1>();
             mbar_arrive(&s.kv_empty[1][1]);  // V_B[256:512] (and B's rope) read: stage 1 tiles 4..8
             wgmma_wait<0>();
@@ -878,8 +896,8 @@ __device__ void math_crossed(const DecodeParams& p, const SchedPart& part, Smem&
 }
 
 // Which math schedule a kernel instance runs.
-enum Schedule : int { kPipelined = 0, kSeesawLockstep = 1, kStaggered = 2, kCrossed = 3, kCrossedOrdered = 4 };
-constexpr bool is_crossed(int schedule) { return schedule == kCrossed || schedule == kCrossedOrdered; }
+enum Schedule : int { kPipelined = 0, kSeesawLockstep = 1, kStaggered = 2, kCrossed = 3 };
+constexpr bool is_crossed(int schedule) { return schedule == kCrossed; }
 
 template <typename Element, int kSchedule>
 __global__ void __launch_bounds__(NUM_THREADS, 1)
@@ -928,7 +946,8 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
     int it = 0, n = 0;
     while (pieces.next(pc)) {
       const int* bt = p.block_table + pc.req * p.block_table_stride;
-      [[maybe_unused]] int block = bt[pc.page_begin];  // read before the wait: its latency hides there
+      const PageOrder order(p, pc, tile, (p.tuning & 256) && (kSchedule == kStaggered || is_crossed(kSchedule)));
+      [[maybe_unused]] int block = bt[order(pc.page_begin)];  // read before the wait: its latency hides there
       mbar_wait(&s.q_empty, (n & 1) ^ 1);
       mbar_arrive_expect_tx(&s.q_full, QK_CHUNKS * T::TILE_BYTES);
 #pragma unroll
@@ -937,21 +956,36 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
         // Pages two by two (a step), each half loaded once it is freed, in the order the math frees
         // them: A[0..3], B[4..8], A[4..8], B[0..3] (math_crossed). Never across a piece's end: the
         // next Q waits for this piece's last scores.
-        auto load = [&](int stage, int c0, int c1, int blk, int page_it) {
-          const uint32_t empty_parity = ((page_it / NUM_STAGES) & 1) ^ 1;
-          mbar_wait(&s.kv_empty[stage][c0 == 0 ? 0 : 1], empty_parity);
+        auto issue = [&](int stage, int c0, int c1, int blk) {
           for (int c = c0; c < c1; ++c) {
             mbar_arrive_expect_tx(&s.kv_full[stage][c], T::TILE_BYTES);
             tma_load_2d(s.kv[stage][c], &tmap_kv, &s.kv_full[stage][c], c * CHUNK, blk * PAGE_SIZE, policy);
           }
         };
+        auto load = [&](int stage, int c0, int c1, int blk, int page_it) {
+          const uint32_t empty_parity = ((page_it / NUM_STAGES) & 1) ^ 1;
+          mbar_wait(&s.kv_empty[stage][c0 == 0 ? 0 : 1], empty_parity);
+          issue(stage, c0, c1, blk);
+        };
         int pg = pc.page_begin;
         while (pg < pc.page_end) {
           const bool has_a = it % NUM_STAGES == 0;
           const bool has_b = !has_a || pg + 1 < pc.page_end;
-          const int blk_a = bt[pg];
-          const int blk_b = has_b ? bt[has_a ? pg + 1 : pg] : 0;
-          if (has_a && has_b) {
+          const int blk_a = bt[order(pg)];
+          const int blk_b = has_b ? bt[order(has_a ? pg + 1 : pg)] : 0;
+          if (has_a && has_b && (p.tuning & 512)) {
+            // A/B: the four halves in whichever order they are freed (that order first when several).
+            const uint32_t par_a = ((it / NUM_STAGES) & 1) ^ 1, par_b = (((it + 1) / NUM_STAGES) & 1) ^ 1;
+            bool a0 = false, b1 = false, a1 = false, b0 = false;
+            while (!(a0 && b1 && a1 && b0)) {
+              bool any = false;
+              if (!a0 && mbar_test(&s.kv_empty[0][0], par_a)) issue(0, 0, V_CHUNKS_PER_WG, blk_a), a0 = any = true;
+              if (!b1 && mbar_test(&s.kv_empty[1][1], par_b)) issue(1, V_CHUNKS_PER_WG, QK_CHUNKS, blk_b), b1 = any = true;
+              if (!a1 && mbar_test(&s.kv_empty[0][1], par_a)) issue(0, V_CHUNKS_PER_WG, QK_CHUNKS, blk_a), a1 = any = true;
+              if (!b0 && mbar_test(&s.kv_empty[1][0], par_b)) issue(1, 0, V_CHUNKS_PER_WG, blk_b), b0 = any = true;
+              if (!any) __nanosleep(32);
+            }
+          } else if (has_a && has_b) {
             load(0, 0, V_CHUNKS_PER_WG, blk_a, it);
             load(1, V_CHUNKS_PER_WG, QK_CHUNKS, blk_b, it + 1);
             load(0, V_CHUNKS_PER_WG, QK_CHUNKS, blk_a, it);
@@ -971,7 +1005,7 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
         for (int pg = pc.page_begin; pg < pc.page_end; ++pg, ++it) {
           const int stage = it % NUM_STAGES;
           // The next block id is read before waiting, so its latency hides behind the wait.
-          const int next_block = pg + 1 < pc.page_end ? bt[pg + 1] : 0;
+          const int next_block = pg + 1 < pc.page_end ? bt[order(pg + 1)] : 0;
           const uint32_t empty_parity = ((it / NUM_STAGES) & 1) ^ 1;
           // One barrier per 64 x 64 piece, so Q K^T starts on the first piece that lands; the left
           // half of V (tiles 0..3) may be freed before the rest.
@@ -992,8 +1026,7 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
     }
   } else {
     setmaxnreg_inc<232>();
-    if constexpr (kSchedule == kCrossed) math_crossed<false>(p, part, s, tile);
-    else if constexpr (kSchedule == kCrossedOrdered) math_crossed<true>(p, part, s, tile);
+    if constexpr (kSchedule == kCrossed) math_crossed(p, part, s, tile);
     else if constexpr (kSchedule == kStaggered) math_staggered(p, part, s, tile);
     else if constexpr (kSchedule == kSeesawLockstep) math_seesaw(p, part, s, tile);
     else math_pipelined(p, part, s, tile);
@@ -1065,15 +1098,14 @@ cudaError_t run_mla_decode(const DecodeParams& p) {
   // Several query tiles per request make the work compute-bound: score whole pages per warpgroup,
   // crossed. One tile is memory-bound: keep a page loading while one is computed. (tuning bits
   // 0/2 force one schedule, bit 4 the lockstep seesaw of v6, bit 6 the staggered schedule of v7,
-  // bit 7 the crossed one with ordered P V issue, for the benchmark's A/B runs.)
+  // bit 8 a skewed page order, bit 9 a producer that polls (crossed), for the benchmark's A/B runs.)
   bool two_pages = tiles >= 2;
   if (p.tuning & 1) two_pages = false;
   if (p.tuning & 4) two_pages = true;
-  auto kernel = !two_pages         ? &mla_decode_kernel<Element, kPipelined>
-                : (p.tuning & 16)  ? &mla_decode_kernel<Element, kSeesawLockstep>
-                : (p.tuning & 64)  ? &mla_decode_kernel<Element, kStaggered>
-                : (p.tuning & 128) ? &mla_decode_kernel<Element, kCrossedOrdered>
-                                   : &mla_decode_kernel<Element, kCrossed>;
+  auto kernel = !two_pages        ? &mla_decode_kernel<Element, kPipelined>
+                : (p.tuning & 16) ? &mla_decode_kernel<Element, kSeesawLockstep>
+                : (p.tuning & 64) ? &mla_decode_kernel<Element, kStaggered>
+                                  : &mla_decode_kernel<Element, kCrossed>;
   err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
   kernel<<<p.num_parts * tiles, NUM_THREADS, smem, p.stream>>>(p, tq, tkv);
