@@ -510,9 +510,22 @@ constexpr int BAR_P_B = 3;  // warpgroup 1 -> 0: P of the stage-1 page and the r
 // memory plus one load latency bounds a step. Measured 3-6% faster than the lockstep form on the
 // compute-bound cases, and ~5% on the worst one (NOTES.md, v7). The running denominators stay per
 // warpgroup (sums of its own pages' P) under the same running max, added in write_piece.
-template <typename Smem>
+// Frees a half of a staged page. kMulticast: the pages are loaded once per 2-CTA cluster and written
+// into both CTAs, so each warp's lane 0 frees the half in both (the count is per warp, both CTAs).
+template <bool kMulticast>
+__device__ __forceinline__ void release(uint64_t* bar, uint32_t peer) {
+  if constexpr (kMulticast) {
+    __syncwarp();
+    mbar_arrive_warp_local_and_peer(bar, peer);
+  } else {
+    mbar_arrive(bar);
+  }
+}
+
+template <bool kMulticast, typename Smem>
 __device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Smem& s, int tile) {
   const float scale_log2 = p.softmax_scale * 1.4426950408889634f;
+  const uint32_t peer = kMulticast ? cluster_ctarank() ^ 1 : 0;
   PieceIter pieces(p, part);
   Piece pc;
   int it = 0, n = 0;
@@ -577,8 +590,8 @@ __device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Sme
           wgmma_commit();
           wgmma_wait<0>();
           // Left half of V_A read; wg 1 frees the rest (its half and P_A) when its P_A V_A is done.
-          mbar_arrive(&s.kv_empty[0][0]);
-          mbar_arrive(&s.kv_empty[0][1]);
+          release<kMulticast>(&s.kv_empty[0][0], peer);
+          release<kMulticast>(&s.kv_empty[0][1], peer);
         }
         named_barrier_sync(BAR_P_B, MATH_THREADS);
         const float mb0 = s.row_max[1][mt.r0], mb1 = s.row_max[1][mt.r0 + 8];
@@ -590,8 +603,8 @@ __device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Sme
           issue_pv(s, o, s.kv[1][QK_CHUNKS - 1], 1, 0);
           wgmma_commit();
           wgmma_wait<0>();
-          mbar_arrive(&s.kv_empty[1][0]);
-          mbar_arrive(&s.kv_empty[1][1]);
+          release<kMulticast>(&s.kv_empty[1][0], peer);
+          release<kMulticast>(&s.kv_empty[1][1], peer);
         }
       } else {
         named_barrier_sync(BAR_P_A, MATH_THREADS);
@@ -619,7 +632,7 @@ __device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Sme
           wgmma_commit();
           softmax_b();
           wgmma_wait<0>();
-          mbar_arrive(&s.kv_empty[0][1]);
+          release<kMulticast>(&s.kv_empty[0][1], peer);
         } else {
           softmax_b();
         }
@@ -632,7 +645,7 @@ __device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Sme
           issue_pv(s, o, s.kv[1][QK_CHUNKS - 1], 1, 1);
           wgmma_commit();
           wgmma_wait<0>();
-          mbar_arrive(&s.kv_empty[1][1]);
+          release<kMulticast>(&s.kv_empty[1][1], peer);
         }
       }
       pg += count;
@@ -896,8 +909,11 @@ __device__ void math_crossed(const DecodeParams& p, const SchedPart& part, Smem&
 }
 
 // Which math schedule a kernel instance runs.
-enum Schedule : int { kPipelined = 0, kSeesawLockstep = 1, kStaggered = 2, kCrossed = 3 };
+// kStaggeredMC: staggered, launched as 2-CTA clusters (two query tiles of one part) that load each
+// page once and multicast it into both CTAs (tuning 1024, A/B).
+enum Schedule : int { kPipelined = 0, kSeesawLockstep = 1, kStaggered = 2, kCrossed = 3, kStaggeredMC = 4 };
 constexpr bool is_crossed(int schedule) { return schedule == kCrossed; }
+constexpr bool is_staggered(int schedule) { return schedule == kStaggered || schedule == kStaggeredMC; }
 
 template <typename Element, int kSchedule>
 __global__ void __launch_bounds__(NUM_THREADS, 1)
@@ -921,12 +937,20 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
       // The staggered schedule frees the left half of V as soon as warpgroup 0 (its only reader
       // besides the scorer, which is done by then) has read it; the crossed one frees each half by
       // its last reader (tiles 0..3: wg 0, tiles 4..8: wg 1); the others free whole pages.
-      mbar_init(&s.kv_empty[i][0], kSchedule == kStaggered || is_crossed(kSchedule) ? 128 : MATH_THREADS);
-      mbar_init(&s.kv_empty[i][1], is_crossed(kSchedule) ? 128 : MATH_THREADS);
+      // Multicast: one arrival per warp of each CTA of the pair (wg 0's 4 warps, or all 8).
+      if constexpr (kSchedule == kStaggeredMC) {
+        mbar_init(&s.kv_empty[i][0], 2 * 4);
+        mbar_init(&s.kv_empty[i][1], 2 * 8);
+      } else {
+        mbar_init(&s.kv_empty[i][0], kSchedule == kStaggered || is_crossed(kSchedule) ? 128 : MATH_THREADS);
+        mbar_init(&s.kv_empty[i][1], is_crossed(kSchedule) ? 128 : MATH_THREADS);
+      }
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
-  __syncthreads();
+  // Multicast: the peer's barriers must be initialised before anything lands in or arrives on them.
+  if constexpr (kSchedule == kStaggeredMC) cluster_sync();
+  else __syncthreads();
 
   if (wg == NUM_MATH_WARPGROUPS) {
     // ---------------- producer: one thread issues every TMA load ----------------
@@ -937,16 +961,17 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
     // One query tile reads each page alone: stream it past L2. With several tiles, the sibling
     // CTAs read the same pages at about the same time, so keep them there.
     uint64_t policy;
-    if (tiles == 1) policy = policy_evict_first();
+    if (tiles == 1 || (p.tuning & 2048)) policy = policy_evict_first();  // 2048: A/B
     else asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(policy));
     // NOTE: pulling the pages after the next two into L2 ahead of time (cp.async.bulk.prefetch)
     // measured 5-10% slower on every case, memory- and compute-bound alike (NOTES.md, v5).
+    [[maybe_unused]] const uint32_t mc_rank = kSchedule == kStaggeredMC ? cluster_ctarank() : 0;
     PieceIter pieces(p, part);
     Piece pc;
     int it = 0, n = 0;
     while (pieces.next(pc)) {
       const int* bt = p.block_table + pc.req * p.block_table_stride;
-      const PageOrder order(p, pc, tile, (p.tuning & 256) && (kSchedule == kStaggered || is_crossed(kSchedule)));
+      const PageOrder order(p, pc, tile, (p.tuning & 256) && (is_staggered(kSchedule) || is_crossed(kSchedule)));
       [[maybe_unused]] int block = bt[order(pc.page_begin)];  // read before the wait: its latency hides there
       mbar_wait(&s.q_empty, (n & 1) ^ 1);
       mbar_arrive_expect_tx(&s.q_full, QK_CHUNKS * T::TILE_BYTES);
@@ -1007,6 +1032,27 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
           // The next block id is read before waiting, so its latency hides behind the wait.
           const int next_block = pg + 1 < pc.page_end ? bt[order(pg + 1)] : 0;
           const uint32_t empty_parity = ((it / NUM_STAGES) & 1) ^ 1;
+          if constexpr (kSchedule == kStaggeredMC) {
+            // Once both CTAs freed the left half, every piece's bytes are expected here; CTA 0 loads
+            // tiles 0..3 into both, CTA 1 tiles 4..8 once both freed the right half too.
+            mbar_wait(&s.kv_empty[stage][0], empty_parity);
+#pragma unroll
+            for (int c = 0; c < QK_CHUNKS; ++c) mbar_arrive_expect_tx(&s.kv_full[stage][c], T::TILE_BYTES);
+            if (mc_rank == 0) {
+#pragma unroll
+              for (int c = 0; c < V_CHUNKS_PER_WG; ++c)
+                tma_load_2d_multicast(s.kv[stage][c], &tmap_kv, &s.kv_full[stage][c], c * CHUNK, block * PAGE_SIZE,
+                                      0x3, policy);
+            } else {
+              mbar_wait(&s.kv_empty[stage][1], empty_parity);
+#pragma unroll
+              for (int c = V_CHUNKS_PER_WG; c < QK_CHUNKS; ++c)
+                tma_load_2d_multicast(s.kv[stage][c], &tmap_kv, &s.kv_full[stage][c], c * CHUNK, block * PAGE_SIZE,
+                                      0x3, policy);
+            }
+            block = next_block;
+            continue;
+          }
           // One barrier per 64 x 64 piece, so Q K^T starts on the first piece that lands; the left
           // half of V (tiles 0..3) may be freed before the rest.
 #pragma unroll
@@ -1027,7 +1073,8 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
   } else {
     setmaxnreg_inc<232>();
     if constexpr (kSchedule == kCrossed) math_crossed(p, part, s, tile);
-    else if constexpr (kSchedule == kStaggered) math_staggered(p, part, s, tile);
+    else if constexpr (kSchedule == kStaggered) math_staggered<false>(p, part, s, tile);
+    else if constexpr (kSchedule == kStaggeredMC) math_staggered<true>(p, part, s, tile);
     else if constexpr (kSchedule == kSeesawLockstep) math_seesaw(p, part, s, tile);
     else math_pipelined(p, part, s, tile);
     // NOTE: the trigger comes after this CTA's last write-back. Issued at kernel start it let the
@@ -1035,6 +1082,9 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
     // when compute-bound (NOTES.md, v2).
     asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
   }
+  // Multicast: no CTA leaves while its pair may still arrive on its barriers (the producer warp's
+  // idle threads have exited, which the cluster barrier allows).
+  if constexpr (kSchedule == kStaggeredMC) cluster_sync();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1098,17 +1148,38 @@ cudaError_t run_mla_decode(const DecodeParams& p) {
   // Several query tiles per request make the work compute-bound: score whole pages per warpgroup,
   // crossed. One tile is memory-bound: keep a page loading while one is computed. (tuning bits
   // 0/2 force one schedule, bit 4 the lockstep seesaw of v6, bit 6 the staggered schedule of v7,
-  // bit 8 a skewed page order, bit 9 a producer that polls (crossed), for the benchmark's A/B runs.)
+  // bit 8 a skewed page order, bit 9 a producer that polls (crossed), bit 10 with bit 6 the staggered
+  // schedule in multicast pairs, bit 11 pages loaded evict-first, for the benchmark's A/B runs.)
   bool two_pages = tiles >= 2;
   if (p.tuning & 1) two_pages = false;
   if (p.tuning & 4) two_pages = true;
+  // Multicast pairs two query tiles of a part in one cluster: an even tile count only.
+  const bool multicast = two_pages && (p.tuning & 64) && (p.tuning & 1024) && tiles % 2 == 0;
   auto kernel = !two_pages        ? &mla_decode_kernel<Element, kPipelined>
                 : (p.tuning & 16) ? &mla_decode_kernel<Element, kSeesawLockstep>
+                : multicast       ? &mla_decode_kernel<Element, kStaggeredMC>
                 : (p.tuning & 64) ? &mla_decode_kernel<Element, kStaggered>
                                   : &mla_decode_kernel<Element, kCrossed>;
   err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
-  kernel<<<p.num_parts * tiles, NUM_THREADS, smem, p.stream>>>(p, tq, tkv);
+  if (multicast) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(p.num_parts * tiles);
+    cfg.blockDim = dim3(NUM_THREADS);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = p.stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = 2;
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    err = cudaLaunchKernelEx(&cfg, kernel, p, tq, tkv);
+  } else {
+    kernel<<<p.num_parts * tiles, NUM_THREADS, smem, p.stream>>>(p, tq, tkv);
+  }
+  if (err != cudaSuccess) return err;
   err = cudaGetLastError();
   if (err != cudaSuccess) return err;
   return run_combine(p, /*programmatic_launch=*/!(p.tuning & 2));
