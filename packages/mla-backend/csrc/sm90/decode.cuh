@@ -261,26 +261,6 @@ __device__ __forceinline__ void write_piece(const DecodeParams& p, const SchedPa
   }
 }
 
-// Order of a piece's pages for a CTA of the two-page schedules. With tuning 256 (A/B only) the
-// query tiles of a part, which read the same pages, take them in a skewed order: in each group of 8
-// pages tile t starts t * 8 / tiles pages in, so that each page is asked of L2 first by one tile and
-// found there by the others a step or more later, instead of all of them missing on it together. The
-// last, incomplete group keeps its order. Producer and math map every page through the same order.
-struct PageOrder {
-  int begin, full_end, shift;
-  __device__ PageOrder(const DecodeParams& p, const Piece& pc, int tile, bool on) {
-    const int tiles = (p.q_rows + BLOCK_M - 1) / BLOCK_M;
-    begin = pc.page_begin;
-    full_end = pc.page_begin + ((pc.page_end - pc.page_begin) & ~7);
-    shift = on ? (tile * 8 / tiles) & 7 : 0;
-  }
-  __device__ __forceinline__ int operator()(int pg) const {
-    if (pg >= full_end) return pg;
-    const int i = pg - begin;
-    return begin + (i & ~7) + (((i & 7) + shift) & 7);
-  }
-};
-
 // Schedule "pipelined" (memory-bound shapes): one page per step, both warpgroups on it, each scoring
 // 32 of its 64 tokens; the other stage's page is loading meanwhile.
 template <typename Smem>
@@ -449,6 +429,28 @@ __device__ __forceinline__ void mask_row_max(const MathThread& mt, float (&sc)[N
   mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
 }
 
+// Row maxima of this thread's two rows over N score columns, masked by the causal limits only when
+// `masked` (uniform: the page holds a token that some row may not see).
+template <int N>
+__device__ __forceinline__ void page_row_max(const MathThread& mt, float (&sc)[N / 2], int tok_base, bool masked,
+                                             float& mx0, float& mx1) {
+  if (masked) {
+    mask_row_max<N>(mt, sc, tok_base, mx0, mx1);
+    return;
+  }
+  mx0 = -INFINITY;
+  mx1 = -INFINITY;
+#pragma unroll
+  for (int j = 0; j < N / 8; ++j) {
+    mx0 = fmaxf(mx0, fmaxf(sc[4 * j + 0], sc[4 * j + 1]));
+    mx1 = fmaxf(mx1, fmaxf(sc[4 * j + 2], sc[4 * j + 3]));
+  }
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+}
+
 // Factor that moves values kept under running max `from` to running max `to` (>= from). A row with
 // nothing visible yet keeps max -inf: scaled by 0 (its values are 0), never NaN. Exactly 1 when the
 // max did not move.
@@ -510,22 +512,9 @@ constexpr int BAR_P_B = 3;  // warpgroup 1 -> 0: P of the stage-1 page and the r
 // memory plus one load latency bounds a step. Measured 3-6% faster than the lockstep form on the
 // compute-bound cases, and ~5% on the worst one (NOTES.md, v7). The running denominators stay per
 // warpgroup (sums of its own pages' P) under the same running max, added in write_piece.
-// Frees a half of a staged page. kMulticast: the pages are loaded once per 2-CTA cluster and written
-// into both CTAs, so each warp's lane 0 frees the half in both (the count is per warp, both CTAs).
-template <bool kMulticast>
-__device__ __forceinline__ void release(uint64_t* bar, uint32_t peer) {
-  if constexpr (kMulticast) {
-    __syncwarp();
-    mbar_arrive_warp_local_and_peer(bar, peer);
-  } else {
-    mbar_arrive(bar);
-  }
-}
-
-template <bool kMulticast, typename Smem>
+template <typename Smem>
 __device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Smem& s, int tile) {
   const float scale_log2 = p.softmax_scale * 1.4426950408889634f;
-  const uint32_t peer = kMulticast ? cluster_ctarank() ^ 1 : 0;
   PieceIter pieces(p, part);
   Piece pc;
   int it = 0, n = 0;
@@ -533,7 +522,8 @@ __device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Sme
     const int r = pc.req;
     const int len = p.cache_seqlens[r];
     const MathThread mt = math_thread(p, tile, len);
-    const PageOrder order(p, pc, tile, p.tuning & 256);
+    // Tokens below this are visible to every row of the tile (causal limits, NaN past the length).
+    const int mask_from = len - (p.s_q - 1);
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
     float o[128];
 #pragma unroll
@@ -548,7 +538,6 @@ __device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Sme
       const bool mine = mt.wg == 0 ? has_a : has_b;
       const int my_pg = pg + (mt.wg == 1 && has_a ? 1 : 0);
       const int my_it = it + (my_pg - pg);
-      const int my_page = order(my_pg);  // the page itself (the order may be skewed)
       float sc[32];
       float mx0 = -INFINITY, mx1 = -INFINITY;
       // NOTE: the two pages' Q K^T run side by side. Making S_B wait until S_A was issued (so that it
@@ -556,12 +545,15 @@ __device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Sme
       // A's last piece, so S_B started a page load later (NOTES.md, v7).
       if (mine) {
         score_page(p, s, sc, mt.wg, (my_it / NUM_STAGES) & 1);
-        const int valid = len - my_page * PAGE_SIZE;
+        const int valid = len - my_pg * PAGE_SIZE;
         if (valid < PAGE_SIZE) {
           zero_tail_rows(s, mt.wg, valid, threadIdx.x % 128, 128);
           fence_proxy_async();
         }
-        mask_row_max<64>(mt, sc, my_page * PAGE_SIZE, mx0, mx1);
+        // Only a page holding a token some row may not see needs the mask (the last page or two of
+        // the request); tuning 128 (A/B): mask every page, as v7.
+        page_row_max<64>(mt, sc, my_pg * PAGE_SIZE, (p.tuning & 128) || (my_pg + 1) * PAGE_SIZE > mask_from, mx0,
+                         mx1);
       } else {
 #pragma unroll
         for (int i = 0; i < 32; ++i) sc[i] = -INFINITY;
@@ -590,8 +582,8 @@ __device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Sme
           wgmma_commit();
           wgmma_wait<0>();
           // Left half of V_A read; wg 1 frees the rest (its half and P_A) when its P_A V_A is done.
-          release<kMulticast>(&s.kv_empty[0][0], peer);
-          release<kMulticast>(&s.kv_empty[0][1], peer);
+          mbar_arrive(&s.kv_empty[0][0]);
+          mbar_arrive(&s.kv_empty[0][1]);
         }
         named_barrier_sync(BAR_P_B, MATH_THREADS);
         const float mb0 = s.row_max[1][mt.r0], mb1 = s.row_max[1][mt.r0 + 8];
@@ -603,8 +595,8 @@ __device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Sme
           issue_pv(s, o, s.kv[1][QK_CHUNKS - 1], 1, 0);
           wgmma_commit();
           wgmma_wait<0>();
-          release<kMulticast>(&s.kv_empty[1][0], peer);
-          release<kMulticast>(&s.kv_empty[1][1], peer);
+          mbar_arrive(&s.kv_empty[1][0]);
+          mbar_arrive(&s.kv_empty[1][1]);
         }
       } else {
         named_barrier_sync(BAR_P_A, MATH_THREADS);
@@ -632,7 +624,7 @@ __device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Sme
           wgmma_commit();
           softmax_b();
           wgmma_wait<0>();
-          release<kMulticast>(&s.kv_empty[0][1], peer);
+          mbar_arrive(&s.kv_empty[0][1]);
         } else {
           softmax_b();
         }
@@ -645,261 +637,9 @@ __device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Sme
           issue_pv(s, o, s.kv[1][QK_CHUNKS - 1], 1, 1);
           wgmma_commit();
           wgmma_wait<0>();
-          release<kMulticast>(&s.kv_empty[1][1], peer);
+          mbar_arrive(&s.kv_empty[1][1]);
         }
       }
-      pg += count;
-      it += count;
-    }
-    write_piece(p, part, s, mt, r, o, m0, m1, l0, l1);
-    ++n;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Schedule "crossed" (v8; the default for >= 2 query tiles). The staggered schedule's profile
-// (NOTES.md, v7) showed the math waiting for pages to land and the producer waiting for free slots:
-// page B (stage 1) was freed only at the very end of a step, when both warpgroups' P_B V_B were done,
-// and the next Q K_B^T needed it at once. Here each warpgroup multiplies its own page first, so each
-// stage has one half freed early in the step and one late, and the next step's Q K^T starts on the
-// early half:
-//   wg 0: O_L *= e^(m - m_a); P_A (under m_a) into A's rope tile; publish m_a; O_L += P_A V_A[0:256];
-//         free stage 0 tiles 0..3; wait for m_b and P_B; P_A *= e^(m_a - m_b) into the rope tile
-//         again, publish it; O_L *= e^(m_a - m_b); O_L += P_B V_B[0:256]; issue S_A' = Q K_A'^T over
-//         tiles 0..3 (reloaded since mid-step), free stage 1 tiles 0..3 when P_B V_B is done, then
-//         S_A' over tiles 4..8.
-//   wg 1: wait for m_a; m_b = max(m_a, rowmax S_B); O_R *= e^(m - m_b); P_B into the spare P tile;
-//         publish m_b; O_R += P_B V_B[256:512]; wait for P_A (under m_b); O_R += P_A V_A[256:512];
-//         free stage 1 tiles 4..8 when P_B V_B is done, stage 0 tiles 4..8 when P_A V_A is; then
-//         S_B' = Q K_B'^T over tiles 4..8 (freed first) and 0..3.
-// The producer loads in the order the halves are freed: A'[0..3], B'[4..8], A'[4..8], B'[0..3]. Each
-// warpgroup issues the next step's Q K^T right behind its last P V, so the tensor pipe has the next
-// scores queued while the other warpgroup runs its softmax. Every wgmma is issued and waited for in
-// one straight-line region (no wgmma in flight across a branch: C7515/C7518).
-
-// Named barriers of the crossed schedule (0 is __syncthreads, 1 the math warpgroups' sync).
-constexpr int BAR_MAX_A = 2;      // wg 0 -> 1: running max after page A (stage 0)
-constexpr int BAR_MAX_B = 3;      // wg 1 -> 0: running max after page B and P_B in s.p
-constexpr int BAR_P_A_MB = 4;     // wg 0 -> 1: P_A under the max after page B, in A's rope tile
-
-// Issues S (+)= Q K^T over the pieces kFirst .. kFirst + kCount - 1 (mod 9) of the page in `stage`,
-// each once it has landed, one commit group per piece; kZero: the first wgmma overwrites S.
-template <int kFirst, int kCount, bool kZero, typename Smem>
-__device__ __forceinline__ void issue_score_pieces(Smem& s, float (&sc)[32], int stage, uint32_t parity) {
-#pragma unroll
-  for (int i = 0; i < kCount; ++i) {
-    const int c = (kFirst + i) % QK_CHUNKS;
-    mbar_wait(&s.kv_full[stage][c], parity);
-    wgmma_fence();  // NOTE: explicit, so ptxas injects none after the wait loop (C7520 otherwise)
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      const uint64_t da = make_desc_sw128(smem_addr(s.q[c]) + kk * 32, 16, KMAJOR_SBO_BYTES);
-      const uint64_t db = make_desc_sw128(smem_addr(s.kv[stage][c]) + kk * 32, 16, KMAJOR_SBO_BYTES);
-      wgmma_m64n64k16_ss(sc, da, db, (kZero && i == 0 && kk == 0) ? 0 : 1);
-    }
-    wgmma_commit();
-  }
-}
-
-// Row maxima of this thread's two rows over N score columns, masking by the causal limits only when
-// the page holds a token that some row may not see (`masked`, uniform: the last page or two).
-template <int N>
-__device__ __forceinline__ void page_row_max(const MathThread& mt, float (&sc)[N / 2], int tok_base, bool masked,
-                                             float& mx0, float& mx1) {
-  if (masked) {
-    mask_row_max<N>(mt, sc, tok_base, mx0, mx1);
-    return;
-  }
-  mx0 = -INFINITY;
-  mx1 = -INFINITY;
-#pragma unroll
-  for (int j = 0; j < N / 8; ++j) {
-    mx0 = fmaxf(mx0, fmaxf(sc[4 * j + 0], sc[4 * j + 1]));
-    mx1 = fmaxf(mx1, fmaxf(sc[4 * j + 2], sc[4 * j + 3]));
-  }
-  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-}
-
-template <typename Smem>
-__device__ void math_crossed(const DecodeParams& p, const SchedPart& part, Smem& s, int tile) {
-  const float scale_log2 = p.softmax_scale * 1.4426950408889634f;
-  uint8_t* const p_a_tile = s.kv[0][QK_CHUNKS - 1];  // page A's rope tile, free once A is scored
-  uint8_t* const p_b_tile = s.p;
-  PieceIter pieces(p, part);
-  Piece pc;
-  int it = 0, n = 0;
-  while (pieces.next(pc)) {
-    const int r = pc.req;
-    const int len = p.cache_seqlens[r];
-    const MathThread mt = math_thread(p, tile, len);
-    const PageOrder order(p, pc, tile, p.tuning & 256);
-    // Tokens below this are visible to every row of the tile: pages wholly below it need no mask.
-    const int mask_from = len - (p.s_q - 1);
-    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
-    float o[128];
-#pragma unroll
-    for (int i = 0; i < 128; ++i) o[i] = 0.f;
-    float sc[32];
-    bool have_s = false;  // sc already holds this step's scores (issued at the end of the last step)
-    mbar_wait(&s.q_full, n & 1);
-    int pg = pc.page_begin;
-    while (pg < pc.page_end) {
-      // A step holds page A (stage 0) when `it` is even, page B (stage 1) when there is one more.
-      const bool has_a = it % NUM_STAGES == 0;
-      const bool has_b = !has_a || pg + 1 < pc.page_end;
-      const int count = int(has_a) + int(has_b);
-      const int pg_b = has_a ? pg + 1 : pg;
-      const uint32_t par_a = (it / NUM_STAGES) & 1;
-      const uint32_t par_b = ((has_a ? it + 1 : it) / NUM_STAGES) & 1;
-      // The next step is a full one of this piece: its scores are issued behind this step's P V.
-      const bool next_full = has_a && has_b && pg + 3 < pc.page_end;
-      const bool last_step = pg + count == pc.page_end;
-      float mx0 = -INFINITY, mx1 = -INFINITY;
-      if (mt.wg == 0) {
-        if (has_a && !have_s) {
-          issue_score_pieces<0, QK_CHUNKS, true>(s, sc, 0, par_a);
-          wgmma_wait<0>();
-        }
-        if (last_step) mbar_arrive(&s.q_empty);  // Q is not read again in this piece
-        if (has_a) {
-          const int page = order(pg);
-          const int valid = len - page * PAGE_SIZE;
-          if (valid < PAGE_SIZE) {  // the request's last page
-            zero_tail_rows(s, 0, valid, threadIdx.x % 128, 128);
-            fence_proxy_async();
-          }
-          page_row_max<64>(mt, sc, page * PAGE_SIZE, (page + 1) * PAGE_SIZE > mask_from, mx0, mx1);
-          const float ma0 = fmaxf(m0, mx0), ma1 = fmaxf(m1, mx1);
-          rescale(o, l0, l1, max_shift(m0, ma0, scale_log2), max_shift(m1, ma1, scale_log2));
-          m0 = ma0;
-          m1 = ma1;
-          exp_scores<64>(sc, ma0, ma1, scale_log2, l0, l1);
-          store_p<64>(p_a_tile, sc, mt.r0, mt.lane, 0);
-          fence_proxy_async();
-          // Every lane of a quad writes the same value: no lane-dependent branch.
-          s.row_max[0][mt.r0] = ma0;
-          s.row_max[0][mt.r0 + 8] = ma1;
-          named_barrier_arrive(BAR_MAX_A, MATH_THREADS);
-          wgmma_fence();
-          issue_pv(s, o, p_a_tile, 0, 0);
-          wgmma_commit();
-          wgmma_wait<0>();
-          mbar_arrive(&s.kv_empty[0][0]);  // V_A[0:256] read: stage 0 tiles 0..3 may reload
-        }
-        if (has_b) {
-          named_barrier_sync(BAR_MAX_B, MATH_THREADS);
-          const float mb0 = s.row_max[1][mt.r0], mb1 = s.row_max[1][mt.r0 + 8];
-          if (has_a) {
-            // P_A again under m_b, for wg 1 (wg 0's own P_A V_A is done with the tile).
-            const float a0 = max_shift(m0, mb0, scale_log2), a1 = max_shift(m1, mb1, scale_log2);
-            if (a0 != 1.f || a1 != 1.f) {  // once the max settles, most rows keep their P_A
-#pragma unroll
-              for (int j = 0; j < 8; ++j) {
-                sc[4 * j + 0] *= a0;
-                sc[4 * j + 1] *= a0;
-                sc[4 * j + 2] *= a1;
-                sc[4 * j + 3] *= a1;
-              }
-              store_p<64>(p_a_tile, sc, mt.r0, mt.lane, 0);
-              fence_proxy_async();
-            }
-            named_barrier_arrive(BAR_P_A_MB, MATH_THREADS);
-            rescale(o, l0, l1, a0, a1);
-          } else {
-            rescale(o, l0, l1, max_shift(m0, mb0, scale_log2), max_shift(m1, mb1, scale_log2));
-          }
-          m0 = mb0;
-          m1 = mb1;
-          if (next_full) {
-            wgmma_fence();
-            issue_pv(s, o, p_b_tile, 1, 0);
-            wgmma_commit();
-            // The next page A's tiles 0..3 were freed mid-step: start its scores on them.
-            issue_score_pieces<0, V_CHUNKS_PER_WG, true>(s, sc, 0, par_a ^ 1);
-            wgmma_wait<V_CHUNKS_PER_WG>();    // P_B V_B done
-            mbar_arrive(&s.kv_empty[1][0]);  // V_B[0:256] read: stage 1 tiles 0..3 may reload
-            issue_score_pieces<V_CHUNKS_PER_WG, QK_CHUNKS - V_CHUNKS_PER_WG, false>(s, sc, 0, par_a ^ 1);
-            wgmma_wait<0>();
-          } else {
-            wgmma_fence();
-            issue_pv(s, o, p_b_tile, 1, 0);
-            wgmma_commit();
-            wgmma_wait<0>();
-            mbar_arrive(&s.kv_empty[1][0]);
-          }
-        }
-      } else {
-        if (has_b && !have_s) {
-          issue_score_pieces<V_CHUNKS_PER_WG, QK_CHUNKS, true>(s, sc, 1, par_b);
-          wgmma_wait<0>();
-        }
-        if (last_step) mbar_arrive(&s.q_empty);
-        if (has_b) {
-          const int page = order(pg_b);
-          const int valid = len - page * PAGE_SIZE;
-          if (valid < PAGE_SIZE) {
-            zero_tail_rows(s, 1, valid, threadIdx.x % 128, 128);
-            fence_proxy_async();
-          }
-          page_row_max<64>(mt, sc, page * PAGE_SIZE, (page + 1) * PAGE_SIZE > mask_from, mx0, mx1);
-        }
-        float ma0 = m0, ma1 = m1;
-        if (has_a) {
-          named_barrier_sync(BAR_MAX_A, MATH_THREADS);
-          ma0 = s.row_max[0][mt.r0];
-          ma1 = s.row_max[0][mt.r0 + 8];
-        }
-        if (has_b) {
-          const float mb0 = fmaxf(ma0, mx0), mb1 = fmaxf(ma1, mx1);
-          rescale(o, l0, l1, max_shift(m0, mb0, scale_log2), max_shift(m1, mb1, scale_log2));
-          m0 = mb0;
-          m1 = mb1;
-          exp_scores<64>(sc, mb0, mb1, scale_log2, l0, l1);
-          store_p<64>(p_b_tile, sc, mt.r0, mt.lane, 0);
-          fence_proxy_async();
-          s.row_max[1][mt.r0] = mb0;
-          s.row_max[1][mt.r0 + 8] = mb1;
-          named_barrier_arrive(BAR_MAX_B, MATH_THREADS);
-          if (has_a) {
-            wgmma_fence();
-            issue_pv(s, o, p_b_tile, 1, 1);
-            wgmma_commit();
-            named_barrier_sync(BAR_P_A_MB, MATH_THREADS);
-            wgmma_fence();
-            issue_pv(s, o, p_a_tile, 0, 1);
-            wgmma_commit();
-            wgmma_wait<1>();
-            mbar_arrive(&s.kv_empty[1][1]);  // V_B[256:512] (and B's rope) read: stage 1 tiles 4..8
-            wgmma_wait<0>();
-            mbar_arrive(&s.kv_empty[0][1]);  // V_A[256:512] and P_A read: stage 0 tiles 4..8
-            if (next_full) {
-              // The next page B's tiles 4..8 were freed first: its scores start there.
-              issue_score_pieces<V_CHUNKS_PER_WG, QK_CHUNKS, true>(s, sc, 1, par_b ^ 1);
-              wgmma_wait<0>();
-            }
-          } else {
-            wgmma_fence();
-            issue_pv(s, o, p_b_tile, 1, 1);
-            wgmma_commit();
-            wgmma_wait<0>();
-            mbar_arrive(&s.kv_empty[1][1]);
-          }
-        } else {
-          // Page A alone (the piece's last): P_A is under m_a, no second max.
-          rescale(o, l0, l1, max_shift(m0, ma0, scale_log2), max_shift(m1, ma1, scale_log2));
-          m0 = ma0;
-          m1 = ma1;
-          wgmma_fence();
-          issue_pv(s, o, p_a_tile, 0, 1);
-          wgmma_commit();
-          wgmma_wait<0>();
-          mbar_arrive(&s.kv_empty[0][1]);
-        }
-      }
-      have_s = next_full;
       pg += count;
       it += count;
     }
@@ -909,11 +649,7 @@ __device__ void math_crossed(const DecodeParams& p, const SchedPart& part, Smem&
 }
 
 // Which math schedule a kernel instance runs.
-// kStaggeredMC: staggered, launched as 2-CTA clusters (two query tiles of one part) that load each
-// page once and multicast it into both CTAs (tuning 1024, A/B).
-enum Schedule : int { kPipelined = 0, kSeesawLockstep = 1, kStaggered = 2, kCrossed = 3, kStaggeredMC = 4 };
-constexpr bool is_crossed(int schedule) { return schedule == kCrossed; }
-constexpr bool is_staggered(int schedule) { return schedule == kStaggered || schedule == kStaggeredMC; }
+enum Schedule : int { kPipelined = 0, kSeesawLockstep = 1, kStaggered = 2 };
 
 template <typename Element, int kSchedule>
 __global__ void __launch_bounds__(NUM_THREADS, 1)
@@ -935,22 +671,13 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
     for (int i = 0; i < NUM_STAGES; ++i) {
       for (int c = 0; c < QK_CHUNKS; ++c) mbar_init(&s.kv_full[i][c], 1);
       // The staggered schedule frees the left half of V as soon as warpgroup 0 (its only reader
-      // besides the scorer, which is done by then) has read it; the crossed one frees each half by
-      // its last reader (tiles 0..3: wg 0, tiles 4..8: wg 1); the others free whole pages.
-      // Multicast: one arrival per warp of each CTA of the pair (wg 0's 4 warps, or all 8).
-      if constexpr (kSchedule == kStaggeredMC) {
-        mbar_init(&s.kv_empty[i][0], 2 * 4);
-        mbar_init(&s.kv_empty[i][1], 2 * 8);
-      } else {
-        mbar_init(&s.kv_empty[i][0], kSchedule == kStaggered || is_crossed(kSchedule) ? 128 : MATH_THREADS);
-        mbar_init(&s.kv_empty[i][1], is_crossed(kSchedule) ? 128 : MATH_THREADS);
-      }
+      // besides the scorer, which is done by then) has read it; the others free whole pages.
+      mbar_init(&s.kv_empty[i][0], kSchedule == kStaggered ? 128 : MATH_THREADS);
+      mbar_init(&s.kv_empty[i][1], MATH_THREADS);
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
-  // Multicast: the peer's barriers must be initialised before anything lands in or arrives on them.
-  if constexpr (kSchedule == kStaggeredMC) cluster_sync();
-  else __syncthreads();
+  __syncthreads();
 
   if (wg == NUM_MATH_WARPGROUPS) {
     // ---------------- producer: one thread issues every TMA load ----------------
@@ -958,123 +685,49 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
     // warp busy issuing loads holds back its whole warpgroup's Q K^T (measured 20% slower, v3).
     setmaxnreg_dec<40>();
     if (threadIdx.x % 128 != 0) return;
-    // One query tile reads each page alone: stream it past L2. With several tiles, the sibling
-    // CTAs read the same pages at about the same time, so keep them there.
+    // Pages are loaded evict-first, also when several query tiles (sibling CTAs) read each one: they
+    // read it at about the same time, and the streamed cache (>> L2) leaves L2 sooner. Measured 2-3%
+    // faster over the compute-bound cases than evict-normal (up to 15% on 16384/128/2; NOTES.md, v8).
+    // Tuning 64 (A/B): evict-normal with several tiles, as v7.
     uint64_t policy;
-    if (tiles == 1 || (p.tuning & 2048)) policy = policy_evict_first();  // 2048: A/B
+    if (tiles == 1 || !(p.tuning & 64)) policy = policy_evict_first();
     else asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(policy));
     // NOTE: pulling the pages after the next two into L2 ahead of time (cp.async.bulk.prefetch)
     // measured 5-10% slower on every case, memory- and compute-bound alike (NOTES.md, v5).
-    [[maybe_unused]] const uint32_t mc_rank = kSchedule == kStaggeredMC ? cluster_ctarank() : 0;
     PieceIter pieces(p, part);
     Piece pc;
     int it = 0, n = 0;
     while (pieces.next(pc)) {
       const int* bt = p.block_table + pc.req * p.block_table_stride;
-      const PageOrder order(p, pc, tile, (p.tuning & 256) && (is_staggered(kSchedule) || is_crossed(kSchedule)));
-      [[maybe_unused]] int block = bt[order(pc.page_begin)];  // read before the wait: its latency hides there
+      int block = bt[pc.page_begin];
       mbar_wait(&s.q_empty, (n & 1) ^ 1);
       mbar_arrive_expect_tx(&s.q_full, QK_CHUNKS * T::TILE_BYTES);
 #pragma unroll
       for (int c = 0; c < QK_CHUNKS; ++c) tma_load_3d(s.q[c], &tmap_q, &s.q_full, c * CHUNK, tile * BLOCK_M, pc.req);
-      if constexpr (is_crossed(kSchedule)) {
-        // Pages two by two (a step), each half loaded once it is freed, in the order the math frees
-        // them: A[0..3], B[4..8], A[4..8], B[0..3] (math_crossed). Never across a piece's end: the
-        // next Q waits for this piece's last scores.
-        auto issue = [&](int stage, int c0, int c1, int blk) {
-          for (int c = c0; c < c1; ++c) {
-            mbar_arrive_expect_tx(&s.kv_full[stage][c], T::TILE_BYTES);
-            tma_load_2d(s.kv[stage][c], &tmap_kv, &s.kv_full[stage][c], c * CHUNK, blk * PAGE_SIZE, policy);
-          }
-        };
-        auto load = [&](int stage, int c0, int c1, int blk, int page_it) {
-          const uint32_t empty_parity = ((page_it / NUM_STAGES) & 1) ^ 1;
-          mbar_wait(&s.kv_empty[stage][c0 == 0 ? 0 : 1], empty_parity);
-          issue(stage, c0, c1, blk);
-        };
-        int pg = pc.page_begin;
-        while (pg < pc.page_end) {
-          const bool has_a = it % NUM_STAGES == 0;
-          const bool has_b = !has_a || pg + 1 < pc.page_end;
-          const int blk_a = bt[order(pg)];
-          const int blk_b = has_b ? bt[order(has_a ? pg + 1 : pg)] : 0;
-          if (has_a && has_b && (p.tuning & 512)) {
-            // A/B: the four halves in whichever order they are freed (that order first when several).
-            const uint32_t par_a = ((it / NUM_STAGES) & 1) ^ 1, par_b = (((it + 1) / NUM_STAGES) & 1) ^ 1;
-            bool a0 = false, b1 = false, a1 = false, b0 = false;
-            while (!(a0 && b1 && a1 && b0)) {
-              bool any = false;
-              if (!a0 && mbar_test(&s.kv_empty[0][0], par_a)) issue(0, 0, V_CHUNKS_PER_WG, blk_a), a0 = any = true;
-              if (!b1 && mbar_test(&s.kv_empty[1][1], par_b)) issue(1, V_CHUNKS_PER_WG, QK_CHUNKS, blk_b), b1 = any = true;
-              if (!a1 && mbar_test(&s.kv_empty[0][1], par_a)) issue(0, V_CHUNKS_PER_WG, QK_CHUNKS, blk_a), a1 = any = true;
-              if (!b0 && mbar_test(&s.kv_empty[1][0], par_b)) issue(1, 0, V_CHUNKS_PER_WG, blk_b), b0 = any = true;
-              if (!any) __nanosleep(32);
-            }
-          } else if (has_a && has_b) {
-            load(0, 0, V_CHUNKS_PER_WG, blk_a, it);
-            load(1, V_CHUNKS_PER_WG, QK_CHUNKS, blk_b, it + 1);
-            load(0, V_CHUNKS_PER_WG, QK_CHUNKS, blk_a, it);
-            load(1, 0, V_CHUNKS_PER_WG, blk_b, it + 1);
-          } else if (has_a) {
-            load(0, 0, V_CHUNKS_PER_WG, blk_a, it);
-            load(0, V_CHUNKS_PER_WG, QK_CHUNKS, blk_a, it);
-          } else {
-            load(1, V_CHUNKS_PER_WG, QK_CHUNKS, blk_b, it);
-            load(1, 0, V_CHUNKS_PER_WG, blk_b, it);
-          }
-          const int count = int(has_a) + int(has_b);
-          pg += count;
-          it += count;
-        }
-      } else {
-        for (int pg = pc.page_begin; pg < pc.page_end; ++pg, ++it) {
-          const int stage = it % NUM_STAGES;
-          // The next block id is read before waiting, so its latency hides behind the wait.
-          const int next_block = pg + 1 < pc.page_end ? bt[order(pg + 1)] : 0;
-          const uint32_t empty_parity = ((it / NUM_STAGES) & 1) ^ 1;
-          if constexpr (kSchedule == kStaggeredMC) {
-            // Once both CTAs freed the left half, every piece's bytes are expected here; CTA 0 loads
-            // tiles 0..3 into both, CTA 1 tiles 4..8 once both freed the right half too.
+      for (int pg = pc.page_begin; pg < pc.page_end; ++pg, ++it) {
+        const int stage = it % NUM_STAGES;
+        // The next block id is read before waiting, so its latency hides behind the wait.
+        const int next_block = pg + 1 < pc.page_end ? bt[pg + 1] : 0;
+        const uint32_t empty_parity = ((it / NUM_STAGES) & 1) ^ 1;
+        // One barrier per 64 x 64 piece, so Q K^T starts on the first piece that lands; the left
+        // half of V (tiles 0..3) may be freed before the rest.
+#pragma unroll
+        for (int c = 0; c < QK_CHUNKS; ++c) {
+          if (c == 0) {
+            if (p.tuning & 32) mbar_wait(&s.kv_empty[stage][1], empty_parity);  // A/B: whole page
             mbar_wait(&s.kv_empty[stage][0], empty_parity);
-#pragma unroll
-            for (int c = 0; c < QK_CHUNKS; ++c) mbar_arrive_expect_tx(&s.kv_full[stage][c], T::TILE_BYTES);
-            if (mc_rank == 0) {
-#pragma unroll
-              for (int c = 0; c < V_CHUNKS_PER_WG; ++c)
-                tma_load_2d_multicast(s.kv[stage][c], &tmap_kv, &s.kv_full[stage][c], c * CHUNK, block * PAGE_SIZE,
-                                      0x3, policy);
-            } else {
-              mbar_wait(&s.kv_empty[stage][1], empty_parity);
-#pragma unroll
-              for (int c = V_CHUNKS_PER_WG; c < QK_CHUNKS; ++c)
-                tma_load_2d_multicast(s.kv[stage][c], &tmap_kv, &s.kv_full[stage][c], c * CHUNK, block * PAGE_SIZE,
-                                      0x3, policy);
-            }
-            block = next_block;
-            continue;
           }
-          // One barrier per 64 x 64 piece, so Q K^T starts on the first piece that lands; the left
-          // half of V (tiles 0..3) may be freed before the rest.
-#pragma unroll
-          for (int c = 0; c < QK_CHUNKS; ++c) {
-            if (c == 0) {
-              if (p.tuning & 32) mbar_wait(&s.kv_empty[stage][1], empty_parity);  // A/B: whole page
-              mbar_wait(&s.kv_empty[stage][0], empty_parity);
-            }
-            if (c == V_CHUNKS_PER_WG) mbar_wait(&s.kv_empty[stage][1], empty_parity);
-            mbar_arrive_expect_tx(&s.kv_full[stage][c], T::TILE_BYTES);
-            tma_load_2d(s.kv[stage][c], &tmap_kv, &s.kv_full[stage][c], c * CHUNK, block * PAGE_SIZE, policy);
-          }
-          block = next_block;
+          if (c == V_CHUNKS_PER_WG) mbar_wait(&s.kv_empty[stage][1], empty_parity);
+          mbar_arrive_expect_tx(&s.kv_full[stage][c], T::TILE_BYTES);
+          tma_load_2d(s.kv[stage][c], &tmap_kv, &s.kv_full[stage][c], c * CHUNK, block * PAGE_SIZE, policy);
         }
+        block = next_block;
       }
       ++n;
     }
   } else {
     setmaxnreg_inc<232>();
-    if constexpr (kSchedule == kCrossed) math_crossed(p, part, s, tile);
-    else if constexpr (kSchedule == kStaggered) math_staggered<false>(p, part, s, tile);
-    else if constexpr (kSchedule == kStaggeredMC) math_staggered<true>(p, part, s, tile);
+    if constexpr (kSchedule == kStaggered) math_staggered(p, part, s, tile);
     else if constexpr (kSchedule == kSeesawLockstep) math_seesaw(p, part, s, tile);
     else math_pipelined(p, part, s, tile);
     // NOTE: the trigger comes after this CTA's last write-back. Issued at kernel start it let the
@@ -1082,9 +735,6 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
     // when compute-bound (NOTES.md, v2).
     asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
   }
-  // Multicast: no CTA leaves while its pair may still arrive on its barriers (the producer warp's
-  // idle threads have exited, which the cluster barrier allows).
-  if constexpr (kSchedule == kStaggeredMC) cluster_sync();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1146,40 +796,18 @@ cudaError_t run_mla_decode(const DecodeParams& p) {
   constexpr int smem = Traits<Element>::SMEM_BYTES;
   const int tiles = (p.q_rows + BLOCK_M - 1) / BLOCK_M;
   // Several query tiles per request make the work compute-bound: score whole pages per warpgroup,
-  // crossed. One tile is memory-bound: keep a page loading while one is computed. (tuning bits
-  // 0/2 force one schedule, bit 4 the lockstep seesaw of v6, bit 6 the staggered schedule of v7,
-  // bit 8 a skewed page order, bit 9 a producer that polls (crossed), bit 10 with bit 6 the staggered
-  // schedule in multicast pairs, bit 11 pages loaded evict-first, for the benchmark's A/B runs.)
+  // staggered. One tile is memory-bound: keep a page loading while one is computed. (tuning bits
+  // 0/2 force one schedule, bit 4 the lockstep seesaw of v6, bits 6/7 v7's L2 policy and masking,
+  // for the benchmark's A/B runs.)
   bool two_pages = tiles >= 2;
   if (p.tuning & 1) two_pages = false;
   if (p.tuning & 4) two_pages = true;
-  // Multicast pairs two query tiles of a part in one cluster: an even tile count only.
-  const bool multicast = two_pages && (p.tuning & 64) && (p.tuning & 1024) && tiles % 2 == 0;
   auto kernel = !two_pages        ? &mla_decode_kernel<Element, kPipelined>
                 : (p.tuning & 16) ? &mla_decode_kernel<Element, kSeesawLockstep>
-                : multicast       ? &mla_decode_kernel<Element, kStaggeredMC>
-                : (p.tuning & 64) ? &mla_decode_kernel<Element, kStaggered>
-                                  : &mla_decode_kernel<Element, kCrossed>;
+                                  : &mla_decode_kernel<Element, kStaggered>;
   err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
-  if (multicast) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(p.num_parts * tiles);
-    cfg.blockDim = dim3(NUM_THREADS);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = p.stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = 2;
-    attr[0].val.clusterDim.y = 1;
-    attr[0].val.clusterDim.z = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    err = cudaLaunchKernelEx(&cfg, kernel, p, tq, tkv);
-  } else {
-    kernel<<<p.num_parts * tiles, NUM_THREADS, smem, p.stream>>>(p, tq, tkv);
-  }
-  if (err != cudaSuccess) return err;
+  kernel<<<p.num_parts * tiles, NUM_THREADS, smem, p.stream>>>(p, tq, tkv);
   err = cudaGetLastError();
   if (err != cudaSuccess) return err;
   return run_combine(p, /*programmatic_launch=*/!(p.tuning & 2));

@@ -65,42 +65,6 @@ __device__ __forceinline__ void tma_load_3d(void* dst, const CUtensorMap* map, u
       : "memory");
 }
 
-// The same 2D load, written at the same shared-memory offset of every CTA of the cluster in `cta_mask`,
-// each completing the bytes on its own mbarrier at `bar`'s offset.
-__device__ __forceinline__ void tma_load_2d_multicast(void* dst, const CUtensorMap* map, uint64_t* bar, int x, int y,
-                                                      uint16_t cta_mask, uint64_t policy) {
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster.L2::cache_hint"
-      " [%0], [%1, {%3, %4}], [%2], %5, %6;\n" ::"r"(smem_addr(dst)),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_addr(bar)), "r"(x), "r"(y), "h"(cta_mask), "l"(policy)
-      : "memory");
-}
-
-__device__ __forceinline__ uint32_t cluster_ctarank() {
-  uint32_t r;
-  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
-  return r;
-}
-
-// All non-exited threads of the cluster: arrive (release) and wait (acquire).
-__device__ __forceinline__ void cluster_sync() {
-  asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
-}
-
-// Lane 0 of the calling warp arrives once on `bar` in this CTA and once on the mbarrier at the same
-// offset in CTA `peer` of the cluster. Predicated, not branched: safe with a wgmma in flight.
-__device__ __forceinline__ void mbar_arrive_warp_local_and_peer(uint64_t* bar, uint32_t peer) {
-  asm volatile(
-      "{\n.reg .pred p;\n.reg .b32 lane, raddr;\n"
-      "mov.u32 lane, %%laneid;\n"
-      "setp.eq.u32 p, lane, 0;\n"
-      "mapa.shared::cluster.u32 raddr, %0, %1;\n"
-      "@p mbarrier.arrive.shared::cta.b64 _, [%0];\n"
-      "@p mbarrier.arrive.release.cluster.shared::cluster.b64 _, [raddr];\n}\n" ::"r"(smem_addr(bar)),
-      "r"(peer)
-      : "memory");
-}
-
 __device__ __forceinline__ uint64_t policy_evict_first() {
   uint64_t policy;
   asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
