@@ -52,7 +52,15 @@ if [[ $MODE == all || $MODE == test ]]; then
   timeout ${TEST_TIMEOUT:-180} "$BUILD/mla_test" ${SEED:-} 2>&1 | tee "$LOGS/mla_test.log" || status=1
 fi
 if [[ $MODE == all || $MODE == bench ]]; then
+  # The compute-bound cases run at the card's power cap and its clock moves (NOTES.md, v8): log
+  # power and SM clock once a second beside the benchmark.
+  DMON=
+  if command -v nvidia-smi >/dev/null; then
+    nvidia-smi dmon -s pc -d 1 >"$LOGS/dmon.log" 2>&1 &
+    DMON=$!
+  fi
   timeout ${BENCH_TIMEOUT:-240} "$BUILD/mla_bench" bench/flashmla-h100.txt ${TUNING:+--tuning=$TUNING} 2>&1 | tee "$LOGS/mla_bench.log" || status=1
+  [[ -n $DMON ]] && kill "$DMON" 2>/dev/null || true
   if [[ ${PORTABLE_BENCH:-0} == 1 ]]; then
     "$BUILD/mla_bench" bench/flashmla-h100.txt --portable 2>&1 | tee "$LOGS/mla_bench_portable.log" || status=1
   fi
@@ -60,5 +68,9 @@ fi
 echo "================ summary ================"
 [[ -f $LOGS/mla_test.log ]] && grep -E "probe|FAIL|mla_test:" "$LOGS/mla_test.log" | tail -n 12
 [[ -f $LOGS/mla_bench.log ]] && grep -E "copy|SUMMARY" "$LOGS/mla_bench.log"
+if [[ -s $LOGS/dmon.log ]]; then  # seconds under load (> 250 W): SM clock min / median / max
+  grep -v '^#' "$LOGS/dmon.log" | awk 'NF >= 6 && $2 + 0 > 250 {print $6, $2}' | sort -n |
+    awk '{c[NR] = $1} END {if (NR) printf "loaded: %d s, SM clock %s / %s / %s MHz\n", NR, c[1], c[int(NR / 2) + 1], c[NR]}'
+fi
 [[ -f $LOGS/mla_bench_portable.log ]] && grep -E "SUMMARY" "$LOGS/mla_bench_portable.log"
 exit $status

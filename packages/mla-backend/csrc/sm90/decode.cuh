@@ -429,6 +429,28 @@ __device__ __forceinline__ void mask_row_max(const MathThread& mt, float (&sc)[N
   mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
 }
 
+// Row maxima of this thread's two rows over N score columns, masked by the causal limits only when
+// `masked` (uniform: the page holds a token that some row may not see).
+template <int N>
+__device__ __forceinline__ void page_row_max(const MathThread& mt, float (&sc)[N / 2], int tok_base, bool masked,
+                                             float& mx0, float& mx1) {
+  if (masked) {
+    mask_row_max<N>(mt, sc, tok_base, mx0, mx1);
+    return;
+  }
+  mx0 = -INFINITY;
+  mx1 = -INFINITY;
+#pragma unroll
+  for (int j = 0; j < N / 8; ++j) {
+    mx0 = fmaxf(mx0, fmaxf(sc[4 * j + 0], sc[4 * j + 1]));
+    mx1 = fmaxf(mx1, fmaxf(sc[4 * j + 2], sc[4 * j + 3]));
+  }
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+}
+
 // Factor that moves values kept under running max `from` to running max `to` (>= from). A row with
 // nothing visible yet keeps max -inf: scaled by 0 (its values are 0), never NaN. Exactly 1 when the
 // max did not move.
@@ -500,6 +522,8 @@ __device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Sme
     const int r = pc.req;
     const int len = p.cache_seqlens[r];
     const MathThread mt = math_thread(p, tile, len);
+    // Tokens below this are visible to every row of the tile (causal limits, NaN past the length).
+    const int mask_from = len - (p.s_q - 1);
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
     float o[128];
 #pragma unroll
@@ -526,7 +550,10 @@ __device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Sme
           zero_tail_rows(s, mt.wg, valid, threadIdx.x % 128, 128);
           fence_proxy_async();
         }
-        mask_row_max<64>(mt, sc, my_pg * PAGE_SIZE, mx0, mx1);
+        // Only a page holding a token some row may not see needs the mask (the last page or two of
+        // the request); tuning 128 (A/B): mask every page, as v7.
+        page_row_max<64>(mt, sc, my_pg * PAGE_SIZE, (p.tuning & 128) || (my_pg + 1) * PAGE_SIZE > mask_from, mx0,
+                         mx1);
       } else {
 #pragma unroll
         for (int i = 0; i < 32; ++i) sc[i] = -INFINITY;
@@ -658,10 +685,12 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
     // warp busy issuing loads holds back its whole warpgroup's Q K^T (measured 20% slower, v3).
     setmaxnreg_dec<40>();
     if (threadIdx.x % 128 != 0) return;
-    // One query tile reads each page alone: stream it past L2. With several tiles, the sibling
-    // CTAs read the same pages at about the same time, so keep them there.
+    // Pages are loaded evict-first, also when several query tiles (sibling CTAs) read each one: they
+    // read it at about the same time, and the streamed cache (>> L2) leaves L2 sooner. Measured 2-3%
+    // faster over the compute-bound cases than evict-normal (up to 15% on 16384/128/2; NOTES.md, v8).
+    // Tuning 64 (A/B): evict-normal with several tiles, as v7.
     uint64_t policy;
-    if (tiles == 1) policy = policy_evict_first();
+    if (tiles == 1 || !(p.tuning & 64)) policy = policy_evict_first();
     else asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(policy));
     // NOTE: pulling the pages after the next two into L2 ahead of time (cp.async.bulk.prefetch)
     // measured 5-10% slower on every case, memory- and compute-bound alike (NOTES.md, v5).
@@ -768,7 +797,8 @@ cudaError_t run_mla_decode(const DecodeParams& p) {
   const int tiles = (p.q_rows + BLOCK_M - 1) / BLOCK_M;
   // Several query tiles per request make the work compute-bound: score whole pages per warpgroup,
   // staggered. One tile is memory-bound: keep a page loading while one is computed. (tuning bits
-  // 0/2 force one schedule, bit 4 the lockstep seesaw of v6, for the benchmark's A/B runs.)
+  // 0/2 force one schedule, bit 4 the lockstep seesaw of v6, bits 6/7 v7's L2 policy and masking,
+  // for the benchmark's A/B runs.)
   bool two_pages = tiles >= 2;
   if (p.tuning & 1) two_pages = false;
   if (p.tuning & 4) two_pages = true;
