@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU suite of @flashserve/cuda, run ON THE GPU MACHINE from the repository root:
 #   bash packages/cuda/scripts/gpu-suite.sh [--no-node] [--no-bench]
+# BENCH_ARGS passes options to the decode benchmark (e.g. BENCH_ARGS="--batches 1,32 --no-prefill").
 # (prepare .device/ first with packages/cuda/scripts/prepare-gpu-suite.sh and carry it).
 #   1. builds the addon and the C++ op test with cuBLAS (CMake + Ninja);
 #   2. runs the C++ op test (kernels against fp64 host references) and its micro-benchmarks;
@@ -71,7 +72,8 @@ if [ $RUN_NODE -eq 1 ] && [ -f .device/node.xz ] && [ -f .device/gpu-check.mjs ]
   if [ $RUN_BENCH -eq 1 ] && [ -f .device/decode-bench.mjs ]; then
     # flashmla first; a backend that fails must not hide the other figures: cuda-mla, then none.
     for backend in ${BENCH_BACKEND:-flashmla cuda-mla none}; do
-      BENCH_BACKEND=$backend /tmp/node .device/decode-bench.mjs > "$OUT/bench.log" 2>&1
+      # shellcheck disable=SC2086 # BENCH_ARGS is a list of options
+      BENCH_BACKEND=$backend /tmp/node .device/decode-bench.mjs ${BENCH_ARGS:-} > "$OUT/bench.log" 2>&1
       rc=$?
       [ $rc -eq 0 ] && break
       echo "--- decode benchmark with $backend failed:"
@@ -86,5 +88,5 @@ fi
 
 echo
 echo "=== summary ==="
-grep -E "FAIL|copy bandwidth|moeExperts T=|gemm " "$OUT/optest.log" | head -30
+grep -E "FAIL|copy bandwidth|moeExperts T=|gemm |gemv |moe T=|chain:|mlaAbsorbQuery 16|addRmsNorm 1" "$OUT/optest.log" | head -60
 printf '%s\n' "${summary[@]}"

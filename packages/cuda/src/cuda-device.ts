@@ -7,12 +7,15 @@
 //   - `graph(key, fn)`: decode steps as CUDA graphs (see runGraph below);
 //   - `enqueue(fn)`: for other addons' launches inside a graph-captured function;
 //   - `sample(...)`: sampling on the GPU; `kvCacheWrite`, `allocateKvCache`; `linearF32`;
+//   - `mlaAbsorbQuery(q, wUk)`: the absorbed MLA query [q_nope @ W_UK ; q_pe] in place (GPU backends);
 //   - `memStats`, `synchronize`, `emptyCache`, and `randomUniform` for dummy weights.
 import type {
   Device,
   DeviceInfo,
   DType,
+  GatedMlpWeights,
   HostData,
+  MlaInputs,
   MoeExpertWeights,
   MoeRouteParams,
   MoeRouting,
@@ -60,18 +63,46 @@ export interface GpuSamplingResult {
   readonly topLogprobs: Float32Array;
 }
 
+/** The step's latent rows and where they go, for `mlaAbsorbQuery`. */
+export interface MlaCacheWrite {
+  /** Paged latent cache [numBlocks, blockSize, 1, L + rope] bf16 (rows are slots). */
+  readonly cache: Tensor;
+  /** [T, L] */
+  readonly cKv: Tensor;
+  /** [T, rope] */
+  readonly kPe: Tensor;
+  /** i32 [T]; a negative slot skips the row (padding rows of a decode graph). */
+  readonly slotMapping: Tensor;
+}
+
 type GraphMode = 'eager' | 'capture' | 'replay';
 
 interface GraphRecord {
   id: number;
   readonly allocs: { ptr: bigint; bytes: number }[];
   outPtr: bigint;
+  /** Host inputs (uploads and writes) of the captured function: a replay launches the graph as soon
+   * as the last one is written. */
+  inputs: number;
 }
 
 const NULL = 0n;
 
 /** Up to this many tokens, bmm runs as one grouped-GEMM launch instead of cuBLASLt's batched GEMM. */
 const BMM_GROUPED_MAX_TOKENS = 64;
+
+/** Up to this many tokens, moeExperts runs routed and shared experts in three launches (moe_small.h)
+ * instead of the grouped path; at most 8 (the kernels' limit). At 4 tokens the small path reads ~15%
+ * more expert bytes than the distinct experts (it reads per assignment) but needs no sort and no
+ * combine; FLASHSERVE_MOE_SMALL_MAX_TOKENS overrides it for A/B timing (0 turns it off). */
+const MOE_SMALL_MAX_TOKENS = 4;
+
+function moeSmallMaxTokens(): number {
+  const v = process.env.FLASHSERVE_MOE_SMALL_MAX_TOKENS;
+  if (v === undefined || v === '') return MOE_SMALL_MAX_TOKENS;
+  const n = Number(v);
+  return Number.isInteger(n) && n >= 0 ? Math.min(n, 8) : MOE_SMALL_MAX_TOKENS;
+}
 
 function native(d: CudaDType | 'f16'): NativeDType {
   return NATIVE_DTYPE[d];
@@ -104,6 +135,10 @@ export class CudaDevice implements Device {
   readonly #f32Cache = new WeakMap<Tensor, CudaTensor>();
   readonly #transposeCache = new WeakMap<Tensor, CudaTensor>();
   readonly #noGroupedBmm = process.env.FLASHSERVE_NO_GROUPED_BMM === '1';
+  readonly #moeSmallMaxTokens = moeSmallMaxTokens();
+  /** Graph replay: host inputs written so far, and whether the graph was launched after the last. */
+  #replayInputs = 0;
+  #launchedEarly = false;
   #profile: Map<string, { ms: number; calls: number }> | undefined;
 
   constructor(options: CudaDeviceOptions = {}) {
@@ -221,8 +256,19 @@ export class CudaDevice implements Device {
     this.#checkHost(data, n, dtype, 'upload');
     const out = this.#alloc(shape, target);
     this.#addon.upload(out.ptr, data, native(dtype), native(target), n);
+    this.#inputWritten();
     this.#bytesUploaded += out.bytes;
     return out;
+  }
+
+  /** After an upload or a write: counted at capture; during a replay, the last one launches the graph,
+   * so the rest of the replay pass (host work only) overlaps the GPU running the step. */
+  #inputWritten(): void {
+    if (this.#mode === 'capture') this.#current!.inputs++;
+    else if (this.#mode === 'replay' && ++this.#replayInputs === this.#current!.inputs) {
+      this.#addon.launchGraph(this.#current!.id);
+      this.#launchedEarly = true;
+    }
   }
 
   /** Bytes uploaded so far (weights included): for a loading progress bar. */
@@ -249,6 +295,7 @@ export class CudaDevice implements Device {
     this.#checkHost(data, n, 'f32', 'upload');
     const out = this.#alloc(shape, 'f32');
     this.#addon.upload(out.ptr, data, NATIVE_DTYPE.f32, NATIVE_DTYPE.f32, n);
+    this.#inputWritten();
     return out;
   }
 
@@ -269,6 +316,7 @@ export class CudaDevice implements Device {
     if ((t.dtype === 'i32') !== (dtype === 'i32'))
       throw new Error(`write: ${dtype} data into a ${t.dtype} tensor`);
     this.#addon.write(t.ptr, data, native(dtype), native(t.cudaDtype), t.numel);
+    this.#inputWritten();
   }
 
   zeros(shape: readonly number[], dtype: DType): Tensor {
@@ -303,7 +351,9 @@ export class CudaDevice implements Device {
     this.#addon.emptyCache();
   }
 
-  /** Uniform numbers of standard deviation `std` (range +-sqrt(3) std), generated on the GPU. */
+  /** Uniform numbers of standard deviation `std` (range +-sqrt(3) std), generated on the GPU. Eager, and
+   * complete on return: kernels may read weights before waiting for the kernel before them (PDL,
+   * csrc/kernels/launch.h), so weights made by a kernel are finished before anything uses them. */
   randomUniform(shape: readonly number[], seed: number, std: number): CudaTensor {
     const out = this.#alloc(shape, 'bf16');
     const a = Math.sqrt(3) * std;
@@ -319,6 +369,7 @@ export class CudaDevice implements Device {
         a,
       ),
     );
+    if (this.#mode === 'eager') this.#addon.synchronize();
     return out;
   }
 
@@ -366,8 +417,12 @@ export class CudaDevice implements Device {
     if (start < 0 || size < 0 || start + size > D)
       throw new Error(`sliceLast: [${start}, ${start + size}) outside last dim ${D}`);
     const rows = t.numel / D;
-    const out = this.#alloc([...t.shape.slice(0, -1), size], t.cudaDtype);
     const bytes = elementBytes(t.cudaDtype);
+    // One row (a decode step of one token), or whole rows: the slice is contiguous, so a view.
+    // NOTE: views start at 16-byte multiples only when start * bytes is one; kernels that need aligned
+    // rows (the skinny GEMM) check and fall back.
+    if (rows === 1 || size === D) return t.viewAt([...t.shape.slice(0, -1), size], start * bytes);
+    const out = this.#alloc([...t.shape.slice(0, -1), size], t.cudaDtype);
     this.#launch(() =>
       this.#addon.copy2d(
         t.ptr + BigInt(start * bytes),
@@ -650,6 +705,153 @@ export class CudaDevice implements Device {
     return out;
   }
 
+  mlaInputs(
+    q: Tensor,
+    kv: Tensor,
+    positions: Tensor,
+    table: RopeTable,
+    style: RopeStyle,
+    kvNorm: Tensor,
+    eps: number,
+  ): MlaInputs {
+    const qt = this.#bf16(this.#t(q, 'mlaInputs', 'q'), 'mlaInputs');
+    const kt = this.#bf16(this.#t(kv, 'mlaInputs', 'kv'), 'mlaInputs');
+    const pt = this.#t(positions, 'mlaInputs', 'positions');
+    const nt = this.#t(kvNorm, 'mlaInputs', 'kvNorm');
+    const cos = this.#bf16(this.#t(table.cos, 'mlaInputs', 'table.cos'), 'mlaInputs');
+    const sin = this.#bf16(this.#t(table.sin, 'mlaInputs', 'table.sin'), 'mlaInputs');
+    if (qt.shape.length !== 3) throw new Error(`mlaInputs: q must be [T, h, D], got ${fmtShape(qt.shape)}`);
+    const [T, h, D] = qt.shape as [number, number, number];
+    const R = table.rotaryDim;
+    const L = (kt.shape.at(-1) ?? 0) - R;
+    if (kt.shape.length !== 2 || kt.shape[0] !== T || L <= 0)
+      throw new Error(`mlaInputs: kv ${fmtShape(kt.shape)} is not [${T}, L + ${R}]`);
+    if (nt.numel !== L) throw new Error(`mlaInputs: kvNorm has ${nt.numel} elements for a latent of ${L}`);
+    if (pt.dtype !== 'i32' || pt.numel !== T) throw new Error(`mlaInputs: positions must be i32 [${T}]`);
+    if (R > D || R % 2 !== 0) throw new Error(`mlaInputs: rotaryDim ${R} does not fit head dim ${D}`);
+    if (cos.numel !== table.maxPositions * (R / 2))
+      throw new Error('mlaInputs: table.cos is not [maxPositions, rotaryDim / 2]');
+    const qOut = this.#alloc(qt.shape, 'bf16');
+    const cKv = this.#alloc([T, L], 'bf16');
+    const kPe = this.#alloc([T, R], 'bf16');
+    this.#launch(() =>
+      this.#addon.mlaInputs(
+        qt.ptr,
+        kt.ptr,
+        pt.ptr,
+        cos.ptr,
+        sin.ptr,
+        nt.ptr,
+        qOut.ptr,
+        cKv.ptr,
+        kPe.ptr,
+        T,
+        h,
+        D,
+        R,
+        L,
+        table.maxPositions,
+        eps,
+        style === 'interleave',
+      ),
+    );
+    return { q: qOut, cKv, kPe };
+  }
+
+  /**
+   * The absorbed MLA query of the GPU attention backends: q [T, h, nope + rope] and W_UK [h, nope, L]
+   * -> [T, h, L + rope] = [q_nope @ W_UK ; q_pe] per head, reading q in place (bmm + two slices + a
+   * concatenation otherwise). With `cacheWrite`, also writes the step's latent rows [cKv ; kPe] into
+   * the paged cache at their slots (as kvCacheWrite). One launch for both at a token or two.
+   */
+  mlaAbsorbQuery(q: Tensor, wUk: Tensor, cacheWrite?: MlaCacheWrite): CudaTensor {
+    const qt = this.#bf16(this.#t(q, 'mlaAbsorbQuery', 'q'), 'mlaAbsorbQuery');
+    const wt = this.#t(wUk, 'mlaAbsorbQuery', 'wUk');
+    if (qt.shape.length !== 3 || wt.shape.length !== 3)
+      throw new Error('mlaAbsorbQuery: q must be [T, h, nope + rope] and wUk [h, nope, L]');
+    const [T, h, width] = qt.shape as [number, number, number];
+    const [wh, nope, L] = wt.shape as [number, number, number];
+    const rope = width - nope;
+    if (wh !== h || rope < 0)
+      throw new Error(`mlaAbsorbQuery: wUk ${fmtShape(wt.shape)} does not fit q ${fmtShape(qt.shape)}`);
+    const out = this.#alloc([T, h, L + rope], 'bf16');
+    if (T <= BMM_GROUPED_MAX_TOKENS && !this.#noGroupedBmm) {
+      const wT = this.#transposedWeight(wt);
+      const cw = cacheWrite === undefined ? undefined : this.#checkCacheWrite(cacheWrite, T, L, rope);
+      this.#launch(() =>
+        this.#addon.mlaAbsorbQuery(
+          qt.ptr,
+          wT.ptr,
+          out.ptr,
+          T,
+          h,
+          nope,
+          rope,
+          L,
+          cw?.cKv.ptr ?? NULL,
+          cw?.kPe.ptr ?? NULL,
+          cw?.slots.ptr ?? NULL,
+          cw?.cache.ptr ?? NULL,
+          cw?.numSlots ?? 0,
+        ),
+      );
+      return out;
+    }
+    if (cacheWrite !== undefined)
+      this.kvCacheWrite(cacheWrite.cache, cacheWrite.cKv, cacheWrite.kPe, cacheWrite.slotMapping);
+    // Per head i: out[:, i, :L] = q[:, i, :nope] @ W_UK[i], rows strided by the heads; then q_pe.
+    this.#launch(() => {
+      this.#addon.gemm(
+        qt.ptr,
+        wt.ptr,
+        out.ptr,
+        NATIVE_DTYPE.bf16,
+        T,
+        L,
+        nope,
+        h * width,
+        L,
+        h * (L + rope),
+        false,
+        h,
+        width,
+        nope * L,
+        L + rope,
+        NULL,
+      );
+      this.#addon.copy2d(
+        qt.ptr + BigInt(nope * 2),
+        out.ptr + BigInt(L * 2),
+        NATIVE_DTYPE.bf16,
+        NATIVE_DTYPE.bf16,
+        T * h,
+        rope,
+        width,
+        L + rope,
+      );
+    });
+    return out;
+  }
+
+  #checkCacheWrite(
+    w: MlaCacheWrite,
+    T: number,
+    L: number,
+    rope: number,
+  ): { cKv: CudaTensor; kPe: CudaTensor; slots: CudaTensor; cache: CudaTensor; numSlots: number } {
+    const op = 'mlaAbsorbQuery';
+    const cKv = this.#t(w.cKv, op, 'cKv');
+    const kPe = this.#t(w.kPe, op, 'kPe');
+    const slots = this.#t(w.slotMapping, op, 'slotMapping');
+    const cache = this.#t(w.cache, op, 'cache');
+    if (!sameShape(cKv.shape, [T, L]) || !sameShape(kPe.shape, [T, rope]))
+      throw new Error(`${op}: cKv must be [${T}, ${L}] and kPe [${T}, ${rope}]`);
+    if (slots.dtype !== 'i32' || slots.numel !== T) throw new Error(`${op}: slotMapping must be i32 [${T}]`);
+    if (cache.dtype !== 'bf16' || (cache.shape.at(-1) ?? 0) !== L + rope)
+      throw new Error(`${op}: cache rows must be bf16 of ${L + rope}`);
+    return { cKv, kPe, slots, cache, numSlots: cache.numel / (L + rope) };
+  }
+
   // --- mixture of experts ---------------------------------------------------------------------
 
   moeRoute(routerLogits: Tensor, params: MoeRouteParams): MoeRouting {
@@ -698,6 +900,8 @@ export class CudaDevice implements Device {
       const [g, r, cols] = t.shape as [number, number, number];
       const out = this.#alloc([g, cols, r], 'bf16');
       this.#addon.transpose(t.ptr, out.ptr, g, r, cols);
+      // Complete before use: the skinny kernel reads weights before its PDL wait (randomUniform).
+      this.#addon.synchronize();
       c = out;
       this.#transposeCache.set(t, c);
     }
@@ -734,11 +938,69 @@ export class CudaDevice implements Device {
     const k = ids.shape[1] ?? 0;
     if (ids.dtype !== 'i32' || !sameShape(ids.shape, [T, k]))
       throw new Error(`moeExperts: routing.ids must be i32 [${T}, k]`);
+    const shared = experts.shared === undefined ? undefined : this.#sharedExperts(experts.shared, H);
+    if (T <= this.#moeSmallMaxTokens) {
+      const out = this.#alloc([T, H], 'bf16');
+      this.#launch(() =>
+        this.#addon.moeExpertsSmall(
+          xt.ptr,
+          ids.ptr,
+          w.ptr,
+          gu.ptr,
+          dn.ptr,
+          shared?.gateUp.ptr ?? NULL,
+          shared?.down.ptr ?? NULL,
+          out.ptr,
+          T,
+          H,
+          I,
+          shared?.inter ?? 0,
+          E,
+          k,
+        ),
+      );
+      return out;
+    }
+    // The shared MLP first; the combine kernel adds its output to the routed sum.
+    let add: CudaTensor | undefined;
+    if (shared !== undefined) {
+      const gateUp = this.linear(xt, shared.gateUp);
+      const act = this.siluAndMul(gateUp);
+      this.release(gateUp);
+      add = this.#linear(act, shared.down, undefined, 'bf16', 'moeExperts (shared down)');
+      this.release(act);
+    }
     const out = this.#alloc([T, H], 'bf16');
     this.#launch(() =>
-      this.#addon.moeExperts(xt.ptr, ids.ptr, w.ptr, gu.ptr, dn.ptr, out.ptr, T, H, I, E, k, 0),
+      this.#addon.moeExperts(
+        xt.ptr,
+        ids.ptr,
+        w.ptr,
+        gu.ptr,
+        dn.ptr,
+        out.ptr,
+        T,
+        H,
+        I,
+        E,
+        k,
+        0,
+        add?.ptr ?? NULL,
+      ),
     );
+    if (add !== undefined) this.release(add);
     return out;
+  }
+
+  #sharedExperts(s: GatedMlpWeights, H: number): { gateUp: CudaTensor; down: CudaTensor; inter: number } {
+    const gateUp = this.#t(s.gateUp, 'moeExperts', 'experts.shared.gateUp');
+    const down = this.#t(s.down, 'moeExperts', 'experts.shared.down');
+    const inter = (gateUp.shape[0] ?? 0) / 2;
+    if (gateUp.shape.length !== 2 || gateUp.shape[1] !== H || !Number.isInteger(inter))
+      throw new Error(`moeExperts: shared.gateUp ${fmtShape(gateUp.shape)} is not [2S, ${H}]`);
+    if (!sameShape(down.shape, [H, inter]))
+      throw new Error(`moeExperts: shared.down ${fmtShape(down.shape)} is not [${H}, ${inter}]`);
+    return { gateUp, down, inter };
   }
 
   // --- attention helpers ----------------------------------------------------------------------
@@ -835,7 +1097,10 @@ export class CudaDevice implements Device {
    *   2nd call: captured into a graph, which is then launched;
    *   later:    a replay pass: `fn` runs again but no op launches; each op gets the tensor it got at
    *             capture, each upload writes its host data into the staging slot the graph copies
-   *             from; then the graph is launched.
+   *             from (each `write` refills its buffer), and the graph is launched as soon as the
+   *             last of these host inputs is written (so the rest of the pass, host work only,
+   *             overlaps the step on the GPU; a function that writes its inputs first gains most),
+   *             or at the end if it has none.
    * `fn` must do the same ops on the same shapes each time (a decode step padded to a fixed batch
    * size, one key per size). Its returned tensor stays valid until the next graph launch. Other
    * addons launching inside `fn` must go through `enqueue` and allocate through `empty`.
@@ -844,7 +1109,7 @@ export class CudaDevice implements Device {
     const rec = this.#graphs.get(key);
     if (this.#mode !== 'eager') throw new Error('graph: graphs do not nest');
     if (rec === undefined) {
-      this.#graphs.set(key, { id: -1, allocs: [], outPtr: NULL });
+      this.#graphs.set(key, { id: -1, allocs: [], outPtr: NULL, inputs: 0 });
       return fn();
     }
     if (rec.id < 0) {
@@ -869,6 +1134,8 @@ export class CudaDevice implements Device {
     }
     this.#current = rec;
     this.#replayIndex = 0;
+    this.#replayInputs = 0;
+    this.#launchedEarly = false;
     this.#addon.beginReplay(rec.id);
     this.#mode = 'replay';
     let out: Tensor;
@@ -878,13 +1145,15 @@ export class CudaDevice implements Device {
         throw new Error('graph replay diverged from its capture: the function did different work');
       }
     } catch (err) {
+      // NOTE: after the last host input the graph is already running (#inputWritten); a divergence found
+      // later throws all the same, and the caller reruns the step eagerly over the same inputs.
       this.#addon.cancelReplay();
       throw err;
     } finally {
       this.#mode = 'eager';
       this.#current = undefined;
     }
-    this.#addon.launchGraph(rec.id);
+    if (!this.#launchedEarly) this.#addon.launchGraph(rec.id);
     return out;
   }
 

@@ -4,6 +4,7 @@ export {
   type CudaDeviceOptions,
   type GpuSamplingParams,
   type GpuSamplingResult,
+  type MlaCacheWrite,
 } from './cuda-device.js';
 export { CudaSampler, MAX_GPU_TOP_LOGPROBS } from './cuda-sampler.js';
 export { GpuDummyWeightSource } from './dummy-weights.js';

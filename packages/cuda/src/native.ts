@@ -122,6 +122,40 @@ export interface NativeCuda {
     bias: Ptr,
   ): void;
   bmmGrouped(x: Ptr, w: Ptr, out: Ptr, tokens: number, heads: number, k: number, n: number): void;
+  mlaAbsorbQuery(
+    q: Ptr,
+    wUkT: Ptr,
+    out: Ptr,
+    tokens: number,
+    heads: number,
+    nope: number,
+    rope: number,
+    latent: number,
+    cKv: Ptr,
+    kPe: Ptr,
+    slots: Ptr,
+    cache: Ptr,
+    numSlots: number,
+  ): void;
+  mlaInputs(
+    q: Ptr,
+    kv: Ptr,
+    positions: Ptr,
+    cos: Ptr,
+    sin: Ptr,
+    kvNorm: Ptr,
+    qOut: Ptr,
+    cKv: Ptr,
+    kPe: Ptr,
+    tokens: number,
+    heads: number,
+    headDim: number,
+    ropeDim: number,
+    kvRank: number,
+    maxPositions: number,
+    eps: number,
+    interleave: boolean,
+  ): void;
   transpose(input: Ptr, out: Ptr, groups: number, rows: number, cols: number): void;
   fillRandom(
     out: Ptr,
@@ -173,6 +207,23 @@ export interface NativeCuda {
     experts: number,
     topK: number,
     blockM: number,
+    addend: Ptr,
+  ): void;
+  moeExpertsSmall(
+    x: Ptr,
+    ids: Ptr,
+    weights: Ptr,
+    gateUp: Ptr,
+    down: Ptr,
+    sharedGateUp: Ptr,
+    sharedDown: Ptr,
+    out: Ptr,
+    tokens: number,
+    hidden: number,
+    inter: number,
+    sharedInter: number,
+    experts: number,
+    topK: number,
   ): void;
   sample(
     logits: Ptr,

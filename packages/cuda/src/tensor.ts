@@ -85,6 +85,15 @@ export class CudaTensor implements Tensor {
     return new CudaTensor(shape, this.cudaDtype, this.ptr, this.#storage);
   }
 
+  /** A view of `shape` starting `byteOffset` bytes into this tensor (it must fit inside). */
+  viewAt(shape: readonly number[], byteOffset: number): CudaTensor {
+    if (byteOffset < 0 || byteOffset + numelOf(shape) * elementBytes(this.cudaDtype) > this.bytes)
+      throw new Error(
+        `view of [${shape.join(', ')}] at byte ${byteOffset} does not fit a tensor of ${this.bytes} bytes`,
+      );
+    return new CudaTensor(shape, this.cudaDtype, this.ptr + BigInt(byteOffset), this.#storage);
+  }
+
   release(): void {
     if (this.#released) return;
     this.#released = true;

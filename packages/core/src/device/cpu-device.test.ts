@@ -168,6 +168,24 @@ describe('rope', () => {
     };
     expect(dotAt(3, 1)).toBeCloseTo(dotAt(2, 0), 5);
   });
+
+  it('mlaInputs ropes q, normalises the latent and ropes k_pe, like the separate ops', () => {
+    const [T, h, D, L, R] = [2, 3, 6, 5, 4];
+    const q = d.upload(rand(T * h * D, 31), [T, h, D], 'f32');
+    const kv = d.upload(rand(T * (L + R), 32), [T, L + R], 'f32');
+    const norm = d.upload(rand(L, 33), [L], 'f32');
+    const pos = d.upload(Int32Array.from([3, 1]), [T], 'i32');
+    for (const style of ['half', 'interleave'] as const) {
+      const got = d.mlaInputs(q, kv, pos, table, style, norm, 1e-6);
+      expect(got.q.shape).toEqual([T, h, D]);
+      expect(got.cKv.shape).toEqual([T, L]);
+      expect(got.kPe.shape).toEqual([T, R]);
+      expect(host(got.q)).toEqual(host(d.rope(q, pos, table, style)));
+      expect(host(got.cKv)).toEqual(host(d.rmsNorm(d.sliceLast(kv, 0, L), norm, 1e-6)));
+      const kPe = d.rope(d.reshape(d.sliceLast(kv, L, R), [T, 1, R]), pos, table, style);
+      expect(host(got.kPe)).toEqual(host(kPe));
+    }
+  });
 });
 
 describe('moe', () => {
@@ -253,5 +271,31 @@ describe('moe', () => {
         }
       }
     close(y, want);
+  });
+
+  it('adds the shared experts when the layer has them', () => {
+    const [T, H, E, I, S, k] = [2, 4, 3, 2, 6, 2];
+    const x = d.upload(rand(T * H, 41), [T, H], 'f32');
+    const routing = {
+      ids: d.upload(Int32Array.from([2, 0, 1, 2]), [T, k], 'i32'),
+      weights: d.upload(Float32Array.from([0.6, 0.4, 0.9, 0.1]), [T, k], 'f32'),
+    };
+    const routedOnly = {
+      gateUp: d.upload(rand(E * 2 * I * H, 42), [E, 2 * I, H], 'f32'),
+      down: d.upload(rand(E * H * I, 43), [E, H, I], 'f32'),
+    };
+    const shared = {
+      gateUp: d.upload(rand(2 * S * H, 44), [2 * S, H], 'f32'),
+      down: d.upload(rand(H * S, 45), [H, S], 'f32'),
+    };
+    const both = host(d.moeExperts(x, routing, { ...routedOnly, shared }));
+    const routed = host(d.moeExperts(x, routing, routedOnly));
+    const mlp = host(d.linear(d.siluAndMul(d.linear(x, shared.gateUp)), shared.down));
+    close(
+      both,
+      routed.map((v, i) => v + mlp[i]!),
+      1e-6,
+    );
+    expect(mlp.some((v) => Math.abs(v) > 1e-3)).toBe(true);
   });
 });

@@ -11,7 +11,9 @@ import type {
   Device,
   DeviceInfo,
   DType,
+  GatedMlpWeights,
   HostData,
+  MlaInputs,
   MoeExpertWeights,
   MoeRouteParams,
   MoeRouting,
@@ -304,6 +306,31 @@ export class CpuDevice implements Device {
     return new CpuTensor(x.shape, 'f32', out);
   }
 
+  mlaInputs(
+    q: Tensor,
+    kv: Tensor,
+    positions: Tensor,
+    table: RopeTable,
+    style: RopeStyle,
+    kvNorm: Tensor,
+    eps: number,
+  ): MlaInputs {
+    const R = table.rotaryDim;
+    const width = lastDim(kv);
+    const L = width - R;
+    if (kv.shape.length !== 2 || L <= 0)
+      throw new Error(`mlaInputs: kv ${shapeText(kv.shape)} is not [T, L + ${R}]`);
+    const T = kv.shape[0]!;
+    return {
+      q: this.rope(q, positions, table, style),
+      cKv: this.rmsNorm(this.sliceLast(kv, 0, L), kvNorm, eps),
+      kPe: this.reshape(
+        this.rope(this.reshape(this.sliceLast(kv, L, R), [T, 1, R]), positions, table, style),
+        [T, R],
+      ),
+    };
+  }
+
   // --- mixture of experts -----------------------------------------------------------------------
   moeRoute(routerLogits: Tensor, params: MoeRouteParams): MoeRouting {
     const logits = cpuF32(routerLogits, 'moeRoute');
@@ -334,7 +361,12 @@ export class CpuDevice implements Device {
       E,
       twoI / 2,
     );
-    return new CpuTensor([T, H], 'f32', out);
+    const routed = new CpuTensor([T, H], 'f32', out);
+    return experts.shared === undefined ? routed : this.add(routed, this.#gatedMlp(x, experts.shared));
+  }
+
+  #gatedMlp(x: Tensor, w: GatedMlpWeights): Tensor {
+    return this.linear(this.siluAndMul(this.linear(x, w.gateUp)), w.down);
   }
 }
 

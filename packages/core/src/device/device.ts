@@ -89,12 +89,32 @@ export interface MoeRouting {
   readonly weights: Tensor;
 }
 
-/** The routed experts of one MoE layer, stacked. */
+/** A gated (SwiGLU) MLP: down(silu(gate x) * up x). */
+export interface GatedMlpWeights {
+  /** [2I, H]: rows [0, I) are gate_proj, rows [I, 2I) are up_proj. */
+  readonly gateUp: Tensor;
+  /** [H, I]: down_proj. */
+  readonly down: Tensor;
+}
+
+/** The experts of one MoE layer: the routed ones stacked, and the shared ones if the layer has any. */
 export interface MoeExpertWeights {
   /** [E, 2I, H]: rows [0, I) are gate_proj, rows [I, 2I) are up_proj (HF Linear layout). */
   readonly gateUp: Tensor;
   /** [E, H, I]: down_proj. */
   readonly down: Tensor;
+  /** The shared experts as one MLP (intermediate size nShared * I), run on every token. */
+  readonly shared?: GatedMlpWeights;
+}
+
+/** MLA's per-layer attention inputs (see `Device.mlaInputs`). */
+export interface MlaInputs {
+  /** [T, h, D], RoPE applied to the last rotaryDim dims of each head. */
+  readonly q: Tensor;
+  /** [T, L], RMS-normalised latent. */
+  readonly cKv: Tensor;
+  /** [T, R], RoPE applied (R = rotaryDim). */
+  readonly kPe: Tensor;
 }
 
 export interface Device {
@@ -119,8 +139,9 @@ export interface Device {
   /** Same elements, new shape (equal element count): a view sharing storage, no copy. Release the
    * source tensor (never the view) once neither is used any more. */
   reshape(x: Tensor, shape: readonly number[]): Tensor;
-  /** x[..., start : start + size] along the last dim: [..., D] -> [..., size]. Always a new tensor (a
-   * copy), so `x` may be released right after. */
+  /** x[..., start : start + size] along the last dim: [..., D] -> [..., size]. A new tensor (a copy, or
+   * a view where the slice is contiguous in memory, which keeps x's memory alive), so `x` may be
+   * released right after either way. */
   sliceLast(x: Tensor, start: number, size: number): Tensor;
   /** Concatenates along the last dim; leading dims must match: [..., D0], [..., D1] -> [..., D0+D1]. */
   concatLast(parts: readonly Tensor[]): Tensor;
@@ -154,12 +175,24 @@ export interface Device {
   /** Rotary embedding on the LAST table.rotaryDim dims of each head; the leading dims of each head
    * pass through unchanged. x [T, h, D] with D >= rotaryDim, positions i32 [T] -> [T, h, D]. */
   rope(x: Tensor, positions: Tensor, table: RopeTable, style: RopeStyle): Tensor;
+  /** MLA's attention inputs from the layer's projections, in one op (a decode step's hot path):
+   *  q [T, h, D] -> rope(q); kv [T, L + R] (R = table.rotaryDim) -> cKv = rmsNorm(kv[:, :L], kvNorm, eps)
+   *  and kPe = rope(kv[:, L:]) (as a single head). Equal to rope + sliceLast + rmsNorm + sliceLast + rope. */
+  mlaInputs(
+    q: Tensor,
+    kv: Tensor,
+    positions: Tensor,
+    table: RopeTable,
+    style: RopeStyle,
+    kvNorm: Tensor,
+    eps: number,
+  ): MlaInputs;
 
   // --- mixture of experts -----------------------------------------------------------------------
   /** Routes tokens: routerLogits [T, E] (fp32 gate output) -> top-k ids and weights per token. */
   moeRoute(routerLogits: Tensor, params: MoeRouteParams): MoeRouting;
-  /** Runs the routed experts: x [T, H] -> sum_j weights[t, j] * down(silu(gate x) * up x) over the
-   * token's k experts: [T, H]. Shared experts are not included (the model adds them). */
+  /** Runs the experts: x [T, H] -> sum_j weights[t, j] * down(silu(gate x) * up x) over the token's k
+   * routed experts, plus the shared experts' MLP of x when `experts.shared` is set: [T, H]. */
   moeExperts(x: Tensor, routing: MoeRouting, experts: MoeExpertWeights): Tensor;
 
   // --- graphs (optional) ------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 // Dense ops: gathers, copies, elementwise, RMSNorm, RoPE, SiLU-and-mul, GEMMs, random fill, KV-cache
-// writes. Each function decodes positional arguments (pointers as BigInt) into a params struct and
+// writes, and MLA's fused input and absorbed-query ops. Each function decodes positional arguments (pointers as BigInt) into a params struct and
 // calls the op's launcher on the runtime's stream. Shapes are checked in TypeScript, where the
 // tensors' shapes live; the launchers check what the kernels themselves rely on.
 #include "binding/napi_util.h"
 #include "kernels/activation.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
+#include "kernels/mla_inputs.h"
+#include "kernels/mla_query.h"
 #include "kernels/moe.h"
 #include "kernels/norm.h"
 #include "kernels/rope.h"
@@ -200,7 +202,8 @@ Napi::Value gemm(Info info) {
 
 // bmmGrouped(x, w, out, tokens, heads, k, n): out[t, h, :] = x[t, h, :] @ w[h]^T with w [heads, n, k]
 // bf16, x [tokens, heads, k], out [tokens, heads, n]: the absorbed-MLA per-head projections at decode
-// sizes, as one grouped-GEMM launch (heads are the groups).
+// sizes, as one launch (heads are the groups): the skinny kernel for a token or two, like Linears,
+// else the grouped GEMM.
 Napi::Value bmm_grouped(Info info) {
   return guarded(info, "bmm", [&] {
     GroupedGemmParams p{};
@@ -208,6 +211,25 @@ Napi::Value bmm_grouped(Info info) {
     p.w = ptr_arg(info, 1);
     p.c = ptr_arg(info, 2);
     const int tokens = int_arg(info, 3), heads = int_arg(info, 4), k = int_arg(info, 5), n = int_arg(info, 6);
+    SkinnyGemmParams sp{};
+    sp.a = p.a;
+    sp.w = p.w;
+    sp.c = p.c;
+    sp.c_dtype = DType::BF16;
+    sp.m = tokens;
+    sp.n = heads * n;
+    sp.k = k;
+    sp.lda = static_cast<int64_t>(heads) * k;
+    sp.ldc = static_cast<int64_t>(heads) * n;
+    sp.group_rows = n;
+    sp.a_group_stride = k;
+    sp.c_group_stride = n;
+    sp.sms = runtime().props().sms;
+    sp.stream = stream_or_throw();
+    if (tokens <= SKINNY_MAX_ROWS && skinny_enabled() && skinny_gemm_applies(sp)) {
+      run_skinny_gemm(sp);
+      return info.Env().Undefined();
+    }
     p.m = tokens;
     p.k = k;
     p.n = n;
@@ -222,6 +244,61 @@ Napi::Value bmm_grouped(Info info) {
     p.max_tiles = heads * ((tokens + p.block_m - 1) / p.block_m);
     p.stream = stream_or_throw();
     run_grouped_gemm(p);
+    return info.Env().Undefined();
+  });
+}
+
+// mlaAbsorbQuery(q, wUkT, out, tokens, heads, nope, rope, latent, cKv | 0n, kPe | 0n, slots | 0n,
+//                cache | 0n, numSlots): out [tokens, heads, latent + rope] = [q_nope @ W_UK ; q_pe] per
+// head, W_UK given transposed as [heads, latent, nope] (tokens <= 64); with a cache, also the step's
+// rows [cKv ; kPe] at their slots.
+Napi::Value mla_absorb_query(Info info) {
+  return guarded(info, "mlaAbsorbQuery", [&] {
+    MlaQueryParams p{};
+    p.q = ptr_arg(info, 0);
+    p.w_uk_t = ptr_arg(info, 1);
+    p.out = ptr_arg(info, 2);
+    p.tokens = int_arg(info, 3);
+    p.heads = int_arg(info, 4);
+    p.nope = int_arg(info, 5);
+    p.rope = int_arg(info, 6);
+    p.latent = int_arg(info, 7);
+    p.c_kv = ptr_arg(info, 8);
+    p.k_pe = ptr_arg(info, 9);
+    p.slots = static_cast<const int32_t*>(ptr_arg(info, 10));
+    p.cache = ptr_arg(info, 11);
+    p.num_slots = i64_arg(info, 12);
+    p.sms = runtime().props().sms;
+    p.stream = stream_or_throw();
+    run_mla_query(p);
+    return info.Env().Undefined();
+  });
+}
+
+// mlaInputs(q, kv, positions, cos, sin, kvNorm, qOut, cKv, kPe, tokens, heads, headDim, ropeDim, kvRank,
+//           maxPositions, eps, interleave)
+Napi::Value mla_inputs(Info info) {
+  return guarded(info, "mlaInputs", [&] {
+    MlaInputsParams p{};
+    p.q = ptr_arg(info, 0);
+    p.kv = ptr_arg(info, 1);
+    p.positions = static_cast<const int32_t*>(ptr_arg(info, 2));
+    p.cos = ptr_arg(info, 3);
+    p.sin = ptr_arg(info, 4);
+    p.kv_norm = ptr_arg(info, 5);
+    p.q_out = ptr_arg(info, 6);
+    p.c_kv = ptr_arg(info, 7);
+    p.k_pe = ptr_arg(info, 8);
+    p.num_tokens = int_arg(info, 9);
+    p.num_heads = int_arg(info, 10);
+    p.head_dim = int_arg(info, 11);
+    p.rope_dim = int_arg(info, 12);
+    p.kv_rank = int_arg(info, 13);
+    p.max_positions = int_arg(info, 14);
+    p.eps = static_cast<float>(num_arg(info, 15));
+    p.interleave = info[16].ToBoolean().Value();
+    p.stream = stream_or_throw();
+    run_mla_inputs(p);
     return info.Env().Undefined();
   });
 }
@@ -290,6 +367,8 @@ void register_dense_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("gemm", Napi::Function::New(env, gemm, "gemm"));
   exports.Set("bmmGrouped", Napi::Function::New(env, bmm_grouped, "bmmGrouped"));
   exports.Set("transpose", Napi::Function::New(env, transpose, "transpose"));
+  exports.Set("mlaAbsorbQuery", Napi::Function::New(env, mla_absorb_query, "mlaAbsorbQuery"));
+  exports.Set("mlaInputs", Napi::Function::New(env, mla_inputs, "mlaInputs"));
   exports.Set("fillRandom", Napi::Function::New(env, fill_random, "fillRandom"));
   exports.Set("kvCacheWrite", Napi::Function::New(env, kv_cache_write, "kvCacheWrite"));
 }

@@ -1,6 +1,7 @@
-// MoE: the router (top-k over the gate's logits) and the routed experts as grouped work.
-// moeExperts runs align -> grouped gate/up GEMM -> SiLU-and-mul -> grouped down GEMM -> weighted
-// combine in one call, with its temporaries from the caching allocator (given back at the end:
+// MoE: the router (top-k over the gate's logits) and the experts.
+// moeExpertsSmall (a few tokens: routed and shared experts in two launches, kernels/moe_small.h);
+// moeExperts (grouped work) runs align -> grouped gate/up GEMM -> SiLU-and-mul -> grouped down GEMM ->
+// weighted combine (+ the shared experts' output, computed beforehand) in one call, with its temporaries from the caching allocator (given back at the end:
 // later work on the same stream is ordered after these kernels, so reuse is safe).
 #include <cstdlib>
 #include <string>
@@ -11,6 +12,7 @@
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
 #include "kernels/moe.h"
+#include "kernels/moe_small.h"
 #include "kernels/router.h"
 
 namespace flashserve {
@@ -65,8 +67,8 @@ constexpr int PREFILL_ROW_ROUND = 64;
 // across steps; the extra rows run into the next expert's rows, which that expert's GEMM rewrites
 // afterwards (same stream, increasing expert order), or into slack at the end. They are never read.
 void run_experts_prefill(Temps& t, const MoeAlignParams& al, const void* x, const void* gate_up, const void* down,
-                         const float* weights, void* out, int tokens, int hidden, int inter, int experts, int top_k,
-                         cudaStream_t stream) {
+                         const float* weights, const void* addend, void* out, int tokens, int hidden, int inter,
+                         int experts, int top_k, cudaStream_t stream) {
   const int assign = tokens * top_k;
   std::vector<int32_t> offsets(experts + 1);
   check_cuda(cudaMemcpyAsync(offsets.data(), al.expert_offsets, sizeof(int32_t) * (experts + 1), cudaMemcpyDeviceToHost,
@@ -105,7 +107,7 @@ void run_experts_prefill(Temps& t, const MoeAlignParams& al, const void* x, cons
   SiluMulParams sm{h, act, assign, inter, stream};
   run_silu_mul(sm);
   per_expert(act, down, static_cast<int64_t>(hidden) * inter, y, hidden, inter);
-  MoeCombineParams cb{y, nullptr, 1, al.assign_pos, weights, nullptr, out, tokens, top_k, hidden, stream};
+  MoeCombineParams cb{y, nullptr, 1, al.assign_pos, weights, addend, out, tokens, top_k, hidden, stream};
   run_moe_combine(cb);
 }
 #endif
@@ -139,7 +141,8 @@ int pick_split_k(int assign, int experts, int n_tiles, int k, int sms) {
   return split < 1 ? 1 : split;
 }
 
-// moeExperts(x, ids, weights, gateUp, down, out, tokens, hidden, inter, experts, topK, blockM (0: auto))
+// moeExperts(x, ids, weights, gateUp, down, out, tokens, hidden, inter, experts, topK, blockM (0: auto),
+//            addend | 0n): addend [tokens, hidden] bf16 (the shared experts' output) is added to the sum.
 Napi::Value moe_experts(Info info) {
   return guarded(info, "moeExperts", [&] {
     const void* x = ptr_arg(info, 0);
@@ -151,6 +154,7 @@ Napi::Value moe_experts(Info info) {
     const int tokens = int_arg(info, 6), hidden = int_arg(info, 7), inter = int_arg(info, 8);
     const int experts = int_arg(info, 9), top_k = int_arg(info, 10);
     int block_m = int_arg(info, 11);
+    const void* addend = ptr_arg(info, 12);
     cudaStream_t stream = stream_or_throw();
     if (tokens == 0) return info.Env().Undefined();
     const int assign = tokens * top_k;
@@ -183,7 +187,7 @@ Napi::Value moe_experts(Info info) {
     // cuBLASLt's GEMMs beat the grouped kernel; that needs the per-expert row counts on the host, so
     // only outside graph capture (decode graphs keep the sync-free grouped kernel).
     if (assign / experts >= PREFILL_ROWS_PER_EXPERT && runtime().graph_state() == GraphState::EAGER) {
-      run_experts_prefill(t, al, x, gate_up, down, weights, out, tokens, hidden, inter, experts, top_k, stream);
+      run_experts_prefill(t, al, x, gate_up, down, weights, addend, out, tokens, hidden, inter, experts, top_k, stream);
       return info.Env().Undefined();
     }
 #endif
@@ -254,7 +258,7 @@ Napi::Value moe_experts(Info info) {
     cb.splits = split2;
     cb.assign_pos = al.assign_pos;
     cb.topk_weights = weights;
-    cb.addend = nullptr;
+    cb.addend = addend;
     cb.out = out;
     cb.num_tokens = tokens;
     cb.top_k = top_k;
@@ -265,11 +269,42 @@ Napi::Value moe_experts(Info info) {
   });
 }
 
+// moeExpertsSmall(x, ids, weights, gateUp, down, sharedGateUp | 0n, sharedDown | 0n, out, tokens, hidden,
+//                 inter, sharedInter, experts, topK): routed + shared experts of at most 8 tokens.
+Napi::Value moe_experts_small(Info info) {
+  return guarded(info, "moeExperts", [&] {
+    MoeSmallParams p{};
+    p.x = ptr_arg(info, 0);
+    p.topk_ids = static_cast<const int32_t*>(ptr_arg(info, 1));
+    p.topk_weights = static_cast<const float*>(ptr_arg(info, 2));
+    p.gate_up = ptr_arg(info, 3);
+    p.down = ptr_arg(info, 4);
+    p.shared_gate_up = ptr_arg(info, 5);
+    p.shared_down = ptr_arg(info, 6);
+    p.out = ptr_arg(info, 7);
+    p.tokens = int_arg(info, 8);
+    p.hidden = int_arg(info, 9);
+    p.inter = int_arg(info, 10);
+    p.shared_inter = int_arg(info, 11);
+    p.experts = int_arg(info, 12);
+    p.top_k = int_arg(info, 13);
+    p.sms = runtime().props().sms;
+    p.stream = stream_or_throw();
+    if (p.tokens == 0) return info.Env().Undefined();
+    Temps t;
+    p.act = t.take(moe_small_act_bytes(p.tokens, p.top_k, p.inter, p.shared_gate_up ? p.shared_inter : 0));
+    p.expert_out = t.take(moe_small_expert_out_bytes(p.tokens, p.top_k, p.hidden));
+    run_moe_small(p);
+    return info.Env().Undefined();
+  });
+}
+
 }  // namespace
 
 void register_moe_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("moeRoute", Napi::Function::New(env, moe_route, "moeRoute"));
   exports.Set("moeExperts", Napi::Function::New(env, moe_experts, "moeExperts"));
+  exports.Set("moeExpertsSmall", Napi::Function::New(env, moe_experts_small, "moeExpertsSmall"));
 }
 
 }  // namespace flashserve

@@ -1,11 +1,14 @@
 #include "kernels/activation.h"
 #include "kernels/common.cuh"
+#include "kernels/launch.h"
 #include "runtime/check.h"
 
 namespace flashserve {
 namespace {
 
 __global__ void silu_mul_kernel(SiluMulParams p) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t n = static_cast<int64_t>(p.rows) * p.inter;
   const bf16* in = static_cast<const bf16*>(p.in);
   bf16* out = static_cast<bf16*>(p.out);
@@ -20,6 +23,8 @@ __global__ void silu_mul_kernel(SiluMulParams p) {
 }
 
 __global__ void silu_mul_partials_kernel(SiluMulPartialsParams p) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t n = static_cast<int64_t>(p.rows) * p.inter;
   const int64_t split_stride = static_cast<int64_t>(p.rows) * 2 * p.inter;
   bf16* out = static_cast<bf16*>(p.out);
@@ -44,8 +49,8 @@ void run_silu_mul_partials(SiluMulPartialsParams& p) {
   if (n == 0) return;
   int64_t blocks = (n + 255) / 256;
   if (blocks > 4096) blocks = 4096;
-  silu_mul_partials_kernel<<<static_cast<int>(blocks), 256, 0, p.stream>>>(p);
-  check_launch("moeExperts (silu of partials)");
+  launch_pdl("moeExperts (silu of partials)", silu_mul_partials_kernel, dim3(static_cast<int>(blocks)), dim3(256), 0,
+             p.stream, p);
 }
 
 void run_silu_mul(SiluMulParams& p) {
@@ -53,8 +58,7 @@ void run_silu_mul(SiluMulParams& p) {
   if (n == 0) return;
   int64_t blocks = (n + 255) / 256;
   if (blocks > 4096) blocks = 4096;
-  silu_mul_kernel<<<static_cast<int>(blocks), 256, 0, p.stream>>>(p);
-  check_launch("siluMul");
+  launch_pdl("siluMul", silu_mul_kernel, dim3(static_cast<int>(blocks)), dim3(256), 0, p.stream, p);
 }
 
 }  // namespace flashserve

@@ -13,6 +13,22 @@ __device__ __forceinline__ float to_f(bf16 v) { return __bfloat162float(v); }
 __device__ __forceinline__ float to_f(float v) { return v; }
 __device__ __forceinline__ bf16 to_bf(float v) { return __float2bfloat16_rn(v); }
 
+// Programmatic dependent launch (kernels/launch.h). pdl_wait(): block until the kernels this one
+// depends on have finished and their writes are visible; every thread calls it before reading what an
+// earlier kernel wrote and before writing anything (an earlier kernel may still read the memory this
+// one reuses). pdl_launch_dependents(): the next kernel may start launching (its blocks fill SMs as
+// this one's retire). Both are no-ops for a kernel launched without the attribute, and before sm_90.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -1,4 +1,5 @@
 #include "kernels/common.cuh"
+#include "kernels/launch.h"
 #include "kernels/elementwise.h"
 #include "runtime/check.h"
 
@@ -8,6 +9,8 @@ namespace {
 constexpr int THREADS = 256;
 
 __global__ void embedding_kernel(EmbeddingParams p) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int t = blockIdx.x;
   const int id = p.ids[t];
   bf16* out = static_cast<bf16*>(p.out) + static_cast<int64_t>(t) * p.hidden;
@@ -22,6 +25,8 @@ __global__ void embedding_kernel(EmbeddingParams p) {
 }
 
 __global__ void gather_rows_kernel(GatherRowsParams p) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int r = blockIdx.x;
   const int src = p.index[r] / (p.index_div > 0 ? p.index_div : 1);
   const int64_t row_bytes = static_cast<int64_t>(p.cols) * p.elem_bytes;
@@ -56,6 +61,8 @@ __device__ __forceinline__ void store_from_f(void* base, DType t, int64_t i, flo
 }
 
 __global__ void copy2d_kernel(Copy2dParams p) {
+  pdl_wait();
+  pdl_launch_dependents();
   for (int64_t r = blockIdx.y; r < p.rows; r += gridDim.y)
   for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < p.cols; c += gridDim.x * blockDim.x) {
     const int64_t src = r * p.in_stride + c, dst = r * p.out_stride + c;
@@ -70,6 +77,8 @@ __global__ void copy2d_kernel(Copy2dParams p) {
 }
 
 __global__ void axpby_kernel(AxpbyParams p) {
+  pdl_wait();
+  pdl_launch_dependents();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < p.n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     float v = load_as_f(p.a, p.a_dtype, i) * p.alpha;
@@ -120,6 +129,8 @@ __global__ void fill_random_kernel(FillRandomParams p) {
 }
 
 __global__ void kv_cache_write_kernel(KvCacheWriteParams p) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int t = blockIdx.x;
   const int slot = p.slots[t];
   if (slot < 0 || slot >= p.num_slots) return;
@@ -139,28 +150,24 @@ int grid_for(int64_t n) {
 
 void run_embedding(EmbeddingParams& p) {
   if (p.num_tokens == 0) return;
-  embedding_kernel<<<p.num_tokens, THREADS, 0, p.stream>>>(p);
-  check_launch("embedding");
+  launch_pdl("embedding", embedding_kernel, dim3(p.num_tokens), dim3(THREADS), 0, p.stream, p);
 }
 
 void run_gather_rows(GatherRowsParams& p) {
   if (p.rows == 0) return;
-  gather_rows_kernel<<<p.rows, THREADS, 0, p.stream>>>(p);
-  check_launch("gatherRows");
+  launch_pdl("gatherRows", gather_rows_kernel, dim3(p.rows), dim3(THREADS), 0, p.stream, p);
 }
 
 void run_copy2d(Copy2dParams& p) {
   if (p.rows == 0 || p.cols == 0) return;
   const int gx = (p.cols + THREADS - 1) / THREADS;
   dim3 grid(gx < 64 ? gx : 64, p.rows < 65535 ? p.rows : 65535);
-  copy2d_kernel<<<grid, THREADS, 0, p.stream>>>(p);
-  check_launch("copy2d");
+  launch_pdl("copy2d", copy2d_kernel, grid, dim3(THREADS), 0, p.stream, p);
 }
 
 void run_axpby(AxpbyParams& p) {
   if (p.n == 0) return;
-  axpby_kernel<<<grid_for(p.n), THREADS, 0, p.stream>>>(p);
-  check_launch("axpby");
+  launch_pdl("axpby", axpby_kernel, dim3(grid_for(p.n)), dim3(THREADS), 0, p.stream, p);
 }
 
 void run_transpose(TransposeParams& p) {
@@ -184,8 +191,7 @@ void run_fill_random(FillRandomParams& p) {
 
 void run_kv_cache_write(KvCacheWriteParams& p) {
   if (p.num_tokens == 0) return;
-  kv_cache_write_kernel<<<p.num_tokens, 128, 0, p.stream>>>(p);
-  check_launch("kvCacheWrite");
+  launch_pdl("kvCacheWrite", kv_cache_write_kernel, dim3(p.num_tokens), dim3(128), 0, p.stream, p);
 }
 
 }  // namespace flashserve

@@ -1,6 +1,7 @@
 #include <mma.h>
 
 #include "kernels/common.cuh"
+#include "kernels/launch.h"
 #include "kernels/moe.h"
 #include "runtime/check.h"
 
@@ -15,6 +16,8 @@ constexpr int MAX_EXPERTS = 1024;
 __global__ void moe_align_kernel(MoeAlignParams p) {
   __shared__ int counts[MAX_EXPERTS];
   __shared__ int cursor[MAX_EXPERTS];
+  pdl_wait();
+  pdl_launch_dependents();
   for (int e = threadIdx.x; e < p.num_experts; e += blockDim.x) counts[e] = 0;
   __syncthreads();
   for (int a = threadIdx.x; a < p.num_assign; a += blockDim.x) {
@@ -96,6 +99,8 @@ __global__ void __launch_bounds__(GemmTraits<BM, BN>::THREADS) grouped_gemm_kern
   extern __shared__ __align__(128) unsigned char smem_raw[];
   bf16* sa = reinterpret_cast<bf16*>(smem_raw);
   bf16* sb = sa + T::STAGES * T::A_STAGE;
+  pdl_wait();
+  pdl_launch_dependents();
 
   const int tile = blockIdx.y;
   int group = 0, row_begin, row_end;
@@ -213,6 +218,8 @@ __global__ void __launch_bounds__(GemmTraits<BM, BN>::THREADS) grouped_gemm_kern
 }
 
 __global__ void moe_combine_kernel(MoeCombineParams p) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int t = blockIdx.x;
   const bf16* y = static_cast<const bf16*>(p.y);
   bf16* out = static_cast<bf16*>(p.out) + static_cast<int64_t>(t) * p.hidden;
@@ -246,8 +253,7 @@ __global__ void moe_combine_kernel(MoeCombineParams p) {
 
 void run_moe_align(MoeAlignParams& p) {
   require(p.num_experts <= MAX_EXPERTS, "moeExperts: more than 1024 experts is not supported");
-  moe_align_kernel<<<1, ALIGN_THREADS, 0, p.stream>>>(p);
-  check_launch("moeExperts (align)");
+  launch_pdl("moeExperts (align)", moe_align_kernel, dim3(1), dim3(ALIGN_THREADS), 0, p.stream, p);
 }
 
 void run_grouped_gemm(GroupedGemmParams& p) {
@@ -273,22 +279,20 @@ void run_grouped_gemm(GroupedGemmParams& p) {
   (void)configured;
   if (p.block_m == 16 && bn == 32) {
     using T = GemmTraits<16, 32>;
-    grouped_gemm_kernel<16, 32><<<grid, T::THREADS, T::SMEM_BYTES, p.stream>>>(p);
+    launch_pdl("groupedGemm", grouped_gemm_kernel<16, 32>, grid, dim3(T::THREADS), T::SMEM_BYTES, p.stream, p);
   } else if (p.block_m == 16) {
     using T = GemmTraits<16, 64>;
-    grouped_gemm_kernel<16, 64><<<grid, T::THREADS, T::SMEM_BYTES, p.stream>>>(p);
+    launch_pdl("groupedGemm", grouped_gemm_kernel<16, 64>, grid, dim3(T::THREADS), T::SMEM_BYTES, p.stream, p);
   } else {
     require(p.block_m == 64, "groupedGemm: block_m must be 16 or 64");
     using T = GemmTraits<64, 64>;
-    grouped_gemm_kernel<64, 64><<<grid, T::THREADS, T::SMEM_BYTES, p.stream>>>(p);
+    launch_pdl("groupedGemm", grouped_gemm_kernel<64, 64>, grid, dim3(T::THREADS), T::SMEM_BYTES, p.stream, p);
   }
-  check_launch("groupedGemm");
 }
 
 void run_moe_combine(MoeCombineParams& p) {
   if (p.num_tokens == 0) return;
-  moe_combine_kernel<<<p.num_tokens, 256, 0, p.stream>>>(p);
-  check_launch("moeExperts (combine)");
+  launch_pdl("moeExperts (combine)", moe_combine_kernel, dim3(p.num_tokens), dim3(256), 0, p.stream, p);
 }
 
 }  // namespace flashserve

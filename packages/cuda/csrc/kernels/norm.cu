@@ -1,4 +1,5 @@
 #include "kernels/common.cuh"
+#include "kernels/launch.h"
 #include "kernels/norm.h"
 #include "runtime/check.h"
 
@@ -6,14 +7,22 @@ namespace flashserve {
 namespace {
 
 constexpr int THREADS = 256;
-// Rows up to this width stay in registers between the two passes (DeepSeek-V3's hidden is 7168).
+// Rows up to PER_THREAD * 256 wide stay in registers between the two passes: 8 for hidden sizes up to
+// 2048 (V2-Lite), 32 up to 8192 (DeepSeek-V3's hidden is 7168).
+constexpr int SMALL_PER_THREAD = 8;
 constexpr int MAX_PER_THREAD = 32;
 
 // NOTE: numerics follow transformers' DeepseekV2RMSNorm in bf16: the residual add rounds to bf16,
 // the variance is an fp32 mean of squares, x * rsqrt(var + eps) rounds to bf16, and the product with
 // the bf16 weight rounds again.
-__global__ void rms_norm_kernel(RmsNormParams p) {
+// NOTE: all loads (x, residual, weight) are issued before the first store: the compiler cannot prove
+// the outputs alias none of the inputs, so interleaved, each element cost a dependent round trip
+// (a one-token norm took ~5 us in a graph).
+template <int PER_THREAD>
+__global__ void __launch_bounds__(THREADS) rms_norm_kernel(RmsNormParams p) {
   __shared__ float scratch[32];
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t r = blockIdx.x;
   const bf16* x = static_cast<const bf16*>(p.x) + r * p.x_stride;
   const bf16* res = p.residual ? static_cast<const bf16*>(p.residual) + r * p.residual_stride : nullptr;
@@ -21,28 +30,31 @@ __global__ void rms_norm_kernel(RmsNormParams p) {
   bf16* res_out = p.residual_out ? static_cast<bf16*>(p.residual_out) + r * p.cols : nullptr;
   const bf16* w = static_cast<const bf16*>(p.weight);
 
-  float vals[MAX_PER_THREAD];
+  float vals[PER_THREAD], adds[PER_THREAD], ws[PER_THREAD];
+#pragma unroll
+  for (int i = 0; i < PER_THREAD; ++i) {
+    const int c = threadIdx.x + i * THREADS;
+    const bool in = c < p.cols;
+    vals[i] = in ? to_f(x[c]) : 0.f;
+    adds[i] = res && in ? to_f(res[c]) : 0.f;
+    ws[i] = in ? to_f(w[c]) : 0.f;
+  }
   float sq = 0.f;
 #pragma unroll
-  for (int i = 0; i < MAX_PER_THREAD; ++i) {
+  for (int i = 0; i < PER_THREAD; ++i) {
     const int c = threadIdx.x + i * THREADS;
-    vals[i] = 0.f;
-    if (c < p.cols) {
-      float v = to_f(x[c]);
-      if (res) {
-        const bf16 h = to_bf(v + to_f(res[c]));
-        if (res_out) res_out[c] = h;
-        v = to_f(h);
-      }
-      vals[i] = v;
-      sq += v * v;
+    if (res) {
+      const bf16 h = to_bf(vals[i] + adds[i]);
+      if (res_out && c < p.cols) res_out[c] = h;
+      vals[i] = c < p.cols ? to_f(h) : 0.f;
     }
+    sq += vals[i] * vals[i];
   }
   const float inv = rsqrtf(block_sum(sq, scratch) / static_cast<float>(p.cols) + p.eps);
 #pragma unroll
-  for (int i = 0; i < MAX_PER_THREAD; ++i) {
+  for (int i = 0; i < PER_THREAD; ++i) {
     const int c = threadIdx.x + i * THREADS;
-    if (c < p.cols) out[c] = to_bf(to_f(w[c]) * to_f(to_bf(vals[i] * inv)));
+    if (c < p.cols) out[c] = to_bf(ws[i] * to_f(to_bf(vals[i] * inv)));
   }
 }
 
@@ -51,8 +63,11 @@ __global__ void rms_norm_kernel(RmsNormParams p) {
 void run_rms_norm(RmsNormParams& p) {
   if (p.rows == 0) return;
   require(p.cols <= THREADS * MAX_PER_THREAD, "rmsNorm: rows wider than 8192 are not supported");
-  rms_norm_kernel<<<p.rows, THREADS, 0, p.stream>>>(p);
-  check_launch("rmsNorm");
+  if (p.cols <= THREADS * SMALL_PER_THREAD) {
+    launch_pdl("rmsNorm", rms_norm_kernel<SMALL_PER_THREAD>, dim3(p.rows), dim3(THREADS), 0, p.stream, p);
+  } else {
+    launch_pdl("rmsNorm", rms_norm_kernel<MAX_PER_THREAD>, dim3(p.rows), dim3(THREADS), 0, p.stream, p);
+  }
 }
 
 }  // namespace flashserve

@@ -1,4 +1,5 @@
 #include "kernels/common.cuh"
+#include "kernels/launch.h"
 #include "kernels/router.h"
 #include "runtime/check.h"
 
@@ -23,6 +24,8 @@ __device__ __forceinline__ void warp_argmax(float& v, int& i) {
 __global__ void router_kernel(RouterParams p) {
   __shared__ float score_s[WARPS][ROUTER_MAX_EXPERTS];
   __shared__ float choice_s[WARPS][ROUTER_MAX_EXPERTS];
+  pdl_wait();
+  pdl_launch_dependents();
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int t = blockIdx.x * WARPS + warp;
   if (t >= p.num_tokens) return;
@@ -125,8 +128,7 @@ void run_router(RouterParams& p) {
     require(p.n_group <= 32, "moeRoute: n_group must be at most 32");
     require(p.num_experts % p.n_group == 0, "moeRoute: num_experts must be a multiple of n_group");
   }
-  router_kernel<<<(p.num_tokens + WARPS - 1) / WARPS, WARPS * 32, 0, p.stream>>>(p);
-  check_launch("moeRoute");
+  launch_pdl("moeRoute", router_kernel, dim3((p.num_tokens + WARPS - 1) / WARPS), dim3(WARPS * 32), 0, p.stream, p);
 }
 
 }  // namespace flashserve

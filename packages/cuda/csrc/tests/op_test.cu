@@ -15,9 +15,14 @@
 #include <vector>
 
 #include "kernels/activation.h"
+#include "kernels/common.cuh"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
+#include "kernels/launch.h"
+#include "kernels/mla_inputs.h"
+#include "kernels/mla_query.h"
 #include "kernels/moe.h"
+#include "kernels/moe_small.h"
 #include "kernels/norm.h"
 #include "kernels/rope.h"
 #include "kernels/router.h"
@@ -332,7 +337,9 @@ void test_skinny(int m, bool bias, DType c_dtype) {
   auto a = randv((size_t)m * k), w = randv((size_t)n * k, -0.05f, 0.05f), bv = randv(n);
   Buf da(a.size(), DType::BF16), dw(w.size(), DType::BF16), db(n, DType::BF16), dc((size_t)m * n, c_dtype);
   da.set(a), dw.set(w), db.set(bv);
-  SkinnyGemmParams p{da.p, dw.p, bias ? db.p : nullptr, dc.p, c_dtype, m, n, k, k, n, runtime().props().sms, S()};
+  SkinnyGemmParams p{};
+  p.a = da.p, p.w = dw.p, p.bias = bias ? db.p : nullptr, p.c = dc.p, p.c_dtype = c_dtype;
+  p.m = m, p.n = n, p.k = k, p.lda = k, p.ldc = n, p.sms = runtime().props().sms, p.stream = S();
   run_skinny_gemm(p);
   std::vector<double> ref((size_t)m * n);
   for (int i = 0; i < m; ++i)
@@ -344,6 +351,158 @@ void test_skinny(int m, bool bias, DType c_dtype) {
   char name[64];
   std::snprintf(name, sizeof name, "skinny gemm m=%d bias=%d c=%s", m, bias, c_dtype == DType::F32 ? "f32" : "bf16");
   report(name, rel_l2(dc.get(), ref), c_dtype == DType::F32 && !bias ? 1e-5 : 8e-3);
+}
+
+// The absorbed MLA query: [q_nope @ W_UK ; q_pe] per head, through the skinny kernel's grouped form and
+// side copies (1-2 tokens) and through the grouped GEMM + copies (more), with the cache write: token t
+// goes to slot 3 * t + 1, except the last, whose slot is -1 (a padding row: nothing written).
+void test_mla_query(int T) {
+  const int heads = 4, nope = 32, rope = 16, latent = 48, qw = nope + rope, ow = latent + rope;
+  auto q = randv((size_t)T * heads * qw), w = randv((size_t)heads * nope * latent, -0.2f, 0.2f);
+  std::vector<float> wt((size_t)heads * latent * nope);  // [heads, latent, nope]
+  for (int h = 0; h < heads; ++h)
+    for (int c = 0; c < nope; ++c)
+      for (int j = 0; j < latent; ++j) wt[((size_t)h * latent + j) * nope + c] = w[((size_t)h * nope + c) * latent + j];
+  Buf dq(q.size(), DType::BF16), dwt(wt.size(), DType::BF16), dout((size_t)T * heads * ow, DType::BF16);
+  dq.set(q), dwt.set(wt);
+  dout.set(std::vector<float>(dout.n, 1e30f));  // poison: every element must be written
+  const int slots_n = 3 * T + 2;
+  auto ckv = randv((size_t)T * latent), kpe = randv((size_t)T * rope);
+  std::vector<int32_t> slots(T);
+  for (int t = 0; t < T; ++t) slots[t] = t == T - 1 && T > 1 ? -1 : 3 * t + 1;
+  std::vector<float> cache0((size_t)slots_n * ow, 7.f);
+  Buf dckv(ckv.size(), DType::BF16), dkpe(kpe.size(), DType::BF16), dslots(T, DType::I32), dcache(cache0.size(), DType::BF16);
+  dckv.set(ckv), dkpe.set(kpe), dslots.set_i(slots), dcache.set(cache0);
+  MlaQueryParams p{dq.p, dwt.p, dout.p, T, heads, nope, rope, latent, dckv.p, dkpe.p, dslots.as<int32_t>(), dcache.p,
+                   slots_n, runtime().props().sms, S()};
+  run_mla_query(p);
+  std::vector<double> cref(cache0.begin(), cache0.end());
+  for (int t = 0; t < T; ++t) {
+    if (slots[t] < 0) continue;
+    for (int c = 0; c < latent; ++c) cref[(size_t)slots[t] * ow + c] = ckv[(size_t)t * latent + c];
+    for (int c = 0; c < rope; ++c) cref[(size_t)slots[t] * ow + latent + c] = kpe[(size_t)t * rope + c];
+  }
+  std::vector<double> ref(dout.n);
+  for (int t = 0; t < T; ++t)
+    for (int h = 0; h < heads; ++h) {
+      const float* qh = &q[((size_t)t * heads + h) * qw];
+      double* o = &ref[((size_t)t * heads + h) * ow];
+      for (int j = 0; j < latent; ++j) {
+        double s = 0;
+        for (int c = 0; c < nope; ++c) s += (double)qh[c] * w[((size_t)h * nope + c) * latent + j];
+        o[j] = s;
+      }
+      for (int r = 0; r < rope; ++r) o[latent + r] = qh[nope + r];
+    }
+  char name[64];
+  std::snprintf(name, sizeof name, "mlaAbsorbQuery T=%d", T);
+  report(name, rel_l2(dout.get(), ref), 8e-3);
+  std::snprintf(name, sizeof name, "mlaAbsorbQuery T=%d cache rows", T);
+  report(name, rel_l2(dcache.get(), cref), 0);
+}
+
+// Routed + shared experts of a few tokens (moe_small.h), with an out-of-range expert id that must
+// contribute nothing.
+void test_moe_small(int T, bool shared, bool bad_id) {
+  const int H = 256, E = 16, k = 4, I = 136, Sh = shared ? 200 : 0;
+  auto x = randv(T * H), gu = randv((size_t)E * 2 * I * H, -0.1f, 0.1f), dn = randv((size_t)E * H * I, -0.1f, 0.1f);
+  auto sgu = randv((size_t)2 * 208 * H, -0.1f, 0.1f), sdn = randv((size_t)H * 208, -0.1f, 0.1f);
+  std::vector<int32_t> ids(T * k);
+  std::vector<float> w(T * k);
+  for (int t = 0; t < T; ++t) {
+    std::vector<int> perm(E);
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    for (int j = 0; j < k; ++j) ids[t * k + j] = perm[j], w[t * k + j] = 0.1f + 0.2f * j;
+  }
+  if (bad_id) ids[T * k - 1] = -1;
+  Buf dx(x.size(), DType::BF16), dgu(gu.size(), DType::BF16), ddn(dn.size(), DType::BF16), di(ids.size(), DType::I32),
+      dw(w.size(), DType::F32), dsgu(sgu.size(), DType::BF16), dsdn(sdn.size(), DType::BF16), dout(T * H, DType::BF16),
+      act(moe_small_act_bytes(T, k, I, Sh) / 2, DType::BF16), eo(moe_small_expert_out_bytes(T, k, H) / 2, DType::BF16);
+  dx.set(x), dgu.set(gu), ddn.set(dn), di.set_i(ids), dw.set(w);
+  // The shared MLP is [2 * Sh, H] / [H, Sh]: take its rows / columns from the larger random matrices.
+  std::vector<float> sg((size_t)2 * std::max(Sh, 1) * H), sd((size_t)H * std::max(Sh, 1));
+  for (int r = 0; r < 2 * Sh; ++r)
+    for (int c = 0; c < H; ++c) sg[(size_t)r * H + c] = sgu[(size_t)r * H + c];
+  for (int r = 0; r < H; ++r)
+    for (int c = 0; c < Sh; ++c) sd[(size_t)r * Sh + c] = sdn[(size_t)r * 208 + c];
+  dsgu.set(sg), dsdn.set(sd);
+  dout.set(std::vector<float>(dout.n, 1e30f));
+  MoeSmallParams p{};
+  p.x = dx.p, p.topk_ids = di.as<int32_t>(), p.topk_weights = dw.as<float>(), p.gate_up = dgu.p, p.down = ddn.p;
+  p.shared_gate_up = shared ? dsgu.p : nullptr, p.shared_down = shared ? dsdn.p : nullptr;
+  p.act = act.p, p.expert_out = eo.p, p.out = dout.p, p.tokens = T, p.hidden = H, p.inter = I, p.shared_inter = Sh, p.experts = E;
+  p.top_k = k, p.sms = runtime().props().sms, p.stream = S();
+  run_moe_small(p);
+  auto mlp = [&](const float* xr, const float* g_w, const float* d_w, int inter, int d_stride, double* out, double scale) {
+    std::vector<double> a(inter);
+    for (int i = 0; i < inter; ++i) {
+      double g = 0, u = 0;
+      for (int c = 0; c < H; ++c) g += (double)xr[c] * g_w[(size_t)i * H + c], u += (double)xr[c] * g_w[(size_t)(inter + i) * H + c];
+      a[i] = g / (1 + std::exp(-g)) * u;
+    }
+    for (int c = 0; c < H; ++c) {
+      double o = 0;
+      for (int i = 0; i < inter; ++i) o += a[i] * d_w[(size_t)c * d_stride + i];
+      out[c] += scale * o;
+    }
+  };
+  std::vector<double> ref((size_t)T * H, 0.0);
+  for (int t = 0; t < T; ++t) {
+    for (int j = 0; j < k; ++j) {
+      const int e = ids[t * k + j];
+      if (e < 0) continue;
+      mlp(&x[(size_t)t * H], &gu[(size_t)e * 2 * I * H], &dn[(size_t)e * H * I], I, I, &ref[(size_t)t * H], w[t * k + j]);
+    }
+    if (shared) mlp(&x[(size_t)t * H], sg.data(), sd.data(), Sh, Sh, &ref[(size_t)t * H], 1.0);
+  }
+  char name[64];
+  std::snprintf(name, sizeof name, "moeExperts small T=%d shared=%d bad_id=%d", T, shared, bad_id);
+  report(name, rel_l2(dout.get(), ref), 2e-2);
+}
+
+void test_mla_inputs(bool interleave) {
+  const int T = 3, h = 4, D = 48, R = 16, L = 64, P = 40;
+  auto q = randv((size_t)T * h * D), kv = randv((size_t)T * (L + R), -2.f, 2.f), w = randv(L, 0.5f, 1.5f);
+  std::vector<float> cs(P * R / 2), sn(P * R / 2);
+  for (int pos = 0; pos < P; ++pos)
+    for (int j = 0; j < R / 2; ++j) {
+      const double f = pos * std::pow(10000.0, -2.0 * j / R);
+      cs[pos * R / 2 + j] = bf(std::cos(f) * 1.1), sn[pos * R / 2 + j] = bf(std::sin(f) * 1.1);
+    }
+  std::vector<int32_t> positions = {0, 17, 39};
+  Buf dq(q.size(), DType::BF16), dkv(kv.size(), DType::BF16), dw(L, DType::BF16), dc(cs.size(), DType::BF16),
+      ds(sn.size(), DType::BF16), dp(T, DType::I32), qo(q.size(), DType::BF16), ckv((size_t)T * L, DType::BF16),
+      kpe((size_t)T * R, DType::BF16);
+  dq.set(q), dkv.set(kv), dw.set(w), dc.set(cs), ds.set(sn), dp.set_i(positions);
+  MlaInputsParams p{dq.p, dkv.p, dp.as<int32_t>(), dc.p, ds.p, dw.p, qo.p, ckv.p, kpe.p, T, h, D, R, L, P, 1e-6f,
+                    interleave, S()};
+  run_mla_inputs(p);
+  auto rot = [&](const float* x, double* y, int pos) {
+    for (int j = 0; j < R / 2; ++j) {
+      const int i1 = interleave ? 2 * j : j, i2 = interleave ? 2 * j + 1 : j + R / 2;
+      const double c = cs[pos * R / 2 + j], s = sn[pos * R / 2 + j];
+      y[i1] = x[i1] * c - x[i2] * s;
+      y[i2] = x[i2] * c + x[i1] * s;
+    }
+  };
+  std::vector<double> rq(q.begin(), q.end()), rc((size_t)T * L), rk((size_t)T * R);
+  for (int t = 0; t < T; ++t) {
+    for (int hh = 0; hh < h; ++hh) rot(&q[((size_t)t * h + hh) * D + D - R], &rq[((size_t)t * h + hh) * D + D - R], positions[t]);
+    double ss = 0;
+    for (int c = 0; c < L; ++c) ss += (double)kv[t * (L + R) + c] * kv[t * (L + R) + c];
+    const double inv = 1.0 / std::sqrt(ss / L + 1e-6);
+    for (int c = 0; c < L; ++c) rc[t * L + c] = kv[t * (L + R) + c] * inv * w[c];
+    rot(&kv[t * (L + R) + L], &rk[t * R], positions[t]);
+  }
+  const char* s = interleave ? "interleave" : "half";
+  char name[64];
+  std::snprintf(name, sizeof name, "mlaInputs q (%s)", s);
+  report(name, rel_l2(qo.get(), rq), 8e-3);
+  std::snprintf(name, sizeof name, "mlaInputs cKv (%s)", s);
+  report(name, rel_l2(ckv.get(), rc), 8e-3);
+  std::snprintf(name, sizeof name, "mlaInputs kPe (%s)", s);
+  report(name, rel_l2(kpe.get(), rk), 8e-3);
 }
 
 void test_sampling() {
@@ -477,17 +636,30 @@ float time_ms(const std::function<void()>& f, int iters) {
   return ms / iters;
 }
 
-void bench() {
-  std::printf("\n--- micro-benchmarks ---\n");
+SkinnyGemmParams gemv(const void* a, const void* w, void* c, int m, int n, int k) {
+  SkinnyGemmParams p{};
+  p.a = a, p.w = w, p.c = c, p.c_dtype = DType::BF16, p.m = m, p.n = n, p.k = k, p.lda = k, p.ldc = n;
+  p.sms = runtime().props().sms, p.stream = S();
+  return p;
+}
+
+double copy_bandwidth() {
   const size_t bytes = size_t{1} << 30;
   void* a = runtime().allocator().allocate(bytes);
   void* b = runtime().allocator().allocate(bytes);
   cudaMemsetAsync(a, 1, bytes, S());
   const float ms = time_ms([&] { cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, S()); }, 20);
-  const double bw = 2.0 * bytes / (ms * 1e-3) / 1e9;
-  std::printf("copy bandwidth (read+write)             %8.0f GB/s\n", bw);
   runtime().allocator().release(a);
   runtime().allocator().release(b);
+  const double bw = 2.0 * bytes / (ms * 1e-3) / 1e9;
+  std::printf("copy bandwidth (read+write)             %8.0f GB/s\n", bw);
+  return bw;
+}
+
+// Returns the copy bandwidth it measured (GB/s).
+double bench() {
+  std::printf("\n--- micro-benchmarks ---\n");
+  const double bw = copy_bandwidth();
 
   // V2-Lite routed experts: E=64, top-6, H=2048, I=1408, at decode batch sizes.
   const int H = 2048, I = 1408, E = 64, k = 6;
@@ -588,7 +760,7 @@ void bench() {
       const double by = (double)s.n * s.k * 2;
       std::printf("gemm %-10s m=%-4d %7.1f us  %6.0f GB/s (weights)", s.name, m, t * 1e3, by / (t * 1e-3) / 1e9);
       if (m <= SKINNY_GEMM_MAX_M) {
-        SkinnyGemmParams sp{x.p, w.p, nullptr, c.p, DType::BF16, m, s.n, s.k, s.k, s.n, runtime().props().sms, S()};
+        SkinnyGemmParams sp = gemv(x.p, w.p, c.p, m, s.n, s.k);
         const float ts = time_ms([&] { run_skinny_gemm(sp); }, 50);
         std::printf("   skinny %7.1f us  %6.0f GB/s", ts * 1e3, by / (ts * 1e-3) / 1e9);
       }
@@ -596,6 +768,378 @@ void bench() {
     }
   }
 #endif
+  return bw;
+}
+
+// --- decode-sized kernels as a decode step's graph sees them ---------------------------------------
+
+__device__ __forceinline__ unsigned long long global_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
+// PDL probe: a one-block primary spins 20 us and records when it ends; the secondary records when it
+// started, before its wait. With PDL in effect the secondary starts well before the primary ends.
+__global__ void pdl_probe_primary(unsigned long long* t) {
+  pdl_wait();
+  pdl_launch_dependents();
+  const unsigned long long t0 = global_ns();
+  while (global_ns() - t0 < 20000) {
+  }
+  if (threadIdx.x == 0) t[0] = global_ns();
+}
+__global__ void pdl_probe_secondary(unsigned long long* t) {
+  // NOTE: a write before the wait, against launch.h's contract: only this probe touches the buffer.
+  if (threadIdx.x == 0 && blockIdx.x == 0) t[1] = global_ns();
+  pdl_wait();
+}
+
+void probe_pdl() {
+  Buf t(4, DType::I32);  // two u64 slots
+  auto* tp = reinterpret_cast<unsigned long long*>(t.p);
+  std::vector<double> lead;
+  for (int graph = 0; graph < 2; ++graph) {
+    cudaGraph_t g = nullptr;
+    cudaGraphExec_t e = nullptr;
+    if (graph) check_cuda(cudaStreamBeginCapture(S(), cudaStreamCaptureModeRelaxed), "pdl probe capture");
+    launch_pdl("pdl probe", pdl_probe_primary, dim3(1), dim3(32), 0, S(), tp);
+    launch_pdl("pdl probe", pdl_probe_secondary, dim3(8), dim3(32), 0, S(), tp);
+    if (graph) {
+      check_cuda(cudaStreamEndCapture(S(), &g), "pdl probe capture");
+      check_cuda(cudaGraphInstantiate(&e, g, 0), "pdl probe instantiate");
+      check_cuda(cudaGraphLaunch(e, S()), "pdl probe launch");
+    }
+    unsigned long long h[2];
+    check_cuda(cudaMemcpyAsync(h, tp, sizeof h, cudaMemcpyDeviceToHost, S()), "pdl probe read");
+    check_cuda(cudaStreamSynchronize(S()), "pdl probe");
+    lead.push_back((static_cast<double>(h[0]) - static_cast<double>(h[1])) * 1e-3);
+    if (e) cudaGraphExecDestroy(e);
+    if (g) cudaGraphDestroy(g);
+  }
+  std::printf("PDL (%s): the dependent kernel started %.1f us (eager) / %.1f us (graph) before its primary ended\n",
+              pdl_enabled() ? "on" : "off", lead[0], lead[1]);
+}
+
+// Per-call time of `f(i)` for calls i = 0..reps-1 captured back to back into one CUDA graph (so no
+// host launch gaps, as in a decode step's graph), median of 5 replays.
+float graph_us(const std::function<void(int)>& f, int reps) {
+  cudaStream_t s = S();
+  f(0);
+  check_cuda(cudaStreamSynchronize(s), "bench warm-up");
+  cudaGraph_t g = nullptr;
+  cudaGraphExec_t e = nullptr;
+  check_cuda(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed), "bench capture");
+  for (int i = 0; i < reps; ++i) f(i);
+  check_cuda(cudaStreamEndCapture(s, &g), "bench capture end");
+  check_cuda(cudaGraphInstantiate(&e, g, 0), "bench instantiate");
+  cudaEvent_t a, b;
+  cudaEventCreate(&a), cudaEventCreate(&b);
+  std::vector<float> t;
+  for (int r = 0; r < 6; ++r) {
+    cudaEventRecord(a, s);
+    cudaGraphLaunch(e, s);
+    cudaEventRecord(b, s);
+    check_cuda(cudaEventSynchronize(b), "bench replay");
+    float ms = 0;
+    cudaEventElapsedTime(&ms, a, b);
+    if (r > 0) t.push_back(ms);
+  }
+  std::sort(t.begin(), t.end());
+  cudaGraphExecDestroy(e);
+  cudaGraphDestroy(g);
+  cudaEventDestroy(a), cudaEventDestroy(b);
+  return t[t.size() / 2] * 1e3f / reps;
+}
+
+// A pool of random bf16 larger than L2, read at rotating offsets so repeated calls stream from HBM.
+struct WeightPool {
+  Buf buf;
+  size_t elems;
+  explicit WeightPool(size_t bytes) : buf(bytes / 2, DType::BF16), elems(bytes / 2) {
+    FillRandomParams f{buf.p, DType::BF16, (int64_t)elems, 77, -0.02f, 0.02f, S()};
+    run_fill_random(f);
+    check_cuda(cudaStreamSynchronize(S()), "weight pool");  // complete before PDL kernels read it early
+  }
+  // The i-th of consecutive regions of `n` elements (16-byte aligned), wrapping around the pool.
+  const uint16_t* at(int i, size_t n) const {
+    const size_t step = (n + 63) / 64 * 64, slots = elems / step;
+    return static_cast<const uint16_t*>(buf.p) + (static_cast<size_t>(i) % slots) * step;
+  }
+};
+
+
+void bench_decode_kernels(double bw) {
+  std::printf("\n--- decode kernels at 1 token, inside a graph, weights streamed from HBM ---\n");
+  WeightPool pool(size_t{3} << 30);
+  Buf x(16 * 16384, DType::BF16), y(16 * 131072, DType::F32);
+  FillRandomParams fx{x.p, DType::BF16, (int64_t)x.n, 9, -1.f, 1.f, S()};
+  run_fill_random(fx);
+  struct Shape {
+    int n, k, group_rows;
+    const char* name;
+  };
+  for (Shape s : {Shape{3648, 2048, 0, "q_proj+kv_a"}, Shape{2048, 2048, 0, "o_proj"}, Shape{64, 2048, 0, "moe gate"},
+                  Shape{21888, 2048, 0, "dense gate_up"}, Shape{2048, 10944, 0, "dense down"},
+                  Shape{2048, 512, 128, "W_UV (16 heads)"}, Shape{102400, 2048, 0, "lm_head"}}) {
+    const size_t n_el = (size_t)s.n * s.k;
+    const int reps = n_el * 2 > (size_t{64} << 20) ? 4 : 40;
+    const float us = graph_us([&](int i) {
+      SkinnyGemmParams p = gemv(x.p, pool.at(i, n_el), y.p, 1, s.n, s.k);
+      if (s.group_rows) {
+        p.group_rows = s.group_rows, p.a_group_stride = s.k, p.c_group_stride = s.group_rows;
+        p.lda = (int64_t)s.k * (s.n / s.group_rows);
+      }
+      run_skinny_gemm(p);
+    }, reps);
+    const double gbs = n_el * 2 / (us * 1e-6) / 1e9;
+    std::printf("gemv %-16s %6d x %-6d %8.2f us %6.0f GB/s (%3.0f%% of copy)\n", s.name, s.n, s.k, us, gbs, 100 * gbs / bw);
+  }
+  {
+    const int heads = 16, nope = 128, rope = 64, latent = 512;
+    const size_t n_el = (size_t)heads * latent * nope;
+    const float us = graph_us([&](int i) {
+      MlaQueryParams p{x.p, pool.at(i, n_el), y.p, 1, heads, nope, rope, latent, nullptr, nullptr, nullptr, nullptr, 0,
+                       runtime().props().sms, S()};
+      run_mla_query(p);
+    }, 40);
+    const double gbs = n_el * 2 / (us * 1e-6) / 1e9;
+    std::printf("mlaAbsorbQuery 16 heads x 512 x 128     %8.2f us %6.0f GB/s (%3.0f%% of copy)\n", us, gbs, 100 * gbs / bw);
+  }
+  {
+    Buf w(2048, DType::BF16), res(2048, DType::BF16), o(2048, DType::BF16), r(2048, DType::BF16),
+        cs(8192 * 32, DType::BF16), pos(1, DType::I32), qo(16 * 192, DType::BF16), ckv(512, DType::BF16),
+        kpe(64, DType::BF16);
+    FillRandomParams f{w.p, DType::BF16, 2048, 3, 0.5f, 1.5f, S()};
+    run_fill_random(f);
+    FillRandomParams fc{cs.p, DType::BF16, (int64_t)cs.n, 5, -1.f, 1.f, S()};
+    run_fill_random(fc);
+    res.set(std::vector<float>(2048, 0.1f));
+    pos.set_i({100});
+    const float us_norm = graph_us([&](int) {
+      RmsNormParams p{x.p, res.p, w.p, o.p, r.p, 1, 2048, 2048, 2048, 2048, 1e-6f, S()};
+      run_rms_norm(p);
+    }, 100);
+    const float us_in = graph_us([&](int) {
+      MlaInputsParams p{x.p, static_cast<uint16_t*>(x.p) + 16 * 192, pos.as<int32_t>(), cs.p, cs.p, w.p, qo.p, ckv.p,
+                        kpe.p, 1, 16, 192, 64, 512, 8192, 1e-6f, true, S()};
+      run_mla_inputs(p);
+    }, 100);
+    std::printf("addRmsNorm 1 x 2048 %8.2f us per launch; mlaInputs 1 token %8.2f us\n", us_norm, us_in);
+  }
+}
+
+// A Linear as the addon runs it: the skinny kernel at 1-2 rows, cuBLASLt beyond (when built with it).
+void dense_linear(const void* a, const void* w, void* c, int m, int n, int k) {
+#ifdef FLASHSERVE_WITH_CUBLAS
+  if (m > 2) {
+    GemmParams g{};
+    g.a = a, g.b = w, g.c = c, g.c_dtype = DType::BF16, g.m = m, g.n = n, g.k = k, g.lda = k, g.ldb = k, g.ldc = n;
+    g.trans_b = true, g.batch = 1, g.stream = S();
+    run_gemm(g);
+    return;
+  }
+#endif
+  SkinnyGemmParams p = gemv(a, w, c, m, n, k);
+  run_skinny_gemm(p);
+}
+
+// Routed (top-6 of 64) + 2 shared experts of V2-Lite at decode sizes: the grouped path (align, grouped
+// gate/up, SiLU, grouped down, combine) plus the shared MLP (skinny gate/up, SiLU, skinny down, added by
+// the combine) against the small-batch path (two launches). Bytes: distinct experts + shared.
+void bench_moe_small(double bw) {
+  std::printf("\n--- MoE experts (64 routed top-6 + shared 2816) inside a graph ---\n");
+  const int H = 2048, I = 1408, E = 64, k = 6, Sh = 2816, reps = 8;
+  Buf gu((size_t)E * 2 * I * H, DType::BF16), dn((size_t)E * H * I, DType::BF16);
+  WeightPool spool(size_t{3} * reps * Sh * H * 2 + 4096);
+  FillRandomParams f1{gu.p, DType::BF16, (int64_t)gu.n, 1, -0.01f, 0.01f, S()};
+  FillRandomParams f2{dn.p, DType::BF16, (int64_t)dn.n, 2, -0.01f, 0.01f, S()};
+  run_fill_random(f1), run_fill_random(f2);
+  check_cuda(cudaStreamSynchronize(S()), "moe weights");
+  for (int T : {1, 2, 4, 5}) {
+    const int A = T * k;
+    // A different expert choice per call, so consecutive calls do not hit L2.
+    std::vector<int32_t> ids((size_t)reps * A);
+    double distinct = 0;
+    for (int r = 0; r < reps; ++r) {
+      std::vector<bool> used(E, false);
+      for (int t = 0; t < T; ++t) {
+        std::vector<int> perm(E);
+        std::iota(perm.begin(), perm.end(), 0);
+        std::shuffle(perm.begin(), perm.end(), rng);
+        for (int j = 0; j < k; ++j) ids[(size_t)r * A + t * k + j] = perm[j], used[perm[j]] = true;
+      }
+      distinct += std::count(used.begin(), used.end(), true);
+    }
+    distinct /= reps;
+    Buf x((size_t)T * H, DType::BF16), di(ids.size(), DType::I32), w(ids.size(), DType::F32), out((size_t)T * H, DType::BF16);
+    FillRandomParams fx{x.p, DType::BF16, (int64_t)x.n, 3, -1.f, 1.f, S()};
+    run_fill_random(fx);
+    di.set_i(ids);
+    w.set(std::vector<float>(ids.size(), 0.2f));
+    const int block_m = 16, max_tiles = moe_max_tiles(A, E, block_m);
+    Buf idx(E + 1 + 2 * A + 2 * max_tiles + 1, DType::I32), h((size_t)A * 2 * I, DType::BF16), act((size_t)A * I, DType::BF16),
+        yb((size_t)A * H, DType::BF16), sh_h((size_t)T * 2 * Sh, DType::BF16), sh_a((size_t)T * Sh, DType::BF16),
+        sh_y((size_t)T * H, DType::BF16), sact(moe_small_act_bytes(T, k, I, Sh) / 2, DType::BF16),
+        seo(moe_small_expert_out_bytes(T, k, H) / 2, DType::BF16);
+    const size_t sgu_el = (size_t)2 * Sh * H, sdn_el = (size_t)H * Sh;
+    const float us_old = graph_us([&](int r) {
+      const uint16_t* sgu = spool.at(2 * r, sgu_el);
+      const uint16_t* sdn = spool.at(2 * r + 1, sgu_el);
+      dense_linear(x.p, sgu, sh_h.p, T, 2 * Sh, H);
+      SiluMulParams sm{sh_h.p, sh_a.p, T, Sh, S()};
+      run_silu_mul(sm);
+      dense_linear(sh_a.p, sdn, sh_y.p, T, H, Sh);
+      MoeAlignParams al{};
+      al.topk_ids = di.as<int32_t>() + (size_t)r * A;
+      al.expert_offsets = idx.as<int32_t>();
+      al.sorted_assign = al.expert_offsets + E + 1;
+      al.assign_pos = al.sorted_assign + A;
+      al.tile_expert = al.assign_pos + A;
+      al.tile_row_begin = al.tile_expert + max_tiles;
+      al.num_tiles = al.tile_row_begin + max_tiles;
+      al.num_assign = A, al.num_experts = E, al.block_m = block_m, al.stream = S();
+      run_moe_align(al);
+      GroupedGemmParams g1{};
+      g1.a = x.p, g1.gather = al.sorted_assign, g1.gather_div = k, g1.lda = H;
+      g1.w = gu.p, g1.w_group_stride = (int64_t)2 * I * H, g1.n = 2 * I, g1.k = H;
+      g1.tile_group = al.tile_expert, g1.tile_row_begin = al.tile_row_begin, g1.group_end = al.expert_offsets;
+      g1.num_tiles = al.num_tiles, g1.max_tiles = max_tiles, g1.m = A, g1.c = h.p, g1.ldc = 2 * I, g1.block_m = block_m;
+      g1.block_n = 64, g1.stream = S();
+      run_grouped_gemm(g1);
+      SiluMulParams sm2{h.p, act.p, A, I, S()};
+      run_silu_mul(sm2);
+      GroupedGemmParams g2 = g1;
+      g2.a = act.p, g2.gather = nullptr, g2.gather_div = 1, g2.lda = I, g2.w = dn.p, g2.w_group_stride = (int64_t)H * I;
+      g2.n = H, g2.k = I, g2.c = yb.p, g2.ldc = H;
+      run_grouped_gemm(g2);
+      MoeCombineParams cb{yb.p, nullptr, 1, al.assign_pos, w.as<float>() + (size_t)r * A, sh_y.p, out.p, T, k, H, S()};
+      run_moe_combine(cb);
+    }, reps);
+    const float us_new = graph_us([&](int r) {
+      MoeSmallParams p{};
+      p.x = x.p, p.topk_ids = di.as<int32_t>() + (size_t)r * A, p.topk_weights = w.as<float>() + (size_t)r * A;
+      p.gate_up = gu.p, p.down = dn.p, p.shared_gate_up = spool.at(2 * r, sgu_el), p.shared_down = spool.at(2 * r + 1, sgu_el);
+      p.act = sact.p, p.expert_out = seo.p, p.out = out.p, p.tokens = T, p.hidden = H, p.inter = I;
+      p.shared_inter = Sh, p.experts = E, p.top_k = k, p.sms = runtime().props().sms, p.stream = S();
+      run_moe_small(p);
+    }, reps);
+    auto small = [&](int r) {
+      MoeSmallParams p{};
+      p.x = x.p, p.topk_ids = di.as<int32_t>() + (size_t)r * A, p.topk_weights = w.as<float>() + (size_t)r * A;
+      p.gate_up = gu.p, p.down = dn.p, p.shared_gate_up = spool.at(2 * r, sgu_el), p.shared_down = spool.at(2 * r + 1, sgu_el);
+      p.act = sact.p, p.expert_out = seo.p, p.out = out.p, p.tokens = T, p.hidden = H, p.inter = I;
+      p.shared_inter = Sh, p.experts = E, p.top_k = k, p.sms = runtime().props().sms, p.stream = S();
+      return p;
+    };
+    const float us_gu = graph_us([&](int r) {
+      MoeSmallParams p = small(r);
+      run_moe_small_gate_up(p);
+    }, reps);
+    const float us_dn = graph_us([&](int r) {
+      MoeSmallParams p = small(r);
+      run_moe_small_down(p);
+    }, reps);
+    const double by = (distinct * 3 * I + 3.0 * Sh) * H * 2;
+    const double by_small = ((double)A * 3 * I + 3.0 * Sh) * H * 2;
+    (void)sdn_el;
+    std::printf("moe T=%d: grouped+shared %7.1f us (%3.0f%% of copy)   small %7.1f us (%3.0f%% of copy on distinct; "
+                "reads %.0f MB)\n",
+                T, us_old, 100 * by / (us_old * 1e-6) / 1e9 / bw, us_new, 100 * by / (us_new * 1e-6) / 1e9 / bw,
+                by_small / 1e6);
+    const double gu_by = ((double)A * 2 * I + 2.0 * Sh) * H * 2, dn_by = ((double)A * I + Sh) * H * 2;
+    std::printf("        small stages alone: gate/up %7.1f us (%3.0f%% of copy)   down %7.1f us (%3.0f%% of copy)\n", us_gu,
+                100 * gu_by / (us_gu * 1e-6) / 1e9 / bw, us_dn, 100 * dn_by / (us_dn * 1e-6) / 1e9 / bw);
+  }
+}
+
+// A synthetic batch-1 decode step without attention: per layer addRmsNorm -> [q|kv_a] GEMV ->
+// mlaInputs -> absorbed query (+ cache write) -> W_UV GEMV -> o_proj GEMV -> addRmsNorm -> gate GEMV ->
+// router -> small-batch experts; 26 such layers (V2-Lite's MoE layers, each with its own weights but one pool
+// of 64 experts, routed to different experts per layer) and lm_head. Its time over its bytes shows
+// what launches and per-kernel ramps cost beside streaming the weights; run with and without
+// FLASHSERVE_NO_PDL=1 to see what PDL buys.
+void bench_chain(double bw) {
+  const int H = 2048, heads = 16, nope = 128, rope = 64, L = 512, V = 128, E = 64, k = 6, I = 1408, Sh = 2816;
+  const int layers = 26, vocab = 102400, qkv = heads * (nope + rope) + L + rope;
+  struct Layer {
+    const uint16_t *qkv, *wuk, *wuv, *o, *gate, *sgu, *sdn;
+  };
+  const size_t per_layer = (size_t)qkv * H + (size_t)heads * L * nope * 2 + (size_t)H * heads * V + (size_t)E * H +
+                           (size_t)3 * Sh * H + 64 * 8;
+  WeightPool pool(per_layer * 2 * layers + (size_t)vocab * H * 2 + (size_t{1} << 20));
+  Buf gu((size_t)E * 2 * I * H, DType::BF16), dn((size_t)E * H * I, DType::BF16), norm_w(2048, DType::BF16);
+  FillRandomParams f1{gu.p, DType::BF16, (int64_t)gu.n, 1, -0.01f, 0.01f, S()};
+  FillRandomParams f2{dn.p, DType::BF16, (int64_t)dn.n, 2, -0.01f, 0.01f, S()};
+  FillRandomParams f3{norm_w.p, DType::BF16, 2048, 3, 0.5f, 1.5f, S()};
+  run_fill_random(f1), run_fill_random(f2), run_fill_random(f3);
+  check_cuda(cudaStreamSynchronize(S()), "chain weights");
+  std::vector<Layer> ws(layers);
+  size_t at = 0;
+  const uint16_t* base = pool.buf.as<uint16_t>();
+  auto take = [&](size_t n) {
+    const uint16_t* p = base + at;
+    at += (n + 63) / 64 * 64;
+    return p;
+  };
+  for (auto& l : ws) {
+    l.qkv = take((size_t)qkv * H), l.wuk = take((size_t)heads * L * nope), l.wuv = take((size_t)heads * V * L);
+    l.o = take((size_t)H * heads * V), l.gate = take((size_t)E * H), l.sgu = take((size_t)2 * Sh * H);
+    l.sdn = take((size_t)H * Sh);
+  }
+  const uint16_t* lm = take((size_t)vocab * H);
+  Buf hbuf(H, DType::BF16), res(H, DType::BF16), res2(H, DType::BF16), xn(H, DType::BF16), proj(qkv, DType::BF16),
+      qo(heads * (nope + rope), DType::BF16), ckv(L, DType::BF16), kpe(rope, DType::BF16), qabs(heads * (L + rope), DType::BF16),
+      olat(heads * L, DType::BF16), ov(heads * V, DType::BF16), logits(E, DType::BF16), ids(k, DType::I32), wts(k, DType::F32),
+      act(moe_small_act_bytes(1, k, I, Sh) / 2, DType::BF16), eo(moe_small_expert_out_bytes(1, k, H) / 2, DType::BF16),
+      cs(8192 * 32, DType::BF16), pos(1, DType::I32),
+      out_logits(vocab, DType::F32), kvcache((size_t)8192 * (L + rope), DType::BF16);
+  FillRandomParams fh{hbuf.p, DType::BF16, H, 4, -1.f, 1.f, S()};
+  run_fill_random(fh);
+  res.set(std::vector<float>(H, 0.1f));
+  olat.set(std::vector<float>(heads * L, 0.01f));
+  pos.set_i({1000});
+  const int sms = runtime().props().sms;
+  const float us = graph_us([&](int) {
+    for (int li = 0; li < layers; ++li) {
+      const Layer& l = ws[li];
+      RmsNormParams n1{hbuf.p, res.p, norm_w.p, xn.p, res2.p, 1, H, H, H, H, 1e-6f, S()};
+      run_rms_norm(n1);
+      SkinnyGemmParams p = gemv(xn.p, l.qkv, proj.p, 1, qkv, H);
+      run_skinny_gemm(p);
+      MlaInputsParams mi{proj.p, static_cast<uint16_t*>(proj.p) + heads * (nope + rope), pos.as<int32_t>(), cs.p, cs.p,
+                         norm_w.p, qo.p, ckv.p, kpe.p, 1, heads, nope + rope, rope, L, 8192, 1e-6f, true, S()};
+      run_mla_inputs(mi);
+      MlaQueryParams mq{qo.p, l.wuk, qabs.p, 1, heads, nope, rope, L, ckv.p, kpe.p, pos.as<int32_t>(), kvcache.p, 8192,
+                        sms, S()};
+      run_mla_query(mq);
+      SkinnyGemmParams pv = gemv(olat.p, l.wuv, ov.p, 1, heads * V, L);
+      pv.group_rows = V, pv.a_group_stride = L, pv.lda = (int64_t)heads * L, pv.c_group_stride = V;
+      run_skinny_gemm(pv);
+      SkinnyGemmParams po = gemv(ov.p, l.o, hbuf.p, 1, H, heads * V);
+      run_skinny_gemm(po);
+      RmsNormParams n2{hbuf.p, res2.p, norm_w.p, xn.p, res.p, 1, H, H, H, H, 1e-6f, S()};
+      run_rms_norm(n2);
+      SkinnyGemmParams pg = gemv(xn.p, l.gate, logits.p, 1, E, H);
+      run_skinny_gemm(pg);
+      RouterParams rp{logits.p, true, nullptr, ids.as<int32_t>(), wts.as<float>(), 1, E, k, 1, 1,
+                      RouterScoring::SOFTMAX, GroupScore::MAX, false, 1.f, S()};
+      run_router(rp);
+      MoeSmallParams mp{};
+      mp.x = xn.p, mp.topk_ids = ids.as<int32_t>(), mp.topk_weights = wts.as<float>(), mp.gate_up = gu.p, mp.down = dn.p;
+      mp.shared_gate_up = l.sgu, mp.shared_down = l.sdn, mp.act = act.p, mp.expert_out = eo.p, mp.out = hbuf.p, mp.tokens = 1, mp.hidden = H;
+      mp.inter = I, mp.shared_inter = Sh, mp.experts = E, mp.top_k = k, mp.sms = sms, mp.stream = S();
+      run_moe_small(mp);
+    }
+    SkinnyGemmParams pl = gemv(xn.p, lm, out_logits.p, 1, vocab, H);
+    pl.c_dtype = DType::F32;
+    run_skinny_gemm(pl);
+  }, 1);
+  const double bytes = (double)layers * (per_layer - 64 * 8 + (double)k * 3 * I * H) * 2 + (double)vocab * H * 2;
+  std::printf("\nchain: 26 MoE layers + lm_head at 1 token, no attention (PDL %s): %.3f ms for %.0f MB = %.2f ms at "
+              "copy bandwidth (%.2fx); %d launches\n",
+              pdl_enabled() ? "on" : "off", us * 1e-3, bytes / 1e6, bytes / (bw * 1e9) * 1e3,
+              us * 1e-3 / (bytes / (bw * 1e9) * 1e3), layers * 12 + 1);
 }
 
 }  // namespace
@@ -631,10 +1175,26 @@ int main(int argc, char** argv) {
     test_skinny(1, false, DType::BF16);
     test_skinny(3, true, DType::BF16);
     test_skinny(16, false, DType::F32);
+    for (int T : {1, 2, 5, 20}) test_mla_query(T);
+    for (int T : {1, 2, 3, 4, 8}) test_moe_small(T, true, false);
+    test_moe_small(1, false, false);
+    test_moe_small(3, true, true);
+    test_mla_inputs(false);
+    test_mla_inputs(true);
     test_sampling();
     test_graph();
     test_errors();
-    if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) bench();
+    if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) {
+      const double bw = bench();
+      probe_pdl();
+      bench_decode_kernels(bw);
+      bench_moe_small(bw);
+      bench_chain(bw);
+    }
+    if (argc > 1 && std::strcmp(argv[1], "--chain") == 0) {
+      probe_pdl();
+      bench_chain(copy_bandwidth());
+    }
   } catch (const std::exception& e) {
     std::printf("FATAL: %s\n", e.what());
     return 2;

@@ -3,7 +3,9 @@
 // sampling), prefill tokens/s, and each decode step beside its floor: bytes of the active weights
 // plus the KV cache read, over the copy bandwidth measured in the same run.
 //
-// Usage (GPU machine): node decode-bench.mjs [--batches 1,8,32] [--ctx 1024] [--steps 20]
+// Usage (GPU machine): node decode-bench.mjs [--batches 1,8,32] [--ctx 1024] [--steps 20] [--no-prefill]
+// (--no-prefill skips the prefill figure and its second copy of the weights: for quick A/B runs, e.g.
+// under FLASHSERVE_NO_PDL=1 or FLASHSERVE_MOE_SMALL_MAX_TOKENS=0.)
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -206,26 +208,33 @@ function main(): void {
   // Prefill: 4 requests x 1024 tokens in one step (eager), attention excluded: the GPU MLA kernels
   // are decode kernels (one query length, at most 64, per step).
   let t0 = performance.now();
-  const prefillModel = build(new KvOnlyAttentionBackend());
-  device.synchronize();
-  console.log(
-    `built dummy V2-Lite in ${((performance.now() - t0) / 1000).toFixed(1)} s, ${(device.memStats().inUse / 2 ** 30).toFixed(1)} GiB on the GPU`,
-  );
-  prefillModel.allocateKvCache(4 * 16 + 8, blockSize);
-  const pre = prefillBatch(4, 1024, blockSize);
-  device.toHost(prefillModel.forward(pre));
-  t0 = performance.now();
-  const preIters = 3;
-  for (let i = 0; i < preIters; i++) device.release(prefillModel.forward(pre));
-  device.synchronize();
-  const preS = (performance.now() - t0) / 1000 / preIters;
-  console.log(
-    `prefill 4 x 1024 tokens: ${(preS * 1000).toFixed(1)} ms/step, ${(4096 / preS).toFixed(0)} tokens/s`,
-  );
+  let prefillModel: ReturnType<typeof build> | undefined;
+  let preS = Number.NaN;
+  if (!process.argv.includes('--no-prefill')) {
+    prefillModel = build(new KvOnlyAttentionBackend());
+    device.synchronize();
+    console.log(
+      `built dummy V2-Lite in ${((performance.now() - t0) / 1000).toFixed(1)} s, ${(device.memStats().inUse / 2 ** 30).toFixed(1)} GiB on the GPU`,
+    );
+    prefillModel.allocateKvCache(4 * 16 + 8, blockSize);
+    const pre = prefillBatch(4, 1024, blockSize);
+    device.toHost(prefillModel.forward(pre));
+    t0 = performance.now();
+    const preIters = 3;
+    for (let i = 0; i < preIters; i++) device.release(prefillModel.forward(pre));
+    device.synchronize();
+    preS = (performance.now() - t0) / 1000 / preIters;
+    console.log(
+      `prefill 4 x 1024 tokens: ${(preS * 1000).toFixed(1)} ms/step, ${(4096 / preS).toFixed(0)} tokens/s`,
+    );
+  }
 
   // Decode: the same dummy weights again (the first model's stay: both fit in 80 GB) with the GPU
   // attention backend when one can run.
-  const model = decodeBackend instanceof KvOnlyAttentionBackend ? prefillModel : build(decodeBackend);
+  const model =
+    decodeBackend instanceof KvOnlyAttentionBackend && prefillModel !== undefined
+      ? prefillModel
+      : build(decodeBackend);
   const backend = decodeBackend;
   const maxB = Math.max(...batches);
   const perReq = Math.ceil((ctx + 1) / blockSize);
@@ -255,12 +264,17 @@ function main(): void {
         params,
       );
     t0 = performance.now();
-    for (let i = 0; i < steps; i++)
-      device.sample(
-        device.graph(key, () => model.forward(batch)),
-        params,
-      );
+    let hostMs = 0;
+    for (let i = 0; i < steps; i++) {
+      // The replay pass's own host time (the graph launches at its last upload, so most of it
+      // overlaps the GPU; the rest of the step waits for the sampled ids).
+      const h0 = performance.now();
+      const logits = device.graph(key, () => model.forward(batch));
+      hostMs += performance.now() - h0;
+      device.sample(logits, params);
+    }
     const graphMs = (performance.now() - t0) / steps;
+    hostMs /= steps;
     // The forward alone, replays queued back to back (no sampling, no host round trip per step).
     t0 = performance.now();
     for (let i = 0; i < steps; i++) device.graph(key, () => model.forward(batch));
@@ -289,6 +303,7 @@ function main(): void {
       eager_step_ms: +eagerMs.toFixed(2),
       graph_step_ms: +graphMs.toFixed(2),
       graph_fwd_ms: +fwdMs.toFixed(2),
+      replay_host_ms: +hostMs.toFixed(2),
       tok_s: +((B / graphMs) * 1000).toFixed(0),
       floor_ms: +floorMs.toFixed(2),
       x_floor: +(graphMs / floorMs).toFixed(2),
@@ -304,13 +319,14 @@ function main(): void {
       JSON.stringify({ backend: backend.name, bw, results }, null, 1),
     );
   console.log(
-    `\nattention: ${backend.name}; copy ${bw.toFixed(0)} GB/s; prefill ${(4096 / preS).toFixed(0)} tok/s`,
+    `\nattention: ${backend.name}; copy ${bw.toFixed(0)} GB/s; prefill ${Number.isNaN(preS) ? 'skipped' : `${(4096 / preS).toFixed(0)} tok/s`}`,
   );
   console.log('step = forward + GPU greedy sampling + ids to host; fwd = graph replays alone');
-  console.log('batch  eager ms  graph ms    fwd ms     tok/s  floor ms  x floor');
+  console.log('host = the replay pass on the host (overlaps the GPU after the last upload)');
+  console.log('batch  eager ms  graph ms    fwd ms   host ms     tok/s  floor ms  x floor');
   for (const r of results) {
     console.log(
-      `${String(r.batch).padStart(5)} ${String(r.eager_step_ms).padStart(9)} ${String(r.graph_step_ms).padStart(9)} ${String(r.graph_fwd_ms).padStart(9)} ${String(r.tok_s).padStart(9)} ${String(r.floor_ms).padStart(9)} ${String(r.x_floor).padStart(8)}`,
+      `${String(r.batch).padStart(5)} ${String(r.eager_step_ms).padStart(9)} ${String(r.graph_step_ms).padStart(9)} ${String(r.graph_fwd_ms).padStart(9)} ${String(r.replay_host_ms).padStart(9)} ${String(r.tok_s).padStart(9)} ${String(r.floor_ms).padStart(9)} ${String(r.x_floor).padStart(8)}`,
     );
   }
 }

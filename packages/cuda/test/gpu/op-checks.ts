@@ -97,6 +97,11 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
     cmp('bmm (cuBLASLt path)', gpu.bmm(xbg, w2g, false), cpu.bmm(xbc, w2c, false));
     const [x20g, x20c] = both(randArray(20 * 4 * 32, r), [20, 4, 32]);
     cmp('bmm (grouped path, 64-row tiles)', gpu.bmm(x20g, w2g, false), cpu.bmm(x20c, w2c, false));
+    for (const T of [1, 2]) {
+      const [x1g, x1c] = both(randArray(T * 4 * 32, r), [T, 4, 32]);
+      cmp(`bmm transposeW (skinny path, ${T} tokens)`, gpu.bmm(x1g, w1g, true), cpu.bmm(x1c, w1c, true));
+      cmp(`bmm (skinny path, ${T} tokens)`, gpu.bmm(x1g, w2g, false), cpu.bmm(x1c, w2c, false));
+    }
   });
   run('rmsNorm', () => {
     const [xg, xc] = both(randArray(6 * 512, r, -3, 3), [6, 512]);
@@ -118,6 +123,11 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
   run('slice/concat/reshape', () => {
     const [ag, ac] = both(randArray(4 * 3 * 10, r), [4, 3, 10]);
     cmp('sliceLast', gpu.sliceLast(ag, 3, 5), cpu.sliceLast(ac, 3, 5), 5e-3);
+    // One row: a view into x that outlives x's release.
+    const [og, oc] = both(randArray(20, r), [1, 20]);
+    const view = gpu.sliceLast(og, 8, 12);
+    gpu.release(og);
+    cmp('sliceLast of one row (a view)', view, cpu.sliceLast(oc, 8, 12), 5e-3);
     const [bg, bc] = both(randArray(4 * 3 * 6, r), [4, 3, 6]);
     cmp('concatLast', gpu.concatLast([ag, bg]), cpu.concatLast([ac, bc]), 5e-3);
     cmp('reshape', gpu.reshape(ag, [12, 10]), cpu.reshape(ac, [12, 10]), 5e-3);
@@ -143,6 +153,56 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
     const [pg, pc] = both(Int32Array.from([0, 1, 7, 63, 20]), [5]);
     for (const style of ['half', 'interleave'] as const) {
       cmp(`rope ${style}`, gpu.rope(xg, pg, tg, style), cpu.rope(xc, pc, tc, style));
+    }
+    // MLA's inputs: q [T, 3, 96] (rope on the last 64), kv [T, 128 + 64].
+    const [kvg, kvc] = both(randArray(5 * 192, r, -2, 2), [5, 192]);
+    const [ng, nc] = both(randArray(128, r, 0.5, 1.5), [128]);
+    for (const style of ['half', 'interleave'] as const) {
+      const a = gpu.mlaInputs(xg, kvg, pg, tg, style, ng, 1e-6);
+      const b = cpu.mlaInputs(xc, kvc, pc, tc, style, nc, 1e-6);
+      cmp(`mlaInputs ${style} q`, a.q, b.q);
+      cmp(`mlaInputs ${style} cKv`, a.cKv, b.cKv);
+      cmp(`mlaInputs ${style} kPe`, a.kPe, b.kPe);
+    }
+  });
+  run('mlaAbsorbQuery', () => {
+    // [q_nope @ W_UK ; q_pe] per head against bmm + slices + concat on the CPU, at each path's sizes.
+    const [h, nope, rope, L] = [4, 32, 16, 48];
+    const [wg, wc] = both(randArray(h * nope * L, r, -0.3, 0.3), [h, nope, L]);
+    for (const T of [1, 2, 9, 70]) {
+      const [qg, qc] = both(randArray(T * h * (nope + rope), r), [T, h, nope + rope]);
+      const want = cpu.concatLast([
+        cpu.bmm(cpu.sliceLast(qc, 0, nope), wc, false),
+        cpu.sliceLast(qc, nope, rope),
+      ]);
+      cmp(`mlaAbsorbQuery (${T} tokens)`, gpu.mlaAbsorbQuery(qg, wg), want);
+      // With the cache write: token t to slot 2t + 1, the last one a padding row (slot -1).
+      const slots = Int32Array.from({ length: T }, (_, t) => (t === T - 1 && T > 1 ? -1 : 2 * t + 1));
+      const cKv = randArray(T * L, r);
+      const kPe = randArray(T * rope, r);
+      const numSlots = 2 * T + 2;
+      const cache = gpu.zeros([numSlots, 1, 1, L + rope], 'bf16');
+      const q2 = gpu.mlaAbsorbQuery(qg, wg, {
+        cache,
+        cKv: gpu.upload(cKv, [T, L], 'f32'),
+        kPe: gpu.upload(kPe, [T, rope], 'f32'),
+        slotMapping: gpu.upload(slots, [T], 'i32'),
+      });
+      cmp(`mlaAbsorbQuery + cache write (${T} tokens): query`, q2, want);
+      const wantCache = new Float32Array(numSlots * (L + rope));
+      for (let t = 0; t < T; t++) {
+        const s = slots[t]!;
+        if (s < 0) continue;
+        wantCache.set(cKv.subarray(t * L, (t + 1) * L), s * (L + rope));
+        wantCache.set(kPe.subarray(t * rope, (t + 1) * rope), s * (L + rope) + L);
+      }
+      const v = relL2(gpu.toHost(cache), wantCache);
+      rows.push({
+        name: `mlaAbsorbQuery + cache write (${T} tokens): cache rows`,
+        value: v,
+        limit: 0,
+        ok: v === 0,
+      });
     }
   });
   run('moe', () => {
@@ -203,6 +263,47 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
         cpu.moeExperts(xc, rc, { gateUp: guc, down: dc }),
         2e-2,
       );
+    }
+  });
+  run('moe with shared experts', () => {
+    // Routed + shared experts in one op: the small-batch path (1-4 tokens) and the grouped path with
+    // the shared MLP added by the combine (9 tokens, and 512 on the cuBLASLt prefill path).
+    const E = 16;
+    const H = 64;
+    const I = 24;
+    const S = 40;
+    const [gug, guc] = both(randArray(E * 2 * I * H, r, -0.2, 0.2), [E, 2 * I, H]);
+    const [dg, dc] = both(randArray(E * H * I, r, -0.2, 0.2), [E, H, I]);
+    const [sgg, sgc] = both(randArray(2 * S * H, r, -0.2, 0.2), [2 * S, H]);
+    const [sdg, sdc] = both(randArray(H * S, r, -0.2, 0.2), [H, S]);
+    const params: MoeRouteParams = {
+      kind: 'v2-softmax',
+      topK: 3,
+      nGroup: 1,
+      topkGroup: 1,
+      normTopkProb: false,
+      routedScalingFactor: 1,
+    };
+    for (const T of [1, 2, 4, 9, 512]) {
+      const rc = cpu.moeRoute(cpu.upload(randArray(T * E, r, -2, 2), [T, E], 'f32'), params);
+      const [xg, xc] = both(randArray(T * H, r), [T, H]);
+      cmp(
+        `moeExperts + shared (${T} tokens)`,
+        gpu.moeExperts(xg, gpuRouting(gpu, cpu, rc), {
+          gateUp: gug,
+          down: dg,
+          shared: { gateUp: sgg, down: sdg },
+        }),
+        cpu.moeExperts(xc, rc, { gateUp: guc, down: dc, shared: { gateUp: sgc, down: sdc } }),
+        2e-2,
+      );
+      if (T <= 4)
+        cmp(
+          `moeExperts small path, routed only (${T} tokens)`,
+          gpu.moeExperts(xg, gpuRouting(gpu, cpu, rc), { gateUp: gug, down: dg }),
+          cpu.moeExperts(xc, rc, { gateUp: guc, down: dc }),
+          2e-2,
+        );
     }
   });
   run('moe prefill path', () => {

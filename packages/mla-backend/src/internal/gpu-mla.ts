@@ -4,8 +4,8 @@
 // Per step (metadata builder): the step's seqLens, block tables and slot mapping go to the GPU once,
 // and the tile schedule (getMlaMetadata) is computed there from seqLens; every layer reuses it.
 // Per layer (impl.forward), the absorbed form around the kernel:
+//   qAbs   = [q_nope @ W_UK ; q_pe]                       [T, h, 576]   (CudaDevice.mlaAbsorbQuery)
 //   kvWrite([cKv ; kPe] -> cache rows at slotMapping)
-//   qAbs   = [q_nope @ W_UK ; q_pe]                       [T, h, 576]   (Device.bmm, concatLast)
 //   oLat   = mla decode over the paged cache              [T, h, 512]   (this addon)
 //   out    = W_UV @ oLat per head                         [T, h, vHeadDim]
 // Any step works: prefill chunks and decodes mixed, any query lengths (step-plan.ts). Each request's
@@ -209,29 +209,17 @@ export class GpuMlaImpl implements MlaAttentionImpl<GpuMlaMetadata> {
     const kRowStride = ENTRY_WIDTH;
     const kBlockStride = BLOCK_SIZE * ENTRY_WIDTH;
 
-    // 1. This step's latent rows into the cache (before attention: each token sees itself, and a
-    //    prefill piece sees the pieces of its request before it).
-    const kv = {
-      cKv: ptrOf(inputs.cKv, op, 'cKv'),
-      cKvStride: KV_LORA_RANK,
-      kPe: ptrOf(inputs.kPe, op, 'kPe'),
-      kPeStride: rope,
-      slotMapping: ptrOf(metadata.slotMapping, op, 'slotMapping'),
-      numTokens: T,
-      kcache: cachePtr,
-      numBlocks: cache.numBlocks,
-      kBlockStride,
-      kRowStride,
-      stream: d.stream,
-    };
-    d.enqueue(() => addon.kvWrite(kv));
-
-    // 2. Absorb W_UK into the query: [T, h, 128] @ [h, 128, 512] -> [T, h, 512], then append q_pe.
-    const qNope = d.sliceLast(inputs.q, 0, nope);
-    const qPe = d.sliceLast(inputs.q, nope, rope);
-    const qLatent = d.bmm(qNope, weights.wUk, false);
-    const qAbs = d.concatLast([qLatent, qPe]) as CudaTensor;
-    for (const t of [qNope, qPe, qLatent]) d.release(t);
+    // 1-2. Absorb W_UK into the query: [T, h, 128] @ [h, 128, 512] -> [T, h, 512], with q_pe appended,
+    //    read from q in place; and this step's latent rows into the cache (before attention: each
+    //    token sees itself, and a prefill piece sees the pieces of its request before it). One launch
+    //    at a decode step (CudaDevice.mlaAbsorbQuery), with PDL: it requests W_UK while the kernel
+    //    before it drains.
+    const qAbs = d.mlaAbsorbQuery(inputs.q, weights.wUk, {
+      cache: cache.tensor,
+      cKv: inputs.cKv,
+      kPe: inputs.kPe,
+      slotMapping: metadata.slotMapping,
+    });
 
     // 3. Attention over the paged latent cache, one launch per run of equal-length pieces. A run's
     //    rows are contiguous in qAbs and out, so it is addressed by offsets (in bytes) alone.

@@ -1,10 +1,15 @@
 // One DeepSeek MLA attention layer on the Device. The model computes the projections, the latent
 // normalisation and RoPE; the attention backend caches [c_kv ; k_pe] and attends (absorbed form).
 //
-//   x [T, H] -> q [T, h, nope + rope]   (q_proj, or q_a_proj -> RMSNorm -> q_b_proj; RoPE on the rope dims)
-//            -> kv [T, kvLora + rope]   (kv_a_proj_with_mqa)
-//                 c_kv = RMSNorm(kv[:, :kvLora])   k_pe = RoPE(kv[:, kvLora:])
+//   x [T, H] -> [q | kv] = x @ [W_q ; W_kv_a]^T        (one Linear: both read x)
+//     q  [T, h, nope + rope]   (q_proj's rows, or q_a_proj's -> RMSNorm -> q_b_proj)
+//     kv [T, kvLora + rope]    (kv_a_proj_with_mqa's rows)
+//   mlaInputs: RoPE on q's rope dims, c_kv = RMSNorm(kv[:, :kvLora]), k_pe = RoPE(kv[:, kvLora:])
 //   backend(q, c_kv, k_pe) -> [T, h, v] -> o_proj -> [T, H]
+//
+// NOTE: the two projections of x are stacked into one weight at load time: at a decode step a Linear
+// is bound by its launch and the first load's latency as much as by its bytes, so one launch over
+// both beats two. At one token the slices of its output are views (no copies).
 
 import type {
   DeepseekConfig,
@@ -21,21 +26,19 @@ import type { WeightReader } from './weights.js';
 /** transformers builds q_a_layernorm and kv_a_layernorm with the RMSNorm default eps, not rms_norm_eps. */
 const LATENT_NORM_EPS = 1e-6;
 
+/** How q continues from its rows of the joint projection: as is, or q_a -> RMSNorm -> q_b. */
 type QueryWeights =
-  | { readonly kind: 'direct'; readonly qProj: Tensor }
-  | {
-      readonly kind: 'lora';
-      readonly qA: Tensor;
-      readonly qABias: Tensor | undefined;
-      readonly qANorm: Tensor;
-      readonly qB: Tensor;
-    };
+  | { readonly kind: 'direct' }
+  | { readonly kind: 'lora'; readonly qANorm: Tensor; readonly qB: Tensor };
 
 export class MlaAttention {
   readonly #c: DeepseekConfig;
   readonly #q: QueryWeights;
-  readonly #kvA: Tensor;
-  readonly #kvABias: Tensor | undefined;
+  /** [qRows + kvLora + rope, H]: q_proj (or q_a_proj) rows, then kv_a_proj_with_mqa rows. */
+  readonly #qKvA: Tensor;
+  readonly #qKvABias: Tensor | undefined;
+  /** Rows of #qKvA that belong to the query: h * (nope + rope), or q_lora_rank. */
+  readonly #qRows: number;
   readonly #kvANorm: Tensor;
   readonly #oProj: Tensor;
   readonly #oBias: Tensor | undefined;
@@ -45,18 +48,26 @@ export class MlaAttention {
   constructor(config: DeepseekConfig, layer: number, w: WeightReader, scale: number) {
     this.#c = config;
     const p = `model.layers.${layer}.self_attn.`;
+    const H = config.hiddenSize;
+    const kvRows = config.kvLoraRank + config.qkRopeHeadDim;
+    const qName = config.qLoraRank === null ? `${p}q_proj` : `${p}q_a_proj`;
+    this.#qRows =
+      config.qLoraRank ?? config.numAttentionHeads * (config.qkNopeHeadDim + config.qkRopeHeadDim);
     this.#q =
       config.qLoraRank === null
-        ? { kind: 'direct', qProj: w.tensor(`${p}q_proj.weight`) }
-        : {
-            kind: 'lora',
-            qA: w.tensor(`${p}q_a_proj.weight`),
-            qABias: config.attentionBias ? w.tensor(`${p}q_a_proj.bias`) : undefined,
-            qANorm: w.tensor(`${p}q_a_layernorm.weight`),
-            qB: w.tensor(`${p}q_b_proj.weight`),
-          };
-    this.#kvA = w.tensor(`${p}kv_a_proj_with_mqa.weight`);
-    this.#kvABias = config.attentionBias ? w.tensor(`${p}kv_a_proj_with_mqa.bias`) : undefined;
+        ? { kind: 'direct' }
+        : { kind: 'lora', qANorm: w.tensor(`${p}q_a_layernorm.weight`), qB: w.tensor(`${p}q_b_proj.weight`) };
+    this.#qKvA = w.concatRows(
+      [`${qName}.weight`, `${p}kv_a_proj_with_mqa.weight`],
+      [this.#qRows + kvRows, H],
+    );
+    // transformers' q_proj has no bias; q_a_proj and kv_a_proj_with_mqa have one under attention_bias.
+    this.#qKvABias = config.attentionBias
+      ? w.concatVectors([
+          config.qLoraRank === null ? this.#qRows : `${qName}.bias`,
+          `${p}kv_a_proj_with_mqa.bias`,
+        ])
+      : undefined;
     this.#kvANorm = w.tensor(`${p}kv_a_layernorm.weight`);
     this.#oProj = w.tensor(`${p}o_proj.weight`);
     this.#oBias = config.attentionBias ? w.tensor(`${p}o_proj.bias`) : undefined;
@@ -87,33 +98,34 @@ export class MlaAttention {
     const L = c.kvLoraRank;
     const R = c.qkRopeHeadDim;
 
-    let qFlat: Tensor;
-    if (this.#q.kind === 'direct') qFlat = d.linear(x, this.#q.qProj);
-    else {
-      const qa = d.linear(x, this.#q.qA, this.#q.qABias);
-      const qaNorm = d.rmsNorm(qa, this.#q.qANorm, LATENT_NORM_EPS);
-      d.release(qa);
+    const qkv = d.linear(x, this.#qKvA, this.#qKvABias); // [T, qRows + L + R]
+    const qRaw = d.sliceLast(qkv, 0, this.#qRows);
+    const kv = d.sliceLast(qkv, this.#qRows, L + R);
+    d.release(qkv);
+    let qFlat = qRaw;
+    if (this.#q.kind === 'lora') {
+      const qaNorm = d.rmsNorm(qRaw, this.#q.qANorm, LATENT_NORM_EPS);
+      d.release(qRaw);
       qFlat = d.linear(qaNorm, this.#q.qB);
       d.release(qaNorm);
     }
-    // [T, h, nope + rope]; RoPE rotates the last `rope` dims of each head.
-    const q = d.rope(d.reshape(qFlat, [T, heads, c.qkNopeHeadDim + R]), positions, rope, style);
+    // q [T, h, nope + rope] with RoPE on the last `rope` dims of each head; c_kv [T, L]; k_pe [T, R].
+    const inputs = d.mlaInputs(
+      d.reshape(qFlat, [T, heads, c.qkNopeHeadDim + R]),
+      kv,
+      positions,
+      rope,
+      style,
+      this.#kvANorm,
+      LATENT_NORM_EPS,
+    );
     d.release(qFlat);
-
-    const kv = d.linear(x, this.#kvA, this.#kvABias); // [T, L + R]
-    const cKvRaw = d.sliceLast(kv, 0, L);
-    const cKv = d.rmsNorm(cKvRaw, this.#kvANorm, LATENT_NORM_EPS); // [T, L]
-    const kPeRaw = d.sliceLast(kv, L, R);
-    const kPeRot = d.rope(d.reshape(kPeRaw, [T, 1, R]), positions, rope, style);
-    const kPe = d.reshape(kPeRot, [T, R]);
     d.release(kv);
-    d.release(cKvRaw);
-    d.release(kPeRaw);
 
-    const o = impl.forward({ q, cKv, kPe }, cache, this.weights, metadata); // [T, h, v]
-    d.release(q);
-    d.release(cKv);
-    d.release(kPeRot);
+    const o = impl.forward(inputs, cache, this.weights, metadata); // [T, h, v]
+    d.release(inputs.q);
+    d.release(inputs.cKv);
+    d.release(inputs.kPe);
     const out = d.linear(d.reshape(o, [T, heads * c.vHeadDim]), this.#oProj, this.#oBias);
     d.release(o);
     return out;

@@ -160,6 +160,9 @@ export class DeepseekModel implements Model {
     const metadata = kv.builder.build(md);
     const ids = d.upload(batch.tokenIds, [T], 'i32');
     const positions = d.upload(md.positions, [T], 'i32');
+    // NOTE: every upload comes before the first layer, so a device replaying this step as a graph can
+    // launch it as soon as the inputs are in place (CudaDevice.graph).
+    const rows = d.upload(batch.logitsIndices, [batch.logitsIndices.length], 'i32');
 
     let h = this.#tp === undefined ? d.embedding(this.#embed!, ids) : this.#tp.embed(d, batch.tokenIds, ids);
     let residual: Tensor | undefined;
@@ -196,7 +199,6 @@ export class DeepseekModel implements Model {
       d.release(r2.out);
     }
     // Only the rows that need logits go through the final norm and lm_head.
-    const rows = d.upload(batch.logitsIndices, [batch.logitsIndices.length], 'i32');
     const hSel = d.embedding(h, rows);
     const rSel = residual === undefined ? undefined : d.embedding(residual, rows);
     d.release(h);

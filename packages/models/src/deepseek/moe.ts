@@ -1,28 +1,34 @@
-// The feed-forward half of a DeepSeek layer: a dense SwiGLU MLP (first_k_dense_replace layers and
-// shared experts), or a routed mixture of experts plus shared experts.
+// The feed-forward half of a DeepSeek layer: a dense SwiGLU MLP (first_k_dense_replace layers), or a
+// routed mixture of experts plus shared experts (one Device.moeExperts call runs both, so a device can
+// fuse them: at a decode step that is two launches instead of eight).
 
-import type { DeepseekConfig, Device, MoeExpertWeights, MoeRouteParams, Tensor } from '@flashserve/core';
+import type {
+  DeepseekConfig,
+  Device,
+  GatedMlpWeights,
+  MoeExpertWeights,
+  MoeRouteParams,
+  Tensor,
+} from '@flashserve/core';
 import { routeParams } from './config.js';
 import type { WeightReader } from './weights.js';
 
 /** down(silu(gate x) * up x), with gate and up fused into one [2I, H] matrix: one GEMM instead of two. */
 export class DenseMlp {
-  readonly #gateUp: Tensor;
-  readonly #down: Tensor;
+  readonly weights: GatedMlpWeights;
 
   constructor(w: WeightReader, prefix: string, hidden: number, inter: number) {
-    this.#gateUp = w.concatRows(
-      [`${prefix}gate_proj.weight`, `${prefix}up_proj.weight`],
-      [2 * inter, hidden],
-    );
-    this.#down = w.tensor(`${prefix}down_proj.weight`, [hidden, inter]);
+    this.weights = {
+      gateUp: w.concatRows([`${prefix}gate_proj.weight`, `${prefix}up_proj.weight`], [2 * inter, hidden]),
+      down: w.tensor(`${prefix}down_proj.weight`, [hidden, inter]),
+    };
   }
 
   forward(d: Device, x: Tensor): Tensor {
-    const gu = d.linear(x, this.#gateUp);
+    const gu = d.linear(x, this.weights.gateUp);
     const act = d.siluAndMul(gu);
     d.release(gu);
-    const out = d.linear(act, this.#down);
+    const out = d.linear(act, this.weights.down);
     d.release(act);
     return out;
   }
@@ -32,7 +38,6 @@ export class MoeBlock {
   readonly #gate: Tensor;
   readonly #params: MoeRouteParams;
   readonly #experts: MoeExpertWeights;
-  readonly #shared: DenseMlp | undefined;
 
   constructor(config: DeepseekConfig, layer: number, w: WeightReader) {
     const moe = config.moe;
@@ -46,10 +51,15 @@ export class MoeBlock {
     const bias =
       config.modelType === 'deepseek_v3' ? w.optional(`${p}gate.e_score_correction_bias`) : undefined;
     this.#params = routeParams(config, bias);
+    const shared =
+      moe.nSharedExperts > 0
+        ? new DenseMlp(w, `${p}shared_experts.`, H, I * moe.nSharedExperts).weights
+        : undefined;
     if (w.has(`${p}experts.gate_up_proj`)) {
       this.#experts = {
         gateUp: w.tensor(`${p}experts.gate_up_proj`, [E, 2 * I, H]),
         down: w.tensor(`${p}experts.down_proj`, [E, H, I]),
+        shared,
       };
     } else {
       const gateUpNames: string[] = [];
@@ -61,24 +71,18 @@ export class MoeBlock {
       this.#experts = {
         gateUp: w.concatRows(gateUpNames, [E, 2 * I, H]),
         down: w.concatRows(downNames, [E, H, I]),
+        shared,
       };
     }
-    this.#shared =
-      moe.nSharedExperts > 0 ? new DenseMlp(w, `${p}shared_experts.`, H, I * moe.nSharedExperts) : undefined;
   }
 
   forward(d: Device, x: Tensor): Tensor {
     const logits = d.linear(x, this.#gate); // [T, E]
     const routing = d.moeRoute(logits, this.#params);
     d.release(logits);
-    const routed = d.moeExperts(x, routing, this.#experts);
+    const out = d.moeExperts(x, routing, this.#experts);
     d.release(routing.ids);
     d.release(routing.weights);
-    if (this.#shared === undefined) return routed;
-    const shared = this.#shared.forward(d, x);
-    const out = d.add(routed, shared);
-    d.release(routed);
-    d.release(shared);
     return out;
   }
 }

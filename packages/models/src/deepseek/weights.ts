@@ -135,11 +135,35 @@ export class WeightReader {
     return this.#src.has(name) ? this.tensor(name, shape) : undefined;
   }
 
-  /** Several same-shaped tensors concatenated along dim 0 into one upload: [sum of rows, ...rest]. */
+  /** Tensors with the same trailing dims concatenated along dim 0 into one upload: [sum of rows, ...rest]. */
   concatRows(names: readonly string[], shape: readonly number[]): Tensor {
     const parts = names.map((n) => this.host(n));
     const rows = parts.reduce((n, p) => n + (p.shape[0] ?? 0), 0);
     return this.#device.upload(concatHost(parts), shape.length === 0 ? [rows] : shape, parts[0]!.dtype);
+  }
+
+  /** 1-D tensors joined into one upload; a number stands for that many zeros (a part with no tensor,
+   * like q_proj's missing bias beside kv_a_proj_with_mqa's). */
+  concatVectors(parts: readonly (string | number)[]): Tensor {
+    const read = parts.map((p) => (typeof p === 'number' ? undefined : this.host(p)));
+    const dtype = read.find((t) => t !== undefined)?.dtype ?? 'f32';
+    const total = parts.reduce<number>(
+      (n, p, i) => n + (typeof p === 'number' ? p : (read[i]!.shape[0] ?? 0)),
+      0,
+    );
+    // A source that leaves weights to the device (empty host data, GpuDummyWeightSource) gets the
+    // same empty upload for the joined vector.
+    if (read.some((t) => t !== undefined && t.data.length === 0 && (t.shape[0] ?? 0) > 0))
+      return this.#device.upload(new Float32Array(0), [total], 'f32');
+    const data = concatHost(
+      parts.map((p, i): HostTensor => {
+        const t = read[i];
+        if (t !== undefined) return t;
+        const n = p as number;
+        return { data: dtype === 'f32' ? new Float32Array(n) : new Uint16Array(n), dtype, shape: [n] };
+      }),
+    );
+    return this.#device.upload(data, [data.length], dtype);
   }
 
   /** kv_b_proj [heads * (nope + v), kvLora] split into W_UK [heads, nope, kvLora] and W_UV [heads, v, kvLora]. */

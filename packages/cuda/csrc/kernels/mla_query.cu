@@ -1,0 +1,90 @@
+#include "kernels/elementwise.h"
+#include "kernels/mla_query.h"
+#include "kernels/moe.h"
+#include "kernels/skinny_gemm.h"
+#include "runtime/check.h"
+
+namespace flashserve {
+
+// Up to this many tokens the skinny kernel does the product (as Linears: 1-2 rows).
+constexpr int SKINNY_TOKENS = 2;
+
+void run_mla_query(MlaQueryParams& p) {
+  if (p.tokens == 0) return;
+  require(p.tokens <= MLA_QUERY_MAX_TOKENS, "mlaAbsorbQuery: at most 64 tokens per launch");
+  const int q_width = p.nope + p.rope, out_width = p.latent + p.rope;
+  SideCopy pe{};
+  pe.src = static_cast<const uint16_t*>(p.q) + p.nope;
+  pe.dst = static_cast<uint16_t*>(p.out) + p.latent;
+  pe.rows = p.tokens * p.heads;
+  pe.cols = p.rope;
+  pe.src_stride = q_width;
+  pe.dst_stride = out_width;
+  SideCopy ckv{}, kpe{};
+  if (p.cache) {
+    ckv.src = p.c_kv;
+    ckv.dst = p.cache;
+    ckv.rows = p.tokens;
+    ckv.cols = p.latent;
+    ckv.src_stride = p.latent;
+    ckv.dst_stride = out_width;
+    ckv.dst_index = p.slots;
+    ckv.dst_rows = p.num_slots;
+    kpe = ckv;
+    kpe.src = p.k_pe;
+    kpe.dst = static_cast<uint16_t*>(p.cache) + p.latent;
+    kpe.cols = p.rope;
+    kpe.src_stride = p.rope;
+  }
+
+  SkinnyGemmParams s{};
+  s.a = p.q;
+  s.w = p.w_uk_t;
+  s.c = p.out;
+  s.c_dtype = DType::BF16;
+  s.m = p.tokens;
+  s.n = p.heads * p.latent;
+  s.k = p.nope;
+  s.lda = static_cast<int64_t>(p.heads) * q_width;
+  s.ldc = static_cast<int64_t>(p.heads) * out_width;
+  s.group_rows = p.latent;
+  s.a_group_stride = q_width;
+  s.c_group_stride = out_width;
+  s.copies[0] = pe;
+  s.copies[1] = ckv;
+  s.copies[2] = kpe;
+  s.sms = p.sms;
+  s.stream = p.stream;
+  if (p.tokens <= SKINNY_TOKENS && skinny_gemm_applies(s)) {
+    run_skinny_gemm(s);
+    return;
+  }
+
+  GroupedGemmParams g{};
+  g.a = p.q;
+  g.lda = s.lda;
+  g.a_group_stride = q_width;
+  g.w = p.w_uk_t;
+  g.w_group_stride = static_cast<int64_t>(p.latent) * p.nope;
+  g.n = p.latent;
+  g.k = p.nope;
+  g.m = p.tokens;
+  g.c = p.out;
+  g.ldc = s.ldc;
+  g.c_group_stride = out_width;
+  g.dense_groups = p.heads;
+  g.block_m = p.tokens <= 16 ? 16 : 64;
+  g.block_n = 64;
+  g.max_tiles = p.heads * ((p.tokens + g.block_m - 1) / g.block_m);
+  g.stream = p.stream;
+  run_grouped_gemm(g);
+  Copy2dParams c{pe.src, pe.dst, DType::BF16, DType::BF16, pe.rows, pe.cols, pe.src_stride, pe.dst_stride, p.stream};
+  run_copy2d(c);
+  if (p.cache) {
+    KvCacheWriteParams kv{p.c_kv, p.k_pe, p.slots, p.cache, p.tokens, p.latent, p.rope, p.latent, p.rope, p.num_slots,
+                          p.stream};
+    run_kv_cache_write(kv);
+  }
+}
+
+}  // namespace flashserve

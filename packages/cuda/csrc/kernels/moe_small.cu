@@ -1,0 +1,315 @@
+#include <cstdint>
+
+#include "kernels/gemv.cuh"
+#include "kernels/launch.h"
+#include "kernels/moe_small.h"
+#include "runtime/check.h"
+
+namespace flashserve {
+namespace {
+
+constexpr int WARPS = 8;
+// Gate/up: as skinny_gemm.cu, 4 blocks per SM (<= 64 registers) at 1-2 tokens; with more tokens the
+// per-token sums need more registers than that, and half the warps still keep enough loads in flight.
+constexpr int blocks_per_sm(int tokens) { return tokens <= 2 ? 4 : 2; }
+constexpr int DOWN_ROWS = 2;  // output columns per down job
+constexpr int PAIR_CHUNKS = GEMV_CHUNKS / 2;  // gate and up: 4 + 4 loads in flight per lane
+
+// This lane's chunks base + u * 32 + lane of a gate row and the matching up row.
+__device__ __forceinline__ void load_pair_group(uint4 (&gw)[PAIR_CHUNKS], uint4 (&uw)[PAIR_CHUNKS], const bf16* g_row,
+                                                const bf16* u_row, int base, int chunks, int lane) {
+#pragma unroll
+  for (int u = 0; u < PAIR_CHUNKS; ++u) {
+    const int c = base + u * 32 + lane;
+    if (c < chunks) {
+      gw[u] = load_weight_chunk(g_row + static_cast<int64_t>(c) * 8);
+      uw[u] = load_weight_chunk(u_row + static_cast<int64_t>(c) * 8);
+    }
+  }
+}
+
+// This lane's share of (gate row . x[t]) and (up row . x[t]) for NT activation rows x + t * hidden.
+// `preloaded`: the first group is already in gw/uw (requested before the PDL wait).
+template <int NT>
+__device__ __forceinline__ void gate_up_dots(uint4 (&gw)[PAIR_CHUNKS], uint4 (&uw)[PAIR_CHUNKS], const bf16* g_row,
+                                             const bf16* u_row, const bf16* x, int hidden, int lane, bool& preloaded,
+                                             float (&g)[NT], float (&up)[NT]) {
+  const int chunks = hidden / 8;
+#pragma unroll
+  for (int t = 0; t < NT; ++t) g[t] = up[t] = 0.f;
+  for (int base = 0; base < chunks; base += 32 * PAIR_CHUNKS) {
+    if (!preloaded) load_pair_group(gw, uw, g_row, u_row, base, chunks, lane);
+    preloaded = false;
+#pragma unroll
+    for (int u = 0; u < PAIR_CHUNKS; ++u) {
+      const int c = base + u * 32 + lane;
+      if (c >= chunks) continue;
+#pragma unroll
+      for (int t = 0; t < NT; ++t) {
+        const uint4 xv = load_act_chunk(x + static_cast<int64_t>(t) * hidden + c * 8);
+        g[t] = dot8(gw[u], xv, g[t]);
+        up[t] = dot8(uw[u], xv, up[t]);
+      }
+    }
+  }
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    g[t] = warp_sum(g[t]);
+    up[t] = warp_sum(up[t]);
+  }
+}
+
+// Jobs: [0, S) are shared-MLP rows (all T tokens each), then T * top_k * inter routed rows, one
+// (assignment, row) each. Shared rows come first because their weights do not depend on the router:
+// a warp whose first job is one requests it before the PDL wait.
+template <int T>
+__global__ void __launch_bounds__(WARPS * 32, blocks_per_sm(T)) moe_small_gate_up_kernel(MoeSmallParams p) {
+  const int lane = threadIdx.x & 31;
+  const int warps_total = gridDim.x * WARPS;
+  const int H = p.hidden, I = p.inter, K = p.top_k;
+  const int S = p.shared_gate_up ? p.shared_inter : 0;
+  const int64_t act_stride = static_cast<int64_t>(K) * I + S;
+  const int jobs = S + T * K * I;
+  const bf16* x = static_cast<const bf16*>(p.x);
+  const bf16* gate_up = static_cast<const bf16*>(p.gate_up);
+  const bf16* shared = static_cast<const bf16*>(p.shared_gate_up);
+  bf16* act = static_cast<bf16*>(p.act);
+  int job = blockIdx.x * WARPS + (threadIdx.x >> 5);
+
+  uint4 gw[PAIR_CHUNKS], uw[PAIR_CHUNKS];
+  bool preloaded = job < S;
+  if (preloaded)
+    load_pair_group(gw, uw, shared + static_cast<int64_t>(job) * H, shared + static_cast<int64_t>(S + job) * H, 0,
+                    H / 8, lane);
+  pdl_wait();
+  pdl_launch_dependents();
+
+  for (; job < jobs; job += warps_total) {
+    if (job < S) {
+      float g[T], up[T];
+      gate_up_dots<T>(gw, uw, shared + static_cast<int64_t>(job) * H, shared + static_cast<int64_t>(S + job) * H, x,
+                      H, lane, preloaded, g, up);
+      if (lane == 0) {
+#pragma unroll
+        for (int t = 0; t < T; ++t) act[t * act_stride + static_cast<int64_t>(K) * I + job] = silu_mul_bf16(g[t], up[t]);
+      }
+      continue;
+    }
+    const int r = job - S;
+    const int a = r / I, i = r - a * I, t = a / K;
+    bf16* dst = act + t * act_stride + static_cast<int64_t>(a - t * K) * I + i;
+    const int e = p.topk_ids[a];
+    if (e < 0 || e >= p.experts) {
+      if (lane == 0) *dst = to_bf(0.f);
+      continue;
+    }
+    const bf16* g_row = gate_up + (static_cast<int64_t>(e) * 2 * I + i) * H;
+    float g[1], up[1];
+    gate_up_dots<1>(gw, uw, g_row, g_row + static_cast<int64_t>(I) * H, x + static_cast<int64_t>(t) * H, H, lane,
+                    preloaded, g, up);
+    if (lane == 0) *dst = silu_mul_bf16(g[0], up[0]);
+  }
+}
+
+// Down, stage 1: one warp per job (segment, pair of output columns h, h + 1). Two adjacent rows of a
+// down matrix are contiguous, so a job streams 2 * len elements as one chunk list, like a gate/up job.
+// Jobs: first the shared MLP's column pairs (all tokens each; their weights do not depend on the
+// router, so a warp whose first job is one requests it before the PDL wait), then, segment by segment,
+// the routed ones: segment s is (token s / K, slot s % K) through expert topk_ids[s].
+// Writes each expert's output rounded to bf16, as a GEMM's output would be: expert_out[s][h] for a
+// routed segment, expert_out[T * K + t][h] for the shared MLP of token t.
+// NOTE: this job shape (many independent warp jobs, handed out by the block scheduler) streams at
+// gate/up's rate; one warp per output column over all its segments was latency-bound (~50% of copy
+// bandwidth with 8 or 16 loads in flight per lane, only ~16 warps per SM).
+template <int T>
+__global__ void __launch_bounds__(WARPS * 32, blocks_per_sm(T)) moe_small_down_kernel(MoeSmallParams p) {
+  const int lane = threadIdx.x & 31;
+  const int warps_total = gridDim.x * WARPS;
+  const int H = p.hidden, I = p.inter, K = p.top_k;
+  const int S = p.shared_down ? p.shared_inter : 0;
+  const int segs = T * K, pairs = H / DOWN_ROWS;
+  const int shared_jobs = S > 0 ? pairs : 0;
+  const int jobs = shared_jobs + segs * pairs;
+  const int64_t act_stride = static_cast<int64_t>(K) * I + S;
+  const bf16* down = static_cast<const bf16*>(p.down);
+  const bf16* shared = static_cast<const bf16*>(p.shared_down);
+  const bf16* act = static_cast<const bf16*>(p.act);
+  bf16* y = static_cast<bf16*>(p.expert_out);
+  int job = blockIdx.x * WARPS + (threadIdx.x >> 5);
+
+  uint4 wv[GEMV_CHUNKS];
+  bool preloaded = job < shared_jobs;
+  if (preloaded)
+    load_row_group(wv, shared + static_cast<int64_t>(job) * DOWN_ROWS * S, 0, DOWN_ROWS * S / 8, lane);
+  pdl_wait();
+  pdl_launch_dependents();
+
+  for (; job < jobs; job += warps_total) {
+    if (job < shared_jobs) {
+      const int h = job * DOWN_ROWS, per = S / 8, chunks = DOWN_ROWS * per;
+      const bf16* rows = shared + static_cast<int64_t>(h) * S;
+      float a0[T], a1[T];
+#pragma unroll
+      for (int t = 0; t < T; ++t) a0[t] = a1[t] = 0.f;
+      for (int base = 0; base < chunks; base += 32 * GEMV_CHUNKS) {
+        if (!preloaded) load_row_group(wv, rows, base, chunks, lane);
+        preloaded = false;
+#pragma unroll
+        for (int u = 0; u < GEMV_CHUNKS; ++u) {
+          const int c = base + u * 32 + lane;
+          if (c >= chunks) continue;
+          const bool second = c >= per;
+          const int col = second ? c - per : c;
+#pragma unroll
+          for (int t = 0; t < T; ++t) {
+            const uint4 x = load_act_chunk(act + t * act_stride + static_cast<int64_t>(K) * I + col * 8);
+            if (second) {
+              a1[t] = dot8(wv[u], x, a1[t]);
+            } else {
+              a0[t] = dot8(wv[u], x, a0[t]);
+            }
+          }
+        }
+      }
+#pragma unroll
+      for (int t = 0; t < T; ++t) {
+        const float v0 = warp_sum(a0[t]), v1 = warp_sum(a1[t]);
+        if (lane == 0) {
+          bf16* out = y + static_cast<int64_t>(segs + t) * H + h;
+          out[0] = to_bf(v0);
+          out[1] = to_bf(v1);
+        }
+      }
+      continue;
+    }
+    const int r = job - shared_jobs, s = r / pairs, h = (r - s * pairs) * DOWN_ROWS, t = s / K;
+    bf16* out = y + static_cast<int64_t>(s) * H + h;
+    const int e = p.topk_ids[s];
+    if (e < 0 || e >= p.experts) {
+      if (lane == 0) out[0] = out[1] = to_bf(0.f);
+      continue;
+    }
+    const int per = I / 8, chunks = DOWN_ROWS * per;
+    const bf16* rows = down + (static_cast<int64_t>(e) * H + h) * I;
+    const bf16* x = act + t * act_stride + static_cast<int64_t>(s - t * K) * I;
+    float a0 = 0.f, a1 = 0.f;
+    for (int base = 0; base < chunks; base += 32 * GEMV_CHUNKS) {
+      load_row_group(wv, rows, base, chunks, lane);
+#pragma unroll
+      for (int u = 0; u < GEMV_CHUNKS; ++u) {
+        const int c = base + u * 32 + lane;
+        if (c >= chunks) continue;
+        if (c >= per) {
+          a1 = dot8(wv[u], load_act_chunk(x + (c - per) * 8), a1);
+        } else {
+          a0 = dot8(wv[u], load_act_chunk(x + c * 8), a0);
+        }
+      }
+    }
+    a0 = warp_sum(a0);
+    a1 = warp_sum(a1);
+    if (lane == 0) {
+      out[0] = to_bf(a0);
+      out[1] = to_bf(a1);
+    }
+  }
+}
+
+// Down, stage 2: out[t, h] = the token's expert outputs weighted and summed in slot order (as the
+// grouped path's combine kernel), rounded to bf16, plus the shared MLP's output, rounded again
+// (transformers adds the two bf16 tensors).
+__global__ void moe_small_combine_kernel(MoeSmallParams p) {
+  pdl_wait();
+  pdl_launch_dependents();
+  const int H = p.hidden, K = p.top_k;
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= p.tokens * H) return;
+  const int t = i / H, h = i - t * H;
+  const bf16* y = static_cast<const bf16*>(p.expert_out);
+  float routed = 0.f;
+  for (int j = 0; j < K; ++j) {
+    const int s = t * K + j, e = p.topk_ids[s];
+    if (e < 0 || e >= p.experts) continue;
+    routed += p.topk_weights[s] * to_f(y[static_cast<int64_t>(s) * H + h]);
+  }
+  const float v = p.shared_down ? to_f(to_bf(routed)) + to_f(y[static_cast<int64_t>(p.tokens * K + t) * H + h]) : routed;
+  static_cast<bf16*>(p.out)[i] = to_bf(v);
+}
+
+template <int T>
+void launch_gate_up(MoeSmallParams& p) {
+  // NOTE: one job per warp and no grid-stride cap: the block scheduler then hands out the ~1400
+  // blocks of a one-token step as SMs free up, instead of warps doing 2 or 3 jobs each.
+  const int S = p.shared_gate_up ? p.shared_inter : 0;
+  const int64_t jobs = S + static_cast<int64_t>(T) * p.top_k * p.inter;
+  const int64_t blocks = (jobs + WARPS - 1) / WARPS;
+  require(blocks < (int64_t{1} << 31), "moeExperts (small): too many rows");
+  launch_pdl("moeExperts (small: gate/up)", moe_small_gate_up_kernel<T>, dim3(static_cast<unsigned>(blocks)),
+             dim3(WARPS * 32), 0, p.stream, p);
+}
+
+template <int T>
+void launch_down(MoeSmallParams& p) {
+  const int S = p.shared_down ? p.shared_inter : 0;
+  const int pairs = p.hidden / DOWN_ROWS;
+  const int64_t jobs = (S > 0 ? pairs : 0) + static_cast<int64_t>(T) * p.top_k * pairs;
+  const int64_t blocks = (jobs + WARPS - 1) / WARPS;
+  launch_pdl("moeExperts (small: down)", moe_small_down_kernel<T>, dim3(static_cast<unsigned>(blocks)),
+             dim3(WARPS * 32), 0, p.stream, p);
+  const int outputs = p.tokens * p.hidden;
+  launch_pdl("moeExperts (small: combine)", moe_small_combine_kernel, dim3((outputs + 255) / 256), dim3(256), 0,
+             p.stream, p);
+}
+
+// Calls fn<T>(p) for the runtime token count.
+template <template <int> class F>
+void dispatch_tokens(MoeSmallParams& p) {
+  switch (p.tokens) {
+    case 1: F<1>::run(p); break;
+    case 2: F<2>::run(p); break;
+    case 3: F<3>::run(p); break;
+    case 4: F<4>::run(p); break;
+    case 5: F<5>::run(p); break;
+    case 6: F<6>::run(p); break;
+    case 7: F<7>::run(p); break;
+    default: F<8>::run(p); break;
+  }
+}
+template <int T>
+struct GateUp {
+  static void run(MoeSmallParams& p) { launch_gate_up<T>(p); }
+};
+template <int T>
+struct Down {
+  static void run(MoeSmallParams& p) { launch_down<T>(p); }
+};
+
+void check(const MoeSmallParams& p) {
+  require(p.tokens >= 1 && p.tokens <= MOE_SMALL_MAX_TOKENS, "moeExperts (small): at most 8 tokens");
+  require(p.top_k >= 1, "moeExperts (small): top_k must be at least 1");
+  require(p.hidden % 8 == 0 && p.hidden % DOWN_ROWS == 0 && p.inter % 8 == 0 && (p.shared_gate_up == nullptr || p.shared_inter % 8 == 0),
+          "moeExperts (small): hidden and intermediate sizes must be multiples of 8");
+  require((p.shared_gate_up == nullptr) == (p.shared_down == nullptr),
+          "moeExperts (small): shared gate/up and down come together");
+}
+
+}  // namespace
+
+void run_moe_small_gate_up(MoeSmallParams& p) {
+  if (p.tokens == 0) return;
+  check(p);
+  dispatch_tokens<GateUp>(p);
+}
+
+void run_moe_small_down(MoeSmallParams& p) {
+  if (p.tokens == 0) return;
+  check(p);
+  dispatch_tokens<Down>(p);
+}
+
+void run_moe_small(MoeSmallParams& p) {
+  run_moe_small_gate_up(p);
+  run_moe_small_down(p);
+}
+
+}  // namespace flashserve

@@ -1,0 +1,54 @@
+// The MoE experts of a decode step with a few tokens (<= MOE_SMALL_MAX_TOKENS), routed and shared,
+// in three launches and with no host synchronisation (graph-safe):
+//   1. gate/up: act[t] = [silu(g) * u for each of the token's top_k experts | for the shared MLP],
+//      one warp per (assignment, intermediate row) reading that expert's gate and up rows; expert ids
+//      are read from the router's device output, so only the chosen experts' weights are streamed;
+//   2. down: expert_out = down_e(act[t, j]) for every (token, slot) and shared_down(act[t, shared]),
+//      one warp per (segment, two output columns), reading only the chosen experts' rows;
+//   3. combine: out[t] = sum_j w[t, j] * expert_out[t, j] + shared output, in slot order
+//      (deterministic).
+// Unlike the grouped path (moe.h), tokens that share an expert read its weights once each: at a few
+// tokens that costs little, and it needs no sort, and no separate launches for the shared MLP.
+//
+// Numerics: those of the grouped path and of transformers in bf16: gate/up outputs, silu(g) * u and
+// each expert's down output round to bf16; the weighted sum over the token's experts is fp32 in slot
+// order and rounds to bf16; the shared MLP's output (bf16) is added and the sum rounds again.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace flashserve {
+
+constexpr int MOE_SMALL_MAX_TOKENS = 8;
+
+struct MoeSmallParams {
+  const void* x;              // [tokens, hidden] bf16
+  const int32_t* topk_ids;    // [tokens, top_k]; an id outside [0, experts) contributes nothing
+  const float* topk_weights;  // [tokens, top_k]
+  const void* gate_up;        // [experts, 2 * inter, hidden] bf16: gate rows then up rows
+  const void* down;           // [experts, hidden, inter] bf16
+  const void* shared_gate_up;  // [2 * shared_inter, hidden] bf16, or null (no shared experts)
+  const void* shared_down;     // [hidden, shared_inter] bf16
+  void* act;                   // scratch [tokens, top_k * inter + shared_inter] bf16
+  void* expert_out;            // scratch [tokens * top_k + tokens, hidden] bf16
+  void* out;                   // [tokens, hidden] bf16
+  int tokens, hidden, inter, shared_inter, experts, top_k;
+  int sms;
+  cudaStream_t stream;
+};
+// Bytes of the `act` scratch buffer.
+inline size_t moe_small_act_bytes(int tokens, int top_k, int inter, int shared_inter) {
+  return sizeof(uint16_t) * static_cast<size_t>(tokens) * (static_cast<size_t>(top_k) * inter + shared_inter);
+}
+// Bytes of the `expert_out` scratch buffer.
+inline size_t moe_small_expert_out_bytes(int tokens, int top_k, int hidden) {
+  return sizeof(uint16_t) * static_cast<size_t>(tokens) * (top_k + 1) * hidden;
+}
+// All launches; the gate/up stage and the down stage (down + combine) are also exposed alone
+// (benchmarks).
+void run_moe_small(MoeSmallParams& p);
+void run_moe_small_gate_up(MoeSmallParams& p);
+void run_moe_small_down(MoeSmallParams& p);
+
+}  // namespace flashserve
