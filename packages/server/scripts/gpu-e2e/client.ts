@@ -5,6 +5,8 @@
 //     prompts equal transformers' greedy continuation for >= 8 tokens;
 //   - the first position's 20 top logprobs (the most the API returns; full logits are checked by
 //     model-check.ts) against log_softmax of transformers' last-position logits;
+//   - echo with logprobs: the fixture prompt plus transformers' first greedy token, scored as a
+//     prompt: that token's logprob against transformers' log_softmax (prompt logprobs on the GPU);
 //   - the same first prompt streamed (SSE) gives the same tokens;
 //   - 8 concurrent requests of lengths 1..200 (the server runs with a small token budget, so long
 //     prompts are prefilled in chunks in the same steps as other requests' decodes): the fixture
@@ -136,6 +138,30 @@ async function main(): Promise<number> {
       ...(c.firstTop.size !== TOP ? { note: `${c.firstTop.size} entries` } : {}),
     });
   }
+  // Prompt logprobs (echo with logprobs): the fixture prompt followed by transformers' first greedy
+  // token, scored as a prompt; that token's logprob against transformers' log_softmax there.
+  const next = exp.greedy[0]!;
+  const echoed = await client.completions.create({
+    model,
+    prompt: [...exp.prompt, next],
+    max_tokens: 1,
+    temperature: 0,
+    logprobs: 1,
+    echo: true,
+  });
+  const echoLp = echoed.choices[0]?.logprobs;
+  const gotLp = echoLp?.token_logprobs?.[exp.prompt.length];
+  const echoErr = typeof gotLp === 'number' ? Math.abs(gotLp - logSoftmax(exp.logits)[next]!) : Number.NaN;
+  rows.push({
+    check: `${tag} HTTP echo + logprobs: a prompt token's logprob vs transformers`,
+    value: fmt(echoErr),
+    limit: fmt(LOGPROB_TOL),
+    ok:
+      echoErr <= LOGPROB_TOL &&
+      echoLp?.token_logprobs?.[0] === null &&
+      echoLp?.tokens?.length === exp.prompt.length + 2,
+  });
+
   const streamed = await completeStreamed(client, model, exp.prompt);
   const sameStream = samePrefix(streamed, exp.greedy);
   rows.push({
