@@ -86,7 +86,8 @@ struct DecodeParams {
   // dependent launch). Bit 2: always a two-page schedule. Bit 3: wait for a whole page before
   // its Q K^T (instead of piece by piece). Bit 4: the two-page schedule in lockstep (v6's seesaw)
   // instead of staggered. Bit 5: reload a staged page only once all of it is free (not its left
-  // half of V first).
+  // half of V first). Bit 8 (256): the combine's wide layout (8-row blocks, a warp over all 512
+  // columns) even for a small grid.
   int tuning;
 };
 

@@ -7,6 +7,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
+#include <cstdlib>
 #include <string>
 
 #include "binding/args.h"
@@ -84,6 +85,16 @@ Napi::Value get_mla_metadata(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// FLASHSERVE_MLA_COMBINE_WIDE=1 (A/B timing): the combine's wide layout even for small grids
+// (DecodeParams::tuning bit 8); otherwise the combine picks its layout by grid size.
+int tuning_from_env() {
+  static const int tuning = [] {
+    const char* v = std::getenv("FLASHSERVE_MLA_COMBINE_WIDE");
+    return v && std::string(v) == "1" ? 256 : 0;
+  }();
+  return tuning;
+}
+
 DecodeParams decode_params(const Args& a) {
   DecodeParams p{};
   p.b = static_cast<int>(a.integer("b", 1, 1 << 20));
@@ -113,6 +124,7 @@ DecodeParams decode_params(const Args& a) {
   p.sched_meta = static_cast<const int*>(a.ptr("schedMeta"));
   p.num_splits = static_cast<const int*>(a.ptr("numSplits"));
   p.stream = static_cast<cudaStream_t>(a.stream("stream"));
+  p.tuning = tuning_from_env();
   // Rows (s, h) must be packed so the query tile is q_rows consecutive rows of the batch entry.
   if (p.q_batch_stride < (int64_t)p.q_rows * p.q_row_stride) a.fail("qBatchStride", "is smaller than sQ * hQ * qRowStride");
   if (p.o_batch_stride < (int64_t)p.q_rows * p.o_row_stride) a.fail("oBatchStride", "is smaller than sQ * hQ * oRowStride");

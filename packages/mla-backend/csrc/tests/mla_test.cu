@@ -263,10 +263,11 @@ int main(int argc, char** argv) {
         const std::vector<float> oref = out_ref.download(), lref = lse_ref.download();
         // flashmla under each of its schedules (tuning 1: pipelined only, 4: staggered two-page only,
         // 196: staggered as v7 (evict-normal pages, every page masked), 20: the lockstep seesaw only,
-        // 0: chosen by shape), then cuda-mla.
-        const std::pair<Kernel, int> runs[6] = {{Kernel::FlashMla, 0},  {Kernel::FlashMla, 1},
+        // 0: chosen by shape; 256: the combine's wide layout whatever the grid), then cuda-mla.
+        const std::pair<Kernel, int> runs[7] = {{Kernel::FlashMla, 0},  {Kernel::FlashMla, 1},
                                                 {Kernel::FlashMla, 4},  {Kernel::FlashMla, 196},
-                                                {Kernel::FlashMla, 20}, {Kernel::Portable, 0}};
+                                                {Kernel::FlashMla, 20}, {Kernel::FlashMla, 256},
+                                                {Kernel::Portable, 0}};
         for (const auto& [k, tuning] : runs) {
           if (k == Kernel::FlashMla && !hopper) continue;
           const Result res = run_and_check(c, k, tuning, oref, lref);
