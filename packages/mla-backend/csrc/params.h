@@ -87,7 +87,8 @@ struct DecodeParams {
   // its Q K^T (instead of piece by piece). Bit 4: the two-page schedule in lockstep (v6's seesaw)
   // instead of staggered. Bit 5: reload a staged page only once all of it is free (not its left
   // half of V first). Bit 8 (256): the combine's wide layout (8-row blocks, a warp over all 512
-  // columns) even for a small grid.
+  // columns) even for a small grid. Bit 9 (512): launch the sm90 decode kernel plainly (no
+  // programmatic dependent launch) and let the combine's dependents start only once it exits.
   int tuning;
 };
 

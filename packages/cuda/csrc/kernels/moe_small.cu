@@ -13,6 +13,10 @@ constexpr int WARPS = 8;
 // per-token sums need more registers than that, and half the warps still keep enough loads in flight.
 constexpr int blocks_per_sm(int tokens) { return tokens <= 2 ? 4 : 2; }
 constexpr int DOWN_ROWS = 2;  // output columns per down job
+// NOTE: a V2-Lite down job (inter 1408) is 2 x 176 chunks, 11 loads a lane: in groups of 8 the second
+// group is 3 loads a lane. Groups of 11 (the whole job in one round trip) need more than 64 registers,
+// so 3 blocks an SM: measured slower, 23.1 us against 20.4 at one token (66% against 75% of copy
+// bandwidth; h100-batch1-pdl-2026-11-25.log). Fewer resident warps cost more than the round trip.
 constexpr int PAIR_CHUNKS = GEMV_CHUNKS / 2;  // gate and up: 4 + 4 loads in flight per lane
 
 // This lane's chunks base + u * 32 + lane of a gate row and the matching up row.

@@ -402,9 +402,9 @@ void test_mla_query(int T) {
 }
 
 // Routed + shared experts of a few tokens (moe_small.h), with an out-of-range expert id that must
-// contribute nothing.
-void test_moe_small(int T, bool shared, bool bad_id) {
-  const int H = 256, E = 16, k = 4, I = 136, Sh = shared ? 200 : 0;
+// contribute nothing. I = 1408 (V2-Lite's): a down job is two groups of loads, the second partial.
+void test_moe_small(int T, bool shared, bool bad_id, int I = 136) {
+  const int H = 256, E = 16, k = 4, Sh = shared ? 200 : 0;
   auto x = randv(T * H), gu = randv((size_t)E * 2 * I * H, -0.1f, 0.1f), dn = randv((size_t)E * H * I, -0.1f, 0.1f);
   auto sgu = randv((size_t)2 * 208 * H, -0.1f, 0.1f), sdn = randv((size_t)H * 208, -0.1f, 0.1f);
   std::vector<int32_t> ids(T * k);
@@ -457,7 +457,7 @@ void test_moe_small(int T, bool shared, bool bad_id) {
     if (shared) mlp(&x[(size_t)t * H], sg.data(), sd.data(), Sh, Sh, &ref[(size_t)t * H], 1.0);
   }
   char name[64];
-  std::snprintf(name, sizeof name, "moeExperts small T=%d shared=%d bad_id=%d", T, shared, bad_id);
+  std::snprintf(name, sizeof name, "moeExperts small T=%d I=%d shared=%d bad_id=%d", T, I, shared, bad_id);
   report(name, rel_l2(dout.get(), ref), 2e-2);
 }
 
@@ -1179,6 +1179,7 @@ int main(int argc, char** argv) {
     for (int T : {1, 2, 3, 4, 8}) test_moe_small(T, true, false);
     test_moe_small(1, false, false);
     test_moe_small(3, true, true);
+    for (int T : {1, 2, 3}) test_moe_small(T, true, T == 3, 1408);
     test_mla_inputs(false);
     test_mla_inputs(true);
     test_sampling();

@@ -85,12 +85,17 @@ Napi::Value get_mla_metadata(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// FLASHSERVE_MLA_COMBINE_WIDE=1 (A/B timing): the combine's wide layout even for small grids
-// (DecodeParams::tuning bit 8); otherwise the combine picks its layout by grid size.
+// A/B timing switches (DecodeParams::tuning): FLASHSERVE_MLA_COMBINE_WIDE=1, the combine's wide
+// layout even for small grids (bit 8; otherwise it picks its layout by grid size);
+// FLASHSERVE_MLA_NO_PDL=1, the sm90 decode kernel launched plainly instead of as a programmatic
+// dependent of the kernel before, and the combine not releasing the kernel after it early (bit 9).
 int tuning_from_env() {
   static const int tuning = [] {
-    const char* v = std::getenv("FLASHSERVE_MLA_COMBINE_WIDE");
-    return v && std::string(v) == "1" ? 256 : 0;
+    auto on = [](const char* name) {
+      const char* v = std::getenv(name);
+      return v && std::string(v) == "1";
+    };
+    return (on("FLASHSERVE_MLA_COMBINE_WIDE") ? 256 : 0) | (on("FLASHSERVE_MLA_NO_PDL") ? 512 : 0);
   }();
   return tuning;
 }

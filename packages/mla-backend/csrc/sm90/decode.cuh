@@ -662,7 +662,6 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
 
   const int tiles = (p.q_rows + BLOCK_M - 1) / BLOCK_M;
   const int tile = blockIdx.x % tiles;
-  const SchedPart part = reinterpret_cast<const SchedPart*>(p.sched_meta)[blockIdx.x / tiles];
   const int wg = threadIdx.x / 128;
 
   if (threadIdx.x == 0) {
@@ -678,6 +677,12 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
+  // Launched as a programmatic dependent (run_mla_decode): the launch and the barrier set-up above
+  // overlap the kernel before (the absorbed query, which writes q and this step's cache row). Every
+  // input an earlier kernel wrote (schedule, q, cache, lengths) is read after this wait; it is a
+  // no-op for a plain launch.
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+  const SchedPart part = reinterpret_cast<const SchedPart*>(p.sched_meta)[blockIdx.x / tiles];
 
   if (wg == NUM_MATH_WARPGROUPS) {
     // ---------------- producer: one thread issues every TMA load ----------------
@@ -807,8 +812,18 @@ cudaError_t run_mla_decode(const DecodeParams& p) {
                                   : &mla_decode_kernel<Element, kStaggered>;
   err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
-  kernel<<<p.num_parts * tiles, NUM_THREADS, smem, p.stream>>>(p, tq, tkv);
-  err = cudaGetLastError();
+  // A programmatic dependent launch unless tuning bit 9 (FLASHSERVE_MLA_NO_PDL=1, A/B timing).
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(p.num_parts * tiles);
+  cfg.blockDim = dim3(NUM_THREADS);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = p.stream;
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = (p.tuning & 512) ? 0 : 1;
+  err = cudaLaunchKernelEx(&cfg, kernel, p, tq, tkv);
   if (err != cudaSuccess) return err;
   return run_combine(p, /*programmatic_launch=*/!(p.tuning & 2));
 }
