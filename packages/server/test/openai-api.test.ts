@@ -148,14 +148,15 @@ describe('completions', () => {
     const next = (first.choices[0] as unknown as { token_ids: number[] }).token_ids[0]!;
     const nextLogprob = first.choices[0]!.logprobs!.token_logprobs![0]!;
     // Scored as a prompt token, the greedy token must get the logprob it was sampled with.
-    const echoed = await client.completions.create({
+    const echoBody: OpenAI.CompletionCreateParamsNonStreaming = {
       model,
       prompt: [...promptIds, next],
       max_tokens: 2,
       temperature: 0,
       logprobs: 2,
       echo: true,
-    });
+    };
+    const echoed = await client.completions.create(echoBody);
     const lp = echoed.choices[0]!.logprobs!;
     expect(lp.tokens).toHaveLength(promptIds.length + 1 + 2);
     expect(lp.token_logprobs![0]).toBeNull();
@@ -167,15 +168,7 @@ describe('completions', () => {
       expect(lp.text_offset![i]!).toBeGreaterThanOrEqual(lp.text_offset![i - 1]!);
     }
     // Streamed, the first chunk carries the echoed prompt's logprobs; the tokens add up the same.
-    const stream = await client.completions.create({
-      model,
-      prompt: [...promptIds, next],
-      max_tokens: 2,
-      temperature: 0,
-      logprobs: 2,
-      echo: true,
-      stream: true,
-    });
+    const stream = await client.completions.create({ ...echoBody, stream: true });
     const streamed: (number | null)[] = [];
     for await (const chunk of stream) streamed.push(...(chunk.choices[0]?.logprobs?.token_logprobs ?? []));
     expect(streamed).toEqual(lp.token_logprobs);
