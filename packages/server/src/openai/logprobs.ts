@@ -60,7 +60,8 @@ export function echoedPromptLogprobs(
   numTop: number,
   tokenText: TokenText,
 ): CompletionLogprobs {
-  const first = promptTokenIds.length > 0 ? tokenText(promptTokenIds[0]!) : '';
+  // A prompt is never empty (the engine refuses one), so token 0 exists.
+  const first = tokenText(promptTokenIds[0]!);
   const rest = new CompletionLogprobsBuilder(tokenText, first.length).build(
     entries.slice(1).map((e, i) => ({
       tokenId: e?.tokenId ?? promptTokenIds[i + 1]!,
@@ -68,7 +69,6 @@ export function echoedPromptLogprobs(
       topLogprobs: (e?.topLogprobs ?? []).slice(0, numTop),
     })),
   );
-  if (promptTokenIds.length === 0) return rest;
   return {
     tokens: [first, ...rest.tokens],
     token_logprobs: [null, ...rest.token_logprobs],
