@@ -178,11 +178,21 @@ __device__ __forceinline__ void softmax_update(Smem& s, const MathThread& mt, fl
   }
 }
 
-// Masks this warpgroup's N score columns (tokens tok_base + 8 j + 2 (lane % 4) + e) by the rows'
-// causal limits and publishes its row maxima to s.row_max[wg].
-template <int N, typename Smem>
-__device__ __forceinline__ void mask_and_publish_max(Smem& s, const MathThread& mt, float (&sc)[N / 2], int tok_base) {
-  float mx0 = -INFINITY, mx1 = -INFINITY;
+// A quad of lanes holds a whole row: the maxima of this thread's two rows over the quad.
+__device__ __forceinline__ void quad_row_max(float& mx0, float& mx1) {
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+}
+
+// Masks N score columns (tokens tok_base + 8 j + 2 (lane % 4) + e) by the rows' causal limits and
+// returns this thread's two rows' maxima (a quad of lanes holds a whole row, so no shared memory).
+template <int N>
+__device__ __forceinline__ void mask_row_max(const MathThread& mt, float (&sc)[N / 2], int tok_base, float& mx0,
+                                             float& mx1) {
+  mx0 = -INFINITY;
+  mx1 = -INFINITY;
 #pragma unroll
   for (int j = 0; j < N / 8; ++j) {
 #pragma unroll
@@ -194,10 +204,15 @@ __device__ __forceinline__ void mask_and_publish_max(Smem& s, const MathThread& 
       mx1 = fmaxf(mx1, sc[4 * j + 2 + e]);
     }
   }
-  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+  quad_row_max(mx0, mx1);
+}
+
+// Masks this warpgroup's N score columns by the rows' causal limits and publishes its row maxima to
+// s.row_max[wg].
+template <int N, typename Smem>
+__device__ __forceinline__ void mask_and_publish_max(Smem& s, const MathThread& mt, float (&sc)[N / 2], int tok_base) {
+  float mx0, mx1;
+  mask_row_max<N>(mt, sc, tok_base, mx0, mx1);
   if (mt.lane % 4 == 0) {
     s.row_max[mt.wg][mt.r0] = mx0;
     s.row_max[mt.wg][mt.r0 + 8] = mx1;
@@ -405,30 +420,6 @@ __device__ void math_seesaw(const DecodeParams& p, const SchedPart& part, Smem& 
   }
 }
 
-// Masks N score columns (tokens tok_base + 8 j + 2 (lane % 4) + e) by the rows' causal limits and
-// returns this thread's two rows' maxima (a quad of lanes holds a whole row, so no shared memory).
-template <int N>
-__device__ __forceinline__ void mask_row_max(const MathThread& mt, float (&sc)[N / 2], int tok_base, float& mx0,
-                                             float& mx1) {
-  mx0 = -INFINITY;
-  mx1 = -INFINITY;
-#pragma unroll
-  for (int j = 0; j < N / 8; ++j) {
-#pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      const int tok = tok_base + 8 * j + 2 * (mt.lane % 4) + e;
-      sc[4 * j + e] = tok < mt.lim0 ? sc[4 * j + e] : -INFINITY;
-      sc[4 * j + 2 + e] = tok < mt.lim1 ? sc[4 * j + 2 + e] : -INFINITY;
-      mx0 = fmaxf(mx0, sc[4 * j + e]);
-      mx1 = fmaxf(mx1, sc[4 * j + 2 + e]);
-    }
-  }
-  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-}
-
 // Row maxima of this thread's two rows over N score columns, masked by the causal limits only when
 // `masked` (uniform: the page holds a token that some row may not see).
 template <int N>
@@ -445,10 +436,7 @@ __device__ __forceinline__ void page_row_max(const MathThread& mt, float (&sc)[N
     mx0 = fmaxf(mx0, fmaxf(sc[4 * j + 0], sc[4 * j + 1]));
     mx1 = fmaxf(mx1, fmaxf(sc[4 * j + 2], sc[4 * j + 3]));
   }
-  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+  quad_row_max(mx0, mx1);
 }
 
 // Factor that moves values kept under running max `from` to running max `to` (>= from). A row with
