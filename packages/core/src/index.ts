@@ -36,6 +36,7 @@ export type {
   MoeExpertWeights,
   MoeRouteParams,
   MoeRouting,
+  NormLinearResult,
   RopeStyle,
   RopeTable,
   Tensor,

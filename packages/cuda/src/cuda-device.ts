@@ -19,6 +19,7 @@ import type {
   MoeExpertWeights,
   MoeRouteParams,
   MoeRouting,
+  NormLinearResult,
   RopeStyle,
   RopeTable,
   Tensor,
@@ -77,6 +78,19 @@ export interface MlaCacheWrite {
 
 type GraphMode = 'eager' | 'capture' | 'replay';
 
+/** The native mlaInputs launch's arguments. */
+type MlaInputsArgs = Parameters<NativeCuda['mlaInputs']>;
+
+/** An mlaInputs launch held back (see mlaInputs): its arguments, its outputs, and views that keep the
+ * memory of its inputs and outputs from going back to the allocator before it is enqueued. */
+interface HeldMlaInputs {
+  readonly args: MlaInputsArgs;
+  readonly q: CudaTensor;
+  readonly cKv: CudaTensor;
+  readonly kPe: CudaTensor;
+  readonly keep: readonly CudaTensor[];
+}
+
 interface GraphRecord {
   id: number;
   readonly allocs: { ptr: bigint; bytes: number }[];
@@ -96,6 +110,15 @@ const BMM_GROUPED_MAX_TOKENS = 64;
  * more expert bytes than the distinct experts (it reads per assignment) but needs no sort and no
  * combine; FLASHSERVE_MOE_SMALL_MAX_TOKENS overrides it for A/B timing (0 turns it off). */
 const MOE_SMALL_MAX_TOKENS = 4;
+
+/** Up to this many tokens, mlaInputs is held back to be folded into the next op if that is
+ * mlaAbsorbQuery of its outputs (the skinny GEMV's 1-2 rows, where that op is one launch). */
+const MLA_INPUTS_FOLD_MAX_TOKENS = 2;
+
+/** addRmsNormLinear runs as one launch up to this many rows (the skinny GEMM's 1-2 rows, where
+ * linear uses it too) and rows up to this wide (skinny_gemm.h: SKINNY_NORM_MAX_M, SKINNY_NORM_MAX_K). */
+const NORM_LINEAR_MAX_ROWS = 2;
+const NORM_LINEAR_MAX_K = 8192;
 
 function moeSmallMaxTokens(): number {
   const v = process.env.FLASHSERVE_MOE_SMALL_MAX_TOKENS;
@@ -135,7 +158,14 @@ export class CudaDevice implements Device {
   readonly #f32Cache = new WeakMap<Tensor, CudaTensor>();
   readonly #transposeCache = new WeakMap<Tensor, CudaTensor>();
   readonly #noGroupedBmm = process.env.FLASHSERVE_NO_GROUPED_BMM === '1';
+  /** A/B timing: addRmsNormLinear as its two ops (FLASHSERVE_NO_NORM_LINEAR=1), and with the skinny
+   * GEMM off (FLASHSERVE_NO_SKINNY_GEMM=1, whose norm form this is). */
+  readonly #noNormLinear =
+    process.env.FLASHSERVE_NO_NORM_LINEAR === '1' || process.env.FLASHSERVE_NO_SKINNY_GEMM === '1';
   readonly #moeSmallMaxTokens = moeSmallMaxTokens();
+  /** A/B timing: FLASHSERVE_NO_MLA_INPUTS_FOLD=1 launches mlaInputs on its own at every size. */
+  readonly #noMlaInputsFold = process.env.FLASHSERVE_NO_MLA_INPUTS_FOLD === '1';
+  #heldMlaInputs: HeldMlaInputs | undefined;
   /** Graph replay: host inputs written so far, and whether the graph was launched after the last. */
   #replayInputs = 0;
   #launchedEarly = false;
@@ -197,8 +227,10 @@ export class CudaDevice implements Device {
     return new CudaTensor(shape, dtype, ptr, new Storage(ptr, bytes, this.#free));
   }
 
-  /** Runs a launch unless a graph replay pass is in progress (the graph does the work then). */
+  /** Runs a launch unless a graph replay pass is in progress (the graph does the work then); a held
+   * mlaInputs is enqueued first. */
   #launch(fn: () => void): void {
+    if (this.#heldMlaInputs !== undefined) this.#releaseMlaInputs();
     if (this.#mode === 'replay') return;
     if (this.#profile === undefined || this.#mode !== 'eager') {
       fn();
@@ -312,6 +344,7 @@ export class CudaDevice implements Device {
 
   write(dst: Tensor, data: HostData, dtype: DType): void {
     const t = this.#t(dst, 'write', 'dst');
+    this.#releaseMlaInputs(); // dst may be one of its inputs
     this.#checkHost(data, t.numel, dtype, 'write');
     if ((t.dtype === 'i32') !== (dtype === 'i32'))
       throw new Error(`write: ${dtype} data into a ${t.dtype} tensor`);
@@ -329,6 +362,7 @@ export class CudaDevice implements Device {
   toHost(t: Tensor): Float32Array | Int32Array {
     const x = this.#t(t, 'toHost', 'tensor');
     if (this.#mode !== 'eager') throw new Error('toHost: not allowed inside a function run through graph()');
+    this.#releaseMlaInputs();
     const out = x.dtype === 'i32' ? new Int32Array(x.numel) : new Float32Array(x.numel);
     this.#addon.download(x.ptr, native(x.cudaDtype), x.numel, out);
     return out;
@@ -340,6 +374,7 @@ export class CudaDevice implements Device {
 
   /** Waits for all queued work; throws naming the failure if an op failed on the GPU. */
   synchronize(): void {
+    this.#releaseMlaInputs();
     this.#addon.synchronize();
   }
 
@@ -630,6 +665,81 @@ export class CudaDevice implements Device {
     return { out, residual: res };
   }
 
+  /** Device.addRmsNormLinear. At 1-2 rows (a decode step) one launch: the skinny GEMV's norm form
+   * (csrc/kernels/skinny_gemm.h), where every block normalises the rows itself, bitwise what
+   * addRmsNorm + linear give; otherwise, or with FLASHSERVE_NO_NORM_LINEAR=1 (A/B timing), those two
+   * ops. */
+  addRmsNormLinear(
+    x: Tensor,
+    residual: Tensor | undefined,
+    normWeight: Tensor,
+    eps: number,
+    w: Tensor,
+    bias?: Tensor,
+    keepNormed = false,
+  ): NormLinearResult {
+    const op = 'addRmsNormLinear';
+    const xt = this.#t(x, op, 'x');
+    const rt = residual === undefined ? undefined : this.#t(residual, op, 'residual');
+    const nt = this.#t(normWeight, op, 'normWeight');
+    const wt = this.#t(w, op, 'w');
+    const bt = bias === undefined ? undefined : this.#t(bias, op, 'bias');
+    const K = xt.shape.at(-1) ?? 1;
+    const M = xt.numel / K;
+    const aligned = (t: CudaTensor | undefined): boolean => t === undefined || t.ptr % 16n === 0n;
+    const fused =
+      !this.#noNormLinear &&
+      M >= 1 &&
+      M <= NORM_LINEAR_MAX_ROWS &&
+      K % 8 === 0 &&
+      K <= NORM_LINEAR_MAX_K &&
+      xt.dtype === 'bf16' &&
+      (rt === undefined || (rt.dtype === 'bf16' && sameShape(rt.shape, xt.shape))) &&
+      nt.dtype === 'bf16' &&
+      nt.numel === K &&
+      wt.dtype === 'bf16' &&
+      wt.shape.length === 2 &&
+      wt.shape[1] === K &&
+      (bt === undefined || bt.numel === wt.shape[0]) &&
+      [xt, rt, nt, wt].every(aligned);
+    if (!fused) {
+      let normed: Tensor;
+      let sum: Tensor | undefined;
+      if (rt === undefined) {
+        normed = this.rmsNorm(xt, nt, eps);
+      } else {
+        const r = this.addRmsNorm(xt, rt, nt, eps);
+        normed = r.out;
+        sum = r.residual;
+      }
+      const out = this.linear(normed, wt, bt);
+      if (!keepNormed) this.release(normed);
+      return { out, residual: sum, normed: keepNormed ? normed : undefined };
+    }
+    const N = wt.shape[0]!;
+    const out = this.#alloc([...xt.shape.slice(0, -1), N], 'bf16');
+    const sum = rt === undefined ? undefined : this.#alloc(xt.shape, 'bf16');
+    const normed = keepNormed ? this.#alloc(xt.shape, 'bf16') : undefined;
+    this.#launch(() =>
+      this.#addon.normLinear(
+        xt.ptr,
+        rt?.ptr ?? NULL,
+        nt.ptr,
+        wt.ptr,
+        bt?.ptr ?? NULL,
+        out.ptr,
+        NATIVE_DTYPE.bf16,
+        sum?.ptr ?? NULL,
+        normed?.ptr ?? NULL,
+        M,
+        N,
+        K,
+        eps,
+      ),
+    );
+    return { out, residual: sum, normed };
+  }
+
   #axpby(a: CudaTensor, b: CudaTensor | undefined, alpha: number, beta: number): CudaTensor {
     const outDtype: CudaDType = a.dtype === 'f32' && (b === undefined || b.dtype === 'f32') ? 'f32' : 'bf16';
     const out = this.#alloc(a.shape, outDtype);
@@ -705,6 +815,9 @@ export class CudaDevice implements Device {
     return out;
   }
 
+  /** Device.mlaInputs. At 1-2 tokens the launch is held back and folded into mlaAbsorbQuery when
+   * that comes next with its outputs (see #releaseMlaInputs); FLASHSERVE_NO_MLA_INPUTS_FOLD=1 turns
+   * that off (A/B timing). */
   mlaInputs(
     q: Tensor,
     kv: Tensor,
@@ -734,35 +847,82 @@ export class CudaDevice implements Device {
     const qOut = this.#alloc(qt.shape, 'bf16');
     const cKv = this.#alloc([T, L], 'bf16');
     const kPe = this.#alloc([T, R], 'bf16');
-    this.#launch(() =>
-      this.#addon.mlaInputs(
-        qt.ptr,
-        kt.ptr,
-        pt.ptr,
-        cos.ptr,
-        sin.ptr,
-        nt.ptr,
-        qOut.ptr,
-        cKv.ptr,
-        kPe.ptr,
-        T,
-        h,
-        D,
-        R,
-        L,
-        table.maxPositions,
-        eps,
-        style === 'interleave',
-      ),
-    );
+    const args: MlaInputsArgs = [
+      qt.ptr,
+      kt.ptr,
+      pt.ptr,
+      cos.ptr,
+      sin.ptr,
+      nt.ptr,
+      qOut.ptr,
+      cKv.ptr,
+      kPe.ptr,
+      T,
+      h,
+      D,
+      R,
+      L,
+      table.maxPositions,
+      eps,
+      style === 'interleave',
+    ];
+    if (T <= MLA_INPUTS_FOLD_MAX_TOKENS && !this.#noMlaInputsFold) {
+      this.#releaseMlaInputs();
+      const keep = [qt, kt, pt, nt, cos, sin, qOut, cKv, kPe].map((t) => t.view(t.shape));
+      this.#heldMlaInputs = { args, q: qOut, cKv, kPe, keep };
+    } else {
+      this.#launch(() => this.#addon.mlaInputs(...args));
+    }
     return { q: qOut, cKv, kPe };
+  }
+
+  /**
+   * Enqueues a held-back mlaInputs (nothing when none is held). At 1-2 tokens mlaInputs holds its
+   * launch back: if the next op is mlaAbsorbQuery of its outputs, that op launches both as one kernel
+   * (the model hands them straight to the attention backend, which starts with it); anything else
+   * first comes here: every launch (#launch, other addons' `enqueue`), `write`, `toHost`,
+   * `synchronize` and graph boundaries. So the outputs hold mlaInputs' values whenever anything could
+   * read them, and a graph replay, doing the same ops, makes the same choice as its capture.
+   * NOTE: other addons must launch on `stream` through `enqueue` (as inside graphs) to see them.
+   */
+  #releaseMlaInputs(): void {
+    const held = this.#heldMlaInputs;
+    if (held === undefined) return;
+    this.#heldMlaInputs = undefined;
+    this.#launch(() => this.#addon.mlaInputs(...held.args));
+    for (const t of held.keep) t.release();
+  }
+
+  /** The held mlaInputs when q, cKv and kPe are its outputs and its latent is `latent` (taken: the
+   * caller launches it); otherwise it is enqueued here and the answer is undefined. */
+  #takeMlaInputs(
+    q: CudaTensor,
+    cKv: CudaTensor | undefined,
+    kPe: CudaTensor | undefined,
+    latent: number,
+  ): HeldMlaInputs | undefined {
+    const held = this.#heldMlaInputs;
+    if (held === undefined) return undefined;
+    const kvRank = held.args[13];
+    if (
+      held.q !== q ||
+      (cKv !== undefined && held.cKv !== cKv) ||
+      (kPe !== undefined && held.kPe !== kPe) ||
+      kvRank !== latent
+    ) {
+      this.#releaseMlaInputs();
+      return undefined;
+    }
+    this.#heldMlaInputs = undefined;
+    return held;
   }
 
   /**
    * The absorbed MLA query of the GPU attention backends: q [T, h, nope + rope] and W_UK [h, nope, L]
    * -> [T, h, L + rope] = [q_nope @ W_UK ; q_pe] per head, reading q in place (bmm + two slices + a
    * concatenation otherwise). With `cacheWrite`, also writes the step's latent rows [cKv ; kPe] into
-   * the paged cache at their slots (as kvCacheWrite). One launch for both at a token or two.
+   * the paged cache at their slots (as kvCacheWrite). One launch for both at a token or two, which
+   * also computes q, cKv and kPe when they are the outputs of an mlaInputs held back (#takeMlaInputs).
    */
   mlaAbsorbQuery(q: Tensor, wUk: Tensor, cacheWrite?: MlaCacheWrite): CudaTensor {
     const qt = this.#bf16(this.#t(q, 'mlaAbsorbQuery', 'q'), 'mlaAbsorbQuery');
@@ -778,6 +938,22 @@ export class CudaDevice implements Device {
     if (T <= BMM_GROUPED_MAX_TOKENS && !this.#noGroupedBmm) {
       const wT = this.#transposedWeight(wt);
       const cw = cacheWrite === undefined ? undefined : this.#checkCacheWrite(cacheWrite, T, L, rope);
+      const held = this.#takeMlaInputs(qt, cw?.cKv, cw?.kPe, L);
+      if (held !== undefined) {
+        // mlaInputs folded in: q, cKv and kPe are its outputs, computed by this launch too.
+        this.#launch(() =>
+          this.#addon.mlaInputsAbsorbQuery(
+            ...held.args,
+            wT.ptr,
+            out.ptr,
+            cw?.slots.ptr ?? NULL,
+            cw?.cache.ptr ?? NULL,
+            cw?.numSlots ?? 0,
+          ),
+        );
+        for (const t of held.keep) t.release();
+        return out;
+      }
       this.#launch(() =>
         this.#addon.mlaAbsorbQuery(
           qt.ptr,
@@ -1042,15 +1218,16 @@ export class CudaDevice implements Device {
     })) {
       if (arr.length !== rows) throw new Error(`sample: ${name} has ${arr.length} entries for ${rows} rows`);
     }
-    // Two uploads and one download per call: the float parameters travel packed, and token ids and
-    // logprobs come back in one buffer (logprobs as raw f32 bits after the ids).
-    const packed = new Float32Array(4 * rows);
+    // One upload and one download per call (each is a copy queued behind the step): the parameters
+    // travel packed (top-k as raw i32 bits after the floats), and token ids and logprobs come back in
+    // one buffer (logprobs as raw f32 bits after the ids).
+    const packed = new Float32Array(5 * rows);
     packed.set(params.temperature, 0);
     packed.set(params.topP, rows);
     packed.set(params.minP, 2 * rows);
     packed.set(params.uniform, 3 * rows);
-    const fparams = this.uploadF32(packed, [4 * rows]);
-    const topK = this.upload(params.topK, [rows], 'i32') as CudaTensor;
+    new Int32Array(packed.buffer, 16 * rows, rows).set(params.topK);
+    const fparams = this.uploadF32(packed, [5 * rows]);
     const out = this.#alloc([2 * rows + 2 * rows * nTop], 'i32');
     const at = (t: CudaTensor, elems: number): bigint => t.ptr + BigInt(elems * 4);
     this.#launch(() =>
@@ -1060,7 +1237,7 @@ export class CudaDevice implements Device {
         rows,
         V,
         fparams.ptr,
-        topK.ptr,
+        at(fparams, 4 * rows),
         at(fparams, rows),
         at(fparams, 2 * rows),
         at(fparams, 3 * rows),
@@ -1080,7 +1257,7 @@ export class CudaDevice implements Device {
         host.buffer.slice((2 * rows + rows * nTop) * 4, (2 * rows + 2 * rows * nTop) * 4),
       ),
     };
-    for (const t of [fparams, topK, out]) t.release();
+    for (const t of [fparams, out]) t.release();
     return result;
   }
 
@@ -1108,6 +1285,7 @@ export class CudaDevice implements Device {
   graph(key: string, fn: () => Tensor): Tensor {
     const rec = this.#graphs.get(key);
     if (this.#mode !== 'eager') throw new Error('graph: graphs do not nest');
+    this.#releaseMlaInputs(); // before a capture begins: not part of the graph
     if (rec === undefined) {
       this.#graphs.set(key, { id: -1, allocs: [], outPtr: NULL, inputs: 0 });
       return fn();
@@ -1119,8 +1297,10 @@ export class CudaDevice implements Device {
       let out: CudaTensor;
       try {
         out = this.#t(fn(), 'graph', 'the captured function result');
+        this.#releaseMlaInputs();
         rec.id = this.#addon.endCapture();
       } catch (err) {
+        this.#dropMlaInputs();
         this.#addon.abortCapture();
         this.#graphs.delete(key);
         throw err;
@@ -1141,12 +1321,14 @@ export class CudaDevice implements Device {
     let out: Tensor;
     try {
       out = fn();
+      this.#releaseMlaInputs(); // launches nothing on replay, as at capture
       if (this.#replayIndex !== rec.allocs.length || !(out instanceof CudaTensor) || out.ptr !== rec.outPtr) {
         throw new Error('graph replay diverged from its capture: the function did different work');
       }
     } catch (err) {
       // NOTE: after the last host input the graph is already running (#inputWritten); a divergence found
       // later throws all the same, and the caller reruns the step eagerly over the same inputs.
+      this.#dropMlaInputs();
       this.#addon.cancelReplay();
       throw err;
     } finally {
@@ -1155,6 +1337,13 @@ export class CudaDevice implements Device {
     }
     if (!this.#launchedEarly) this.#addon.launchGraph(rec.id);
     return out;
+  }
+
+  /** Forgets a held mlaInputs without launching it (a capture or replay that failed). */
+  #dropMlaInputs(): void {
+    const held = this.#heldMlaInputs;
+    this.#heldMlaInputs = undefined;
+    for (const t of held?.keep ?? []) t.release();
   }
 
   /** Drops every captured graph (their pool memory stays cached for the next captures). */

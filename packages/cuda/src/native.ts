@@ -122,6 +122,22 @@ export interface NativeCuda {
     bias: Ptr,
   ): void;
   bmmGrouped(x: Ptr, w: Ptr, out: Ptr, tokens: number, heads: number, k: number, n: number): void;
+  /** out = rmsNorm(x (+ residual)) @ w^T (+ bias) in one launch; 1-2 rows (CudaDevice.addRmsNormLinear). */
+  normLinear(
+    x: Ptr,
+    residual: Ptr,
+    normWeight: Ptr,
+    w: Ptr,
+    bias: Ptr,
+    out: Ptr,
+    outDtype: NativeDType,
+    residualOut: Ptr,
+    normedOut: Ptr,
+    m: number,
+    n: number,
+    k: number,
+    eps: number,
+  ): void;
   mlaAbsorbQuery(
     q: Ptr,
     wUkT: Ptr,
@@ -155,6 +171,31 @@ export interface NativeCuda {
     maxPositions: number,
     eps: number,
     interleave: boolean,
+  ): void;
+  /** mlaInputs' 17 arguments, then the absorbed query's: one launch at 1-2 tokens (mla_query.h). */
+  mlaInputsAbsorbQuery(
+    q: Ptr,
+    kv: Ptr,
+    positions: Ptr,
+    cos: Ptr,
+    sin: Ptr,
+    kvNorm: Ptr,
+    qOut: Ptr,
+    cKv: Ptr,
+    kPe: Ptr,
+    tokens: number,
+    heads: number,
+    headDim: number,
+    ropeDim: number,
+    kvRank: number,
+    maxPositions: number,
+    eps: number,
+    interleave: boolean,
+    wUkT: Ptr,
+    out: Ptr,
+    slots: Ptr,
+    cache: Ptr,
+    numSlots: number,
   ): void;
   transpose(input: Ptr, out: Ptr, groups: number, rows: number, cols: number): void;
   fillRandom(

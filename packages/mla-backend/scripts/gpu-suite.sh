@@ -29,11 +29,12 @@ build bf16.o csrc/sm90/instantiations/bf16.cu "${HOPPER[@]}" --resource-usage &
 build probe.o csrc/sm90/layout_probe.cu "${HOPPER[@]}" &
 build metadata.o csrc/common/metadata.cu "${PORTABLE[@]}" &
 build combine.o csrc/common/combine.cu "${PORTABLE[@]}" &
+build combine_uv.o csrc/common/combine_uv.cu "${PORTABLE[@]}" &
 build portable.o csrc/portable/decode.cu "${PORTABLE[@]}" &
 build mla_test.o csrc/tests/mla_test.cu "${PORTABLE[@]}" &
 build mla_bench.o bench/mla_bench.cu "${PORTABLE[@]}" &
 wait
-KOBJ=("$BUILD"/{bf16,probe,metadata,combine,portable}.o)
+KOBJ=("$BUILD"/{bf16,probe,metadata,combine,combine_uv,portable}.o)
 "$NVCC" "${PORTABLE[@]}" "${HOPPER[@]}" "${KOBJ[@]}" "$BUILD/mla_test.o" -o "$BUILD/mla_test"
 "$NVCC" "${PORTABLE[@]}" "${HOPPER[@]}" "${KOBJ[@]}" "$BUILD/mla_bench.o" -o "$BUILD/mla_bench"
 fi

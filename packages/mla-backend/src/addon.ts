@@ -66,6 +66,16 @@ export interface MlaDecodeArgs {
   readonly stream: bigint;
 }
 
+/** mlaDecode's arguments plus W_UV and the projected result (the combine fused into W_UV). */
+export interface MlaDecodeUvArgs extends MlaDecodeArgs {
+  /** bf16 [hQ, vDim, 512], contiguous */
+  readonly wUv: bigint;
+  /** vHeadDim: a multiple of 32 */
+  readonly vDim: number;
+  /** bf16 [b * sQ, hQ, vDim], contiguous */
+  readonly result: bigint;
+}
+
 export interface KvWriteArgs {
   /** bf16 [numTokens, 512] */
   readonly cKv: bigint;
@@ -89,6 +99,8 @@ export interface NativeMla {
   numSmParts(args: { numSms: number; qRows: number }): number;
   getMlaMetadata(args: MlaMetadataArgs): void;
   mlaDecode(args: MlaDecodeArgs): void;
+  /** sm_90 only; b * sQ <= MLA_UV_MAX_TOKENS. out is still written for requests in one piece. */
+  mlaDecodeUv(args: MlaDecodeUvArgs): void;
   mlaDecodePortable(args: MlaDecodeArgs): void;
   kvWrite(args: KvWriteArgs): void;
 }

@@ -117,6 +117,16 @@ export interface MlaInputs {
   readonly kPe: Tensor;
 }
 
+/** What `Device.addRmsNormLinear` returns. */
+export interface NormLinearResult {
+  /** [T, N] the Linear's output. */
+  readonly out: Tensor;
+  /** [T, H] x + residual; present exactly when a residual was passed. */
+  readonly residual?: Tensor;
+  /** [T, H] the normed rows; present exactly when keepNormed was set. */
+  readonly normed?: Tensor;
+}
+
 export interface Device {
   readonly info: DeviceInfo;
 
@@ -166,6 +176,24 @@ export interface Device {
     w: Tensor,
     eps: number,
   ): { readonly out: Tensor; readonly residual: Tensor };
+  /** OPTIONAL: the norm and the Linear that reads it, as one op (a GPU runs it as one launch at decode
+   * sizes; the norm before a Linear is on a decode step's critical path three times a layer). Exactly
+   * `addRmsNorm(x, residual, normWeight, eps)` (or `rmsNorm(x, normWeight, eps)` when `residual` is
+   * undefined) followed by `linear(normed, w, bias)`:
+   *  - out [T, N]: the Linear's output;
+   *  - residual [T, H]: x + residual, only when `residual` was given;
+   *  - normed [T, H]: the normed rows, only when `keepNormed` (for a second consumer, e.g. the experts
+   *    after the router gate).
+   * Devices without it leave it out; models then call the two ops (see `addRmsNormLinear` in models). */
+  addRmsNormLinear?(
+    x: Tensor,
+    residual: Tensor | undefined,
+    normWeight: Tensor,
+    eps: number,
+    w: Tensor,
+    bias?: Tensor,
+    keepNormed?: boolean,
+  ): NormLinearResult;
   /** Elementwise a + b, same shape. */
   add(a: Tensor, b: Tensor): Tensor;
   /** Elementwise x * s. */

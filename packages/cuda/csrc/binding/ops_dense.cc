@@ -200,6 +200,34 @@ Napi::Value gemm(Info info) {
   });
 }
 
+// normLinear(x, residual | 0n, normWeight, w, bias | 0n, out, outDtype, residualOut | 0n, normedOut | 0n, m, n,
+//            k, eps): out = [RMSNorm(x + residual) or RMSNorm(x)] @ w^T (+ bias) in one launch, the skinny
+// kernel's norm form (1-2 rows; TypeScript decides when it applies and runs rmsNorm + gemm otherwise).
+Napi::Value norm_linear(Info info) {
+  return guarded(info, "addRmsNormLinear", [&] {
+    SkinnyGemmParams sp{};
+    sp.norm.x = ptr_arg(info, 0);
+    sp.norm.residual = ptr_arg(info, 1);
+    sp.norm.weight = ptr_arg(info, 2);
+    sp.w = ptr_arg(info, 3);
+    sp.bias = ptr_arg(info, 4);
+    sp.c = ptr_arg(info, 5);
+    sp.c_dtype = dtype_arg(info, 6);
+    sp.norm.residual_out = ptr_arg(info, 7);
+    sp.norm.normed_out = ptr_arg(info, 8);
+    sp.m = int_arg(info, 9);
+    sp.n = int_arg(info, 10);
+    sp.k = int_arg(info, 11);
+    sp.norm.eps = static_cast<float>(num_arg(info, 12));
+    sp.lda = sp.k;
+    sp.ldc = sp.n;
+    sp.sms = runtime().props().sms;
+    sp.stream = stream_or_throw();
+    run_skinny_gemm(sp);
+    return info.Env().Undefined();
+  });
+}
+
 // bmmGrouped(x, w, out, tokens, heads, k, n): out[t, h, :] = x[t, h, :] @ w[h]^T with w [heads, n, k]
 // bf16, x [tokens, heads, k], out [tokens, heads, n]: the absorbed-MLA per-head projections at decode
 // sizes, as one launch (heads are the groups): the skinny kernel for a token or two, like Linears,
@@ -275,29 +303,62 @@ Napi::Value mla_absorb_query(Info info) {
   });
 }
 
+// mlaInputs' arguments 0..16 (see mla_inputs below).
+MlaInputsParams mla_inputs_args(Info info) {
+  MlaInputsParams p{};
+  p.q = ptr_arg(info, 0);
+  p.kv = ptr_arg(info, 1);
+  p.positions = static_cast<const int32_t*>(ptr_arg(info, 2));
+  p.cos = ptr_arg(info, 3);
+  p.sin = ptr_arg(info, 4);
+  p.kv_norm = ptr_arg(info, 5);
+  p.q_out = ptr_arg(info, 6);
+  p.c_kv = ptr_arg(info, 7);
+  p.k_pe = ptr_arg(info, 8);
+  p.num_tokens = int_arg(info, 9);
+  p.num_heads = int_arg(info, 10);
+  p.head_dim = int_arg(info, 11);
+  p.rope_dim = int_arg(info, 12);
+  p.kv_rank = int_arg(info, 13);
+  p.max_positions = int_arg(info, 14);
+  p.eps = static_cast<float>(num_arg(info, 15));
+  p.interleave = info[16].ToBoolean().Value();
+  p.stream = stream_or_throw();
+  return p;
+}
+
+// mlaInputsAbsorbQuery(<mlaInputs' 17 arguments>, wUkT, out, slots | 0n, cache | 0n, numSlots): mlaInputs
+// folded into mlaAbsorbQuery (mla_query.h): every output of both, one launch at 1-2 tokens.
+Napi::Value mla_inputs_absorb_query(Info info) {
+  return guarded(info, "mlaInputsAbsorbQuery", [&] {
+    const MlaInputsParams in = mla_inputs_args(info);
+    MlaQueryParams p{};
+    p.q = in.q_out;
+    p.w_uk_t = ptr_arg(info, 17);
+    p.out = ptr_arg(info, 18);
+    p.tokens = in.num_tokens;
+    p.heads = in.num_heads;
+    p.nope = in.head_dim - in.rope_dim;
+    p.rope = in.rope_dim;
+    p.latent = in.kv_rank;
+    p.c_kv = in.c_kv;
+    p.k_pe = in.k_pe;
+    p.slots = static_cast<const int32_t*>(ptr_arg(info, 19));
+    p.cache = ptr_arg(info, 20);
+    p.num_slots = i64_arg(info, 21);
+    p.sms = runtime().props().sms;
+    p.stream = in.stream;
+    p.inputs = &in;
+    run_mla_query(p);
+    return info.Env().Undefined();
+  });
+}
+
 // mlaInputs(q, kv, positions, cos, sin, kvNorm, qOut, cKv, kPe, tokens, heads, headDim, ropeDim, kvRank,
 //           maxPositions, eps, interleave)
 Napi::Value mla_inputs(Info info) {
   return guarded(info, "mlaInputs", [&] {
-    MlaInputsParams p{};
-    p.q = ptr_arg(info, 0);
-    p.kv = ptr_arg(info, 1);
-    p.positions = static_cast<const int32_t*>(ptr_arg(info, 2));
-    p.cos = ptr_arg(info, 3);
-    p.sin = ptr_arg(info, 4);
-    p.kv_norm = ptr_arg(info, 5);
-    p.q_out = ptr_arg(info, 6);
-    p.c_kv = ptr_arg(info, 7);
-    p.k_pe = ptr_arg(info, 8);
-    p.num_tokens = int_arg(info, 9);
-    p.num_heads = int_arg(info, 10);
-    p.head_dim = int_arg(info, 11);
-    p.rope_dim = int_arg(info, 12);
-    p.kv_rank = int_arg(info, 13);
-    p.max_positions = int_arg(info, 14);
-    p.eps = static_cast<float>(num_arg(info, 15));
-    p.interleave = info[16].ToBoolean().Value();
-    p.stream = stream_or_throw();
+    MlaInputsParams p = mla_inputs_args(info);
     run_mla_inputs(p);
     return info.Env().Undefined();
   });
@@ -365,10 +426,12 @@ void register_dense_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("rope", Napi::Function::New(env, rope, "rope"));
   exports.Set("siluMul", Napi::Function::New(env, silu_mul, "siluMul"));
   exports.Set("gemm", Napi::Function::New(env, gemm, "gemm"));
+  exports.Set("normLinear", Napi::Function::New(env, norm_linear, "normLinear"));
   exports.Set("bmmGrouped", Napi::Function::New(env, bmm_grouped, "bmmGrouped"));
   exports.Set("transpose", Napi::Function::New(env, transpose, "transpose"));
   exports.Set("mlaAbsorbQuery", Napi::Function::New(env, mla_absorb_query, "mlaAbsorbQuery"));
   exports.Set("mlaInputs", Napi::Function::New(env, mla_inputs, "mlaInputs"));
+  exports.Set("mlaInputsAbsorbQuery", Napi::Function::New(env, mla_inputs_absorb_query, "mlaInputsAbsorbQuery"));
   exports.Set("fillRandom", Napi::Function::New(env, fill_random, "fillRandom"));
   exports.Set("kvCacheWrite", Napi::Function::New(env, kv_cache_write, "kvCacheWrite"));
 }

@@ -269,6 +269,11 @@ Napi::Value moe_experts(Info info) {
   });
 }
 
+bool env_flag(const char* name) {
+  const char* v = std::getenv(name);
+  return v && v[0] == '1';
+}
+
 // moeExpertsSmall(x, ids, weights, gateUp, down, sharedGateUp | 0n, sharedDown | 0n, out, tokens, hidden,
 //                 inter, sharedInter, experts, topK): routed + shared experts of at most 8 tokens.
 Napi::Value moe_experts_small(Info info) {
@@ -290,10 +295,14 @@ Napi::Value moe_experts_small(Info info) {
     p.top_k = int_arg(info, 13);
     p.sms = runtime().props().sms;
     p.stream = stream_or_throw();
+    // FLASHSERVE_MOE_SMALL_UNFUSED=1 (read once; A/B timing) runs the down stage and the combine as two
+    // kernels, the earlier path; the output is the same bit for bit.
+    static const bool unfused = env_flag("FLASHSERVE_MOE_SMALL_UNFUSED");
+    p.unfused_combine = unfused;
     if (p.tokens == 0) return info.Env().Undefined();
     Temps t;
     p.act = t.take(moe_small_act_bytes(p.tokens, p.top_k, p.inter, p.shared_gate_up ? p.shared_inter : 0));
-    p.expert_out = t.take(moe_small_expert_out_bytes(p.tokens, p.top_k, p.hidden));
+    if (p.unfused_combine) p.expert_out = t.take(moe_small_expert_out_bytes(p.tokens, p.top_k, p.hidden));
     run_moe_small(p);
     return info.Env().Undefined();
   });

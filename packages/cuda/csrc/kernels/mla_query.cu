@@ -13,6 +13,43 @@ void run_mla_query(MlaQueryParams& p) {
   if (p.tokens == 0) return;
   require(p.tokens <= MLA_QUERY_MAX_TOKENS, "mlaAbsorbQuery: at most 64 tokens per launch");
   const int q_width = p.nope + p.rope, out_width = p.latent + p.rope;
+  if (p.inputs) {
+    MlaInputsParams in = *p.inputs;
+    in.stream = p.stream;
+    require(in.q_out == p.q && in.c_kv == p.c_kv && in.k_pe == p.k_pe && in.num_tokens == p.tokens &&
+                in.num_heads == p.heads && in.head_dim == q_width && in.rope_dim == p.rope && in.kv_rank == p.latent,
+            "mlaAbsorbQuery: the folded mlaInputs do not produce this query and latent");
+    if (p.tokens <= SKINNY_TOKENS) {
+      SkinnyGemmParams s{};
+      s.a = in.q;
+      s.w = p.w_uk_t;
+      s.c = p.out;
+      s.c_dtype = DType::BF16;
+      s.m = p.tokens;
+      s.n = p.heads * p.latent;
+      s.k = p.nope;
+      s.lda = static_cast<int64_t>(p.heads) * q_width;
+      s.ldc = static_cast<int64_t>(p.heads) * out_width;
+      s.group_rows = p.latent;
+      s.a_group_stride = q_width;
+      s.c_group_stride = out_width;
+      s.mla.in = in;
+      s.mla.slots = p.slots;
+      s.mla.cache = p.cache;
+      s.mla.num_slots = p.num_slots;
+      s.sms = p.sms;
+      s.stream = p.stream;
+      if (skinny_gemm_applies(s)) {
+        run_skinny_gemm(s);
+        return;
+      }
+    }
+    run_mla_inputs(in);
+    MlaQueryParams rest = p;
+    rest.inputs = nullptr;
+    run_mla_query(rest);
+    return;
+  }
   SideCopy pe{};
   pe.src = static_cast<const uint16_t*>(p.q) + p.nope;
   pe.dst = static_cast<uint16_t*>(p.out) + p.latent;

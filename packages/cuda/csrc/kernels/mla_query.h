@@ -5,8 +5,15 @@
 //                 and the cache rows copied by the same launch;
 //   tokens <= 64: the grouped GEMM over heads with strided operands, then the copies.
 // Larger steps use cuBLASLt from TypeScript (CudaDevice.mlaAbsorbQuery).
+//
+// With `inputs` (mlaInputs folded in): q, c_kv and k_pe are mlaInputs' outputs, not yet computed, and
+// `inputs` computes them from the raw projection. At <= 2 tokens one launch does both (the skinny
+// GEMV's MLA-inputs form, skinny_gemm.h); otherwise run_mla_inputs, then the above. Either way every
+// output of both ops is written, bit for bit as the two calls write it.
 #pragma once
 #include <cuda_runtime_api.h>
+
+#include "kernels/mla_inputs.h"
 
 namespace flashserve {
 
@@ -26,6 +33,8 @@ struct MlaQueryParams {
   int64_t num_slots;
   int sms;
   cudaStream_t stream;
+  // Optional: mlaInputs to fold in (q == inputs->q_out, c_kv == inputs->c_kv, k_pe == inputs->k_pe).
+  const MlaInputsParams* inputs = nullptr;
 };
 void run_mla_query(MlaQueryParams& p);
 

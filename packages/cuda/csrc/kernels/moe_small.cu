@@ -19,6 +19,21 @@ constexpr int DOWN_ROWS = 2;  // output columns per down job
 // bandwidth; h100-batch1-pdl-2026-11-25.log). Fewer resident warps cost more than the round trip.
 constexpr int PAIR_CHUNKS = GEMV_CHUNKS / 2;  // gate and up: 4 + 4 loads in flight per lane
 
+// The expert of segment s (token s / top_k, slot s % top_k), or -1 when its id is out of range.
+// NOTE: the down stage may read topk_ids before its griddepcontrol.wait, to request a routed job's
+// weights while the gate/up kernel drains. That is safe: the ids come from the router kernel, and
+// the gate/up kernel calls pdl_launch_dependents only after its own pdl_wait, which returns once the
+// kernel before it (the router, or a kernel that itself waited for the router: every kernel
+// launched with PDL waits before it writes) has completed and its writes are visible. The down
+// kernel is launched only when every gate/up block has made that call (or exited), so the router
+// has completed before any down thread runs. Without PDL the launches are fully ordered anyway.
+// The ids are read through L2 (__ldcg): this SM's L1 may still hold the line from an earlier layer's
+// ids at the same address.
+__device__ __forceinline__ int read_expert_id(const MoeSmallParams& p, int s) {
+  const int e = __ldcg(p.topk_ids + s);
+  return e >= 0 && e < p.experts ? e : -1;
+}
+
 // This lane's chunks base + u * 32 + lane of a gate row and the matching up row.
 __device__ __forceinline__ void load_pair_group(uint4 (&gw)[PAIR_CHUNKS], uint4 (&uw)[PAIR_CHUNKS], const bf16* g_row,
                                                 const bf16* u_row, int base, int chunks, int lane) {
@@ -115,11 +130,13 @@ __global__ void __launch_bounds__(WARPS * 32, blocks_per_sm(T)) moe_small_gate_u
   }
 }
 
+// The unfused down stage (unfused_combine; the fused kernel below is the default).
 // Down, stage 1: one warp per job (segment, pair of output columns h, h + 1). Two adjacent rows of a
 // down matrix are contiguous, so a job streams 2 * len elements as one chunk list, like a gate/up job.
 // Jobs: first the shared MLP's column pairs (all tokens each; their weights do not depend on the
 // router, so a warp whose first job is one requests it before the PDL wait), then, segment by segment,
-// the routed ones: segment s is (token s / K, slot s % K) through expert topk_ids[s].
+// the routed ones: segment s is (token s / K, slot s % K) through expert topk_ids[s] (a routed first
+// job is requested before the PDL wait too: see read_expert_id).
 // Writes each expert's output rounded to bf16, as a GEMM's output would be: expert_out[s][h] for a
 // routed segment, expert_out[T * K + t][h] for the shared MLP of token t.
 // NOTE: this job shape (many independent warp jobs, handed out by the block scheduler) streams at
@@ -143,8 +160,16 @@ __global__ void __launch_bounds__(WARPS * 32, blocks_per_sm(T)) moe_small_down_k
 
   uint4 wv[GEMV_CHUNKS];
   bool preloaded = job < shared_jobs;
-  if (preloaded)
+  if (preloaded) {
     load_row_group(wv, shared + static_cast<int64_t>(job) * DOWN_ROWS * S, 0, DOWN_ROWS * S / 8, lane);
+  } else if (job < jobs) {
+    const int r = job - shared_jobs, s = r / pairs, h = (r - s * pairs) * DOWN_ROWS;
+    const int e = read_expert_id(p, s);
+    if (e >= 0) {
+      load_row_group(wv, down + (static_cast<int64_t>(e) * H + h) * I, 0, DOWN_ROWS * (I / 8), lane);
+      preloaded = true;
+    }
+  }
   pdl_wait();
   pdl_launch_dependents();
 
@@ -188,8 +213,8 @@ __global__ void __launch_bounds__(WARPS * 32, blocks_per_sm(T)) moe_small_down_k
     }
     const int r = job - shared_jobs, s = r / pairs, h = (r - s * pairs) * DOWN_ROWS, t = s / K;
     bf16* out = y + static_cast<int64_t>(s) * H + h;
-    const int e = p.topk_ids[s];
-    if (e < 0 || e >= p.experts) {
+    const int e = read_expert_id(p, s);
+    if (e < 0) {
       if (lane == 0) out[0] = out[1] = to_bf(0.f);
       continue;
     }
@@ -198,7 +223,8 @@ __global__ void __launch_bounds__(WARPS * 32, blocks_per_sm(T)) moe_small_down_k
     const bf16* x = act + t * act_stride + static_cast<int64_t>(s - t * K) * I;
     float a0 = 0.f, a1 = 0.f;
     for (int base = 0; base < chunks; base += 32 * GEMV_CHUNKS) {
-      load_row_group(wv, rows, base, chunks, lane);
+      if (!preloaded) load_row_group(wv, rows, base, chunks, lane);
+      preloaded = false;
 #pragma unroll
       for (int u = 0; u < GEMV_CHUNKS; ++u) {
         const int c = base + u * 32 + lane;
@@ -240,6 +266,151 @@ __global__ void moe_small_combine_kernel(MoeSmallParams p) {
   static_cast<bf16*>(p.out)[i] = to_bf(v);
 }
 
+// Loads this lane's chunks base + u * 32 + lane of the chunk list at w that lie in [lo, hi).
+__device__ __forceinline__ void load_range_group(uint4 (&wv)[GEMV_CHUNKS], const bf16* w, int base, int lo, int hi,
+                                                 int lane) {
+#pragma unroll
+  for (int u = 0; u < GEMV_CHUNKS; ++u) {
+    const int c = base + u * 32 + lane;
+    if (c >= lo && c < hi) wv[u] = load_weight_chunk(w + static_cast<int64_t>(c) * 8);
+  }
+}
+
+// Warps a block at most: 64 registers a thread at 1-2 tokens (up to 16 warps, 2 blocks an SM; 8-warp
+// blocks then run 4 to an SM, as the unfused kernel's), 128 with more tokens (the shared rows' per-token
+// sums and activation loads), as the unfused kernel there.
+// NOTE: measured on H100 (V2-Lite shapes, down stage alone, three calls): fused against the unfused
+// pair of kernels 19.7-20.6 against 21.9-22.2 us at 1 token, 32.5-32.9 against 33.9-34.4 at 2,
+// 62.6-63.5 against 60.4-60.7 at 4 (26 jobs over 7 warps in 4 rounds, 3 blocks an SM), 69.5-73.4
+// against 84.5-85.0 at 5. The batch-1 step did not move beyond its noise (h100-moe-fused-down-2026-11-25.log).
+constexpr int fused_max_warps(int tokens) { return tokens <= 2 ? 16 : 8; }
+
+// Fused down + combine: block b owns output columns h = 2b, h + 1 for all tokens. Its jobs, one warp
+// each (warp w takes jobs w, w + warps, ...): first the T * top_k routed segments (segment s through
+// expert topk_ids[s], both rows of the pair as one chunk list, as the unfused down job), then one job
+// per row of the shared MLP's pair for all tokens.
+// NOTE: the shared rows are split by row because a shared pair is 2 * shared_inter long against a
+// routed job's 2 * inter: with V2-Lite's two shared experts (shared_inter = 2 * inter) a row is
+// exactly one routed job, 11 loads a lane, so the block's 8 warps do one equal job each at one token.
+// A row job keeps the lane-to-chunk assignment of the unfused shared job (chunk c of the pair's list
+// on lane c % 32, in increasing order), so every sum is the unfused path's bit for bit.
+// The results, rounded to bf16 as the unfused path writes them to expert_out, meet in shared memory
+// ([segment][2] then [token][2], as floats); the block then applies the combine kernel's weighting,
+// order and roundings.
+// NOTE: tried and dropped (H100, V2-Lite shapes, one token, this kernel alone, same call): a job's
+// chunks past its first 8 a lane (3 of 11) fetched early, with one bulk L2 prefetch when the job
+// starts (21.3 us against 20.3 without) or through cp.async into shared memory, so that the whole job
+// is one round trip at 64 registers (21.7 against 19.7 us). Step: 2.68 ms with the shared-memory
+// tail against 2.64 without (medians of 10; h100-moe-fused-down-2026-11-25.log). As with 11 loads a
+// lane in registers (DOWN_ROWS' note), more bytes in flight per warp did not make this stage faster.
+template <int T>
+__global__ void __launch_bounds__(fused_max_warps(T) * 32, 2) moe_small_down_combine_kernel(MoeSmallParams p) {
+  extern __shared__ float part[];  // [segs][2] routed, then [T][2] shared
+  const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+  const int H = p.hidden, I = p.inter, K = p.top_k;
+  const int S = p.shared_down ? p.shared_inter : 0;
+  const int segs = T * K, jobs = segs + (S > 0 ? DOWN_ROWS : 0);
+  const int h = blockIdx.x * DOWN_ROWS;
+  const int routed_chunks = DOWN_ROWS * (I / 8), shared_per = S / 8;
+  const int64_t act_stride = static_cast<int64_t>(K) * I + S;
+  const bf16* down = static_cast<const bf16*>(p.down);
+  const bf16* shared = static_cast<const bf16*>(p.shared_down) + static_cast<int64_t>(h) * S;
+  const bf16* act = static_cast<const bf16*>(p.act);
+  int job = threadIdx.x >> 5;
+
+  // The warp's first job is requested before the wait (routed ones too: see read_expert_id).
+  uint4 wv[GEMV_CHUNKS];
+  bool started = false;
+  if (job < segs) {
+    const int e = read_expert_id(p, job);
+    if (e >= 0) {
+      load_range_group(wv, down + (static_cast<int64_t>(e) * H + h) * I, 0, 0, routed_chunks, lane);
+      started = true;
+    }
+  } else if (job < jobs) {
+    const int lo = (job - segs) * shared_per;
+    load_range_group(wv, shared, lo & ~31, lo, lo + shared_per, lane);
+    started = true;
+  }
+  pdl_wait();
+  pdl_launch_dependents();
+
+  for (; job < segs; job += warps) {
+    const int e = read_expert_id(p, job);
+    if (e < 0) continue;  // the combine skips the slot
+    const bf16* rows = down + (static_cast<int64_t>(e) * H + h) * I;
+    if (!started) load_range_group(wv, rows, 0, 0, routed_chunks, lane);
+    started = false;
+    const int t = job / K, per = I / 8;
+    const bf16* x = act + t * act_stride + static_cast<int64_t>(job - t * K) * I;
+    float a0 = 0.f, a1 = 0.f;
+    for (int base = 0; base < routed_chunks; base += 32 * GEMV_CHUNKS) {
+      if (base > 0) load_range_group(wv, rows, base, 0, routed_chunks, lane);
+#pragma unroll
+      for (int u = 0; u < GEMV_CHUNKS; ++u) {
+        const int c = base + u * 32 + lane;
+        if (c >= routed_chunks) continue;
+        if (c >= per) {
+          a1 = dot8(wv[u], load_act_chunk(x + (c - per) * 8), a1);
+        } else {
+          a0 = dot8(wv[u], load_act_chunk(x + c * 8), a0);
+        }
+      }
+    }
+    a0 = warp_sum(a0);
+    a1 = warp_sum(a1);
+    if (lane == 0) {
+      part[job * 2] = to_f(to_bf(a0));
+      part[job * 2 + 1] = to_f(to_bf(a1));
+    }
+  }
+  for (; job < jobs; job += warps) {
+    const int r = job - segs, lo = r * shared_per, hi = lo + shared_per, first = lo & ~31;
+    if (!started) load_range_group(wv, shared, first, lo, hi, lane);
+    started = false;
+    const bf16* x = act + static_cast<int64_t>(K) * I;  // chunk c of the list: x[(c - lo) * 8]
+    float a[T];
+#pragma unroll
+    for (int t = 0; t < T; ++t) a[t] = 0.f;
+    for (int base = first; base < hi; base += 32 * GEMV_CHUNKS) {
+      if (base > first) load_range_group(wv, shared, base, lo, hi, lane);
+#pragma unroll
+      for (int u = 0; u < GEMV_CHUNKS; ++u) {
+        const int c = base + u * 32 + lane;
+        if (c < lo || c >= hi) continue;
+#pragma unroll
+        for (int t = 0; t < T; ++t) a[t] = dot8(wv[u], load_act_chunk(x + t * act_stride + (c - lo) * 8), a[t]);
+      }
+    }
+#pragma unroll
+    for (int t = 0; t < T; ++t) {
+      const float v = warp_sum(a[t]);
+      if (lane == 0) part[(segs + t) * 2 + r] = to_f(to_bf(v));
+    }
+  }
+  __syncthreads();
+
+  // The combine kernel's arithmetic, for this block's columns.
+  const int i = threadIdx.x;
+  if (i >= T * DOWN_ROWS) return;
+  const int t = i / DOWN_ROWS, c = i - t * DOWN_ROWS;
+  float routed = 0.f;
+  for (int k = 0; k < K; ++k) {
+    const int s = t * K + k;
+    if (read_expert_id(p, s) < 0) continue;
+    routed += p.topk_weights[s] * part[s * 2 + c];
+  }
+  const float v = S > 0 ? to_f(to_bf(routed)) + part[(segs + t) * 2 + c] : routed;
+  static_cast<bf16*>(p.out)[static_cast<int64_t>(t) * H + h + c] = to_bf(v);
+}
+
+// Warps a fused down block: the fewest rounds of jobs with at most `most` warps, then the fewest warps
+// that do them in that many rounds (8 warps, one job each, for V2-Lite at one token).
+int fused_down_warps(int jobs, int most) {
+  const int rounds = (jobs + most - 1) / most;
+  return (jobs + rounds - 1) / rounds;
+}
+
 template <int T>
 void launch_gate_up(MoeSmallParams& p) {
   // NOTE: one job per warp and no grid-stride cap: the block scheduler then hands out the ~1400
@@ -255,6 +426,14 @@ void launch_gate_up(MoeSmallParams& p) {
 template <int T>
 void launch_down(MoeSmallParams& p) {
   const int S = p.shared_down ? p.shared_inter : 0;
+  if (!p.unfused_combine) {
+    const int jobs = T * p.top_k + (S > 0 ? DOWN_ROWS : 0);
+    const size_t smem = sizeof(float) * DOWN_ROWS * (jobs + T);
+    launch_pdl("moeExperts (small: down + combine)", moe_small_down_combine_kernel<T>,
+               dim3(static_cast<unsigned>(p.hidden / DOWN_ROWS)), dim3(fused_down_warps(jobs, fused_max_warps(T)) * 32),
+               smem, p.stream, p);
+    return;
+  }
   const int pairs = p.hidden / DOWN_ROWS;
   const int64_t jobs = (S > 0 ? pairs : 0) + static_cast<int64_t>(T) * p.top_k * pairs;
   const int64_t blocks = (jobs + WARPS - 1) / WARPS;

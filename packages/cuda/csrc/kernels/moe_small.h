@@ -1,12 +1,15 @@
 // The MoE experts of a decode step with a few tokens (<= MOE_SMALL_MAX_TOKENS), routed and shared,
-// in three launches and with no host synchronisation (graph-safe):
+// in two launches and with no host synchronisation (graph-safe):
 //   1. gate/up: act[t] = [silu(g) * u for each of the token's top_k experts | for the shared MLP],
 //      one warp per (assignment, intermediate row) reading that expert's gate and up rows; expert ids
 //      are read from the router's device output, so only the chosen experts' weights are streamed;
-//   2. down: expert_out = down_e(act[t, j]) for every (token, slot) and shared_down(act[t, shared]),
-//      one warp per (segment, two output columns), reading only the chosen experts' rows;
-//   3. combine: out[t] = sum_j w[t, j] * expert_out[t, j] + shared output, in slot order
-//      (deterministic).
+//   2. down + combine: one block per pair of output columns (h, h + 1): its warps compute that pair
+//      for every (token, slot) through the slot's expert (down_e(act[t, j])) and for the shared MLP
+//      (one warp per shared row, all tokens), the results meet in shared memory and the block writes
+//      out[t] = sum_j w[t, j] * expert_out[t, j] + shared output, in slot order (deterministic).
+// `unfused_combine` restores the earlier three launches (down into the expert_out scratch, then a
+// separate combine kernel), bit for bit the same output; ops_moe.cc sets it from
+// FLASHSERVE_MOE_SMALL_UNFUSED=1 (A/B timing).
 // Unlike the grouped path (moe.h), tokens that share an expert read its weights once each: at a few
 // tokens that costs little, and it needs no sort, and no separate launches for the shared MLP.
 //
@@ -31,11 +34,12 @@ struct MoeSmallParams {
   const void* shared_gate_up;  // [2 * shared_inter, hidden] bf16, or null (no shared experts)
   const void* shared_down;     // [hidden, shared_inter] bf16
   void* act;                   // scratch [tokens, top_k * inter + shared_inter] bf16
-  void* expert_out;            // scratch [tokens * top_k + tokens, hidden] bf16
+  void* expert_out;            // scratch [tokens * top_k + tokens, hidden] bf16 (unfused_combine only)
   void* out;                   // [tokens, hidden] bf16
   int tokens, hidden, inter, shared_inter, experts, top_k;
   int sms;
   cudaStream_t stream;
+  bool unfused_combine;  // down, then a separate combine kernel through expert_out (A/B)
 };
 // Bytes of the `act` scratch buffer.
 inline size_t moe_small_act_bytes(int tokens, int top_k, int inter, int shared_inter) {
@@ -45,8 +49,8 @@ inline size_t moe_small_act_bytes(int tokens, int top_k, int inter, int shared_i
 inline size_t moe_small_expert_out_bytes(int tokens, int top_k, int hidden) {
   return sizeof(uint16_t) * static_cast<size_t>(tokens) * (top_k + 1) * hidden;
 }
-// All launches; the gate/up stage and the down stage (down + combine) are also exposed alone
-// (benchmarks).
+// All launches; the gate/up stage and the down stage (down + combine, fused or not) are also exposed
+// alone (benchmarks).
 void run_moe_small(MoeSmallParams& p);
 void run_moe_small_gate_up(MoeSmallParams& p);
 void run_moe_small_down(MoeSmallParams& p);

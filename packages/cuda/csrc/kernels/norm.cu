@@ -48,7 +48,7 @@ __global__ void __launch_bounds__(THREADS) rms_norm_kernel(RmsNormParams p) {
       if (res_out && c < p.cols) res_out[c] = h;
       vals[i] = c < p.cols ? to_f(h) : 0.f;
     }
-    sq += vals[i] * vals[i];
+    sq = fmaf(vals[i], vals[i], sq);  // spelled out: skinny_gemm.cu's norm form must match it bit for bit
   }
   const float inv = rsqrtf(block_sum(sq, scratch) / static_cast<float>(p.cols) + p.eps);
 #pragma unroll

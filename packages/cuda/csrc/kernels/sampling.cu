@@ -61,10 +61,51 @@ __device__ void block_argmax(float& v, int& i, float* sv, int* si) {
   i = si[0];
 }
 
+// The running max, its index (the lowest one on ties) and sum(exp(logit - max)) of a set of logits:
+// an online softmax, so one read of the row gives what the greedy path needs.
+struct SoftmaxStats {
+  float m;
+  int i;
+  float s;
+};
+
+__device__ __forceinline__ void stats_add(SoftmaxStats& a, float v, int idx) {
+  if (v > a.m) {
+    a.s = a.s * __expf(a.m - v) + 1.f;  // a.m = -inf at first: exp(-inf) = 0
+    a.m = v;
+    a.i = idx;
+  } else if (v != -INFINITY) {
+    a.s += __expf(v - a.m);
+  }
+}
+
+__device__ __forceinline__ SoftmaxStats stats_merge(SoftmaxStats a, SoftmaxStats b) {
+  if (b.m > a.m || (b.m == a.m && b.i < a.i)) {
+    const SoftmaxStats t = a;
+    a = b;
+    b = t;
+  }
+  if (b.m != -INFINITY) a.s += b.s * __expf(b.m - a.m);
+  return a;
+}
+
+__device__ __forceinline__ SoftmaxStats warp_stats(SoftmaxStats a) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    SoftmaxStats b;
+    b.m = __shfl_xor_sync(0xffffffffu, a.m, o);
+    b.i = __shfl_xor_sync(0xffffffffu, a.i, o);
+    b.s = __shfl_xor_sync(0xffffffffu, a.s, o);
+    a = stats_merge(a, b);
+  }
+  return a;
+}
+
 struct Shared {
   float hist_w[BINS];
   unsigned hist_c[BINS];
   float red[32];
+  SoftmaxStats stats[32];
   float sv[32];
   int si[32];
   uint32_t prefix;
@@ -72,6 +113,50 @@ struct Shared {
   int chosen;
   int top_ids[SAMPLING_MAX_TOP_LOGPROBS];
 };
+
+// The row's SoftmaxStats. bf16 rows are read 8 logits per load (16 bytes) with four loads in flight per
+// thread: at one row per step a single block reads the whole row, so the pass is latency-bound, and
+// scalar loads made it ~8x longer.
+__device__ SoftmaxStats row_softmax_stats(const SamplingParams& p, int64_t base, Shared& s) {
+  SoftmaxStats a{-INFINITY, 0x7fffffff, 0.f};
+  const auto* bf = static_cast<const bf16*>(p.logits) + base;
+  if (p.logits_bf16 && p.vocab % 8 == 0 && (reinterpret_cast<uintptr_t>(bf) & 15u) == 0) {
+    constexpr int UNROLL = 4;
+    const auto* v8 = reinterpret_cast<const uint4*>(bf);
+    const int chunks = p.vocab / 8;
+    for (int c0 = threadIdx.x; c0 < chunks; c0 += THREADS * UNROLL) {
+      uint4 raw[UNROLL];
+#pragma unroll
+      for (int u = 0; u < UNROLL; ++u) {
+        const int c = c0 + u * THREADS;
+        if (c < chunks) raw[u] = __ldg(v8 + c);
+      }
+#pragma unroll
+      for (int u = 0; u < UNROLL; ++u) {
+        const int c = c0 + u * THREADS;
+        if (c >= chunks) break;
+        const bf16* e = reinterpret_cast<const bf16*>(&raw[u]);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) stats_add(a, to_f(e[j]), c * 8 + j);
+      }
+    }
+  } else {
+    for (int i = threadIdx.x; i < p.vocab; i += THREADS) stats_add(a, logit_at(p, base + i), i);
+  }
+  a = warp_stats(a);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) s.stats[warp] = a;
+  __syncthreads();
+  if (warp == 0) {
+    a = lane < THREADS / 32 ? s.stats[lane] : SoftmaxStats{-INFINITY, 0x7fffffff, 0.f};
+    a = warp_stats(a);
+    if (lane == 0) s.stats[0] = a;
+  }
+  __syncthreads();
+  a = s.stats[0];
+  __syncthreads();
+  return a;
+}
 
 // Radix selection over the keys of z = (logit - max) / T restricted to z >= floor_z.
 //   by_count: the key of the `target`-th largest element (target >= 1);
@@ -123,19 +208,11 @@ __global__ void __launch_bounds__(THREADS) sampling_kernel(SamplingParams p) {
   const int r = blockIdx.x;
   const int64_t base = static_cast<int64_t>(r) * p.vocab;
 
-  float mx = -INFINITY;
-  int arg = 0x7fffffff;
-  for (int i = threadIdx.x; i < p.vocab; i += THREADS) {
-    const float v = logit_at(p, base + i);
-    if (v > mx) {
-      mx = v;
-      arg = i;
-    }
-  }
-  block_argmax(mx, arg, s.sv, s.si);
-  float se = 0.f;
-  for (int i = threadIdx.x; i < p.vocab; i += THREADS) se += __expf(logit_at(p, base + i) - mx);
-  const float log_z = mx + __logf(block_sum(se, s.red));
+  // One pass for the max, the argmax and the softmax denominator (the greedy path needs nothing else).
+  const SoftmaxStats st = row_softmax_stats(p, base, s);
+  const float mx = st.m;
+  const int arg = st.i;
+  const float log_z = mx + __logf(st.s);
 
   int token = arg;
   const float temp = p.temperature[r];

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <numeric>
@@ -353,6 +354,70 @@ void test_skinny(int m, bool bias, DType c_dtype) {
   report(name, rel_l2(dc.get(), ref), c_dtype == DType::F32 && !bias ? 1e-5 : 8e-3);
 }
 
+// The skinny kernel's norm form (RMSNorm(x + residual), or of x alone, folded into the GEMV): against
+// fp64 and bit for bit against run_rms_norm followed by the plain skinny GEMM, outputs poisoned first.
+void test_norm_linear(int m, int k, bool residual, bool bias) {
+  const int n = 300;
+  auto x = randv((size_t)m * k, -3.f, 3.f), r = randv((size_t)m * k), nw = randv(k, 0.5f, 1.5f),
+       w = randv((size_t)n * k, -0.05f, 0.05f), bv = randv(n);
+  Buf dx(x.size(), DType::BF16), dr(r.size(), DType::BF16), dnw(k, DType::BF16), dw(w.size(), DType::BF16),
+      db(n, DType::BF16), dc((size_t)m * n, DType::BF16), dres(x.size(), DType::BF16), dnormed(x.size(), DType::BF16),
+      uc((size_t)m * n, DType::BF16), ures(x.size(), DType::BF16), unormed(x.size(), DType::BF16);
+  dx.set(x), dr.set(r), dnw.set(nw), dw.set(w), db.set(bv);
+  const std::vector<float> poison_mk((size_t)m * k, 777.f), poison_mn((size_t)m * n, 777.f);
+  dres.set(poison_mk), dnormed.set(poison_mk), dc.set(poison_mn);
+  SkinnyGemmParams p{};
+  p.w = dw.p, p.bias = bias ? db.p : nullptr, p.c = dc.p, p.c_dtype = DType::BF16;
+  p.m = m, p.n = n, p.k = k, p.lda = k, p.ldc = n, p.sms = runtime().props().sms, p.stream = S();
+  p.norm.x = dx.p, p.norm.residual = residual ? dr.p : nullptr, p.norm.weight = dnw.p;
+  p.norm.residual_out = residual ? dres.p : nullptr, p.norm.normed_out = dnormed.p, p.norm.eps = 1e-6f;
+  run_skinny_gemm(p);
+  // The unfused kernels.
+  RmsNormParams np{dx.p, residual ? dr.p : nullptr, dnw.p, unormed.p, residual ? ures.p : nullptr, m, k, k, k, k, 1e-6f,
+                   S()};
+  run_rms_norm(np);
+  SkinnyGemmParams up{};
+  up.a = unormed.p, up.w = dw.p, up.bias = p.bias, up.c = uc.p, up.c_dtype = DType::BF16;
+  up.m = m, up.n = n, up.k = k, up.lda = k, up.ldc = n, up.sms = p.sms, up.stream = S();
+  run_skinny_gemm(up);
+  // fp64: the residual sum rounded to bf16 as the kernels store it, the rest exact.
+  std::vector<double> ref_h((size_t)m * k), ref_normed((size_t)m * k), ref((size_t)m * n);
+  for (int i = 0; i < m; ++i) {
+    double ss = 0;
+    for (int c = 0; c < k; ++c) {
+      const size_t e = (size_t)i * k + c;
+      ref_h[e] = residual ? bf(x[e] + r[e]) : x[e];
+      ss += ref_h[e] * ref_h[e];
+    }
+    const double inv = 1.0 / std::sqrt(ss / k + 1e-6);
+    for (int c = 0; c < k; ++c) ref_normed[(size_t)i * k + c] = ref_h[(size_t)i * k + c] * inv * nw[c];
+    for (int j = 0; j < n; ++j) {
+      double acc = bias ? bv[j] : 0.0;
+      for (int c = 0; c < k; ++c) acc += ref_normed[(size_t)i * k + c] * w[(size_t)j * k + c];
+      ref[(size_t)i * n + j] = acc;
+    }
+  }
+  char name[80];
+  std::snprintf(name, sizeof name, "normLinear m=%d k=%d res=%d bias=%d out", m, k, residual, bias);
+  report(name, rel_l2(dc.get(), ref), 1e-2);
+  std::snprintf(name, sizeof name, "normLinear m=%d k=%d res=%d normed", m, k, residual);
+  report(name, rel_l2(dnormed.get(), ref_normed), 8e-3);
+  if (residual) {
+    std::snprintf(name, sizeof name, "normLinear m=%d k=%d residual", m, k);
+    report(name, rel_l2(dres.get(), ref_h), 1e-6);
+  }
+  // Bit for bit against the two kernels (as floats: every bf16 converts exactly).
+  const auto differing = [](const std::vector<float>& a, const std::vector<float>& b) {
+    size_t d = 0;
+    for (size_t i = 0; i < a.size(); ++i) d += std::memcmp(&a[i], &b[i], sizeof(float)) != 0;
+    return (double)d;
+  };
+  double diff = differing(dc.get(), uc.get()) + differing(dnormed.get(), unormed.get());
+  if (residual) diff += differing(dres.get(), ures.get());
+  std::snprintf(name, sizeof name, "normLinear m=%d k=%d res=%d vs 2 kernels (#diff)", m, k, residual);
+  report(name, diff, 0);
+}
+
 // The absorbed MLA query: [q_nope @ W_UK ; q_pe] per head, through the skinny kernel's grouped form and
 // side copies (1-2 tokens) and through the grouped GEMM + copies (more), with the cache write: token t
 // goes to slot 3 * t + 1, except the last, whose slot is -1 (a padding row: nothing written).
@@ -402,11 +467,14 @@ void test_mla_query(int T) {
 }
 
 // Routed + shared experts of a few tokens (moe_small.h), with an out-of-range expert id that must
-// contribute nothing. I = 1408 (V2-Lite's): a down job is two groups of loads, the second partial.
-void test_moe_small(int T, bool shared, bool bad_id, int I = 136) {
-  const int H = 256, E = 16, k = 4, Sh = shared ? 200 : 0;
+// contribute nothing. I = 1408 (V2-Lite's): a down job is two groups of loads, the second partial; a
+// shared_inter of 2816 or more: a shared row of the fused down kernel is two groups too (2824: its
+// second row starts off a warp's 32 chunks). The fused down kernel (the default) against fp64, and the
+// unfused path (down, then combine) against it, bit for bit.
+void test_moe_small(int T, bool shared, bool bad_id, int I = 136, int shared_inter = 200) {
+  const int H = 256, E = 16, k = 4, Sh = shared ? shared_inter : 0, Smax = std::max(shared_inter, 208);
   auto x = randv(T * H), gu = randv((size_t)E * 2 * I * H, -0.1f, 0.1f), dn = randv((size_t)E * H * I, -0.1f, 0.1f);
-  auto sgu = randv((size_t)2 * 208 * H, -0.1f, 0.1f), sdn = randv((size_t)H * 208, -0.1f, 0.1f);
+  auto sgu = randv((size_t)2 * Smax * H, -0.1f, 0.1f), sdn = randv((size_t)H * Smax, -0.1f, 0.1f);
   std::vector<int32_t> ids(T * k);
   std::vector<float> w(T * k);
   for (int t = 0; t < T; ++t) {
@@ -425,7 +493,7 @@ void test_moe_small(int T, bool shared, bool bad_id, int I = 136) {
   for (int r = 0; r < 2 * Sh; ++r)
     for (int c = 0; c < H; ++c) sg[(size_t)r * H + c] = sgu[(size_t)r * H + c];
   for (int r = 0; r < H; ++r)
-    for (int c = 0; c < Sh; ++c) sd[(size_t)r * Sh + c] = sdn[(size_t)r * 208 + c];
+    for (int c = 0; c < Sh; ++c) sd[(size_t)r * Sh + c] = sdn[(size_t)r * Smax + c];
   dsgu.set(sg), dsdn.set(sd);
   dout.set(std::vector<float>(dout.n, 1e30f));
   MoeSmallParams p{};
@@ -434,6 +502,15 @@ void test_moe_small(int T, bool shared, bool bad_id, int I = 136) {
   p.act = act.p, p.expert_out = eo.p, p.out = dout.p, p.tokens = T, p.hidden = H, p.inter = I, p.shared_inter = Sh, p.experts = E;
   p.top_k = k, p.sms = runtime().props().sms, p.stream = S();
   run_moe_small(p);
+  const std::vector<float> fused = dout.get();
+  dout.set(std::vector<float>(dout.n, 1e30f));
+  MoeSmallParams q = p;
+  q.unfused_combine = true;
+  run_moe_small(q);
+  const std::vector<float> unfused = dout.get();
+  double diff = 0;  // largest difference between the two paths
+  for (size_t i = 0; i < fused.size(); ++i)
+    if (!(unfused[i] == fused[i])) diff = std::max(diff, std::isnan(unfused[i] - fused[i]) ? 1e30 : std::fabs((double)unfused[i] - fused[i]));
   auto mlp = [&](const float* xr, const float* g_w, const float* d_w, int inter, int d_stride, double* out, double scale) {
     std::vector<double> a(inter);
     for (int i = 0; i < inter; ++i) {
@@ -456,9 +533,11 @@ void test_moe_small(int T, bool shared, bool bad_id, int I = 136) {
     }
     if (shared) mlp(&x[(size_t)t * H], sg.data(), sd.data(), Sh, Sh, &ref[(size_t)t * H], 1.0);
   }
-  char name[64];
-  std::snprintf(name, sizeof name, "moeExperts small T=%d I=%d shared=%d bad_id=%d", T, I, shared, bad_id);
-  report(name, rel_l2(dout.get(), ref), 2e-2);
+  char name[80];
+  std::snprintf(name, sizeof name, "moeExperts small T=%d I=%d shared=%d bad_id=%d", T, I, Sh, bad_id);
+  report(name, rel_l2(fused, ref), 2e-2);
+  std::snprintf(name, sizeof name, "  = unfused, bits (T=%d I=%d shared=%d)", T, I, Sh);
+  report(name, diff, 0);
 }
 
 void test_mla_inputs(bool interleave) {
@@ -503,6 +582,46 @@ void test_mla_inputs(bool interleave) {
   report(name, rel_l2(ckv.get(), rc), 8e-3);
   std::snprintf(name, sizeof name, "mlaInputs kPe (%s)", s);
   report(name, rel_l2(kpe.get(), rk), 8e-3);
+}
+
+// mlaInputs folded into the absorbed query (MlaQueryParams::inputs): one launch at 1-2 tokens, the
+// two launches above it (T = 3). Every output of both ops (RoPE'd q, c_kv, k_pe, the absorbed query,
+// the cache rows) bit for bit against run_mla_inputs followed by run_mla_query, outputs poisoned
+// first; the last token's slot is -1 (a padding row: no cache row written).
+void test_mla_inputs_fold(int T, bool interleave, int h, int nope, int R, int L) {
+  const int D = nope + R, P = 40, slots_n = 3 * T + 2;
+  auto q = randv((size_t)T * h * D), kv = randv((size_t)T * (L + R), -2.f, 2.f), nw = randv(L, 0.5f, 1.5f);
+  auto wt = randv((size_t)h * L * nope, -0.2f, 0.2f), cs = randv(P * R / 2), sn = randv(P * R / 2);
+  std::vector<int32_t> positions(T), slots(T);
+  for (int t = 0; t < T; ++t) positions[t] = (17 * t + 5) % P, slots[t] = t == T - 1 && T > 1 ? -1 : 3 * t + 1;
+  Buf dq(q.size(), DType::BF16), dkv(kv.size(), DType::BF16), dnw(L, DType::BF16), dwt(wt.size(), DType::BF16),
+      dc(cs.size(), DType::BF16), ds(sn.size(), DType::BF16), dp(T, DType::I32), dslots(T, DType::I32);
+  dq.set(q), dkv.set(kv), dnw.set(nw), dwt.set(wt), dc.set(cs), ds.set(sn), dp.set_i(positions), dslots.set_i(slots);
+  std::vector<float> outs[2][5];  // [unfused, folded][q_out, c_kv, k_pe, absorbed, cache]
+  for (int v = 0; v < 2; ++v) {
+    Buf qo(q.size(), DType::BF16), ckv((size_t)T * L, DType::BF16), kpe((size_t)T * R, DType::BF16),
+        out((size_t)T * h * (L + R), DType::BF16), cache((size_t)slots_n * (L + R), DType::BF16);
+    for (Buf* b : {&qo, &ckv, &kpe, &out, &cache}) b->set(std::vector<float>(b->n, 1e30f));
+    MlaInputsParams in{dq.p, dkv.p, dp.as<int32_t>(), dc.p, ds.p, dnw.p, qo.p, ckv.p, kpe.p, T, h, D, R, L, P, 1e-6f,
+                       interleave, S()};
+    MlaQueryParams mq{qo.p, dwt.p, out.p, T, h, nope, R, L, ckv.p, kpe.p, dslots.as<int32_t>(), cache.p, slots_n,
+                      runtime().props().sms, S()};
+    if (v == 0) {
+      run_mla_inputs(in);
+    } else {
+      mq.inputs = &in;
+    }
+    run_mla_query(mq);
+    outs[v][0] = qo.get(), outs[v][1] = ckv.get(), outs[v][2] = kpe.get(), outs[v][3] = out.get();
+    outs[v][4] = cache.get();
+  }
+  double diff = 0;
+  for (int i = 0; i < 5; ++i)
+    for (size_t j = 0; j < outs[0][i].size(); ++j) diff += std::memcmp(&outs[0][i][j], &outs[1][i][j], sizeof(float)) != 0;
+  char name[96];
+  std::snprintf(name, sizeof name, "mlaInputs folded T=%d h=%d L=%d (%s) vs 2 ops (#diff)", T, h, L,
+                interleave ? "interleave" : "half");
+  report(name, diff, 0);
 }
 
 void test_sampling() {
@@ -575,6 +694,44 @@ void test_sampling() {
   }
   report("sample tokens + top-3 ids (mismatches)", bad, 0);
   report("sample logprob (abs err)", lp_err, 1e-4);
+}
+
+// Greedy rows of bf16 logits at a real vocabulary size, read by the vectorised one-pass scan: the
+// argmax (ties to the lower index, -inf entries) and the logprob against a float64 log-softmax.
+void test_sampling_greedy_bf16() {
+  const int rows = 3, V = 102400;
+  std::vector<float> logits((size_t)rows * V);
+  std::uniform_real_distribution<float> dist(-8.f, 8.f);
+  for (auto& x : logits) x = dist(rng);
+  logits[70001] = logits[1234] = 9.f;  // row 0: a tie for the max, the lower index wins
+  for (int i = 0; i < V; i += 3) logits[(size_t)V + i] = -INFINITY;  // row 1: a third of it masked
+  logits[(size_t)2 * V + V - 1] = 12.f;  // row 2: the max in the last 16-byte chunk
+  Buf dl(logits.size(), DType::BF16), zero(rows, DType::F32), one(rows, DType::F32), k(rows, DType::I32),
+      tok(rows, DType::I32), lp(rows, DType::F32), tid(rows * 2, DType::I32), tlp(rows * 2, DType::F32);
+  dl.set(logits), zero.set(std::vector<float>(rows, 0.f)), one.set(std::vector<float>(rows, 1.f));
+  k.set_i(std::vector<int32_t>(rows, 0));
+  const auto l = dl.get();  // the bf16-rounded logits the kernel sees
+  SamplingParams p{dl.p, true, rows, V, zero.as<float>(), k.as<int32_t>(), one.as<float>(), zero.as<float>(),
+                   zero.as<float>(), tok.as<int32_t>(), lp.as<float>(), 2, tid.as<int32_t>(), tlp.as<float>(), S()};
+  run_sampling(p);
+  const auto got = tok.get_i(), gtid = tid.get_i();
+  const auto glp = lp.get(), gtlp = tlp.get();
+  int bad = 0;
+  double lp_err = 0;
+  for (int r = 0; r < rows; ++r) {
+    const float* row = &l[(size_t)r * V];
+    int best = 0;
+    for (int i = 1; i < V; ++i)
+      if (row[i] > row[best]) best = i;
+    double z = 0;
+    for (int i = 0; i < V; ++i) z += std::exp((double)row[i] - row[best]);
+    bad += got[r] != best || gtid[r * 2] != best;
+    const double want = -std::log(z);
+    lp_err = std::max({lp_err, std::fabs(glp[r] - want), std::fabs(gtlp[r * 2] - want)});
+  }
+  bad += got[0] != 1234;
+  report("sample greedy bf16 V=102400 (mismatches)", bad, 0);
+  report("sample greedy bf16 logprob (abs err)", lp_err, 1e-4);
 }
 
 void test_graph() {
@@ -869,6 +1026,22 @@ struct WeightPool {
 };
 
 
+// Greedy sampling of one row of V2-Lite's vocabulary, as every batch-1 decode step ends.
+void bench_sampling() {
+  const int V = 102400;
+  Buf dl(V, DType::BF16), zero(1, DType::F32), one(1, DType::F32), k(1, DType::I32), tok(1, DType::I32),
+      lp(1, DType::F32);
+  FillRandomParams f{dl.p, DType::BF16, V, 13, -8.f, 8.f, S()};
+  run_fill_random(f);
+  zero.set({0.f}), one.set({1.f}), k.set_i({0});
+  const float us = graph_us([&](int) {
+    SamplingParams p{dl.p, true, 1, V, zero.as<float>(), k.as<int32_t>(), one.as<float>(), zero.as<float>(),
+                     zero.as<float>(), tok.as<int32_t>(), lp.as<float>(), 0, nullptr, nullptr, S()};
+    run_sampling(p);
+  }, 100);
+  std::printf("sample greedy 1 x %d bf16 %8.2f us per launch\n", V, us);
+}
+
 void bench_decode_kernels(double bw) {
   std::printf("\n--- decode kernels at 1 token, inside a graph, weights streamed from HBM ---\n");
   WeightPool pool(size_t{3} << 30);
@@ -926,6 +1099,25 @@ void bench_decode_kernels(double bw) {
       run_mla_inputs(p);
     }, 100);
     std::printf("addRmsNorm 1 x 2048 %8.2f us per launch; mlaInputs 1 token %8.2f us\n", us_norm, us_in);
+    // The norm folded into the GEMV after it (skinny_gemm.h's norm form) against the two launches.
+    for (Shape s : {Shape{3648, 2048, 0, "q_proj+kv_a"}, Shape{64, 2048, 0, "moe gate"},
+                    Shape{102400, 2048, 0, "lm_head"}}) {
+      const size_t n_el = (size_t)s.n * s.k;
+      const int reps = n_el * 2 > (size_t{64} << 20) ? 4 : 40;
+      const float us_two = graph_us([&](int i) {
+        RmsNormParams p{x.p, res.p, w.p, o.p, r.p, 1, 2048, 2048, 2048, 2048, 1e-6f, S()};
+        run_rms_norm(p);
+        SkinnyGemmParams g = gemv(o.p, pool.at(i, n_el), y.p, 1, s.n, s.k);
+        run_skinny_gemm(g);
+      }, reps);
+      const float us_fused = graph_us([&](int i) {
+        SkinnyGemmParams g = gemv(nullptr, pool.at(i, n_el), y.p, 1, s.n, s.k);
+        g.norm.x = x.p, g.norm.residual = res.p, g.norm.weight = w.p, g.norm.residual_out = r.p, g.norm.eps = 1e-6f;
+        run_skinny_gemm(g);
+      }, reps);
+      std::printf("addRmsNorm + gemv %-12s %8.2f us as 2 launches, %8.2f us as 1 (norm form)\n", s.name, us_two,
+                  us_fused);
+    }
   }
 }
 
@@ -1040,6 +1232,17 @@ void bench_moe_small(double bw) {
       MoeSmallParams p = small(r);
       run_moe_small_down(p);
     }, reps);
+    // The down stage as two kernels (down, combine).
+    const float us_unfused = graph_us([&](int r) {
+      MoeSmallParams p = small(r);
+      p.unfused_combine = true;
+      run_moe_small(p);
+    }, reps);
+    const float us_dn_unfused = graph_us([&](int r) {
+      MoeSmallParams p = small(r);
+      p.unfused_combine = true;
+      run_moe_small_down(p);
+    }, reps);
     const double by = (distinct * 3 * I + 3.0 * Sh) * H * 2;
     const double by_small = ((double)A * 3 * I + 3.0 * Sh) * H * 2;
     (void)sdn_el;
@@ -1048,8 +1251,10 @@ void bench_moe_small(double bw) {
                 T, us_old, 100 * by / (us_old * 1e-6) / 1e9 / bw, us_new, 100 * by / (us_new * 1e-6) / 1e9 / bw,
                 by_small / 1e6);
     const double gu_by = ((double)A * 2 * I + 2.0 * Sh) * H * 2, dn_by = ((double)A * I + Sh) * H * 2;
-    std::printf("        small stages alone: gate/up %7.1f us (%3.0f%% of copy)   down %7.1f us (%3.0f%% of copy)\n", us_gu,
+    std::printf("        small stages alone: gate/up %7.1f us (%3.0f%% of copy)   down + combine %7.1f us (%3.0f%% of copy)\n", us_gu,
                 100 * gu_by / (us_gu * 1e-6) / 1e9 / bw, us_dn, 100 * dn_by / (us_dn * 1e-6) / 1e9 / bw);
+    std::printf("        unfused (down, combine): down + combine %7.1f us (%3.0f%% of copy), whole small path %7.1f us\n",
+                us_dn_unfused, 100 * dn_by / (us_dn_unfused * 1e-6) / 1e9 / bw, us_unfused);
   }
 }
 
@@ -1100,6 +1305,9 @@ void bench_chain(double bw) {
   olat.set(std::vector<float>(heads * L, 0.01f));
   pos.set_i({1000});
   const int sms = runtime().props().sms;
+  // As CudaDevice: FLASHSERVE_NO_MLA_INPUTS_FOLD=1 launches mlaInputs on its own.
+  const char* no_fold = std::getenv("FLASHSERVE_NO_MLA_INPUTS_FOLD");
+  const bool fold_inputs = !(no_fold && std::strcmp(no_fold, "1") == 0);
   const float us = graph_us([&](int) {
     for (int li = 0; li < layers; ++li) {
       const Layer& l = ws[li];
@@ -1109,9 +1317,13 @@ void bench_chain(double bw) {
       run_skinny_gemm(p);
       MlaInputsParams mi{proj.p, static_cast<uint16_t*>(proj.p) + heads * (nope + rope), pos.as<int32_t>(), cs.p, cs.p,
                          norm_w.p, qo.p, ckv.p, kpe.p, 1, heads, nope + rope, rope, L, 8192, 1e-6f, true, S()};
-      run_mla_inputs(mi);
       MlaQueryParams mq{qo.p, l.wuk, qabs.p, 1, heads, nope, rope, L, ckv.p, kpe.p, pos.as<int32_t>(), kvcache.p, 8192,
                         sms, S()};
+      if (fold_inputs) {
+        mq.inputs = &mi;  // one launch for both
+      } else {
+        run_mla_inputs(mi);
+      }
       run_mla_query(mq);
       SkinnyGemmParams pv = gemv(olat.p, l.wuv, ov.p, 1, heads * V, L);
       pv.group_rows = V, pv.a_group_stride = L, pv.lda = (int64_t)heads * L, pv.c_group_stride = V;
@@ -1136,10 +1348,10 @@ void bench_chain(double bw) {
     run_skinny_gemm(pl);
   }, 1);
   const double bytes = (double)layers * (per_layer - 64 * 8 + (double)k * 3 * I * H) * 2 + (double)vocab * H * 2;
-  std::printf("\nchain: 26 MoE layers + lm_head at 1 token, no attention (PDL %s): %.3f ms for %.0f MB = %.2f ms at "
-              "copy bandwidth (%.2fx); %d launches\n",
-              pdl_enabled() ? "on" : "off", us * 1e-3, bytes / 1e6, bytes / (bw * 1e9) * 1e3,
-              us * 1e-3 / (bytes / (bw * 1e9) * 1e3), layers * 12 + 1);
+  std::printf("\nchain: 26 MoE layers + lm_head at 1 token, no attention (PDL %s, mlaInputs %s): %.3f ms for %.0f MB = "
+              "%.2f ms at copy bandwidth (%.2fx); %d launches\n",
+              pdl_enabled() ? "on" : "off", fold_inputs ? "folded" : "apart", us * 1e-3, bytes / 1e6,
+              bytes / (bw * 1e9) * 1e3, us * 1e-3 / (bytes / (bw * 1e9) * 1e3), layers * (fold_inputs ? 10 : 11) + 1);
 }
 
 }  // namespace
@@ -1175,20 +1387,34 @@ int main(int argc, char** argv) {
     test_skinny(1, false, DType::BF16);
     test_skinny(3, true, DType::BF16);
     test_skinny(16, false, DType::F32);
+    for (int m : {1, 2}) {
+      test_norm_linear(m, 2048, true, false);
+      test_norm_linear(m, 2048, false, true);
+    }
+    test_norm_linear(2, 7168, true, true);  // DeepSeek-V3's hidden: several columns a thread
+    test_norm_linear(1, 200, true, false);  // fewer chunks than threads
     for (int T : {1, 2, 5, 20}) test_mla_query(T);
     for (int T : {1, 2, 3, 4, 8}) test_moe_small(T, true, false);
-    test_moe_small(1, false, false);
+    for (int T : {1, 2, 4, 8}) test_moe_small(T, false, T >= 4);
     test_moe_small(3, true, true);
-    for (int T : {1, 2, 3}) test_moe_small(T, true, T == 3, 1408);
+    for (int T : {1, 2, 3, 8}) test_moe_small(T, true, T >= 3, 1408);
+    test_moe_small(1, true, false, 1408, 2816);
+    test_moe_small(2, true, true, 1408, 2824);
     test_mla_inputs(false);
     test_mla_inputs(true);
+    for (int T : {1, 2, 3})
+      for (bool il : {false, true}) test_mla_inputs_fold(T, il, 4, 32, 16, 64);
+    test_mla_inputs_fold(1, true, 16, 128, 64, 512);  // V2-Lite's shapes
+    test_mla_inputs_fold(2, false, 16, 128, 64, 512);
     test_sampling();
+    test_sampling_greedy_bf16();
     test_graph();
     test_errors();
     if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) {
       const double bw = bench();
       probe_pdl();
       bench_decode_kernels(bw);
+      bench_sampling();
       bench_moe_small(bw);
       bench_chain(bw);
     }

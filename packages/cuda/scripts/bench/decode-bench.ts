@@ -280,6 +280,19 @@ function main(): void {
     for (let i = 0; i < steps; i++) device.graph(key, () => model.forward(batch));
     device.synchronize();
     const fwdMs = (performance.now() - t0) / steps;
+    // What a step adds to the forward: sampling alone (launch, kernel, ids to the host, the wait) on
+    // logits already on the GPU, and a bare 4-byte round trip for comparison.
+    const resident = model.forward(batch);
+    device.synchronize();
+    t0 = performance.now();
+    for (let i = 0; i < steps; i++) device.sample(resident, params);
+    const sampleMs = (performance.now() - t0) / steps;
+    const probe = device.upload(new Int32Array(1), [1], 'i32');
+    t0 = performance.now();
+    for (let i = 0; i < steps; i++) device.toHost(probe);
+    const roundTripMs = (performance.now() - t0) / steps;
+    device.release(resident);
+    device.release(probe);
     if (B === 1 || B === 32) {
       // Per-op host timing of one eager forward (each launch synchronised: includes ~10 us of sync
       // overhead per launch, so it ranks ops rather than measuring the graph's time).
@@ -304,6 +317,8 @@ function main(): void {
       graph_step_ms: +graphMs.toFixed(2),
       graph_fwd_ms: +fwdMs.toFixed(2),
       replay_host_ms: +hostMs.toFixed(2),
+      sample_ms: +sampleMs.toFixed(3),
+      round_trip_ms: +roundTripMs.toFixed(3),
       tok_s: +((B / graphMs) * 1000).toFixed(0),
       floor_ms: +floorMs.toFixed(2),
       x_floor: +(graphMs / floorMs).toFixed(2),

@@ -79,5 +79,52 @@ export function runGraphChecks(d: CudaDevice): CheckRow[] {
   }
   rows.push({ name: 'graph warm-up, capture, 3 replays == eager', value: maxErr, limit: 0, ok, note });
   d.resetGraphs();
+  rows.push(mlaFoldGraphCheck(d, rope));
   return rows;
+}
+
+/** A decode step's mlaInputs folded into mlaAbsorbQuery (1 token): through a graph == eager, the
+ * query and the cache row, with fresh inputs each step. */
+function mlaFoldGraphCheck(d: CudaDevice, rope: RopeTable): CheckRow {
+  const [h, nope, R, L] = [2, 32, 64, 128];
+  const wUk = d.randomUniform([h, nope, L], 8, 0.1);
+  const kvNorm = d.randomUniform([L], 9, 0.3);
+  const cache = d.zeros([16, 1, 1, L + R], 'bf16');
+  const step = (i: number): Tensor => {
+    // Uploads (graph inputs), not randomUniform: a replay would repeat the captured seed.
+    const q = d.upload(
+      new Float32Array(h * (nope + R)).map((_, j) => Math.sin(i * 7.1 + j * 0.37)),
+      [1, h, nope + R],
+      'f32',
+    );
+    const kv = d.upload(
+      new Float32Array(L + R).map((_, j) => Math.cos(i * 3.3 + j * 0.21)),
+      [1, L + R],
+      'f32',
+    );
+    const positions = d.upload(Int32Array.of((i * 9) % rope.maxPositions), [1], 'i32');
+    const slots = d.upload(Int32Array.of(i % 16), [1], 'i32');
+    const inputs = d.mlaInputs(q, kv, positions, rope, 'half', kvNorm, 1e-6);
+    return d.mlaAbsorbQuery(inputs.q, wUk, { cache, cKv: inputs.cKv, kPe: inputs.kPe, slotMapping: slots });
+  };
+  let maxErr = 0;
+  let ok = true;
+  let note: string | undefined;
+  try {
+    for (let i = 0; i < 5; i++) {
+      const eager = d.toHost(step(i));
+      const eagerCache = d.toHost(cache);
+      d.write(cache, new Uint16Array(16 * (L + R)), 'bf16');
+      const viaGraph = d.toHost(d.graph('mla-fold', () => step(i)));
+      const err = Math.max(relL2(viaGraph, eager), relL2(d.toHost(cache), eagerCache));
+      maxErr = Math.max(maxErr, err);
+      if (!(err === 0)) ok = false;
+    }
+  } catch (err) {
+    ok = false;
+    maxErr = Number.NaN;
+    note = (err as Error).stack;
+  }
+  d.resetGraphs();
+  return { name: 'mlaInputs folded into mlaAbsorbQuery: graph == eager', value: maxErr, limit: 0, ok, note };
 }

@@ -113,6 +113,54 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
     cmp('addRmsNorm out', a.out, b.out);
     cmp('addRmsNorm residual', a.residual, b.residual, 5e-3);
   });
+  run('addRmsNormLinear', () => {
+    // 1-2 rows: the fused launch (skinny_gemm.h's norm form), which must equal the CPU composition
+    // within bf16 and the device's own rmsNorm/addRmsNorm + linear bit for bit; 5 rows: the two ops.
+    const K = 2048;
+    const N = 300;
+    const [nwg, nwc] = both(randArray(K, r, 0.5, 1.5), [K]);
+    const [wg, wc] = both(randArray(N * K, r, -0.05, 0.05), [N, K]);
+    const [bg, bc] = both(randArray(N, r), [N]);
+    for (const T of [1, 2, 5]) {
+      const [xg, xc] = both(randArray(T * K, r, -3, 3), [T, K]);
+      const [rg, rc] = both(randArray(T * K, r), [T, K]);
+      for (const withResidual of [true, false]) {
+        const tag = `addRmsNormLinear ${T} rows${withResidual ? '' : ', no residual'}`;
+        const g = gpu.addRmsNormLinear(xg, withResidual ? rg : undefined, nwg, 1e-6, wg, bg, true);
+        const cn = withResidual ? cpu.addRmsNorm(xc, rc, nwc, 1e-6) : undefined;
+        const cNormed = cn?.out ?? cpu.rmsNorm(xc, nwc, 1e-6);
+        cmp(`${tag}: out vs CPU`, g.out, cpu.linear(cNormed, wc, bc));
+        cmp(`${tag}: normed vs CPU`, g.normed!, cNormed);
+        if (cn !== undefined) cmp(`${tag}: residual vs CPU`, g.residual!, cn.residual, 5e-3);
+        const un = withResidual ? gpu.addRmsNorm(xg, rg, nwg, 1e-6) : undefined;
+        const uNormed = un?.out ?? gpu.rmsNorm(xg, nwg, 1e-6);
+        const pairs: [Tensor, Tensor][] = [
+          [g.out, gpu.linear(uNormed, wg, bg)],
+          [g.normed!, uNormed],
+        ];
+        if (un !== undefined) pairs.push([g.residual!, un.residual]);
+        let diff = 0;
+        for (const [a, b] of pairs) {
+          const ha = gpu.toHost(a);
+          const hb = gpu.toHost(b);
+          diff += ha.length === hb.length ? 0 : 1;
+          for (let i = 0; i < ha.length; i++) diff += Object.is(ha[i], hb[i]) ? 0 : 1;
+        }
+        rows.push({
+          name: `${tag}: elements differing from the two ops`,
+          value: diff,
+          limit: 0,
+          ok: diff === 0,
+        });
+        // Without keepNormed: no normed rows, the same out.
+        const g2 = gpu.addRmsNormLinear(xg, withResidual ? rg : undefined, nwg, 1e-6, wg);
+        const plain = gpu.toHost(gpu.linear(uNormed, wg));
+        const got = gpu.toHost(g2.out);
+        const same = g2.normed === undefined && got.every((v, i) => Object.is(v, plain[i]));
+        rows.push({ name: `${tag}: no bias, not kept`, value: same ? 0 : 1, limit: 0, ok: same });
+      }
+    }
+  });
   run('add/scale/siluAndMul', () => {
     const [ag, ac] = both(randArray(3 * 64, r), [3, 64]);
     const [bg, bc] = both(randArray(3 * 64, r), [3, 64]);
@@ -203,6 +251,95 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
         limit: 0,
         ok: v === 0,
       });
+    }
+  });
+  run('mlaInputs folded into mlaAbsorbQuery', () => {
+    // At 1-2 tokens mlaInputs is held back and launched with the absorbed query that reads its outputs
+    // (CudaDevice: #takeMlaInputs). Against the two launches (a synchronize between them enqueues the
+    // held mlaInputs on its own) bit for bit, every output of both; against CpuDevice; and a held
+    // mlaInputs read directly (toHost) equals them.
+    const [h, nope, R, L, maxPos] = [4, 32, 16, 64, 40];
+    const half = R / 2;
+    const cos = randArray(maxPos * half, r);
+    const sin = randArray(maxPos * half, r);
+    const [tg, tc] = pair<RopeTable>((d) => ({
+      cos: d.upload(cos, [maxPos, half], 'f32'),
+      sin: d.upload(sin, [maxPos, half], 'f32'),
+      rotaryDim: R,
+      maxPositions: maxPos,
+    }));
+    const [ng, nc] = both(randArray(L, r, 0.5, 1.5), [L]);
+    const [wg, wc] = both(randArray(h * nope * L, r, -0.3, 0.3), [h, nope, L]);
+    const bits = (a: Float32Array | Int32Array, b: Float32Array | Int32Array): number => {
+      let n = a.length === b.length ? 0 : Number.POSITIVE_INFINITY;
+      for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) n++;
+      return n;
+    };
+    for (const T of [1, 2]) {
+      for (const style of ['half', 'interleave'] as const) {
+        const tag = `(${T} tokens, ${style})`;
+        const [qg, qc] = both(randArray(T * h * (nope + R), r), [T, h, nope + R]);
+        const [kvg, kvc] = both(randArray(T * (L + R), r, -2, 2), [T, L + R]);
+        const [pg, pc] = both(
+          Int32Array.from({ length: T }, (_, t) => (13 * t + 3) % maxPos),
+          [T],
+        );
+        // Token t to slot 2t + 1, the last one a padding row (slot -1).
+        const slotMapping = gpu.upload(
+          Int32Array.from({ length: T }, (_, t) => (t === T - 1 && T > 1 ? -1 : 2 * t + 1)),
+          [T],
+          'i32',
+        );
+        const absorb = (split: boolean) => {
+          // NOTE: the cache first: zeros is a launch, which would enqueue the held mlaInputs.
+          const cache = gpu.zeros([2 * T + 2, 1, 1, L + R], 'bf16');
+          const inputs = gpu.mlaInputs(qg, kvg, pg, tg, style, ng, 1e-6);
+          if (split) gpu.synchronize();
+          const q = gpu.mlaAbsorbQuery(inputs.q, wg, {
+            cache,
+            cKv: inputs.cKv,
+            kPe: inputs.kPe,
+            slotMapping,
+          });
+          return [inputs.q, inputs.cKv, inputs.kPe, q, cache].map((t) => gpu.toHost(t));
+        };
+        const folded = absorb(false);
+        const split = absorb(true);
+        let diff = 0;
+        for (let i = 0; i < folded.length; i++) diff += bits(folded[i]!, split[i]!);
+        rows.push({
+          name: `mlaInputs folded ${tag}: == 2 launches (#diff)`,
+          value: diff,
+          limit: 0,
+          ok: diff === 0,
+        });
+        const held = gpu.mlaInputs(qg, kvg, pg, tg, style, ng, 1e-6);
+        const direct = [held.q, held.cKv, held.kPe].map((t) => gpu.toHost(t));
+        let dDiff = 0;
+        for (let i = 0; i < direct.length; i++) dDiff += bits(direct[i]!, split[i]!);
+        rows.push({
+          name: `mlaInputs held ${tag}, read directly == eager (#diff)`,
+          value: dDiff,
+          limit: 0,
+          ok: dDiff === 0,
+        });
+        const c = cpu.mlaInputs(qc, kvc, pc, tc, style, nc, 1e-6);
+        const want = cpu.concatLast([
+          cpu.bmm(cpu.sliceLast(c.q, 0, nope), wc, false),
+          cpu.sliceLast(c.q, nope, R),
+        ]);
+        const refs = [c.q, c.cKv, c.kPe, want].map((t) => cpu.toHost(t));
+        const names = ['q', 'cKv', 'kPe', 'absorbed query'];
+        for (let i = 0; i < refs.length; i++) {
+          const v = relL2(folded[i]!, refs[i]!);
+          rows.push({
+            name: `mlaInputs folded ${tag}: ${names[i]} vs CPU`,
+            value: v,
+            limit: BF16_TOL,
+            ok: v <= BF16_TOL,
+          });
+        }
+      }
     }
   });
   run('moe', () => {

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "binding/args.h"
+#include "common/combine_uv.h"
 #include "common/kv_write.h"
 #include "common/metadata.h"
 #include "params.h"
@@ -88,14 +89,16 @@ Napi::Value get_mla_metadata(const Napi::CallbackInfo& info) {
 // A/B timing switches (DecodeParams::tuning): FLASHSERVE_MLA_COMBINE_WIDE=1, the combine's wide
 // layout even for small grids (bit 8; otherwise it picks its layout by grid size);
 // FLASHSERVE_MLA_NO_PDL=1, the sm90 decode kernel launched plainly instead of as a programmatic
-// dependent of the kernel before, and the combine not releasing the kernel after it early (bit 9).
+// dependent of the kernel before, and the combine not releasing the kernel after it early (bit 9);
+// FLASHSERVE_MLA_LATE_UV=1, the fused combine + W_UV released at the decode kernel's end (bit 10).
 int tuning_from_env() {
   static const int tuning = [] {
     auto on = [](const char* name) {
       const char* v = std::getenv(name);
       return v && std::string(v) == "1";
     };
-    return (on("FLASHSERVE_MLA_COMBINE_WIDE") ? 256 : 0) | (on("FLASHSERVE_MLA_NO_PDL") ? 512 : 0);
+    return (on("FLASHSERVE_MLA_COMBINE_WIDE") ? 256 : 0) | (on("FLASHSERVE_MLA_NO_PDL") ? 512 : 0) |
+           (on("FLASHSERVE_MLA_LATE_UV") ? 1024 : 0);
   }();
   return tuning;
 }
@@ -153,6 +156,26 @@ Napi::Value mla_decode(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// mlaDecodeUv(decode args + { wUv, vDim, result }): mlaDecode with the split-KV combine fused into the
+// value projection; result [b * sQ, hQ, vDim] bf16 (out stays the decode kernel's scratch).
+Napi::Value mla_decode_uv(const Napi::CallbackInfo& info) {
+  Args a(info, "mlaDecodeUv");
+  DecodeParams p = decode_params(a);
+  const int cc = current_cc(a);
+  if (cc / 10 != 9) a.fail("needs a Hopper GPU (sm_90); this device is sm_" + std::to_string(cc));
+  if (p.k_block_stride != (int64_t)PAGE_SIZE * p.k_row_stride)
+    a.fail("kBlockStride", "must equal 64 * kRowStride (the kernel reads the cache as one 2-D tensor)");
+  CombineUvParams uv{};
+  uv.w_uv = a.ptr("wUv");
+  uv.v_dim = static_cast<int>(a.integer("vDim", 1, 1 << 16));
+  uv.result = a.ptr("result");
+  if (!combine_uv_applies(p, uv.v_dim))
+    a.fail("needs b * sQ <= " + std::to_string(COMBINE_UV_MAX_TOKENS) + " and vDim a multiple of " +
+           std::to_string(COMBINE_UV_ROWS));
+  check_cuda(a, sm90::run_mla_decode_uv<__nv_bfloat16>(p, uv));
+  return info.Env().Undefined();
+}
+
 Napi::Value mla_decode_portable(const Napi::CallbackInfo& info) {
   Args a(info, "mlaDecodePortable");
   DecodeParams p = decode_params(a);
@@ -192,6 +215,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("numSmParts", Napi::Function::New(env, num_sm_parts_js, "numSmParts"));
   exports.Set("getMlaMetadata", Napi::Function::New(env, get_mla_metadata, "getMlaMetadata"));
   exports.Set("mlaDecode", Napi::Function::New(env, mla_decode, "mlaDecode"));
+  exports.Set("mlaDecodeUv", Napi::Function::New(env, mla_decode_uv, "mlaDecodeUv"));
   exports.Set("mlaDecodePortable", Napi::Function::New(env, mla_decode_portable, "mlaDecodePortable"));
   exports.Set("kvWrite", Napi::Function::New(env, kv_write, "kvWrite"));
 }

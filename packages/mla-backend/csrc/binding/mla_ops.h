@@ -1,4 +1,4 @@
-// The addon's operations: probe, numSmParts, getMlaMetadata, mlaDecode, mlaDecodePortable, kvWrite.
+// The addon's operations: probe, numSmParts, getMlaMetadata, mlaDecode, mlaDecodeUv, mlaDecodePortable, kvWrite.
 #pragma once
 
 #include <napi.h>

@@ -29,6 +29,7 @@
 #include <cmath>
 
 #include "common/combine.h"
+#include "common/combine_uv.h"
 #include "common/pieces.h"
 #include "sm90/config.h"
 #include "sm90/decode.h"
@@ -665,6 +666,10 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
+  // The fused combine + W_UV after this kernel (run_mla_decode_uv, tuning bit 11) is released at once:
+  // at a few tokens this grid leaves most SMs free, where its blocks request W_UV while the pages are
+  // read. (Not for the plain combine: see the NOTE at the end of the kernel.)
+  if (p.tuning & 2048) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
   // Launched as a programmatic dependent (run_mla_decode): the launch and the barrier set-up above
   // overlap the kernel before (the absorbed query, which writes q and this step's cache row). Every
   // input an earlier kernel wrote (schedule, q, cache, lengths) is read after this wait; it is a
@@ -777,8 +782,9 @@ inline cudaError_t make_tensor_maps(const DecodeParams& p, CUtensorMap* tq, CUte
   return cudaSuccess;
 }
 
+// The decode kernel alone; its dependents (combine or combine + W_UV) are queued by the callers below.
 template <typename Element>
-cudaError_t run_mla_decode(const DecodeParams& p) {
+cudaError_t launch_decode_kernel(const DecodeParams& p) {
   // The tensor maps see the cache as [num_blocks * 64, 576] and q as [b, q_rows, 576].
   if (p.k_block_stride != (int64_t)PAGE_SIZE * p.k_row_stride) return cudaErrorInvalidValue;
   if ((p.k_row_stride * 2) % 16 != 0 || (p.q_row_stride * 2) % 16 != 0 || (p.q_batch_stride * 2) % 16 != 0)
@@ -811,9 +817,24 @@ cudaError_t run_mla_decode(const DecodeParams& p) {
   attr.val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = &attr;
   cfg.numAttrs = (p.tuning & 512) ? 0 : 1;
-  err = cudaLaunchKernelEx(&cfg, kernel, p, tq, tkv);
+  return cudaLaunchKernelEx(&cfg, kernel, p, tq, tkv);
+}
+
+template <typename Element>
+cudaError_t run_mla_decode(const DecodeParams& p) {
+  const cudaError_t err = launch_decode_kernel<Element>(p);
   if (err != cudaSuccess) return err;
   return run_combine(p, /*programmatic_launch=*/!(p.tuning & 2));
+}
+
+template <typename Element>
+cudaError_t run_mla_decode_uv(const DecodeParams& p, const CombineUvParams& uv) {
+  if (!combine_uv_applies(p, uv.v_dim)) return cudaErrorInvalidValue;
+  DecodeParams q = p;
+  if (!(p.tuning & (512 | 1024))) q.tuning |= 2048;  // release the fused kernel at the decode's start
+  const cudaError_t err = launch_decode_kernel<Element>(q);
+  if (err != cudaSuccess) return err;
+  return run_combine_uv(p, uv, /*programmatic_launch=*/!(p.tuning & 2));
 }
 
 }  // namespace flashserve::mla::sm90

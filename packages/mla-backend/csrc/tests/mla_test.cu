@@ -5,6 +5,7 @@
 // h_q 8..128; shuffled block tables; NaN in every slot past a length and in unowned blocks; outputs
 // and partial buffers poisoned with NaN before each run and checked fully written; the schedule's
 // cover checked on the host; fresh random inputs every run (the seed is printed to reproduce one).
+// Then, on Hopper, the decode kernel with the combine fused into W_UV (fused_uv_checks).
 #include <chrono>
 #include <map>
 #include <set>
@@ -198,6 +199,123 @@ bool layout_probe(uint64_t seed) {
   return ok0;
 }
 
+// The decode kernel followed by the combine fused into W_UV (run_mla_decode_uv), at the token counts
+// it takes (b * s_q <= 4) with one and several splits, against
+//   (a) the unfused path: decode + combine, its bf16 latent rows times W_UV in fp64; per element
+//       within the bf16 rounding of the result plus fp32 summation error;
+//   (b) fp64 end to end: the fp32 attention reference times W_UV; relative L2 error < 1e-2 (as above);
+//   (c) bit-exactness of the combine: W_UV a 0/1 permutation with v_dim 512, so the result is the
+//       latent row itself, which must equal the combine's output bit for bit.
+// The result buffer is poisoned with NaN before each run and checked fully written.
+bool fused_uv_checks(uint64_t seed, int sms) {
+  struct UvSpec {
+    int b, s_q, h_q;
+    std::vector<int> lens;
+  };
+  const std::vector<UvSpec> specs = {
+      {1, 1, 16, {1024}},  {1, 1, 16, {50}},          {1, 1, 16, {20000}},           {2, 1, 16, {1024, 50}},
+      {1, 2, 16, {700}},   {4, 1, 16, {64, 3000, 1, 1024}}, {2, 2, 16, {5000, 65}}, {1, 4, 16, {2048}},
+      {1, 1, 128, {1024}}, {2, 1, 64, {4096, 130}},
+  };
+  constexpr int V_DIM = 128;
+  bool all_ok = true;
+  std::printf("\n%-9s %3s %4s %3s %4s %6s %6s %6s %9s %9s %6s %s\n", "fused-uv", "tun", "b", "s_q", "h_q", "maxlen",
+              "parts", "splits", "vs_comb", "vs_fp64", "exact", "result");
+  int case_id = 0;
+  for (const UvSpec& sp : specs) {
+    ++case_id;
+    const int parts_list[2] = {num_sm_parts(sms, sp.s_q * sp.h_q), 1};
+    for (int variant = 0; variant < 2; ++variant) {
+      const uint64_t cseed = seed + 100003 * case_id + variant;
+      Case c;
+      build_case(c, sp.b, sp.s_q, sp.h_q, sp.lens, parts_list[variant], cseed, 3, true);
+      const int tokens = c.b * c.s_q, h = c.h_q;
+      DeviceBuffer<float> out_ref((size_t)c.b * c.q_rows * HEAD_DIM_V), lse_ref((size_t)c.b * c.q_rows);
+      reference_kernel<<<c.b * c.q_rows, 256>>>(decode_params(c, 0), out_ref.ptr, lse_ref.ptr);
+      MLA_CHECK(cudaGetLastError());
+      const std::vector<float> oref = out_ref.download();
+      // The unfused path's latent rows [tokens, h, 512].
+      MLA_CHECK(run_get_mla_metadata(metadata_params(c, 0)));
+      MLA_CHECK(sm90::run_mla_decode<__nv_bfloat16>(decode_params(c, 0)));
+      MLA_CHECK(cudaDeviceSynchronize());
+      const std::vector<__nv_bfloat16> latent = c.out.download();
+      const std::vector<int> splits = c.splits.download();
+
+      DeviceBuffer<__nv_bfloat16> w((size_t)h * V_DIM * HEAD_DIM_V), res((size_t)tokens * h * V_DIM);
+      fill_uniform(w.ptr, w.count, cseed ^ 0x77ull, 0.08f);
+      const std::vector<__nv_bfloat16> wh = w.download();
+      for (const int tuning : {0, 2}) {  // 2: launched plainly, not as a programmatic dependent
+        MLA_CHECK(cudaMemset(res.ptr, 0xFF, res.count * 2));
+        MLA_CHECK(cudaMemset(c.out.ptr, 0xFF, c.out.count * 2));
+        MLA_CHECK(cudaMemset(c.o_accum.ptr, 0xFF, c.o_accum.count * 4));
+        MLA_CHECK(cudaMemset(c.lse_accum.ptr, 0xFF, c.lse_accum.count * 4));
+        DecodeParams p = decode_params(c, 0);
+        p.tuning = tuning;
+        MLA_CHECK(sm90::run_mla_decode_uv<__nv_bfloat16>(p, CombineUvParams{w.ptr, V_DIM, res.ptr}));
+        MLA_CHECK(cudaDeviceSynchronize());
+        const std::vector<__nv_bfloat16> got = res.download();
+        long long unwritten = 0, over_tol = 0;
+        double num = 0, den = 0, worst = 0;
+        for (int t = 0; t < tokens; ++t)
+          for (int hh = 0; hh < h; ++hh)
+            for (int j = 0; j < V_DIM; ++j) {
+              const __nv_bfloat16* wr = &wh[((size_t)hh * V_DIM + j) * HEAD_DIM_V];
+              const size_t lrow = ((size_t)t * h + hh) * HEAD_DIM_V;
+              double ref_a = 0, mag = 0, ref_b = 0;
+              for (int k = 0; k < HEAD_DIM_V; ++k) {
+                const double wk = bf2f(wr[k]);
+                ref_a += wk * bf2f(latent[lrow + k]);
+                mag += std::fabs(wk * bf2f(latent[lrow + k]));
+                ref_b += wk * oref[lrow + k];
+              }
+              const float v = bf2f(got[((size_t)t * h + hh) * V_DIM + j]);
+              if (!std::isfinite(v)) { ++unwritten; continue; }
+              // bf16 rounding of the result (at most half an ulp, 2^-8 relative: the worst per case sit at
+              // 0.90-0.97 of this) + fp32 summation (1e-5 of the sum of |terms|, ~100x its typical size).
+              const double err = std::fabs(v - ref_a), tol = std::ldexp(std::fabs(ref_a), -8) + 1e-5 * mag + 1e-30;
+              worst = std::max(worst, err / tol);
+              if (err > tol) ++over_tol;
+              num += (v - ref_b) * (v - ref_b);
+              den += ref_b * ref_b;
+            }
+        const double err_b = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+
+        // (c) W_UV[h][j][c] = 1 where c = (7 j + h) mod 512: result[t, h, j] = latent[t, h, 7 j + h].
+        long long inexact = 0;
+        {
+          std::vector<__nv_bfloat16> perm((size_t)h * HEAD_DIM_V * HEAD_DIM_V, __float2bfloat16(0.f));
+          for (int hh = 0; hh < h; ++hh)
+            for (int j = 0; j < HEAD_DIM_V; ++j)
+              perm[((size_t)hh * HEAD_DIM_V + j) * HEAD_DIM_V + (7 * j + hh) % HEAD_DIM_V] = __float2bfloat16(1.f);
+          DeviceBuffer<__nv_bfloat16> dperm(perm.size()), dres((size_t)tokens * h * HEAD_DIM_V);
+          dperm.upload(perm);
+          MLA_CHECK(cudaMemset(dres.ptr, 0xFF, dres.count * 2));
+          MLA_CHECK(sm90::run_mla_decode_uv<__nv_bfloat16>(p, CombineUvParams{dperm.ptr, HEAD_DIM_V, dres.ptr}));
+          MLA_CHECK(cudaDeviceSynchronize());
+          const std::vector<__nv_bfloat16> g = dres.download();
+          for (int t = 0; t < tokens; ++t)
+            for (int hh = 0; hh < h; ++hh)
+              for (int j = 0; j < HEAD_DIM_V; ++j) {
+                const float a = bf2f(g[((size_t)t * h + hh) * HEAD_DIM_V + j]);
+                const float e = bf2f(latent[((size_t)t * h + hh) * HEAD_DIM_V + (7 * j + hh) % HEAD_DIM_V]);
+                if (!(a == e)) ++inexact;
+              }
+        }
+        const bool ok = unwritten == 0 && over_tol == 0 && err_b < 1e-2 && inexact == 0;
+        all_ok &= ok;
+        std::printf("%-9s %3d %4d %3d %4d %6d %6d %6d %9.2e %9.2e %6s %s", "flashmla", tuning, c.b, c.s_q, c.h_q,
+                    *std::max_element(c.lens.begin(), c.lens.end()), c.num_parts, splits[c.b], worst, err_b,
+                    inexact ? "no" : "yes", ok ? "ok" : "FAIL");
+        if (unwritten) std::printf(" unwritten/NaN: %lld", unwritten);
+        if (over_tol) std::printf(" over tolerance: %lld", over_tol);
+        if (inexact) std::printf(" latent mismatches: %lld", inexact);
+        std::printf("\n");
+      }
+    }
+  }
+  return all_ok;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -285,6 +403,7 @@ int main(int argc, char** argv) {
         }
       }
     }
+    if (hopper) all_ok &= fused_uv_checks(seed, sms);
     std::printf("mla_test: %s (seed %llu)\n", all_ok ? "ALL PASSED" : "FAILURES", (unsigned long long)seed);
     return all_ok ? 0 : 1;
   } catch (const std::exception& e) {

@@ -8,6 +8,9 @@
 //   kvWrite([cKv ; kPe] -> cache rows at slotMapping)
 //   oLat   = mla decode over the paged cache              [T, h, 512]   (this addon)
 //   out    = W_UV @ oLat per head                         [T, h, vHeadDim]
+// With flashmla at up to MLA_UV_MAX_TOKENS tokens, the split-KV combine and the W_UV product are one
+// launch (mlaDecodeUv: the same bf16 latent rows, projected in the same kernel) instead of the combine
+// and a bmm; FLASHSERVE_MLA_NO_FUSED_UV=1 keeps them apart (A/B timing).
 // Any step works: prefill chunks and decodes mixed, any query lengths (step-plan.ts). Each request's
 // query tokens are cut into pieces of at most 64 (the kernels' s_q limit), each piece a causal kernel
 // "request" of its own; consecutive pieces of one length are one launch. A decode-only step is one
@@ -36,6 +39,10 @@ export const BLOCK_SIZE = 64;
 /** Query tokens per kernel request (longer prefill chunks are cut into pieces of this many). */
 export const MAX_QUERY_LEN = MAX_PIECE_LEN;
 const SCHED_META_INTS = 8;
+/** Tokens of a step up to which flashmla fuses the combine into W_UV (COMBINE_UV_MAX_TOKENS). */
+export const MLA_UV_MAX_TOKENS = 4;
+/** W_UV rows per block of the fused kernel: vHeadDim must be a multiple (COMBINE_UV_ROWS). */
+const MLA_UV_ROW_GROUP = 32;
 
 export type MlaKernel = 'flashmla' | 'cuda-mla';
 
@@ -182,11 +189,27 @@ export class GpuMlaImpl implements MlaAttentionImpl<GpuMlaMetadata> {
   readonly #kernel: MlaKernel;
   readonly #device: CudaDevice;
   readonly #model: MlaModelSpec;
+  /** FLASHSERVE_MLA_NO_FUSED_UV=1: combine and W_UV as two launches even where one would do (A/B). */
+  readonly #fusedUv: boolean;
 
   constructor(kernel: MlaKernel, device: Device, model: MlaModelSpec) {
     this.#kernel = kernel;
     this.#device = cudaDeviceOf(device, `${kernel} impl`);
     this.#model = model;
+    this.#fusedUv = kernel === 'flashmla' && process.env.FLASHSERVE_MLA_NO_FUSED_UV !== '1';
+  }
+
+  /** Whether this step's combine folds into W_UV: few tokens and a contiguous bf16 [h, vHeadDim, 512]. */
+  #fuseUv(T: number, wUv: Tensor): boolean {
+    const { numHeads: h, vHeadDim } = this.#model;
+    return (
+      this.#fusedUv &&
+      T <= MLA_UV_MAX_TOKENS &&
+      vHeadDim % MLA_UV_ROW_GROUP === 0 &&
+      wUv.dtype === 'bf16' &&
+      wUv.shape.join() === `${h},${vHeadDim},${KV_LORA_RANK}` &&
+      typeof (wUv as Partial<CudaTensor>).ptr === 'bigint'
+    );
   }
 
   forward(
@@ -223,6 +246,10 @@ export class GpuMlaImpl implements MlaAttentionImpl<GpuMlaMetadata> {
 
     // 3. Attention over the paged latent cache, one launch per run of equal-length pieces. A run's
     //    rows are contiguous in qAbs and out, so it is addressed by offsets (in bytes) alone.
+    //    Fused (few tokens): each launch ends in W_UV and writes its tokens' rows of `result`.
+    const fused = this.#fuseUv(T, weights.wUv);
+    const result = fused ? d.empty([T, h, vHeadDim], 'bf16') : undefined;
+    const wUvPtr = fused ? ptrOf(weights.wUv, op, 'wUv') : 0n;
     const out = d.empty([T, h, KV_LORA_RANK], 'bf16');
     const blockTablePtr = ptrOf(metadata.blockTables, op, 'blockTables');
     const seqLensPtr = ptrOf(metadata.seqLens, op, 'seqLens');
@@ -262,16 +289,30 @@ export class GpuMlaImpl implements MlaAttentionImpl<GpuMlaMetadata> {
         softmaxScale: weights.softmaxScale,
         stream: d.stream,
       };
-      d.enqueue(() => launch.call(addon, args));
+      if (result !== undefined) {
+        const uvArgs = {
+          ...args,
+          wUv: wUvPtr,
+          vDim: vHeadDim,
+          result: result.ptr + BigInt(run.tokenStart * h * vHeadDim * BF16_BYTES),
+        };
+        d.enqueue(() => addon.mlaDecodeUv(uvArgs));
+      } else {
+        d.enqueue(() => launch.call(addon, args));
+      }
       for (const t of [lse, oAccum, lseAccum]) d.release(t);
     }
     d.release(qAbs);
+    if (result !== undefined) {
+      d.release(out);
+      return result;
+    }
 
     // 4. Values per head: W_UV [h, vHeadDim, 512] @ oLat[t, h] -> [T, h, vHeadDim].
-    const result = d.bmm(out, weights.wUv, true);
+    const projected = d.bmm(out, weights.wUv, true);
     d.release(out);
-    if (result.shape.at(-1) !== vHeadDim)
-      throw new Error(`${op}: W_UV gives ${result.shape.at(-1)} values, expected ${vHeadDim}`);
-    return result;
+    if (projected.shape.at(-1) !== vHeadDim)
+      throw new Error(`${op}: W_UV gives ${projected.shape.at(-1)} values, expected ${vHeadDim}`);
+    return projected;
   }
 }

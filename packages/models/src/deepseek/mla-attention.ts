@@ -1,7 +1,8 @@
 // One DeepSeek MLA attention layer on the Device. The model computes the projections, the latent
 // normalisation and RoPE; the attention backend caches [c_kv ; k_pe] and attends (absorbed form).
 //
-//   x [T, H] -> [q | kv] = x @ [W_q ; W_kv_a]^T        (one Linear: both read x)
+//   x [T, H] -> [q | kv] = x @ [W_q ; W_kv_a]^T        (one Linear: both read x; the model runs it,
+//                                                       folding the input norm into it where it can)
 //     q  [T, h, nope + rope]   (q_proj's rows, or q_a_proj's -> RMSNorm -> q_b_proj)
 //     kv [T, kvLora + rope]    (kv_a_proj_with_mqa's rows)
 //   mlaInputs: RoPE on q's rope dims, c_kv = RMSNorm(kv[:, :kvLora]), k_pe = RoPE(kv[:, kvLora:])
@@ -81,10 +82,17 @@ export class MlaAttention {
     this.weights = { wUk, wUv, softmaxScale: scale };
   }
 
-  /** x [T, H] -> [T, H]. `positions` i32 [T]. */
+  /** The joint [q | kv_a] projection's weight and bias: the model computes it (with the input norm
+   * folded in where the device can) and hands the result to `forward`. */
+  get projection(): { readonly weight: Tensor; readonly bias: Tensor | undefined } {
+    return { weight: this.#qKvA, bias: this.#qKvABias };
+  }
+
+  /** qkv [T, qRows + L + R] (the `projection` of the normed input; released here) -> [T, H].
+   * `positions` i32 [T]. */
   forward<M>(
     d: Device,
-    x: Tensor,
+    qkv: Tensor,
     positions: Tensor,
     rope: RopeTable,
     style: RopeStyle,
@@ -93,12 +101,11 @@ export class MlaAttention {
     metadata: M,
   ): Tensor {
     const c = this.#c;
-    const T = x.shape[0] ?? 0;
+    const T = qkv.shape[0] ?? 0;
     const heads = c.numAttentionHeads;
     const L = c.kvLoraRank;
     const R = c.qkRopeHeadDim;
 
-    const qkv = d.linear(x, this.#qKvA, this.#qKvABias); // [T, qRows + L + R]
     const qRaw = d.sliceLast(qkv, 0, this.#qRows);
     const kv = d.sliceLast(qkv, this.#qRows, L + R);
     d.release(qkv);

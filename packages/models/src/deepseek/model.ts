@@ -3,6 +3,8 @@
 // One forward runs the step's flattened tokens through every layer:
 //   h = embed(ids); per layer: x = RMSNorm(h + residual); h = attn(x); x = RMSNorm(h + residual); h = mlp(x)
 //   logits = lm_head(RMSNorm(h + residual)) for the rows in logitsIndices only.
+// Each RMSNorm goes to the device together with the Linear that reads it (addRmsNormLinear: [q | kv_a],
+// the router gate or the dense gate_up, lm_head), which a device may run as one launch.
 // The backend's metadata is built once per forward and shared by every layer.
 
 import { basename } from 'node:path';
@@ -28,6 +30,7 @@ import {
 import { isMoeLayer, mlaSpec, ropeStyle, softmaxScale } from './config.js';
 import { MlaAttention } from './mla-attention.js';
 import { DenseMlp, MoeBlock } from './moe.js';
+import { addRmsNormLinear } from './norm-linear.js';
 import { buildRopeTable } from './rope.js';
 import { WeightReader } from './weights.js';
 
@@ -162,26 +165,27 @@ export class DeepseekModel implements Model {
     const positions = d.upload(md.positions, [T], 'i32');
     // NOTE: every upload comes before the first layer, so a device replaying this step as a graph can
     // launch it as soon as the inputs are in place (CudaDevice.graph).
-    const rows = d.upload(batch.logitsIndices, [batch.logitsIndices.length], 'i32');
+    // A decode step wants every row's logits: then the rows go to the final norm as they are (no gathers).
+    const allRows = isIdentity(batch.logitsIndices, T);
+    const rows = allRows ? undefined : d.upload(batch.logitsIndices, [batch.logitsIndices.length], 'i32');
+    const eps = this.config.rmsNormEps;
 
     let h = this.#tp === undefined ? d.embedding(this.#embed!, ids) : this.#tp.embed(d, batch.tokenIds, ids);
     let residual: Tensor | undefined;
     for (let i = 0; i < this.#layers.length; i++) {
       const layer = this.#layers[i]!;
-      let x: Tensor;
-      if (residual === undefined) {
-        residual = h;
-        x = d.rmsNorm(h, layer.inputNorm, this.config.rmsNormEps);
-      } else {
-        const r = d.addRmsNorm(h, residual, layer.inputNorm, this.config.rmsNormEps);
+      // Each norm runs folded into the Linear after it (addRmsNormLinear); the hidden state and the
+      // residual stream are full [T, H] on every tensor-parallel rank, so that holds there too.
+      const proj = layer.attn.projection;
+      const n1 = addRmsNormLinear(d, h, residual, layer.inputNorm, eps, proj.weight, proj.bias);
+      if (residual !== undefined) {
         d.release(h);
         d.release(residual);
-        residual = r.residual;
-        x = r.out;
       }
+      const res1 = n1.residual ?? h;
       const a0 = layer.attn.forward(
         d,
-        x,
+        n1.out,
         positions,
         this.#rope,
         this.#ropeStyle,
@@ -190,25 +194,51 @@ export class DeepseekModel implements Model {
         metadata,
       );
       const a = this.#reduce(a0);
-      d.release(x);
-      const r2 = d.addRmsNorm(a, residual, layer.postNorm, this.config.rmsNormEps);
+      const mlp = layer.mlp;
+      const n2 = addRmsNormLinear(
+        d,
+        a,
+        res1,
+        layer.postNorm,
+        eps,
+        mlp.inputLinear,
+        undefined,
+        mlp.needsInput,
+      );
       d.release(a);
-      d.release(residual);
-      residual = r2.residual;
-      h = this.#reduce(layer.mlp.forward(d, r2.out));
-      d.release(r2.out);
+      d.release(res1);
+      residual = n2.residual!;
+      h = this.#reduce(
+        mlp instanceof MoeBlock ? mlp.forwardFrom(d, n2.out, n2.normed!) : mlp.forwardFrom(d, n2.out),
+      );
+      if (n2.normed !== undefined) d.release(n2.normed);
     }
     // Only the rows that need logits go through the final norm and lm_head.
-    const hSel = d.embedding(h, rows);
-    const rSel = residual === undefined ? undefined : d.embedding(residual, rows);
-    d.release(h);
-    if (residual !== undefined) d.release(residual);
-    const normed =
-      rSel === undefined
-        ? d.rmsNorm(hSel, this.#finalNorm, this.config.rmsNormEps)
-        : d.addRmsNorm(hSel, rSel, this.#finalNorm, this.config.rmsNormEps).out;
-    const logits = this.#tp === undefined ? d.linear(normed, this.#lmHead!) : this.#tp.lmHead(d, normed);
-    for (const t of [ids, positions, rows, hSel, normed]) d.release(t);
+    const hSel = rows === undefined ? h : d.embedding(h, rows);
+    const rSel = residual === undefined || rows === undefined ? residual : d.embedding(residual, rows);
+    if (rows !== undefined) {
+      d.release(h);
+      if (residual !== undefined) d.release(residual);
+    }
+    let logits: Tensor;
+    if (this.#tp === undefined) {
+      const f = addRmsNormLinear(d, hSel, rSel, this.#finalNorm, eps, this.#lmHead!);
+      if (f.residual !== undefined) d.release(f.residual);
+      logits = f.out;
+    } else {
+      let normed: Tensor;
+      if (rSel === undefined) {
+        normed = d.rmsNorm(hSel, this.#finalNorm, eps);
+      } else {
+        const r = d.addRmsNorm(hSel, rSel, this.#finalNorm, eps);
+        d.release(r.residual);
+        normed = r.out;
+      }
+      logits = this.#tp.lmHead(d, normed);
+      d.release(normed);
+    }
+    for (const t of [ids, positions, hSel]) d.release(t);
+    if (rows !== undefined) d.release(rows);
     if (rSel !== undefined) d.release(rSel);
     return logits;
   }
@@ -220,6 +250,13 @@ export class DeepseekModel implements Model {
     this.device.release(x);
     return y;
   }
+}
+
+/** Whether `indices` is 0, 1, ..., n - 1. */
+function isIdentity(indices: Int32Array, n: number): boolean {
+  if (indices.length !== n) return false;
+  for (let i = 0; i < n; i++) if (indices[i] !== i) return false;
+  return true;
 }
 
 /** Builds the model from a config and any WeightSource (a checkpoint, or DummyWeightSource). */

@@ -24,8 +24,20 @@ export class DenseMlp {
     };
   }
 
+  /** The Linear that reads the layer's normed input (the model may fold the norm into it). */
+  get inputLinear(): Tensor {
+    return this.weights.gateUp;
+  }
+
+  /** The normed input is not needed past `inputLinear`. */
+  readonly needsInput = false;
+
   forward(d: Device, x: Tensor): Tensor {
-    const gu = d.linear(x, this.weights.gateUp);
+    return this.forwardFrom(d, d.linear(x, this.weights.gateUp));
+  }
+
+  /** The rest of `forward` from inputLinear's output gu [T, 2I] (released here). */
+  forwardFrom(d: Device, gu: Tensor): Tensor {
     const act = d.siluAndMul(gu);
     d.release(gu);
     const out = d.linear(act, this.weights.down);
@@ -76,8 +88,21 @@ export class MoeBlock {
     }
   }
 
+  /** The router gate: the Linear that reads the layer's normed input (the model may fold the norm
+   * into it). */
+  get inputLinear(): Tensor {
+    return this.#gate;
+  }
+
+  /** The experts read the normed input too. */
+  readonly needsInput = true;
+
   forward(d: Device, x: Tensor): Tensor {
-    const logits = d.linear(x, this.#gate); // [T, E]
+    return this.forwardFrom(d, d.linear(x, this.#gate), x);
+  }
+
+  /** The rest of `forward` from the router logits [T, E] (released here) and the normed input x. */
+  forwardFrom(d: Device, logits: Tensor, x: Tensor): Tensor {
     const routing = d.moeRoute(logits, this.#params);
     d.release(logits);
     const out = d.moeExperts(x, routing, this.#experts);

@@ -3,4 +3,5 @@
 
 namespace flashserve::mla::sm90 {
 template cudaError_t run_mla_decode<__nv_bfloat16>(const DecodeParams& params);
+template cudaError_t run_mla_decode_uv<__nv_bfloat16>(const DecodeParams& params, const CombineUvParams& uv);
 }  // namespace flashserve::mla::sm90
