@@ -81,24 +81,30 @@ type GraphMode = 'eager' | 'capture' | 'replay';
 /** The native mlaInputs launch's arguments. */
 type MlaInputsArgs = Parameters<NativeCuda['mlaInputs']>;
 
-/** An mlaInputs launch held back (see mlaInputs): its arguments, its outputs, and views that keep the
- * memory of its inputs and outputs from going back to the allocator before it is enqueued. */
+/** An mlaInputs launch held back (see mlaInputs): its arguments, its outputs, and the storages of its
+ * inputs and outputs, retained so that their memory cannot go back to the allocator (and be handed to
+ * a later op) before it is enqueued. */
 interface HeldMlaInputs {
   readonly args: MlaInputsArgs;
   readonly q: CudaTensor;
   readonly cKv: CudaTensor;
   readonly kPe: CudaTensor;
-  readonly keep: readonly CudaTensor[];
+  readonly keep: readonly (Storage | undefined)[];
 }
 
 interface GraphRecord {
   id: number;
   readonly allocs: { ptr: bigint; bytes: number }[];
   outPtr: bigint;
+  outShape: readonly number[];
+  outDtype: CudaDType;
   /** Host inputs (uploads and writes) of the captured function: a replay launches the graph as soon
    * as the last one is written. */
   inputs: number;
 }
+
+/** Thrown inside a replay pass once the graph is launched, to cut the rest of the function short. */
+const REPLAY_LAUNCHED = Symbol('graph replay launched');
 
 const NULL = 0n;
 
@@ -110,6 +116,10 @@ const BMM_GROUPED_MAX_TOKENS = 64;
  * more expert bytes than the distinct experts (it reads per assignment) but needs no sort and no
  * combine; FLASHSERVE_MOE_SMALL_MAX_TOKENS overrides it for A/B timing (0 turns it off). */
 const MOE_SMALL_MAX_TOKENS = 4;
+
+/** Up to this many tokens (and on the small expert path), moeRouteExperts routes inside the expert
+ * kernels instead of launching the router (moe_small.h, `route`). */
+const ROUTER_FOLD_MAX_TOKENS = 2;
 
 /** Up to this many tokens, mlaInputs is held back to be folded into the next op if that is
  * mlaAbsorbQuery of its outputs (the skinny GEMV's 1-2 rows, where that op is one launch). */
@@ -158,6 +168,9 @@ export class CudaDevice implements Device {
   readonly #f32Cache = new WeakMap<Tensor, CudaTensor>();
   readonly #transposeCache = new WeakMap<Tensor, CudaTensor>();
   readonly #noGroupedBmm = process.env.FLASHSERVE_NO_GROUPED_BMM === '1';
+  /** A replay pass stops once the graph is launched (#inputWritten); FLASHSERVE_FULL_REPLAY=1 runs the
+   * whole function as before (A/B timing, and a check that replays still match their captures). */
+  readonly #cutReplays = process.env.FLASHSERVE_FULL_REPLAY !== '1';
   /** A/B timing: addRmsNormLinear as its two ops (FLASHSERVE_NO_NORM_LINEAR=1), and with the skinny
    * GEMM off (FLASHSERVE_NO_SKINNY_GEMM=1, whose norm form this is). */
   readonly #noNormLinear =
@@ -300,6 +313,10 @@ export class CudaDevice implements Device {
     else if (this.#mode === 'replay' && ++this.#replayInputs === this.#current!.inputs) {
       this.#addon.launchGraph(this.#current!.id);
       this.#launchedEarly = true;
+      // NOTE: what the function does after its last input is device work only (Device.graph), which
+      // the launched graph does: replaying the rest of it (~300 ops of bookkeeping for V2-Lite's 27
+      // layers, 1-3 ms of host time) would only race the GPU for the step's time. So it stops here.
+      if (this.#cutReplays) throw REPLAY_LAUNCHED;
     }
   }
 
@@ -868,7 +885,7 @@ export class CudaDevice implements Device {
     ];
     if (T <= MLA_INPUTS_FOLD_MAX_TOKENS && !this.#noMlaInputsFold) {
       this.#releaseMlaInputs();
-      const keep = [qt, kt, pt, nt, cos, sin, qOut, cKv, kPe].map((t) => t.view(t.shape));
+      const keep = [qt, kt, pt, nt, cos, sin, qOut, cKv, kPe].map((t) => t.retainStorage());
       this.#heldMlaInputs = { args, q: qOut, cKv, kPe, keep };
     } else {
       this.#launch(() => this.#addon.mlaInputs(...args));
@@ -890,7 +907,7 @@ export class CudaDevice implements Device {
     if (held === undefined) return;
     this.#heldMlaInputs = undefined;
     this.#launch(() => this.#addon.mlaInputs(...held.args));
-    for (const t of held.keep) t.release();
+    for (const s of held.keep) s?.drop();
   }
 
   /** The held mlaInputs when q, cKv and kPe are its outputs and its latent is `latent` (taken: the
@@ -951,7 +968,7 @@ export class CudaDevice implements Device {
             cw?.numSlots ?? 0,
           ),
         );
-        for (const t of held.keep) t.release();
+        for (const s of held.keep) s?.drop();
         return out;
       }
       this.#launch(() =>
@@ -1168,6 +1185,82 @@ export class CudaDevice implements Device {
     return out;
   }
 
+  /** A/B timing: FLASHSERVE_NO_ROUTER_FOLD=1 runs moeRouteExperts as moeRoute then moeExperts at every
+   * size (the router kernel on its own). */
+  readonly #noRouterFold = process.env.FLASHSERVE_NO_ROUTER_FOLD === '1';
+
+  /** moeRoute then moeExperts. Up to ROUTER_FOLD_MAX_TOKENS tokens (on the small expert path) the
+   * expert kernels route for themselves from the logits, with the router kernel's code (moe_small.h,
+   * `route`): one launch fewer and no ids or weights in memory; the same output bit for bit. */
+  moeRouteExperts(
+    x: Tensor,
+    routerLogits: Tensor,
+    params: MoeRouteParams,
+    experts: MoeExpertWeights,
+  ): Tensor {
+    const lt = this.#t(routerLogits, 'moeRouteExperts', 'routerLogits');
+    const T = lt.shape[0] ?? 0;
+    if (this.#noRouterFold || T > Math.min(ROUTER_FOLD_MAX_TOKENS, this.#moeSmallMaxTokens)) {
+      const routing = this.moeRoute(routerLogits, params);
+      const out = this.moeExperts(x, routing, experts);
+      this.release(routing.ids);
+      this.release(routing.weights);
+      return out;
+    }
+    if ((lt.dtype !== 'f32' && lt.dtype !== 'bf16') || lt.shape.length !== 2)
+      throw new Error(
+        `moeRouteExperts: routerLogits must be f32 or bf16 [T, E], got ${lt.dtype} ${fmtShape(lt.shape)}`,
+      );
+    const xt = this.#bf16(this.#t(x, 'moeRouteExperts', 'x'), 'moeRouteExperts');
+    const gu = this.#t(experts.gateUp, 'moeRouteExperts', 'experts.gateUp');
+    const dn = this.#t(experts.down, 'moeRouteExperts', 'experts.down');
+    const E = lt.shape[1] ?? 0;
+    const H = xt.shape[1] ?? 0;
+    const I = (gu.shape[1] ?? 0) / 2;
+    if (xt.shape.length !== 2 || xt.shape[0] !== T)
+      throw new Error(`moeRouteExperts: x must be [${T}, H], got ${fmtShape(xt.shape)}`);
+    if (!sameShape(gu.shape, [E, 2 * I, H]) || !Number.isInteger(I))
+      throw new Error(`moeRouteExperts: gateUp ${fmtShape(gu.shape)} is not [${E}, 2I, ${H}]`);
+    if (!sameShape(dn.shape, [E, H, I]))
+      throw new Error(`moeRouteExperts: down ${fmtShape(dn.shape)} is not [${E}, ${H}, ${I}]`);
+    let bias: CudaTensor | undefined;
+    if (params.correctionBias !== undefined) {
+      const b = this.#t(params.correctionBias, 'moeRouteExperts', 'correctionBias');
+      if (b.numel !== E)
+        throw new Error(`moeRouteExperts: correctionBias has ${b.numel} elements for ${E} experts`);
+      bias = this.#cachedF32(b);
+    }
+    const shared = experts.shared === undefined ? undefined : this.#sharedExperts(experts.shared, H);
+    const v3 = params.kind === 'v3-sigmoid';
+    const out = this.#alloc([T, H], 'bf16');
+    this.#launch(() =>
+      this.#addon.moeRouteExpertsSmall(
+        lt.ptr,
+        bias?.ptr ?? NULL,
+        lt.dtype === 'bf16',
+        params.nGroup,
+        params.topkGroup,
+        v3 ? 1 : 0,
+        v3 ? 1 : 0,
+        params.normTopkProb,
+        params.routedScalingFactor,
+        xt.ptr,
+        gu.ptr,
+        dn.ptr,
+        shared?.gateUp.ptr ?? NULL,
+        shared?.down.ptr ?? NULL,
+        out.ptr,
+        T,
+        H,
+        I,
+        shared?.inter ?? 0,
+        E,
+        params.topK,
+      ),
+    );
+    return out;
+  }
+
   #sharedExperts(s: GatedMlpWeights, H: number): { gateUp: CudaTensor; down: CudaTensor; inter: number } {
     const gateUp = this.#t(s.gateUp, 'moeExperts', 'experts.shared.gateUp');
     const down = this.#t(s.down, 'moeExperts', 'experts.shared.down');
@@ -1275,9 +1368,11 @@ export class CudaDevice implements Device {
    *   later:    a replay pass: `fn` runs again but no op launches; each op gets the tensor it got at
    *             capture, each upload writes its host data into the staging slot the graph copies
    *             from (each `write` refills its buffer), and the graph is launched as soon as the
-   *             last of these host inputs is written (so the rest of the pass, host work only,
-   *             overlaps the step on the GPU; a function that writes its inputs first gains most),
-   *             or at the end if it has none.
+   *             last of these host inputs is written, which ends the pass: the rest of `fn` is device
+   *             work only (Device.graph), so it is cut short and the captured result returned (a
+   *             function that writes its inputs first gains most; FLASHSERVE_FULL_REPLAY=1 runs it
+   *             to the end, overlapping the GPU, and checks it still matches the capture). A
+   *             function without host inputs runs to the end and launches the graph then.
    * `fn` must do the same ops on the same shapes each time (a decode step padded to a fixed batch
    * size, one key per size). Its returned tensor stays valid until the next graph launch. Other
    * addons launching inside `fn` must go through `enqueue` and allocate through `empty`.
@@ -1287,7 +1382,7 @@ export class CudaDevice implements Device {
     if (this.#mode !== 'eager') throw new Error('graph: graphs do not nest');
     this.#releaseMlaInputs(); // before a capture begins: not part of the graph
     if (rec === undefined) {
-      this.#graphs.set(key, { id: -1, allocs: [], outPtr: NULL, inputs: 0 });
+      this.#graphs.set(key, { id: -1, allocs: [], outPtr: NULL, outShape: [], outDtype: 'bf16', inputs: 0 });
       return fn();
     }
     if (rec.id < 0) {
@@ -1309,6 +1404,8 @@ export class CudaDevice implements Device {
         this.#current = undefined;
       }
       rec.outPtr = out.ptr;
+      rec.outShape = out.shape;
+      rec.outDtype = out.cudaDtype;
       this.#addon.launchGraph(rec.id);
       return out;
     }
@@ -1326,8 +1423,13 @@ export class CudaDevice implements Device {
         throw new Error('graph replay diverged from its capture: the function did different work');
       }
     } catch (err) {
-      // NOTE: after the last host input the graph is already running (#inputWritten); a divergence found
-      // later throws all the same, and the caller reruns the step eagerly over the same inputs.
+      if (err === REPLAY_LAUNCHED) {
+        this.#dropMlaInputs();
+        return new CudaTensor(rec.outShape, rec.outDtype, rec.outPtr, undefined);
+      }
+      // NOTE: with FLASHSERVE_FULL_REPLAY=1 the graph is already running after the last host input
+      // (#inputWritten); a divergence found later throws all the same, and the caller reruns the step
+      // eagerly over the same inputs.
       this.#dropMlaInputs();
       this.#addon.cancelReplay();
       throw err;
@@ -1343,7 +1445,7 @@ export class CudaDevice implements Device {
   #dropMlaInputs(): void {
     const held = this.#heldMlaInputs;
     this.#heldMlaInputs = undefined;
-    for (const t of held?.keep ?? []) t.release();
+    for (const s of held?.keep ?? []) s?.drop();
   }
 
   /** Drops every captured graph (their pool memory stays cached for the next captures). */

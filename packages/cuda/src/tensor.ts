@@ -94,6 +94,14 @@ export class CudaTensor implements Tensor {
     return new CudaTensor(shape, this.cudaDtype, this.ptr + BigInt(byteOffset), this.#storage);
   }
 
+  /** Keeps this tensor's memory from going back to the allocator until the returned storage is
+   * dropped, whatever happens to the tensor (a launch held back reads it later). Undefined for
+   * borrowed memory. NOTE: a counter, not a view: no FinalizationRegistry entry on a hot path. */
+  retainStorage(): Storage | undefined {
+    this.#storage?.retain();
+    return this.#storage;
+  }
+
   release(): void {
     if (this.#released) return;
     this.#released = true;

@@ -89,9 +89,6 @@ struct DecodeParams {
   // half of V first). Bit 8 (256): the combine's wide layout (8-row blocks, a warp over all 512
   // columns) even for a small grid. Bit 9 (512): launch the sm90 decode kernel plainly (no
   // programmatic dependent launch) and let the combine's dependents start only once it exits.
-  // Bit 10 (1024): with the fused combine + W_UV, release it only when the decode kernel's CTAs end,
-  // as the plain combine. Bit 11 (2048): set by run_mla_decode_uv unless bit 9 or 10 is: the decode
-  // kernel releases its dependent at its start.
   int tuning;
 };
 

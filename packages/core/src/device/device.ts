@@ -222,6 +222,15 @@ export interface Device {
   /** Runs the experts: x [T, H] -> sum_j weights[t, j] * down(silu(gate x) * up x) over the token's k
    * routed experts, plus the shared experts' MLP of x when `experts.shared` is set: [T, H]. */
   moeExperts(x: Tensor, routing: MoeRouting, experts: MoeExpertWeights): Tensor;
+  /** OPTIONAL: exactly moeExperts(x, moeRoute(routerLogits, params), experts), the routing not
+   * returned (and released), in one op so a device can fold the router into the expert kernels.
+   * Devices without it (the CPU) leave it out and callers run the two ops. */
+  moeRouteExperts?(
+    x: Tensor,
+    routerLogits: Tensor,
+    params: MoeRouteParams,
+    experts: MoeExpertWeights,
+  ): Tensor;
 
   // --- graphs (optional) ------------------------------------------------------------------------
   /** OPTIONAL: runs `fn` (one forward pass whose ops and shapes are the same on every call with this
@@ -229,6 +238,8 @@ export interface Device {
    * and returns what `fn` returned (valid until the next call of `graph` or the next step). The
    * engine calls it only for decode-only steps padded to a size of its decode-graph ladder
    * (EngineOptions.decodeGraphBatchSizes), one key per size; devices without graphs (the CPU) leave
-   * it out and every step runs eagerly. */
+   * it out and every step runs eagerly. After `fn`'s last upload or write, a replay may cut the rest
+   * of `fn` short (its device work is the captured graph's), so `fn` must do nothing but device ops
+   * from there on. */
   graph?(key: string, fn: () => Tensor): Tensor;
 }

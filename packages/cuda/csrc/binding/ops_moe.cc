@@ -1,5 +1,6 @@
 // MoE: the router (top-k over the gate's logits) and the experts.
 // moeExpertsSmall (a few tokens: routed and shared experts in two launches, kernels/moe_small.h);
+// moeRouteExpertsSmall (the same, routing from the router logits inside those launches);
 // moeExperts (grouped work) runs align -> grouped gate/up GEMM -> SiLU-and-mul -> grouped down GEMM ->
 // weighted combine (+ the shared experts' output, computed beforehand) in one call, with its temporaries from the caching allocator (given back at the end:
 // later work on the same stream is ordered after these kernels, so reuse is safe).
@@ -296,13 +297,59 @@ Napi::Value moe_experts_small(Info info) {
     p.sms = runtime().props().sms;
     p.stream = stream_or_throw();
     // FLASHSERVE_MOE_SMALL_UNFUSED=1 (read once; A/B timing) runs the down stage and the combine as two
-    // kernels, the earlier path; the output is the same bit for bit.
+    // kernels, the earlier path (the default at 3-4 tokens, moe_small.h); the output is the same bit for
+    // bit. It does not apply to moeRouteExpertsSmall (always fused): add FLASHSERVE_NO_ROUTER_FOLD=1 to
+    // A/B it at 1-2 tokens.
     static const bool unfused = env_flag("FLASHSERVE_MOE_SMALL_UNFUSED");
     p.unfused_combine = unfused;
     if (p.tokens == 0) return info.Env().Undefined();
     Temps t;
     p.act = t.take(moe_small_act_bytes(p.tokens, p.top_k, p.inter, p.shared_gate_up ? p.shared_inter : 0));
-    if (p.unfused_combine) p.expert_out = t.take(moe_small_expert_out_bytes(p.tokens, p.top_k, p.hidden));
+    if (!moe_small_fused_down(p)) p.expert_out = t.take(moe_small_expert_out_bytes(p.tokens, p.top_k, p.hidden));
+    run_moe_small(p);
+    return info.Env().Undefined();
+  });
+}
+
+// moeRouteExpertsSmall(logits, bias | 0n, logitsBf16, nGroup, topkGroup, scoring, groupScore, normTopkProb,
+//                      scaling, x, gateUp, down, sharedGateUp | 0n, sharedDown | 0n, out, tokens, hidden, inter,
+//                      sharedInter, experts, topK): moeRoute (same arguments as there) then moeExpertsSmall in
+//                      the expert kernels' two launches, which route for themselves (moe_small.h, `route`);
+//                      no ids or weights are written.
+Napi::Value moe_route_experts_small(Info info) {
+  return guarded(info, "moeRouteExperts", [&] {
+    MoeSmallParams p{};
+    RouterParams& r = p.router;
+    r.logits = ptr_arg(info, 0);
+    r.bias = static_cast<const float*>(ptr_arg(info, 1));
+    r.logits_bf16 = info[2].ToBoolean().Value();
+    r.n_group = int_arg(info, 3);
+    r.topk_group = int_arg(info, 4);
+    r.scoring = static_cast<RouterScoring>(int_arg(info, 5));
+    r.group_score = static_cast<GroupScore>(int_arg(info, 6));
+    r.norm_topk_prob = info[7].ToBoolean().Value();
+    r.scaling = static_cast<float>(num_arg(info, 8));
+    p.x = ptr_arg(info, 9);
+    p.gate_up = ptr_arg(info, 10);
+    p.down = ptr_arg(info, 11);
+    p.shared_gate_up = ptr_arg(info, 12);
+    p.shared_down = ptr_arg(info, 13);
+    p.out = ptr_arg(info, 14);
+    p.tokens = int_arg(info, 15);
+    p.hidden = int_arg(info, 16);
+    p.inter = int_arg(info, 17);
+    p.shared_inter = int_arg(info, 18);
+    p.experts = int_arg(info, 19);
+    p.top_k = int_arg(info, 20);
+    r.num_tokens = p.tokens;
+    r.num_experts = p.experts;
+    r.top_k = p.top_k;
+    p.route = true;
+    p.sms = runtime().props().sms;
+    p.stream = r.stream = stream_or_throw();
+    if (p.tokens == 0) return info.Env().Undefined();
+    Temps t;
+    p.act = t.take(moe_small_act_bytes(p.tokens, p.top_k, p.inter, p.shared_gate_up ? p.shared_inter : 0));
     run_moe_small(p);
     return info.Env().Undefined();
   });
@@ -314,6 +361,7 @@ void register_moe_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("moeRoute", Napi::Function::New(env, moe_route, "moeRoute"));
   exports.Set("moeExperts", Napi::Function::New(env, moe_experts, "moeExperts"));
   exports.Set("moeExpertsSmall", Napi::Function::New(env, moe_experts_small, "moeExpertsSmall"));
+  exports.Set("moeRouteExpertsSmall", Napi::Function::New(env, moe_route_experts_small, "moeRouteExpertsSmall"));
 }
 
 }  // namespace flashserve

@@ -3,6 +3,7 @@
 #include "kernels/gemv.cuh"
 #include "kernels/launch.h"
 #include "kernels/moe_small.h"
+#include "kernels/router.cuh"
 #include "runtime/check.h"
 
 namespace flashserve {
@@ -31,6 +32,39 @@ constexpr int PAIR_CHUNKS = GEMV_CHUNKS / 2;  // gate and up: 4 + 4 loads in fli
 // ids at the same address.
 __device__ __forceinline__ int read_expert_id(const MoeSmallParams& p, int s) {
   const int e = __ldcg(p.topk_ids + s);
+  return e >= 0 && e < p.experts ? e : -1;
+}
+
+// The routing a block computes for itself (p.route), in shared memory after the kernel's own part:
+// per token a score and a choice scratch of `experts` floats, then the ids [T][top_k], then the weights.
+__host__ __device__ constexpr int route_floats(int tokens, int experts, int top_k) {
+  return tokens * (2 * experts + 2 * top_k);
+}
+
+// Routes the block's T tokens into `area` (route_floats of it), warp w token w, w + warps, ...; the
+// caller synchronises the block before reading the result (route_ids / route_weights).
+// NOTE: the down + combine kernel calls this before its griddepcontrol.wait: the logits come from
+// the router gate GEMV, the kernel before the gate/up kernel, and that is as safe as read_expert_id's
+// early read (below): the down kernel is launched only when every gate/up block has passed its
+// pdl_wait, so the GEMV has completed and its writes are visible; route_token reads them through L2.
+__device__ __forceinline__ void route_block(const MoeSmallParams& p, int T, int warps, float* area) {
+  const int warp = threadIdx.x >> 5, E = p.experts, K = p.top_k;
+  for (int t = warp; t < T; t += warps)
+    route_token(p.router, t, area + t * 2 * E, area + t * 2 * E + E, reinterpret_cast<int32_t*>(area + T * 2 * E) + t * K,
+                area + T * 2 * E + T * K + t * K);
+}
+__device__ __forceinline__ const int32_t* route_ids(const MoeSmallParams& p, int T, const float* area) {
+  return reinterpret_cast<const int32_t*>(area + T * 2 * p.experts);
+}
+__device__ __forceinline__ const float* route_weights(const MoeSmallParams& p, int T, const float* area) {
+  return area + T * 2 * p.experts + T * p.top_k;
+}
+
+// The expert of segment s from the block's routing (p.route: `ids`, shared memory) or topk_ids
+// (read_expert_id), or -1 when its id is out of range.
+__device__ __forceinline__ int segment_expert(const MoeSmallParams& p, const int32_t* ids, int s) {
+  if (!p.route) return read_expert_id(p, s);
+  const int e = ids[s];
   return e >= 0 && e < p.experts ? e : -1;
 }
 
@@ -102,6 +136,14 @@ __global__ void __launch_bounds__(WARPS * 32, blocks_per_sm(T)) moe_small_gate_u
                     H / 8, lane);
   pdl_wait();
   pdl_launch_dependents();
+  // Routing (p.route) after the wait: the logits come from the kernel just before. Blocks whose jobs
+  // are all shared rows (the first S / WARPS) skip it.
+  extern __shared__ float route_area[];
+  if (p.route && ((blockIdx.x + 1) * WARPS > S || warps_total < jobs)) {
+    route_block(p, T, WARPS, route_area);
+    __syncthreads();
+  }
+  const int32_t* routed_ids = route_ids(p, T, route_area);
 
   for (; job < jobs; job += warps_total) {
     if (job < S) {
@@ -117,7 +159,7 @@ __global__ void __launch_bounds__(WARPS * 32, blocks_per_sm(T)) moe_small_gate_u
     const int r = job - S;
     const int a = r / I, i = r - a * I, t = a / K;
     bf16* dst = act + t * act_stride + static_cast<int64_t>(a - t * K) * I + i;
-    const int e = p.topk_ids[a];
+    const int e = p.route ? routed_ids[a] : p.topk_ids[a];
     if (e < 0 || e >= p.experts) {
       if (lane == 0) *dst = to_bf(0.f);
       continue;
@@ -305,7 +347,7 @@ constexpr int fused_max_warps(int tokens) { return tokens <= 2 ? 16 : 8; }
 // lane in registers (DOWN_ROWS' note), more bytes in flight per warp did not make this stage faster.
 template <int T>
 __global__ void __launch_bounds__(fused_max_warps(T) * 32, 2) moe_small_down_combine_kernel(MoeSmallParams p) {
-  extern __shared__ float part[];  // [segs][2] routed, then [T][2] shared
+  extern __shared__ float part[];  // [segs][2] routed, then [T][2] shared, then the routing (p.route)
   const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
   const int H = p.hidden, I = p.inter, K = p.top_k;
   const int S = p.shared_down ? p.shared_inter : 0;
@@ -317,26 +359,35 @@ __global__ void __launch_bounds__(fused_max_warps(T) * 32, 2) moe_small_down_com
   const bf16* shared = static_cast<const bf16*>(p.shared_down) + static_cast<int64_t>(h) * S;
   const bf16* act = static_cast<const bf16*>(p.act);
   int job = threadIdx.x >> 5;
+  float* route_area = part + DOWN_ROWS * (segs + T);
+  const int32_t* routed_ids = route_ids(p, T, route_area);
 
-  // The warp's first job is requested before the wait (routed ones too: see read_expert_id).
+  // The warp's first job is requested before the wait (routed ones too, and the routing is computed
+  // before it: see read_expert_id and route_block).
   uint4 wv[GEMV_CHUNKS];
   bool started = false;
+  // The routing first: a shared row's loads held across it would not fit 64 registers at 2 tokens.
+  if (p.route) {
+    route_block(p, T, warps, route_area);
+    __syncthreads();
+  }
+  if (job >= segs && job < jobs) {
+    const int lo = (job - segs) * shared_per;
+    load_range_group(wv, shared, lo & ~31, lo, lo + shared_per, lane);
+    started = true;
+  }
   if (job < segs) {
-    const int e = read_expert_id(p, job);
+    const int e = segment_expert(p, routed_ids, job);
     if (e >= 0) {
       load_range_group(wv, down + (static_cast<int64_t>(e) * H + h) * I, 0, 0, routed_chunks, lane);
       started = true;
     }
-  } else if (job < jobs) {
-    const int lo = (job - segs) * shared_per;
-    load_range_group(wv, shared, lo & ~31, lo, lo + shared_per, lane);
-    started = true;
   }
   pdl_wait();
   pdl_launch_dependents();
 
   for (; job < segs; job += warps) {
-    const int e = read_expert_id(p, job);
+    const int e = segment_expert(p, routed_ids, job);
     if (e < 0) continue;  // the combine skips the slot
     const bf16* rows = down + (static_cast<int64_t>(e) * H + h) * I;
     if (!started) load_range_group(wv, rows, 0, 0, routed_chunks, lane);
@@ -394,11 +445,12 @@ __global__ void __launch_bounds__(fused_max_warps(T) * 32, 2) moe_small_down_com
   const int i = threadIdx.x;
   if (i >= T * DOWN_ROWS) return;
   const int t = i / DOWN_ROWS, c = i - t * DOWN_ROWS;
+  const float* weights = p.route ? route_weights(p, T, route_area) : p.topk_weights;
   float routed = 0.f;
   for (int k = 0; k < K; ++k) {
     const int s = t * K + k;
-    if (read_expert_id(p, s) < 0) continue;
-    routed += p.topk_weights[s] * part[s * 2 + c];
+    if (segment_expert(p, routed_ids, s) < 0) continue;
+    routed += weights[s] * part[s * 2 + c];
   }
   const float v = S > 0 ? to_f(to_bf(routed)) + part[(segs + t) * 2 + c] : routed;
   static_cast<bf16*>(p.out)[static_cast<int64_t>(t) * H + h + c] = to_bf(v);
@@ -419,16 +471,24 @@ void launch_gate_up(MoeSmallParams& p) {
   const int64_t jobs = S + static_cast<int64_t>(T) * p.top_k * p.inter;
   const int64_t blocks = (jobs + WARPS - 1) / WARPS;
   require(blocks < (int64_t{1} << 31), "moeExperts (small): too many rows");
+  const size_t smem = p.route ? sizeof(float) * route_floats(T, p.experts, p.top_k) : 0;
   launch_pdl("moeExperts (small: gate/up)", moe_small_gate_up_kernel<T>, dim3(static_cast<unsigned>(blocks)),
-             dim3(WARPS * 32), 0, p.stream, p);
+             dim3(WARPS * 32), smem, p.stream, p);
 }
+
+// NOTE: at 3-4 tokens the unfused pair (down, then combine) is the default: measured on H100 (V2-Lite
+// shapes, three calls), the fused kernel alone took 62.6-63.5 us against 60.4-60.7 at 4 tokens (its
+// 26 jobs a block run in 4 rounds of 7 warps), and the batch-4 step 6.31 against 6.26 ms (4 runs
+// each; h100-moe-fused-down-2026-11-25.log). 3 tokens (20 jobs, 3 rounds) was not measured apart and
+// goes with 4. At 1-2 tokens (one round) and 5 (15 us faster) the fused kernel wins.
+constexpr bool fused_down_pays(int tokens) { return tokens <= 2 || tokens >= 5; }
 
 template <int T>
 void launch_down(MoeSmallParams& p) {
   const int S = p.shared_down ? p.shared_inter : 0;
-  if (!p.unfused_combine) {
+  if (moe_small_fused_down(p)) {
     const int jobs = T * p.top_k + (S > 0 ? DOWN_ROWS : 0);
-    const size_t smem = sizeof(float) * DOWN_ROWS * (jobs + T);
+    const size_t smem = sizeof(float) * (DOWN_ROWS * (jobs + T) + (p.route ? route_floats(T, p.experts, p.top_k) : 0));
     launch_pdl("moeExperts (small: down + combine)", moe_small_down_combine_kernel<T>,
                dim3(static_cast<unsigned>(p.hidden / DOWN_ROWS)), dim3(fused_down_warps(jobs, fused_max_warps(T)) * 32),
                smem, p.stream, p);
@@ -474,9 +534,19 @@ void check(const MoeSmallParams& p) {
           "moeExperts (small): hidden and intermediate sizes must be multiples of 8");
   require((p.shared_gate_up == nullptr) == (p.shared_down == nullptr),
           "moeExperts (small): shared gate/up and down come together");
+  if (p.route) {
+    check_router(p.router);
+    require(p.router.num_tokens == p.tokens && p.router.num_experts == p.experts && p.router.top_k == p.top_k,
+            "moeExperts (small): the router's tokens, experts and top_k must be the experts'");
+    require(!p.unfused_combine, "moeExperts (small): routing needs the fused down + combine");
+  }
 }
 
 }  // namespace
+
+bool moe_small_fused_down(const MoeSmallParams& p) {
+  return p.route || (!p.unfused_combine && fused_down_pays(p.tokens));
+}
 
 void run_moe_small_gate_up(MoeSmallParams& p) {
   if (p.tokens == 0) return;

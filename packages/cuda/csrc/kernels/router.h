@@ -4,6 +4,7 @@
 //       their two best biased scores (noaux_tc); weights are the unbiased scores.
 // Experts of dropped groups score 0 for the final top-k (transformers' masked_fill value).
 // Then optional renormalisation (norm_topk_prob) and the routed scaling factor.
+// The per-token body is route_token (router.cuh), which the small-batch expert kernels call too.
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -31,5 +32,8 @@ struct RouterParams {
   cudaStream_t stream;
 };
 void run_router(RouterParams& p);
+// Throws unless p's shape and group settings are ones the router supports (run_router checks them;
+// so do kernels that route for themselves, moe_small.h).
+void check_router(const RouterParams& p);
 
 }  // namespace flashserve

@@ -540,6 +540,56 @@ void test_moe_small(int T, bool shared, bool bad_id, int I = 136, int shared_int
   report(name, diff, 0);
 }
 
+// The small-batch experts routing for themselves (MoeSmallParams::route) against the router kernel
+// followed by the experts (fused and unfused down + combine), bit for bit: V2 softmax greedy (bf16
+// logits, as the model's gate GEMV writes them), V2 group-limited, V3 sigmoid + bias (noaux_tc).
+void test_moe_small_route(int T, int config) {
+  const bool v3 = config == 2;
+  const int H = 256, I = 136, Sh = 200, E = 64, k = v3 ? 8 : 6, ng = config == 0 ? 1 : 8, tg = v3 ? 4 : 3;
+  const bool logits_bf16 = config == 0;
+  auto logits = randv((size_t)T * E, -3.f, 3.f), bias = randv(E, -0.1f, 0.1f), x = randv((size_t)T * H);
+  auto gu = randv((size_t)E * 2 * I * H, -0.1f, 0.1f), dn = randv((size_t)E * H * I, -0.1f, 0.1f);
+  auto sgu = randv((size_t)2 * Sh * H, -0.1f, 0.1f), sdn = randv((size_t)H * Sh, -0.1f, 0.1f);
+  Buf dl(logits.size(), logits_bf16 ? DType::BF16 : DType::F32), db(E, DType::F32), di((size_t)T * k, DType::I32),
+      dw((size_t)T * k, DType::F32), dx(x.size(), DType::BF16), dgu(gu.size(), DType::BF16), ddn(dn.size(), DType::BF16),
+      dsgu(sgu.size(), DType::BF16), dsdn(sdn.size(), DType::BF16), dout((size_t)T * H, DType::BF16),
+      act(moe_small_act_bytes(T, k, I, Sh) / 2, DType::BF16), eo(moe_small_expert_out_bytes(T, k, H) / 2, DType::BF16);
+  dl.set(logits), db.set(bias), dx.set(x), dgu.set(gu), ddn.set(dn), dsgu.set(sgu), dsdn.set(sdn);
+  RouterParams rp{dl.p, logits_bf16, v3 ? db.as<float>() : nullptr, di.as<int32_t>(), dw.as<float>(), T, E, k, ng, tg,
+                  v3 ? RouterScoring::SIGMOID : RouterScoring::SOFTMAX, v3 ? GroupScore::SUM_TOP2 : GroupScore::MAX,
+                  v3, v3 ? 2.5f : 1.f, S()};
+  MoeSmallParams p{};
+  p.x = dx.p, p.topk_ids = di.as<int32_t>(), p.topk_weights = dw.as<float>(), p.gate_up = dgu.p, p.down = ddn.p;
+  p.shared_gate_up = dsgu.p, p.shared_down = dsdn.p, p.act = act.p, p.expert_out = eo.p, p.out = dout.p;
+  p.tokens = T, p.hidden = H, p.inter = I, p.shared_inter = Sh, p.experts = E, p.top_k = k;
+  p.sms = runtime().props().sms, p.stream = S();
+  auto run = [&](bool route, bool unfused) {
+    dout.set(std::vector<float>(dout.n, 1e30f));
+    MoeSmallParams q = p;
+    q.unfused_combine = unfused;
+    if (route) {
+      q.route = true, q.router = rp, q.topk_ids = nullptr, q.topk_weights = nullptr;
+    } else {
+      run_router(rp);
+    }
+    run_moe_small(q);
+    return dout.get();
+  };
+  const auto routed = run(true, false), fused = run(false, false), unfused = run(false, true);
+  auto bits = [](const std::vector<float>& a, const std::vector<float>& b) {
+    double d = 0;
+    for (size_t i = 0; i < a.size(); ++i)
+      if (!(a[i] == b[i])) d = std::max(d, std::isnan(a[i] - b[i]) ? 1e30 : std::fabs((double)a[i] - b[i]));
+    return d;
+  };
+  static const char* names[] = {"v2 greedy", "v2 group-limited", "v3 noaux_tc"};
+  char name[96];
+  std::snprintf(name, sizeof name, "moeExperts small routing itself T=%d %s = router + fused, bits", T, names[config]);
+  report(name, bits(routed, fused), 0);
+  std::snprintf(name, sizeof name, "  = router + unfused, bits (T=%d %s)", T, names[config]);
+  report(name, bits(routed, unfused), 0);
+}
+
 void test_mla_inputs(bool interleave) {
   const int T = 3, h = 4, D = 48, R = 16, L = 64, P = 40;
   auto q = randv((size_t)T * h * D), kv = randv((size_t)T * (L + R), -2.f, 2.f), w = randv(L, 0.5f, 1.5f);
@@ -1255,6 +1305,42 @@ void bench_moe_small(double bw) {
                 100 * gu_by / (us_gu * 1e-6) / 1e9 / bw, us_dn, 100 * dn_by / (us_dn * 1e-6) / 1e9 / bw);
     std::printf("        unfused (down, combine): down + combine %7.1f us (%3.0f%% of copy), whole small path %7.1f us\n",
                 us_dn_unfused, 100 * dn_by / (us_dn_unfused * 1e-6) / 1e9 / bw, us_unfused);
+    if (T <= 2) {
+      // The router kernel then the small path, against the small path routing for itself (random bf16
+      // logits per call, as the gate GEMV writes them; V2-Lite's greedy softmax router).
+      Buf lg((size_t)reps * T * E, DType::BF16);
+      FillRandomParams fl{lg.p, DType::BF16, (int64_t)lg.n, 5, -3.f, 3.f, S()};
+      run_fill_random(fl);
+      auto rparams = [&](int r) {
+        return RouterParams{static_cast<uint16_t*>(lg.p) + (size_t)r * T * E, true, nullptr,
+                            di.as<int32_t>() + (size_t)r * A, w.as<float>() + (size_t)r * A, T, E, k, 1, 1,
+                            RouterScoring::SOFTMAX, GroupScore::MAX, false, 1.f, S()};
+      };
+      const float us_router = graph_us([&](int r) {
+        RouterParams rp = rparams(r);
+        run_router(rp);
+        MoeSmallParams p = small(r);
+        run_moe_small(p);
+      }, reps);
+      const float us_route = graph_us([&](int r) {
+        MoeSmallParams p = small(r);
+        p.route = true, p.router = rparams(r);
+        run_moe_small(p);
+      }, reps);
+      const float us_route_gu = graph_us([&](int r) {
+        MoeSmallParams p = small(r);
+        p.route = true, p.router = rparams(r);
+        run_moe_small_gate_up(p);
+      }, reps);
+      const float us_route_dn = graph_us([&](int r) {
+        MoeSmallParams p = small(r);
+        p.route = true, p.router = rparams(r);
+        run_moe_small_down(p);
+      }, reps);
+      std::printf("        router + small path %7.1f us   small path routing itself %7.1f us (gate/up %7.1f, down + "
+                  "combine %7.1f)\n",
+                  us_router, us_route, us_route_gu, us_route_dn);
+    }
   }
 }
 
@@ -1308,6 +1394,9 @@ void bench_chain(double bw) {
   // As CudaDevice: FLASHSERVE_NO_MLA_INPUTS_FOLD=1 launches mlaInputs on its own.
   const char* no_fold = std::getenv("FLASHSERVE_NO_MLA_INPUTS_FOLD");
   const bool fold_inputs = !(no_fold && std::strcmp(no_fold, "1") == 0);
+  // As CudaDevice: FLASHSERVE_NO_ROUTER_FOLD=1 launches the router on its own.
+  const char* no_route = std::getenv("FLASHSERVE_NO_ROUTER_FOLD");
+  const bool fold_router = !(no_route && std::strcmp(no_route, "1") == 0);
   const float us = graph_us([&](int) {
     for (int li = 0; li < layers; ++li) {
       const Layer& l = ws[li];
@@ -1336,11 +1425,12 @@ void bench_chain(double bw) {
       run_skinny_gemm(pg);
       RouterParams rp{logits.p, true, nullptr, ids.as<int32_t>(), wts.as<float>(), 1, E, k, 1, 1,
                       RouterScoring::SOFTMAX, GroupScore::MAX, false, 1.f, S()};
-      run_router(rp);
+      if (!fold_router) run_router(rp);
       MoeSmallParams mp{};
       mp.x = xn.p, mp.topk_ids = ids.as<int32_t>(), mp.topk_weights = wts.as<float>(), mp.gate_up = gu.p, mp.down = dn.p;
       mp.shared_gate_up = l.sgu, mp.shared_down = l.sdn, mp.act = act.p, mp.expert_out = eo.p, mp.out = hbuf.p, mp.tokens = 1, mp.hidden = H;
       mp.inter = I, mp.shared_inter = Sh, mp.experts = E, mp.top_k = k, mp.sms = sms, mp.stream = S();
+      mp.route = fold_router, mp.router = rp;
       run_moe_small(mp);
     }
     SkinnyGemmParams pl = gemv(xn.p, lm, out_logits.p, 1, vocab, H);
@@ -1348,10 +1438,11 @@ void bench_chain(double bw) {
     run_skinny_gemm(pl);
   }, 1);
   const double bytes = (double)layers * (per_layer - 64 * 8 + (double)k * 3 * I * H) * 2 + (double)vocab * H * 2;
-  std::printf("\nchain: 26 MoE layers + lm_head at 1 token, no attention (PDL %s, mlaInputs %s): %.3f ms for %.0f MB = "
-              "%.2f ms at copy bandwidth (%.2fx); %d launches\n",
-              pdl_enabled() ? "on" : "off", fold_inputs ? "folded" : "apart", us * 1e-3, bytes / 1e6,
-              bytes / (bw * 1e9) * 1e3, us * 1e-3 / (bytes / (bw * 1e9) * 1e3), layers * (fold_inputs ? 10 : 11) + 1);
+  std::printf("\nchain: 26 MoE layers + lm_head at 1 token, no attention (PDL %s, mlaInputs %s, router %s): %.3f ms for "
+              "%.0f MB = %.2f ms at copy bandwidth (%.2fx); %d launches\n",
+              pdl_enabled() ? "on" : "off", fold_inputs ? "folded" : "apart", fold_router ? "folded" : "apart", us * 1e-3,
+              bytes / 1e6, bytes / (bw * 1e9) * 1e3, us * 1e-3 / (bytes / (bw * 1e9) * 1e3),
+              layers * (9 + (fold_inputs ? 0 : 1) + (fold_router ? 0 : 1)) + 1);
 }
 
 }  // namespace
@@ -1400,6 +1491,8 @@ int main(int argc, char** argv) {
     for (int T : {1, 2, 3, 8}) test_moe_small(T, true, T >= 3, 1408);
     test_moe_small(1, true, false, 1408, 2816);
     test_moe_small(2, true, true, 1408, 2824);
+    for (int T : {1, 2})
+      for (int config : {0, 1, 2}) test_moe_small_route(T, config);
     test_mla_inputs(false);
     test_mla_inputs(true);
     for (int T : {1, 2, 3})

@@ -62,12 +62,21 @@ export function runGraphChecks(d: CudaDevice): CheckRow[] {
   let maxErr = 0;
   let ok = true;
   let note: string | undefined;
+  // Calls of the graphed function that ran to their end: replays stop at the last host input (the
+  // write of the positions) unless FLASHSERVE_FULL_REPLAY=1.
+  let ranToEnd = 0;
   try {
     for (let i = 0; i < 5; i++) {
       const ids = Int32Array.from({ length: T }, (_, j) => (i * 31 + j * 7) % V);
       const pos = Int32Array.from({ length: T }, (_, j) => (i * 5 + j) % maxPos);
       const eager = d.toHost(step(ids, pos));
-      const viaGraph = d.toHost(d.graph('check', () => step(ids, pos)));
+      const viaGraph = d.toHost(
+        d.graph('check', () => {
+          const out = step(ids, pos);
+          ranToEnd++;
+          return out;
+        }),
+      );
       const err = relL2(viaGraph, eager);
       maxErr = Math.max(maxErr, err);
       if (!(err === 0)) ok = false;
@@ -78,6 +87,13 @@ export function runGraphChecks(d: CudaDevice): CheckRow[] {
     note = (err as Error).stack;
   }
   rows.push({ name: 'graph warm-up, capture, 3 replays == eager', value: maxErr, limit: 0, ok, note });
+  const fullReplay = process.env.FLASHSERVE_FULL_REPLAY === '1';
+  rows.push({
+    name: `graph replays ${fullReplay ? 'run to the end' : 'stop at the last host input'} (calls run to the end)`,
+    value: ranToEnd,
+    limit: fullReplay ? 5 : 2,
+    ok: ranToEnd === (fullReplay ? 5 : 2),
+  });
   d.resetGraphs();
   rows.push(mlaFoldGraphCheck(d, rope));
   return rows;
@@ -111,10 +127,13 @@ function mlaFoldGraphCheck(d: CudaDevice, rope: RopeTable): CheckRow {
   let ok = true;
   let note: string | undefined;
   try {
+    const zeroCache = (): void => d.write(cache, new Uint16Array(16 * (L + R)), 'bf16');
     for (let i = 0; i < 5; i++) {
+      // The cache emptied before each run: both must leave exactly one row in it.
+      zeroCache();
       const eager = d.toHost(step(i));
       const eagerCache = d.toHost(cache);
-      d.write(cache, new Uint16Array(16 * (L + R)), 'bf16');
+      zeroCache();
       const viaGraph = d.toHost(d.graph('mla-fold', () => step(i)));
       const err = Math.max(relL2(viaGraph, eager), relL2(d.toHost(cache), eagerCache));
       maxErr = Math.max(maxErr, err);

@@ -443,6 +443,71 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
         );
     }
   });
+  run('moeRouteExperts', () => {
+    // The router folded into the small expert kernels (1-2 tokens) against moeRoute + moeExperts on
+    // the GPU (bit for bit) and against the CPU device: V2 greedy with bf16 logits (as the model's
+    // gate writes them), V2 group-limited, V3 sigmoid + bias; with shared experts.
+    const E = 16;
+    const H = 64;
+    const I = 24;
+    const S = 40;
+    const [gug, guc] = both(randArray(E * 2 * I * H, r, -0.2, 0.2), [E, 2 * I, H]);
+    const [dg, dc] = both(randArray(E * H * I, r, -0.2, 0.2), [E, H, I]);
+    const [sgg, sgc] = both(randArray(2 * S * H, r, -0.2, 0.2), [2 * S, H]);
+    const [sdg, sdc] = both(randArray(H * S, r, -0.2, 0.2), [H, S]);
+    const [bg, bc] = both(randArray(E, r, -0.1, 0.1), [E]);
+    const expG = { gateUp: gug, down: dg, shared: { gateUp: sgg, down: sdg } };
+    const expC = { gateUp: guc, down: dc, shared: { gateUp: sgc, down: sdc } };
+    const v2: MoeRouteParams = {
+      kind: 'v2-softmax',
+      topK: 3,
+      nGroup: 1,
+      topkGroup: 1,
+      normTopkProb: false,
+      routedScalingFactor: 1,
+    };
+    const v2g: MoeRouteParams = { ...v2, nGroup: 4, topkGroup: 2, normTopkProb: true };
+    const v3 = (bias: Tensor): MoeRouteParams => ({
+      kind: 'v3-sigmoid',
+      topK: 4,
+      nGroup: 4,
+      topkGroup: 2,
+      normTopkProb: true,
+      routedScalingFactor: 2.5,
+      correctionBias: bias,
+    });
+    const configs: [string, MoeRouteParams, MoeRouteParams, 'bf16' | 'f32'][] = [
+      ['v2 greedy, bf16 logits', v2, v2, 'bf16'],
+      ['v2 group-limited', v2g, v2g, 'f32'],
+      ['v3 noaux_tc', v3(bg), v3(bc), 'f32'],
+    ];
+    for (const T of [1, 2]) {
+      for (const [name, pg, pc, dt] of configs) {
+        const logits = randArray(T * E, r, -2, 2);
+        const lg = gpu.upload(logits, [T, E], dt);
+        const lc = cpu.upload(logits, [T, E], 'f32');
+        const [xg, xc] = both(randArray(T * H, r), [T, H]);
+        const folded = gpu.toHost(gpu.moeRouteExperts(xg, lg, pg, expG));
+        const rg = gpu.moeRoute(lg, pg);
+        const split = gpu.toHost(gpu.moeExperts(xg, rg, expG));
+        let diff = folded.length === split.length ? 0 : Number.POSITIVE_INFINITY;
+        for (let i = 0; i < folded.length; i++) if (!Object.is(folded[i], split[i])) diff++;
+        rows.push({
+          name: `moeRouteExperts ${name} (${T} tokens) = moeRoute + moeExperts (differing values)`,
+          value: diff,
+          limit: 0,
+          ok: diff === 0,
+        });
+        const v = relL2(folded, cpu.toHost(cpu.moeExperts(xc, cpu.moeRoute(lc, pc), expC)));
+        rows.push({
+          name: `moeRouteExperts ${name} (${T} tokens) vs CPU`,
+          value: v,
+          limit: 2e-2,
+          ok: v <= 2e-2,
+        });
+      }
+    }
+  });
   run('moe prefill path', () => {
     // 512 tokens x top-2 over 8 experts: 128 rows per expert takes the per-expert cuBLASLt path.
     const T = 512;

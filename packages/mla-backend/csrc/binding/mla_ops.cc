@@ -89,16 +89,14 @@ Napi::Value get_mla_metadata(const Napi::CallbackInfo& info) {
 // A/B timing switches (DecodeParams::tuning): FLASHSERVE_MLA_COMBINE_WIDE=1, the combine's wide
 // layout even for small grids (bit 8; otherwise it picks its layout by grid size);
 // FLASHSERVE_MLA_NO_PDL=1, the sm90 decode kernel launched plainly instead of as a programmatic
-// dependent of the kernel before, and the combine not releasing the kernel after it early (bit 9);
-// FLASHSERVE_MLA_LATE_UV=1, the fused combine + W_UV released at the decode kernel's end (bit 10).
+// dependent of the kernel before, and the combine not releasing the kernel after it early (bit 9).
 int tuning_from_env() {
   static const int tuning = [] {
     auto on = [](const char* name) {
       const char* v = std::getenv(name);
       return v && std::string(v) == "1";
     };
-    return (on("FLASHSERVE_MLA_COMBINE_WIDE") ? 256 : 0) | (on("FLASHSERVE_MLA_NO_PDL") ? 512 : 0) |
-           (on("FLASHSERVE_MLA_LATE_UV") ? 1024 : 0);
+    return (on("FLASHSERVE_MLA_COMBINE_WIDE") ? 256 : 0) | (on("FLASHSERVE_MLA_NO_PDL") ? 512 : 0);
   }();
   return tuning;
 }

@@ -666,10 +666,6 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
-  // The fused combine + W_UV after this kernel (run_mla_decode_uv, tuning bit 11) is released at once:
-  // at a few tokens this grid leaves most SMs free, where its blocks request W_UV while the pages are
-  // read. (Not for the plain combine: see the NOTE at the end of the kernel.)
-  if (p.tuning & 2048) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
   // Launched as a programmatic dependent (run_mla_decode): the launch and the barrier set-up above
   // overlap the kernel before (the absorbed query, which writes q and this step's cache row). Every
   // input an earlier kernel wrote (schedule, q, cache, lengths) is read after this wait; it is a
@@ -830,9 +826,7 @@ cudaError_t run_mla_decode(const DecodeParams& p) {
 template <typename Element>
 cudaError_t run_mla_decode_uv(const DecodeParams& p, const CombineUvParams& uv) {
   if (!combine_uv_applies(p, uv.v_dim)) return cudaErrorInvalidValue;
-  DecodeParams q = p;
-  if (!(p.tuning & (512 | 1024))) q.tuning |= 2048;  // release the fused kernel at the decode's start
-  const cudaError_t err = launch_decode_kernel<Element>(q);
+  const cudaError_t err = launch_decode_kernel<Element>(p);
   if (err != cudaSuccess) return err;
   return run_combine_uv(p, uv, /*programmatic_launch=*/!(p.tuning & 2));
 }

@@ -103,6 +103,12 @@ export class MoeBlock {
 
   /** The rest of `forward` from the router logits [T, E] (released here) and the normed input x. */
   forwardFrom(d: Device, logits: Tensor, x: Tensor): Tensor {
+    // Nothing here reads the routing, so a device may route inside its expert kernels.
+    if (d.moeRouteExperts !== undefined) {
+      const out = d.moeRouteExperts(x, logits, this.#params, this.#experts);
+      d.release(logits);
+      return out;
+    }
     const routing = d.moeRoute(logits, this.#params);
     d.release(logits);
     const out = d.moeExperts(x, routing, this.#experts);
