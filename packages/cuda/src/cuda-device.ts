@@ -118,8 +118,11 @@ const BMM_GROUPED_MAX_TOKENS = 64;
 const MOE_SMALL_MAX_TOKENS = 4;
 
 /** Up to this many tokens (and on the small expert path), moeRouteExperts routes inside the expert
- * kernels instead of launching the router (moe_small.h, `route`). */
-const ROUTER_FOLD_MAX_TOKENS = 2;
+ * kernels instead of launching the router (moe_small.h, `route`). NOTE: one H100 call, interleaved
+ * (scripts/bench/results/h100-router-fold-2026-11-25.log): batch-1 step 2.63 ms folded against 2.685
+ * apart, batch 2 4.18 against 4.03: at 2 tokens the routing of both tokens in every block costs more
+ * than the router's launch. */
+const ROUTER_FOLD_MAX_TOKENS = 1;
 
 /** Up to this many tokens, mlaInputs is held back to be folded into the next op if that is
  * mlaAbsorbQuery of its outputs (the skinny GEMV's 1-2 rows, where that op is one launch). */

@@ -484,8 +484,9 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
     for (const T of [1, 2]) {
       for (const [name, pg, pc, dt] of configs) {
         const logits = randArray(T * E, r, -2, 2);
-        const lg = gpu.upload(logits, [T, E], dt);
-        const lc = cpu.upload(logits, [T, E], 'f32');
+        // upload stores bf16 (f32 host data rounded); uploadF32 keeps f32. The CPU sees the same values.
+        const lg = dt === 'bf16' ? gpu.upload(logits, [T, E], 'f32') : gpu.uploadF32(logits, [T, E]);
+        const lc = cpu.upload(dt === 'bf16' ? gpu.toHost(lg) : logits, [T, E], 'f32');
         const [xg, xc] = both(randArray(T * H, r), [T, H]);
         const folded = gpu.toHost(gpu.moeRouteExperts(xg, lg, pg, expG));
         const rg = gpu.moeRoute(lg, pg);
