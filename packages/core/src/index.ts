@@ -41,6 +41,7 @@ export type {
   RopeTable,
   Tensor,
 } from './device/device.js';
+export { addRmsNormLinearByParts } from './device/norm-linear.js';
 export { CpuProcessGroup } from './distributed/cpu-process-group.js';
 export type { ProcessGroup, ProcessGroupBackend } from './distributed/process-group.js';
 export {

@@ -24,6 +24,7 @@ import type {
   RopeTable,
   Tensor,
 } from '@flashserve/core';
+import { addRmsNormLinearByParts } from '@flashserve/core';
 import { requireAddon } from './addon.js';
 import { NATIVE_DTYPE, type NativeCuda, type NativeDType, type NativeMemStats } from './native.js';
 import { type CudaDType, CudaTensor, elementBytes, numelOf, Storage } from './tensor.js';
@@ -722,20 +723,7 @@ export class CudaDevice implements Device {
       wt.shape[1] === K &&
       (bt === undefined || bt.numel === wt.shape[0]) &&
       [xt, rt, nt, wt].every(aligned);
-    if (!fused) {
-      let normed: Tensor;
-      let sum: Tensor | undefined;
-      if (rt === undefined) {
-        normed = this.rmsNorm(xt, nt, eps);
-      } else {
-        const r = this.addRmsNorm(xt, rt, nt, eps);
-        normed = r.out;
-        sum = r.residual;
-      }
-      const out = this.linear(normed, wt, bt);
-      if (!keepNormed) this.release(normed);
-      return { out, residual: sum, normed: keepNormed ? normed : undefined };
-    }
+    if (!fused) return addRmsNormLinearByParts(this, xt, rt, nt, eps, wt, bt, keepNormed);
     const N = wt.shape[0]!;
     const out = this.#alloc([...xt.shape.slice(0, -1), N], 'bf16');
     const sum = rt === undefined ? undefined : this.#alloc(xt.shape, 'bf16');

@@ -6,8 +6,34 @@
 
 namespace flashserve {
 
+namespace {
+
 // Up to this many tokens the skinny kernel does the product (as Linears: 1-2 rows).
 constexpr int SKINNY_TOKENS = 2;
+
+// The per-head product q_nope[t, h] @ W_UK[h] as the skinny GEMV sees it: group h is the h-th
+// latent block of the output, reading the h-th head of q (nope dims first in each head's row).
+SkinnyGemmParams absorb_gemv(const MlaQueryParams& p, const void* q) {
+  const int q_width = p.nope + p.rope, out_width = p.latent + p.rope;
+  SkinnyGemmParams s{};
+  s.a = q;
+  s.w = p.w_uk_t;
+  s.c = p.out;
+  s.c_dtype = DType::BF16;
+  s.m = p.tokens;
+  s.n = p.heads * p.latent;
+  s.k = p.nope;
+  s.lda = static_cast<int64_t>(p.heads) * q_width;
+  s.ldc = static_cast<int64_t>(p.heads) * out_width;
+  s.group_rows = p.latent;
+  s.a_group_stride = q_width;
+  s.c_group_stride = out_width;
+  s.sms = p.sms;
+  s.stream = p.stream;
+  return s;
+}
+
+}  // namespace
 
 void run_mla_query(MlaQueryParams& p) {
   if (p.tokens == 0) return;
@@ -20,25 +46,11 @@ void run_mla_query(MlaQueryParams& p) {
                 in.num_heads == p.heads && in.head_dim == q_width && in.rope_dim == p.rope && in.kv_rank == p.latent,
             "mlaAbsorbQuery: the folded mlaInputs do not produce this query and latent");
     if (p.tokens <= SKINNY_TOKENS) {
-      SkinnyGemmParams s{};
-      s.a = in.q;
-      s.w = p.w_uk_t;
-      s.c = p.out;
-      s.c_dtype = DType::BF16;
-      s.m = p.tokens;
-      s.n = p.heads * p.latent;
-      s.k = p.nope;
-      s.lda = static_cast<int64_t>(p.heads) * q_width;
-      s.ldc = static_cast<int64_t>(p.heads) * out_width;
-      s.group_rows = p.latent;
-      s.a_group_stride = q_width;
-      s.c_group_stride = out_width;
+      SkinnyGemmParams s = absorb_gemv(p, in.q);
       s.mla.in = in;
       s.mla.slots = p.slots;
       s.mla.cache = p.cache;
       s.mla.num_slots = p.num_slots;
-      s.sms = p.sms;
-      s.stream = p.stream;
       if (skinny_gemm_applies(s)) {
         run_skinny_gemm(s);
         return;
@@ -74,24 +86,10 @@ void run_mla_query(MlaQueryParams& p) {
     kpe.src_stride = p.rope;
   }
 
-  SkinnyGemmParams s{};
-  s.a = p.q;
-  s.w = p.w_uk_t;
-  s.c = p.out;
-  s.c_dtype = DType::BF16;
-  s.m = p.tokens;
-  s.n = p.heads * p.latent;
-  s.k = p.nope;
-  s.lda = static_cast<int64_t>(p.heads) * q_width;
-  s.ldc = static_cast<int64_t>(p.heads) * out_width;
-  s.group_rows = p.latent;
-  s.a_group_stride = q_width;
-  s.c_group_stride = out_width;
+  SkinnyGemmParams s = absorb_gemv(p, p.q);
   s.copies[0] = pe;
   s.copies[1] = ckv;
   s.copies[2] = kpe;
-  s.sms = p.sms;
-  s.stream = p.stream;
   if (p.tokens <= SKINNY_TOKENS && skinny_gemm_applies(s)) {
     run_skinny_gemm(s);
     return;

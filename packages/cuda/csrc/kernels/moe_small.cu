@@ -173,6 +173,22 @@ __global__ void __launch_bounds__(WARPS * 32, blocks_per_sm(T)) moe_small_gate_u
 }
 
 // The unfused down stage (unfused_combine; the fused kernel below is the default).
+// One load group of a down job over two adjacent rows (2 * per chunks in a row): this lane's chunks
+// base + u * 32 + lane of the first row dot x into a0, of the second into a1.
+__device__ __forceinline__ void pair_group_dots(const uint4 (&wv)[GEMV_CHUNKS], const bf16* x, int base, int chunks,
+                                                int per, int lane, float& a0, float& a1) {
+#pragma unroll
+  for (int u = 0; u < GEMV_CHUNKS; ++u) {
+    const int c = base + u * 32 + lane;
+    if (c >= chunks) continue;
+    if (c >= per) {
+      a1 = dot8(wv[u], load_act_chunk(x + (c - per) * 8), a1);
+    } else {
+      a0 = dot8(wv[u], load_act_chunk(x + c * 8), a0);
+    }
+  }
+}
+
 // Down, stage 1: one warp per job (segment, pair of output columns h, h + 1). Two adjacent rows of a
 // down matrix are contiguous, so a job streams 2 * len elements as one chunk list, like a gate/up job.
 // Jobs: first the shared MLP's column pairs (all tokens each; their weights do not depend on the
@@ -267,16 +283,7 @@ __global__ void __launch_bounds__(WARPS * 32, blocks_per_sm(T)) moe_small_down_k
     for (int base = 0; base < chunks; base += 32 * GEMV_CHUNKS) {
       if (!preloaded) load_row_group(wv, rows, base, chunks, lane);
       preloaded = false;
-#pragma unroll
-      for (int u = 0; u < GEMV_CHUNKS; ++u) {
-        const int c = base + u * 32 + lane;
-        if (c >= chunks) continue;
-        if (c >= per) {
-          a1 = dot8(wv[u], load_act_chunk(x + (c - per) * 8), a1);
-        } else {
-          a0 = dot8(wv[u], load_act_chunk(x + c * 8), a0);
-        }
-      }
+      pair_group_dots(wv, x, base, chunks, per, lane, a0, a1);
     }
     a0 = warp_sum(a0);
     a1 = warp_sum(a1);
@@ -397,16 +404,7 @@ __global__ void __launch_bounds__(fused_max_warps(T) * 32, 2) moe_small_down_com
     float a0 = 0.f, a1 = 0.f;
     for (int base = 0; base < routed_chunks; base += 32 * GEMV_CHUNKS) {
       if (base > 0) load_range_group(wv, rows, base, 0, routed_chunks, lane);
-#pragma unroll
-      for (int u = 0; u < GEMV_CHUNKS; ++u) {
-        const int c = base + u * 32 + lane;
-        if (c >= routed_chunks) continue;
-        if (c >= per) {
-          a1 = dot8(wv[u], load_act_chunk(x + (c - per) * 8), a1);
-        } else {
-          a0 = dot8(wv[u], load_act_chunk(x + c * 8), a0);
-        }
-      }
+      pair_group_dots(wv, x, base, routed_chunks, per, lane, a0, a1);
     }
     a0 = warp_sum(a0);
     a1 = warp_sum(a1);

@@ -7,19 +7,6 @@
 
 namespace flashserve {
 
-// Warp argmax over (value, index); ties go to the lower index so results are reproducible.
-__device__ __forceinline__ void router_warp_argmax(float& v, int& i) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, v, o);
-    const int oi = __shfl_xor_sync(0xffffffffu, i, o);
-    if (ov > v || (ov == v && oi < i)) {
-      v = ov;
-      i = oi;
-    }
-  }
-}
-
 // Routes token t of p (p.topk_ids and p.topk_weights are not used): one whole warp calls it; score and
 // choice are this warp's scratch of p.num_experts floats each (shared memory); lane 0 writes the
 // token's top_k ids and final weights to ids[0, top_k) and ws[0, top_k) (global or shared memory).
@@ -76,7 +63,7 @@ __device__ __forceinline__ void route_token(const RouterParams& p, int t, float*
     for (int k = 0; k < p.topk_group; ++k) {
       float v = gscore;
       int i = lane < p.n_group ? lane : 1 << 30;
-      router_warp_argmax(v, i);
+      warp_argmax(v, i);
       if (lane == i) {
         keep = true;
         gscore = -INFINITY;
@@ -99,7 +86,7 @@ __device__ __forceinline__ void route_token(const RouterParams& p, int t, float*
         i = e;
       }
     }
-    router_warp_argmax(v, i);
+    warp_argmax(v, i);
     if (i >= E) i = 0;  // fewer finite choices than top_k: cannot happen for valid configs
     if (lane == 0) {
       ids[k] = i;

@@ -24,15 +24,7 @@ __device__ __forceinline__ float value_of_key(uint32_t k) {
 // Block argmax (value, index), ties to the lower index.
 __device__ void block_argmax(float& v, int& i, float* sv, int* si) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, v, o);
-    const int oi = __shfl_xor_sync(0xffffffffu, i, o);
-    if (ov > v || (ov == v && oi < i)) {
-      v = ov;
-      i = oi;
-    }
-  }
+  warp_argmax(v, i);
   __syncthreads();
   if (lane == 0) {
     sv[warp] = v;
@@ -42,15 +34,7 @@ __device__ void block_argmax(float& v, int& i, float* sv, int* si) {
   if (warp == 0) {
     v = lane < THREADS / 32 ? sv[lane] : -INFINITY;
     i = lane < THREADS / 32 ? si[lane] : 0x7fffffff;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ov = __shfl_xor_sync(0xffffffffu, v, o);
-      const int oi = __shfl_xor_sync(0xffffffffu, i, o);
-      if (ov > v || (ov == v && oi < i)) {
-        v = ov;
-        i = oi;
-      }
-    }
+    warp_argmax(v, i);
     if (lane == 0) {
       sv[0] = v;
       si[0] = i;

@@ -12,6 +12,7 @@
 #include <cmath>
 
 #include "common/combine.h"
+#include "common/launch.h"
 
 namespace flashserve::mla {
 namespace {
@@ -95,16 +96,8 @@ __global__ void __launch_bounds__(WARPS * 32) combine_kernel(DecodeParams p) {
 
 template <int WARPS, int SLICES>
 cudaError_t launch(const DecodeParams& params, bool programmatic_launch) {
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(params.b, (params.q_rows + WARPS - 1) / WARPS, SLICES);
-  cfg.blockDim = dim3(WARPS * 32);
-  cfg.stream = params.stream;
-  cudaLaunchAttribute attr{};
-  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr.val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = &attr;
-  cfg.numAttrs = programmatic_launch ? 1 : 0;
-  return cudaLaunchKernelEx(&cfg, combine_kernel<WARPS, SLICES>, params);
+  return launch_kernel(combine_kernel<WARPS, SLICES>, dim3(params.b, (params.q_rows + WARPS - 1) / WARPS, SLICES),
+                       dim3(WARPS * 32), 0, params.stream, programmatic_launch, params);
 }
 
 }  // namespace

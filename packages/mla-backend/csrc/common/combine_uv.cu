@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include "common/combine_uv.h"
+#include "common/launch.h"
 
 namespace flashserve::mla {
 namespace {
@@ -159,16 +160,8 @@ __global__ void __launch_bounds__(THREADS) combine_uv_kernel(DecodeParams p, Com
 
 cudaError_t run_combine_uv(const DecodeParams& params, const CombineUvParams& uv, bool programmatic_launch) {
   if (!combine_uv_applies(params, uv.v_dim)) return cudaErrorInvalidValue;
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(uv.v_dim / COMBINE_UV_ROWS, params.h_q);
-  cfg.blockDim = dim3(THREADS);
-  cfg.stream = params.stream;
-  cudaLaunchAttribute attr{};
-  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr.val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = &attr;
-  cfg.numAttrs = programmatic_launch ? 1 : 0;
-  return cudaLaunchKernelEx(&cfg, combine_uv_kernel, params, uv);
+  return launch_kernel(combine_uv_kernel, dim3(uv.v_dim / COMBINE_UV_ROWS, params.h_q), dim3(THREADS), 0,
+                       params.stream, programmatic_launch, params, uv);
 }
 
 }  // namespace flashserve::mla

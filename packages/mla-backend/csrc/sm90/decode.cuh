@@ -30,6 +30,7 @@
 
 #include "common/combine.h"
 #include "common/combine_uv.h"
+#include "common/launch.h"
 #include "common/pieces.h"
 #include "sm90/config.h"
 #include "sm90/decode.h"
@@ -803,17 +804,8 @@ cudaError_t launch_decode_kernel(const DecodeParams& p) {
   err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
   // A programmatic dependent launch unless tuning bit 9 (FLASHSERVE_MLA_NO_PDL=1, A/B timing).
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(p.num_parts * tiles);
-  cfg.blockDim = dim3(NUM_THREADS);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = p.stream;
-  cudaLaunchAttribute attr{};
-  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr.val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = &attr;
-  cfg.numAttrs = (p.tuning & 512) ? 0 : 1;
-  return cudaLaunchKernelEx(&cfg, kernel, p, tq, tkv);
+  return launch_kernel(kernel, dim3(p.num_parts * tiles), dim3(NUM_THREADS), smem, p.stream, !(p.tuning & 512), p,
+                       tq, tkv);
 }
 
 template <typename Element>
