@@ -23,6 +23,7 @@ export {
   AttentionBackendRegistry,
   attentionBackends,
 } from './attention/registry.js';
+export { addRmsNormLinearByParts, moeRouteExpertsByParts } from './device/by-parts.js';
 export { CpuDevice, CpuTensor } from './device/cpu-device.js';
 export { bf16ToF32, f16ToF32, f32ToBf16 } from './device/cpu-kernels.js';
 export type {
@@ -41,7 +42,6 @@ export type {
   RopeTable,
   Tensor,
 } from './device/device.js';
-export { addRmsNormLinearByParts } from './device/norm-linear.js';
 export { CpuProcessGroup } from './distributed/cpu-process-group.js';
 export type { ProcessGroup, ProcessGroupBackend } from './distributed/process-group.js';
 export {

@@ -181,13 +181,9 @@ class PaddedTinyModel implements Model {
   }
 }
 
-async function run(
-  reqs: readonly AddRequestInput[],
-  ladder: readonly number[] | undefined,
-): Promise<{ outs: RequestOutput[]; events: GraphEvent[]; steps: StepStats[]; model: PaddedTinyModel }> {
-  const { device, events } = graphDevice();
-  const model = new PaddedTinyModel(device);
-  const engine = new Engine({
+/** The engine every test here runs: a small cache and batch, the given decode-graph ladder (if any). */
+function smallEngine(model: Model, ladder: readonly number[] | undefined): Engine {
+  return new Engine({
     model,
     blockSize: 4,
     numBlocks: 256,
@@ -196,6 +192,15 @@ async function run(
     maxModelLen: 256,
     ...(ladder === undefined ? {} : { decodeGraphBatchSizes: ladder }),
   });
+}
+
+async function run(
+  reqs: readonly AddRequestInput[],
+  ladder: readonly number[] | undefined,
+): Promise<{ outs: RequestOutput[]; events: GraphEvent[]; steps: StepStats[]; model: PaddedTinyModel }> {
+  const { device, events } = graphDevice();
+  const model = new PaddedTinyModel(device);
+  const engine = smallEngine(model, ladder);
   const steps: StepStats[] = [];
   engine.events.on('step', (s) => steps.push(s));
   const outs = (await Promise.all(reqs.map((r) => collect(engine, r)))).map((c) => c.final);
@@ -254,15 +259,7 @@ describe('engine decode graphs on a graph-capable device', () => {
 
   test('a device without graph (the CPU) ignores the ladder', async () => {
     const model = new TinyModel();
-    const engine = new Engine({
-      model,
-      blockSize: 4,
-      numBlocks: 256,
-      maxNumSeqs: 16,
-      maxNumBatchedTokens: 64,
-      maxModelLen: 256,
-      decodeGraphBatchSizes: [1, 2, 4, 8],
-    });
+    const engine = smallEngine(model, [1, 2, 4, 8]);
     const steps: StepStats[] = [];
     engine.events.on('step', (s) => steps.push(s));
     await Promise.all(reqs.map((r) => collect(engine, r)));
@@ -283,15 +280,7 @@ describe('engine decode graphs on a graph-capable device', () => {
       },
     };
     const model = new PaddedTinyModel(failing);
-    const engine = new Engine({
-      model,
-      blockSize: 4,
-      numBlocks: 256,
-      maxNumSeqs: 16,
-      maxNumBatchedTokens: 64,
-      maxModelLen: 256,
-      decodeGraphBatchSizes: [1, 2, 4, 8],
-    });
+    const engine = smallEngine(model, [1, 2, 4, 8]);
     const fallbacks: number[] = [];
     engine.events.on('graphFallback', (f) => fallbacks.push(f.batchSize));
     const outs = (await Promise.all(reqs.map((r) => collect(engine, r)))).map((c) => c.final);

@@ -2,7 +2,7 @@
 // it (moeRoute then moeExperts), logits bit for bit, with one moeRouteExperts call per MoE layer and
 // step and no separate moeRoute.
 
-import type { CpuDevice, MoeExpertWeights, MoeRouteParams, Tensor } from '@flashserve/core';
+import { type CpuDevice, type Device, moeRouteExpertsByParts, type Tensor } from '@flashserve/core';
 import { describe, expect, it } from 'vitest';
 import { cpuWith, expectSameAsPlainCpu } from './support/optional-ops.js';
 
@@ -14,18 +14,9 @@ describe.each([
     let fused = 0;
     const { device, reads } = cpuWith(
       (cpu: CpuDevice) => ({
-        moeRouteExperts: (
-          x: Tensor,
-          logits: Tensor,
-          params: MoeRouteParams,
-          experts: MoeExpertWeights,
-        ): Tensor => {
+        moeRouteExperts: (...args: Parameters<NonNullable<Device['moeRouteExperts']>>): Tensor => {
           fused++;
-          const routing = cpu.moeRoute(logits, params);
-          const out = cpu.moeExperts(x, routing, experts);
-          cpu.release(routing.ids);
-          cpu.release(routing.weights);
-          return out;
+          return moeRouteExpertsByParts(cpu, ...args);
         },
       }),
       ['moeRoute'],

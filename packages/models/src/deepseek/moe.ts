@@ -2,13 +2,14 @@
 // routed mixture of experts plus shared experts (one Device.moeExperts call runs both, so a device can
 // fuse them: at a decode step that is two launches instead of eight).
 
-import type {
-  DeepseekConfig,
-  Device,
-  GatedMlpWeights,
-  MoeExpertWeights,
-  MoeRouteParams,
-  Tensor,
+import {
+  type DeepseekConfig,
+  type Device,
+  type GatedMlpWeights,
+  type MoeExpertWeights,
+  type MoeRouteParams,
+  moeRouteExpertsByParts,
+  type Tensor,
 } from '@flashserve/core';
 import { routeParams } from './config.js';
 import type { WeightReader } from './weights.js';
@@ -104,16 +105,11 @@ export class MoeBlock {
   /** The rest of `forward` from the router logits [T, E] (released here) and the normed input x. */
   forwardFrom(d: Device, logits: Tensor, x: Tensor): Tensor {
     // Nothing here reads the routing, so a device may route inside its expert kernels.
-    if (d.moeRouteExperts !== undefined) {
-      const out = d.moeRouteExperts(x, logits, this.#params, this.#experts);
-      d.release(logits);
-      return out;
-    }
-    const routing = d.moeRoute(logits, this.#params);
+    const out =
+      d.moeRouteExperts !== undefined
+        ? d.moeRouteExperts(x, logits, this.#params, this.#experts)
+        : moeRouteExpertsByParts(d, x, logits, this.#params, this.#experts);
     d.release(logits);
-    const out = d.moeExperts(x, routing, this.#experts);
-    d.release(routing.ids);
-    d.release(routing.weights);
     return out;
   }
 }
