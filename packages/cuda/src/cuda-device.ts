@@ -24,7 +24,7 @@ import type {
   RopeTable,
   Tensor,
 } from '@flashserve/core';
-import { addRmsNormLinearByParts } from '@flashserve/core';
+import { addRmsNormLinearByParts, moeRouteExpertsByParts } from '@flashserve/core';
 import { requireAddon } from './addon.js';
 import { NATIVE_DTYPE, type NativeCuda, type NativeDType, type NativeMemStats } from './native.js';
 import { type CudaDType, CudaTensor, elementBytes, numelOf, Storage } from './tensor.js';
@@ -911,12 +911,11 @@ export class CudaDevice implements Device {
   ): HeldMlaInputs | undefined {
     const held = this.#heldMlaInputs;
     if (held === undefined) return undefined;
-    const kvRank = held.args[13];
     if (
       held.q !== q ||
       (cKv !== undefined && held.cKv !== cKv) ||
       (kPe !== undefined && held.kPe !== kPe) ||
-      kvRank !== latent
+      held.cKv.shape[1] !== latent
     ) {
       this.#releaseMlaInputs();
       return undefined;
@@ -1039,18 +1038,7 @@ export class CudaDevice implements Device {
   // --- mixture of experts ---------------------------------------------------------------------
 
   moeRoute(routerLogits: Tensor, params: MoeRouteParams): MoeRouting {
-    const lt = this.#t(routerLogits, 'moeRoute', 'routerLogits');
-    if (lt.dtype !== 'f32' && lt.dtype !== 'bf16')
-      throw new Error(`moeRoute: routerLogits must be f32 or bf16, got ${lt.dtype}`);
-    if (lt.shape.length !== 2)
-      throw new Error(`moeRoute: routerLogits must be [T, E], got ${fmtShape(lt.shape)}`);
-    const [T, E] = lt.shape as [number, number];
-    let bias: CudaTensor | undefined;
-    if (params.correctionBias !== undefined) {
-      const b = this.#t(params.correctionBias, 'moeRoute', 'correctionBias');
-      if (b.numel !== E) throw new Error(`moeRoute: correctionBias has ${b.numel} elements for ${E} experts`);
-      bias = this.#cachedF32(b);
-    }
+    const { lt, T, E, bias } = this.#routerInputs(routerLogits, params, 'moeRoute');
     const k = params.topK;
     const ids = this.#alloc([T, k], 'i32');
     const weights = this.#alloc([T, k], 'f32');
@@ -1074,6 +1062,51 @@ export class CudaDevice implements Device {
       ),
     );
     return { ids, weights };
+  }
+
+  /** The router's logits [T, E] (f32 or bf16) and its correction bias as f32, checked for `op`. */
+  #routerInputs(
+    routerLogits: Tensor,
+    params: MoeRouteParams,
+    op: string,
+  ): { lt: CudaTensor; T: number; E: number; bias: CudaTensor | undefined } {
+    const lt = this.#t(routerLogits, op, 'routerLogits');
+    if ((lt.dtype !== 'f32' && lt.dtype !== 'bf16') || lt.shape.length !== 2)
+      throw new Error(
+        `${op}: routerLogits must be f32 or bf16 [T, E], got ${lt.dtype} ${fmtShape(lt.shape)}`,
+      );
+    const [T, E] = lt.shape as [number, number];
+    let bias: CudaTensor | undefined;
+    if (params.correctionBias !== undefined) {
+      const b = this.#t(params.correctionBias, op, 'correctionBias');
+      if (b.numel !== E) throw new Error(`${op}: correctionBias has ${b.numel} elements for ${E} experts`);
+      bias = this.#cachedF32(b);
+    }
+    return { lt, T, E, bias };
+  }
+
+  /** The experts' weights, checked for `op`: gateUp [E, 2I, H], down [E, H, I], the shared MLP's. */
+  #expertWeights(
+    experts: MoeExpertWeights,
+    H: number,
+    op: string,
+  ): {
+    gu: CudaTensor;
+    dn: CudaTensor;
+    E: number;
+    I: number;
+    shared: { gateUp: CudaTensor; down: CudaTensor; inter: number } | undefined;
+  } {
+    const gu = this.#t(experts.gateUp, op, 'experts.gateUp');
+    const dn = this.#t(experts.down, op, 'experts.down');
+    const [E, I2, H2] = gu.shape as [number, number, number];
+    const I = I2 / 2;
+    if (gu.shape.length !== 3 || H2 !== H || I2 % 2 !== 0)
+      throw new Error(`${op}: gateUp ${fmtShape(gu.shape)} is not [E, 2I, ${H}]`);
+    if (!sameShape(dn.shape, [E, H, I]))
+      throw new Error(`${op}: down ${fmtShape(dn.shape)} is not [${E}, ${H}, ${I}]`);
+    const shared = experts.shared === undefined ? undefined : this.#sharedExperts(experts.shared, H);
+    return { gu, dn, E, I, shared };
   }
 
   /** [g, r, c] -> [g, c, r] copy of a persistent bf16 weight, made once (bmm's grouped path). */
@@ -1109,20 +1142,12 @@ export class CudaDevice implements Device {
     const xt = this.#bf16(this.#t(x, 'moeExperts', 'x'), 'moeExperts');
     const ids = this.#t(routing.ids, 'moeExperts', 'routing.ids');
     const w = this.#f32(this.#t(routing.weights, 'moeExperts', 'routing.weights'));
-    const gu = this.#t(experts.gateUp, 'moeExperts', 'experts.gateUp');
-    const dn = this.#t(experts.down, 'moeExperts', 'experts.down');
     if (xt.shape.length !== 2) throw new Error(`moeExperts: x must be [T, H], got ${fmtShape(xt.shape)}`);
     const [T, H] = xt.shape as [number, number];
-    const [E, I2, H2] = gu.shape as [number, number, number];
-    const I = I2 / 2;
-    if (gu.shape.length !== 3 || H2 !== H || I2 % 2 !== 0)
-      throw new Error(`moeExperts: gateUp ${fmtShape(gu.shape)} is not [E, 2I, ${H}]`);
-    if (!sameShape(dn.shape, [E, H, I]))
-      throw new Error(`moeExperts: down ${fmtShape(dn.shape)} is not [${E}, ${H}, ${I}]`);
+    const { gu, dn, E, I, shared } = this.#expertWeights(experts, H, 'moeExperts');
     const k = ids.shape[1] ?? 0;
     if (ids.dtype !== 'i32' || !sameShape(ids.shape, [T, k]))
       throw new Error(`moeExperts: routing.ids must be i32 [${T}, k]`);
-    const shared = experts.shared === undefined ? undefined : this.#sharedExperts(experts.shared, H);
     if (T <= this.#moeSmallMaxTokens) {
       const out = this.#alloc([T, H], 'bf16');
       this.#launch(() =>
@@ -1189,39 +1214,17 @@ export class CudaDevice implements Device {
     params: MoeRouteParams,
     experts: MoeExpertWeights,
   ): Tensor {
-    const lt = this.#t(routerLogits, 'moeRouteExperts', 'routerLogits');
-    const T = lt.shape[0] ?? 0;
-    if (this.#noRouterFold || T > Math.min(ROUTER_FOLD_MAX_TOKENS, this.#moeSmallMaxTokens)) {
-      const routing = this.moeRoute(routerLogits, params);
-      const out = this.moeExperts(x, routing, experts);
-      this.release(routing.ids);
-      this.release(routing.weights);
-      return out;
-    }
-    if ((lt.dtype !== 'f32' && lt.dtype !== 'bf16') || lt.shape.length !== 2)
-      throw new Error(
-        `moeRouteExperts: routerLogits must be f32 or bf16 [T, E], got ${lt.dtype} ${fmtShape(lt.shape)}`,
-      );
-    const xt = this.#bf16(this.#t(x, 'moeRouteExperts', 'x'), 'moeRouteExperts');
-    const gu = this.#t(experts.gateUp, 'moeRouteExperts', 'experts.gateUp');
-    const dn = this.#t(experts.down, 'moeRouteExperts', 'experts.down');
-    const E = lt.shape[1] ?? 0;
-    const H = xt.shape[1] ?? 0;
-    const I = (gu.shape[1] ?? 0) / 2;
+    const op = 'moeRouteExperts';
+    const T = this.#t(routerLogits, op, 'routerLogits').shape[0] ?? 0;
+    if (this.#noRouterFold || T > Math.min(ROUTER_FOLD_MAX_TOKENS, this.#moeSmallMaxTokens))
+      return moeRouteExpertsByParts(this, x, routerLogits, params, experts);
+    const { lt, E, bias } = this.#routerInputs(routerLogits, params, op);
+    const xt = this.#bf16(this.#t(x, op, 'x'), op);
     if (xt.shape.length !== 2 || xt.shape[0] !== T)
-      throw new Error(`moeRouteExperts: x must be [${T}, H], got ${fmtShape(xt.shape)}`);
-    if (!sameShape(gu.shape, [E, 2 * I, H]) || !Number.isInteger(I))
-      throw new Error(`moeRouteExperts: gateUp ${fmtShape(gu.shape)} is not [${E}, 2I, ${H}]`);
-    if (!sameShape(dn.shape, [E, H, I]))
-      throw new Error(`moeRouteExperts: down ${fmtShape(dn.shape)} is not [${E}, ${H}, ${I}]`);
-    let bias: CudaTensor | undefined;
-    if (params.correctionBias !== undefined) {
-      const b = this.#t(params.correctionBias, 'moeRouteExperts', 'correctionBias');
-      if (b.numel !== E)
-        throw new Error(`moeRouteExperts: correctionBias has ${b.numel} elements for ${E} experts`);
-      bias = this.#cachedF32(b);
-    }
-    const shared = experts.shared === undefined ? undefined : this.#sharedExperts(experts.shared, H);
+      throw new Error(`${op}: x must be [${T}, H], got ${fmtShape(xt.shape)}`);
+    const H = xt.shape[1]!;
+    const { gu, dn, I, shared, E: weightsE } = this.#expertWeights(experts, H, op);
+    if (weightsE !== E) throw new Error(`${op}: ${weightsE} experts' weights for router logits over ${E}`);
     const v3 = params.kind === 'v3-sigmoid';
     const out = this.#alloc([T, H], 'bf16');
     this.#launch(() =>

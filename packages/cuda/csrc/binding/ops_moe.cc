@@ -168,19 +168,8 @@ Napi::Value moe_experts(Info info) {
     const int max_tiles = moe_max_tiles(assign, experts, block_m);
 
     Temps t;
-    int32_t* idx = static_cast<int32_t*>(t.take(sizeof(int32_t) * (experts + 1 + 2 * assign + 2 * max_tiles + 1)));
-    MoeAlignParams al{};
-    al.topk_ids = ids;
-    al.expert_offsets = idx;
-    al.sorted_assign = idx + experts + 1;
-    al.assign_pos = al.sorted_assign + assign;
-    al.tile_expert = al.assign_pos + assign;
-    al.tile_row_begin = al.tile_expert + max_tiles;
-    al.num_tiles = al.tile_row_begin + max_tiles;
-    al.num_assign = assign;
-    al.num_experts = experts;
-    al.block_m = block_m;
-    al.stream = stream;
+    int32_t* idx = static_cast<int32_t*>(t.take(sizeof(int32_t) * moe_align_scratch_ints(assign, experts, max_tiles)));
+    MoeAlignParams al = moe_align_params(ids, idx, assign, experts, block_m, max_tiles, stream);
     run_moe_align(al);
 
 #ifdef FLASHSERVE_WITH_CUBLAS

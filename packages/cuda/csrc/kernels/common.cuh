@@ -41,6 +41,11 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
+// One element of RMSNorm's output as transformers' DeepseekV2RMSNorm computes it in bf16: x * inv
+// (inv = rsqrt(mean of squares + eps)) rounds to bf16, and its product with the bf16 weight w rounds
+// again. norm.cu and skinny_gemm.cu's norm form both use it, so they agree bit for bit.
+__device__ __forceinline__ bf16 rms_scale(float x, float inv, float w) { return to_bf(w * to_f(to_bf(x * inv))); }
+
 // Warp argmax over (value, index); ties go to the lower index, so results are reproducible.
 __device__ __forceinline__ void warp_argmax(float& v, int& i) {
 #pragma unroll

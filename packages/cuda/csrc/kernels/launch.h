@@ -13,6 +13,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdlib>
+#include <string>
 
 #include "runtime/check.h"
 
@@ -32,6 +33,18 @@ inline bool pdl_enabled() {
   return on;
 }
 
+// Measurement probe (FLASHSERVE_PROBE_DOUBLE="<op>@<blocks>", e.g. "linear (skinny)@256"): each launch
+// of that op with that many blocks is issued twice, so a step timed with and without it gives the
+// kernel's marginal cost inside the real chain of launches. Timing only: an op that updates a buffer
+// in place computes something else the second time.
+inline bool probe_double(const char* op, unsigned blocks) {
+  static const std::string probe = [] {
+    const char* v = std::getenv("FLASHSERVE_PROBE_DOUBLE");
+    return std::string(v ? v : "");
+  }();
+  return !probe.empty() && probe == std::string(op) + "@" + std::to_string(blocks);
+}
+
 // Launches `kernel<<<grid, block, smem, stream>>>(args...)` with the PDL attribute when enabled, and
 // throws naming `op` if the launch fails.
 template <typename... Params, typename... Args>
@@ -47,6 +60,7 @@ void launch_pdl(const char* op, void (*kernel)(Params...), dim3 grid, dim3 block
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = pdl_enabled() ? 1 : 0;
+  if (probe_double(op, grid.x * grid.y * grid.z)) check_cuda(cudaLaunchKernelEx(&cfg, kernel, args...), op);
   check_cuda(cudaLaunchKernelEx(&cfg, kernel, args...), op);
 }
 

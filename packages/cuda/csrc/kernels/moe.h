@@ -32,6 +32,27 @@ inline int moe_max_tiles(int num_assign, int num_experts, int block_m) {
   const int bound = (num_assign + block_m - 1) / block_m + num_experts;
   return bound < num_assign ? bound : num_assign;
 }
+// run_moe_align's outputs as consecutive parts of one i32 scratch buffer of this many elements...
+inline int moe_align_scratch_ints(int num_assign, int num_experts, int max_tiles) {
+  return num_experts + 1 + 2 * num_assign + 2 * max_tiles + 1;
+}
+// ...and the params that lay them out over `scratch`, in the order of MoeAlignParams.
+inline MoeAlignParams moe_align_params(const int32_t* topk_ids, int32_t* scratch, int num_assign, int num_experts,
+                                       int block_m, int max_tiles, cudaStream_t stream) {
+  MoeAlignParams al{};
+  al.topk_ids = topk_ids;
+  al.expert_offsets = scratch;
+  al.sorted_assign = al.expert_offsets + num_experts + 1;
+  al.assign_pos = al.sorted_assign + num_assign;
+  al.tile_expert = al.assign_pos + num_assign;
+  al.tile_row_begin = al.tile_expert + max_tiles;
+  al.num_tiles = al.tile_row_begin + max_tiles;
+  al.num_assign = num_assign;
+  al.num_experts = num_experts;
+  al.block_m = block_m;
+  al.stream = stream;
+  return al;
+}
 
 struct GroupedGemmParams {
   // A rows: row p of the product reads a[gather ? gather[p] / gather_div : p].

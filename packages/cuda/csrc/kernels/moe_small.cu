@@ -159,8 +159,8 @@ __global__ void __launch_bounds__(WARPS * 32, blocks_per_sm(T)) moe_small_gate_u
     const int r = job - S;
     const int a = r / I, i = r - a * I, t = a / K;
     bf16* dst = act + t * act_stride + static_cast<int64_t>(a - t * K) * I + i;
-    const int e = p.route ? routed_ids[a] : p.topk_ids[a];
-    if (e < 0 || e >= p.experts) {
+    const int e = segment_expert(p, routed_ids, a);
+    if (e < 0) {
       if (lane == 0) *dst = to_bf(0.f);
       continue;
     }
@@ -172,7 +172,6 @@ __global__ void __launch_bounds__(WARPS * 32, blocks_per_sm(T)) moe_small_gate_u
   }
 }
 
-// The unfused down stage (unfused_combine; the fused kernel below is the default).
 // One load group of a down job over two adjacent rows (2 * per chunks in a row): this lane's chunks
 // base + u * 32 + lane of the first row dot x into a0, of the second into a1.
 __device__ __forceinline__ void pair_group_dots(const uint4 (&wv)[GEMV_CHUNKS], const bf16* x, int base, int chunks,
@@ -189,6 +188,7 @@ __device__ __forceinline__ void pair_group_dots(const uint4 (&wv)[GEMV_CHUNKS], 
   }
 }
 
+// The unfused down stage (unfused_combine; the fused kernel below is the default).
 // Down, stage 1: one warp per job (segment, pair of output columns h, h + 1). Two adjacent rows of a
 // down matrix are contiguous, so a job streams 2 * len elements as one chunk list, like a gate/up job.
 // Jobs: first the shared MLP's column pairs (all tokens each; their weights do not depend on the

@@ -54,7 +54,7 @@ __global__ void __launch_bounds__(THREADS) rms_norm_kernel(RmsNormParams p) {
 #pragma unroll
   for (int i = 0; i < PER_THREAD; ++i) {
     const int c = threadIdx.x + i * THREADS;
-    if (c < p.cols) out[c] = to_bf(ws[i] * to_f(to_bf(vals[i] * inv)));
+    if (c < p.cols) out[c] = rms_scale(vals[i], inv, ws[i]);
   }
 }
 

@@ -83,8 +83,7 @@ __device__ __forceinline__ void norm_rows_to_shared(const SkinnyGemmParams& p, u
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       const float2 a = __bfloat1622float2(v.h[j]), b = __bfloat1622float2(g.h[j]);
-      const float2 n = __bfloat1622float2(__floats2bfloat162_rn(a.x * s, a.y * s));
-      v.h[j] = __floats2bfloat162_rn(b.x * n.x, b.y * n.y);
+      v.h[j] = __halves2bfloat162(rms_scale(a.x, s, b.x), rms_scale(a.y, s, b.y));
     }
     rows[i] = v.u;
   }

@@ -244,17 +244,9 @@ void test_moe(int T, int block_m, int I = 128, int block_n = 64, int split = 1) 
       dw(w.size(), DType::F32), dout(T * H, DType::BF16);
   dx.set(x), dgu.set(gu), ddn.set(dn), di.set_i(ids), dw.set(w);
   const int A = T * k, max_tiles = moe_max_tiles(A, E, block_m);
-  Buf idx(E + 1 + 2 * A + 2 * max_tiles + 1, DType::I32), h((size_t)A * 2 * I, DType::BF16),
+  Buf idx(moe_align_scratch_ints(A, E, max_tiles), DType::I32), h((size_t)A * 2 * I, DType::BF16),
       act((size_t)A * I, DType::BF16), y((size_t)A * H, DType::BF16);
-  MoeAlignParams al{};
-  al.topk_ids = di.as<int32_t>();
-  al.expert_offsets = idx.as<int32_t>();
-  al.sorted_assign = al.expert_offsets + E + 1;
-  al.assign_pos = al.sorted_assign + A;
-  al.tile_expert = al.assign_pos + A;
-  al.tile_row_begin = al.tile_expert + max_tiles;
-  al.num_tiles = al.tile_row_begin + max_tiles;
-  al.num_assign = A, al.num_experts = E, al.block_m = block_m, al.stream = S();
+  MoeAlignParams al = moe_align_params(di.as<int32_t>(), idx.as<int32_t>(), A, E, block_m, max_tiles, S());
   run_moe_align(al);
   GroupedGemmParams g1{};
   g1.a = dx.p, g1.gather = al.sorted_assign, g1.gather_div = k, g1.lda = H;
@@ -894,17 +886,9 @@ double bench() {
     const int A = T * k;
     const int block_m = A / E > 12 ? 64 : 16;
     const int max_tiles = moe_max_tiles(A, E, block_m);
-    Buf idx(E + 1 + 2 * A + 2 * max_tiles + 1, DType::I32), h((size_t)A * 2 * I, DType::BF16),
+    Buf idx(moe_align_scratch_ints(A, E, max_tiles), DType::I32), h((size_t)A * 2 * I, DType::BF16),
         act((size_t)A * I, DType::BF16), y((size_t)A * H, DType::BF16);
-    MoeAlignParams al{};
-    al.topk_ids = di.as<int32_t>();
-    al.expert_offsets = idx.as<int32_t>();
-    al.sorted_assign = al.expert_offsets + E + 1;
-    al.assign_pos = al.sorted_assign + A;
-    al.tile_expert = al.assign_pos + A;
-    al.tile_row_begin = al.tile_expert + max_tiles;
-    al.num_tiles = al.tile_row_begin + max_tiles;
-    al.num_assign = A, al.num_experts = E, al.block_m = block_m, al.stream = S();
+    MoeAlignParams al = moe_align_params(di.as<int32_t>(), idx.as<int32_t>(), A, E, block_m, max_tiles, S());
     GroupedGemmParams g1{};
     g1.a = x.p, g1.gather = al.sorted_assign, g1.gather_div = k, g1.lda = H;
     g1.w = gu.p, g1.w_group_stride = (int64_t)2 * I * H, g1.n = 2 * I, g1.k = H;
@@ -1220,7 +1204,7 @@ void bench_moe_small(double bw) {
     di.set_i(ids);
     w.set(std::vector<float>(ids.size(), 0.2f));
     const int block_m = 16, max_tiles = moe_max_tiles(A, E, block_m);
-    Buf idx(E + 1 + 2 * A + 2 * max_tiles + 1, DType::I32), h((size_t)A * 2 * I, DType::BF16), act((size_t)A * I, DType::BF16),
+    Buf idx(moe_align_scratch_ints(A, E, max_tiles), DType::I32), h((size_t)A * 2 * I, DType::BF16), act((size_t)A * I, DType::BF16),
         yb((size_t)A * H, DType::BF16), sh_h((size_t)T * 2 * Sh, DType::BF16), sh_a((size_t)T * Sh, DType::BF16),
         sh_y((size_t)T * H, DType::BF16), sact(moe_small_act_bytes(T, k, I, Sh) / 2, DType::BF16),
         seo(moe_small_expert_out_bytes(T, k, H) / 2, DType::BF16);
@@ -1232,15 +1216,8 @@ void bench_moe_small(double bw) {
       SiluMulParams sm{sh_h.p, sh_a.p, T, Sh, S()};
       run_silu_mul(sm);
       dense_linear(sh_a.p, sdn, sh_y.p, T, H, Sh);
-      MoeAlignParams al{};
-      al.topk_ids = di.as<int32_t>() + (size_t)r * A;
-      al.expert_offsets = idx.as<int32_t>();
-      al.sorted_assign = al.expert_offsets + E + 1;
-      al.assign_pos = al.sorted_assign + A;
-      al.tile_expert = al.assign_pos + A;
-      al.tile_row_begin = al.tile_expert + max_tiles;
-      al.num_tiles = al.tile_row_begin + max_tiles;
-      al.num_assign = A, al.num_experts = E, al.block_m = block_m, al.stream = S();
+      MoeAlignParams al =
+          moe_align_params(di.as<int32_t>() + (size_t)r * A, idx.as<int32_t>(), A, E, block_m, max_tiles, S());
       run_moe_align(al);
       GroupedGemmParams g1{};
       g1.a = x.p, g1.gather = al.sorted_assign, g1.gather_div = k, g1.lda = H;

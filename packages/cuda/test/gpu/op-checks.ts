@@ -60,6 +60,23 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
     const dt = data instanceof Int32Array ? 'i32' : 'f32';
     return [gpu.upload(data, shape, dt), cpu.upload(data, shape, dt)];
   };
+  /** Routed experts (16 of [2 x 24, 64]) and a shared MLP (inter 40), the same on both devices. */
+  const sharedExpertSet = () => {
+    const E = 16;
+    const H = 64;
+    const I = 24;
+    const S = 40;
+    const [gug, guc] = both(randArray(E * 2 * I * H, r, -0.2, 0.2), [E, 2 * I, H]);
+    const [dg, dc] = both(randArray(E * H * I, r, -0.2, 0.2), [E, H, I]);
+    const [sgg, sgc] = both(randArray(2 * S * H, r, -0.2, 0.2), [2 * S, H]);
+    const [sdg, sdc] = both(randArray(H * S, r, -0.2, 0.2), [H, S]);
+    return {
+      E,
+      H,
+      expG: { gateUp: gug, down: dg, shared: { gateUp: sgg, down: sdg } },
+      expC: { gateUp: guc, down: dc, shared: { gateUp: sgc, down: sdc } },
+    };
+  };
   const cmp = (name: string, g: Tensor, c: Tensor, limit = BF16_TOL): void => {
     const v = relL2(gpu.toHost(g), cpu.toHost(c));
     rows.push({ name, value: v, limit, ok: v <= limit });
@@ -405,14 +422,7 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
   run('moe with shared experts', () => {
     // Routed + shared experts in one op: the small-batch path (1-4 tokens) and the grouped path with
     // the shared MLP added by the combine (9 tokens, and 512 on the cuBLASLt prefill path).
-    const E = 16;
-    const H = 64;
-    const I = 24;
-    const S = 40;
-    const [gug, guc] = both(randArray(E * 2 * I * H, r, -0.2, 0.2), [E, 2 * I, H]);
-    const [dg, dc] = both(randArray(E * H * I, r, -0.2, 0.2), [E, H, I]);
-    const [sgg, sgc] = both(randArray(2 * S * H, r, -0.2, 0.2), [2 * S, H]);
-    const [sdg, sdc] = both(randArray(H * S, r, -0.2, 0.2), [H, S]);
+    const { E, H, expG, expC } = sharedExpertSet();
     const params: MoeRouteParams = {
       kind: 'v2-softmax',
       topK: 3,
@@ -426,19 +436,15 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
       const [xg, xc] = both(randArray(T * H, r), [T, H]);
       cmp(
         `moeExperts + shared (${T} tokens)`,
-        gpu.moeExperts(xg, gpuRouting(gpu, cpu, rc), {
-          gateUp: gug,
-          down: dg,
-          shared: { gateUp: sgg, down: sdg },
-        }),
-        cpu.moeExperts(xc, rc, { gateUp: guc, down: dc, shared: { gateUp: sgc, down: sdc } }),
+        gpu.moeExperts(xg, gpuRouting(gpu, cpu, rc), expG),
+        cpu.moeExperts(xc, rc, expC),
         2e-2,
       );
       if (T <= 4)
         cmp(
           `moeExperts small path, routed only (${T} tokens)`,
-          gpu.moeExperts(xg, gpuRouting(gpu, cpu, rc), { gateUp: gug, down: dg }),
-          cpu.moeExperts(xc, rc, { gateUp: guc, down: dc }),
+          gpu.moeExperts(xg, gpuRouting(gpu, cpu, rc), { gateUp: expG.gateUp, down: expG.down }),
+          cpu.moeExperts(xc, rc, { gateUp: expC.gateUp, down: expC.down }),
           2e-2,
         );
     }
@@ -447,17 +453,8 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
     // The router folded into the small expert kernels (1-2 tokens) against moeRoute + moeExperts on
     // the GPU (bit for bit) and against the CPU device: V2 greedy with bf16 logits (as the model's
     // gate writes them), V2 group-limited, V3 sigmoid + bias; with shared experts.
-    const E = 16;
-    const H = 64;
-    const I = 24;
-    const S = 40;
-    const [gug, guc] = both(randArray(E * 2 * I * H, r, -0.2, 0.2), [E, 2 * I, H]);
-    const [dg, dc] = both(randArray(E * H * I, r, -0.2, 0.2), [E, H, I]);
-    const [sgg, sgc] = both(randArray(2 * S * H, r, -0.2, 0.2), [2 * S, H]);
-    const [sdg, sdc] = both(randArray(H * S, r, -0.2, 0.2), [H, S]);
+    const { E, H, expG, expC } = sharedExpertSet();
     const [bg, bc] = both(randArray(E, r, -0.1, 0.1), [E]);
-    const expG = { gateUp: gug, down: dg, shared: { gateUp: sgg, down: sdg } };
-    const expC = { gateUp: guc, down: dc, shared: { gateUp: sgc, down: sdc } };
     const v2: MoeRouteParams = {
       kind: 'v2-softmax',
       topK: 3,

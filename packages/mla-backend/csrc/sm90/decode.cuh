@@ -27,6 +27,8 @@
 #include <cuda_bf16.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "common/combine.h"
 #include "common/combine_uv.h"
@@ -818,8 +820,19 @@ cudaError_t run_mla_decode(const DecodeParams& p) {
 template <typename Element>
 cudaError_t run_mla_decode_uv(const DecodeParams& p, const CombineUvParams& uv) {
   if (!combine_uv_applies(p, uv.v_dim)) return cudaErrorInvalidValue;
-  const cudaError_t err = launch_decode_kernel<Element>(p);
+  // Measurement probe (FLASHSERVE_PROBE_DOUBLE=mla-decode or mla-combine-uv; see the cuda package's
+  // launch.h): that kernel is launched twice, to time its marginal cost inside a decode step.
+  static const std::string probe = [] {
+    const char* v = std::getenv("FLASHSERVE_PROBE_DOUBLE");
+    return std::string(v ? v : "");
+  }();
+  cudaError_t err = launch_decode_kernel<Element>(p);
+  if (err == cudaSuccess && probe == "mla-decode") err = launch_decode_kernel<Element>(p);
   if (err != cudaSuccess) return err;
+  if (probe == "mla-combine-uv") {
+    err = run_combine_uv(p, uv, /*programmatic_launch=*/!(p.tuning & 2));
+    if (err != cudaSuccess) return err;
+  }
   return run_combine_uv(p, uv, /*programmatic_launch=*/!(p.tuning & 2));
 }
 
