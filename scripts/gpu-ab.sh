@@ -8,7 +8,8 @@
 # Prepare HERE first (carry .device and packages/mla-backend/build/gpu-suite):
 #   bash packages/cuda/scripts/prepare-gpu-suite.sh && (cd packages/mla-backend && scripts/gpu-suite.sh build)
 # then on the GPU machine: CHECK_ENV="FLASHSERVE_X=1 ..." ARMS="..." bash scripts/gpu-ab.sh
-# Logs under $OUT/ab (or /tmp/ab); the summary is printed last.
+# MLA_TEST=1 adds mla_test (default configuration). Logs under $OUT/ab (or /tmp/ab); the summary is
+# printed last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 rm -rf /tmp/flashserve-cuda-build /tmp/flashserve-mla-build
@@ -28,6 +29,10 @@ if [ -n "${CHECK_ENV:-}" ]; then
   echo "Node checks (experiment): rc=$? $(grep -E "FAILED|checks|FAIL$" "$R/gpu-check-exp.log" | tail -3 | tr "\n" " ")" >> "$R/exp.txt"
   (cd packages/mla-backend && env $CHECK_ENV SKIP_BUILD=1 OUT=$R/mla scripts/gpu-suite.sh test) > "$R/mla-exp.log" 2>&1
   echo "mla_test (experiment): $(grep -E 'ALL PASSED|FAILED' "$R/mla-exp.log" | head -1)" >> "$R/exp.txt"
+fi
+if [ "${MLA_TEST:-0}" = 1 ]; then  # the MLA kernels' correctness run (mla_test), default configuration
+  (cd packages/mla-backend && SKIP_BUILD=1 OUT=$R/mla scripts/gpu-suite.sh test) > "$R/mla.log" 2>&1
+  echo "mla_test: $(grep -E 'ALL PASSED|FAILED' "$R/mla.log" | head -1)" >> "$R/exp.txt"
 fi
 for i in $(seq "$ROUNDS"); do
   for arm in ${ARMS:-default}; do

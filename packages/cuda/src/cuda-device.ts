@@ -145,6 +145,15 @@ function native(d: CudaDType | 'f16'): NativeDType {
   return NATIVE_DTYPE[d];
 }
 
+/** Whether two float arrays hold the same bits (NaN and -0 included). */
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  const x = new Int32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Int32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
@@ -187,6 +196,7 @@ export class CudaDevice implements Device {
   #replayInputs = 0;
   #launchedEarly = false;
   #profile: Map<string, { ms: number; calls: number }> | undefined;
+  #lastSampling: { packed: Float32Array; tensor: CudaTensor } | undefined;
 
   constructor(options: CudaDeviceOptions = {}) {
     this.#addon = requireAddon() as NativeCuda;
@@ -1314,7 +1324,7 @@ export class CudaDevice implements Device {
     packed.set(params.minP, 2 * rows);
     packed.set(params.uniform, 3 * rows);
     new Int32Array(packed.buffer, 16 * rows, rows).set(params.topK);
-    const fparams = this.uploadF32(packed, [5 * rows]);
+    const fparams = this.#samplingParams(packed);
     const out = this.#alloc([2 * rows + 2 * rows * nTop], 'i32');
     const at = (t: CudaTensor, elems: number): bigint => t.ptr + BigInt(elems * 4);
     this.#launch(() =>
@@ -1344,8 +1354,20 @@ export class CudaDevice implements Device {
         host.buffer.slice((2 * rows + rows * nTop) * 4, (2 * rows + 2 * rows * nTop) * 4),
       ),
     };
-    for (const t of [fparams, out]) t.release();
+    out.release();
     return result;
+  }
+
+  /** The packed sampling parameters on the device: the last call's buffer when they are the same bits
+   * (every step of a greedy batch), so the step does not queue a copy before the sampling kernel. */
+  #samplingParams(packed: Float32Array): CudaTensor {
+    const last = this.#lastSampling;
+    if (last !== undefined && sameBits(last.packed, packed)) return last.tensor;
+    last?.tensor.release();
+    this.#lastSampling = undefined;
+    const tensor = this.uploadF32(packed, [packed.length]);
+    this.#lastSampling = { packed, tensor };
+    return tensor;
   }
 
   // --- CUDA graphs ----------------------------------------------------------------------------

@@ -1,4 +1,6 @@
 // sample(): the GPU sampler (see kernels/sampling.h).
+#include <cstdlib>
+
 #include "binding/napi_util.h"
 #include "kernels/sampling.h"
 
@@ -6,6 +8,32 @@ namespace flashserve {
 namespace {
 
 using Info = const Napi::CallbackInfo&;
+
+// The split greedy path's scratch (SamplingParams::split_scratch): kept between calls, because its
+// per-row counters must start at zero and the kernel leaves them at zero; grown (and zeroed) when a
+// call needs more. Null when the split does not apply to this vocabulary.
+// FLASHSERVE_SAMPLE_ONE_BLOCK=1 (A/B timing): no scratch, one block a row as before.
+void* split_scratch(int rows, int vocab, cudaStream_t stream) {
+  static const bool one_block = [] {
+    const char* v = std::getenv("FLASHSERVE_SAMPLE_ONE_BLOCK");
+    return v && v[0] == '1';
+  }();
+  if (one_block) return nullptr;
+  static void* buf = nullptr;
+  static size_t have = 0;
+  const size_t need = sampling_split_bytes(rows, vocab);
+  if (need == 0) return nullptr;
+  if (need > have) {
+    if (buf) runtime().allocator().release(buf);
+    buf = nullptr;
+    have = 0;
+    void* fresh = runtime().allocator().allocate(need);
+    check_cuda(cudaMemsetAsync(fresh, 0, need, stream), "sample: scratch");
+    buf = fresh;
+    have = need;
+  }
+  return buf;
+}
 
 // sample(logits, logitsBf16, rows, vocab, temperature, topK, topP, minP, uniform, outTokens, outLogprobs,
 //        numTop, topIds | 0n, topLogprobs | 0n)
@@ -27,6 +55,7 @@ Napi::Value sample(Info info) {
     p.top_ids = static_cast<int32_t*>(ptr_arg(info, 12));
     p.top_logprobs = static_cast<float*>(ptr_arg(info, 13));
     p.stream = stream_or_throw();
+    p.split_scratch = split_scratch(p.rows, p.vocab, p.stream);
     run_sampling(p);
     return info.Env().Undefined();
   });

@@ -98,17 +98,18 @@ struct Shared {
   int top_ids[SAMPLING_MAX_TOP_LOGPROBS];
 };
 
-// The row's SoftmaxStats. bf16 rows are read 8 logits per load (16 bytes) with four loads in flight per
-// thread: at one row per step a single block reads the whole row, so the pass is latency-bound, and
-// scalar loads made it ~8x longer.
-__device__ SoftmaxStats row_softmax_stats(const SamplingParams& p, int64_t base, Shared& s) {
+// The SoftmaxStats of the row's 8-logit chunks [chunk_begin, chunk_end) (the whole row when the split
+// path does not apply). bf16 rows are read 8 logits per load (16 bytes) with four loads in flight per
+// thread: the pass is latency-bound, and scalar loads made it ~8x longer.
+__device__ SoftmaxStats row_softmax_stats(const SamplingParams& p, int64_t base, Shared& s, int chunk_begin = 0,
+                                          int chunk_end = -1) {
   SoftmaxStats a{-INFINITY, 0x7fffffff, 0.f};
   const auto* bf = static_cast<const bf16*>(p.logits) + base;
   if (p.logits_bf16 && p.vocab % 8 == 0 && (reinterpret_cast<uintptr_t>(bf) & 15u) == 0) {
     constexpr int UNROLL = 4;
     const auto* v8 = reinterpret_cast<const uint4*>(bf);
-    const int chunks = p.vocab / 8;
-    for (int c0 = threadIdx.x; c0 < chunks; c0 += THREADS * UNROLL) {
+    const int chunks = chunk_end < 0 ? p.vocab / 8 : chunk_end;
+    for (int c0 = chunk_begin + threadIdx.x; c0 < chunks; c0 += THREADS * UNROLL) {
       uint4 raw[UNROLL];
 #pragma unroll
       for (int u = 0; u < UNROLL; ++u) {
@@ -187,10 +188,51 @@ __device__ uint32_t radix_select(const SamplingParams& p, float mx, float inv_t,
   return prefix;
 }
 
+// The split greedy path (SamplingParams::split_scratch): gridDim.y blocks a row, block y the chunks of
+// slice y; each writes its slice's SoftmaxStats, and the last to finish merges all of them in slice
+// order and writes the token and its logprob. Its counter goes back to 0 for the next call.
+struct SplitStats {
+  float m;
+  int i;
+  float s;
+};
+
+__device__ void sample_greedy_split(const SamplingParams& p, int r, int64_t base, Shared& s) {
+  const int slices = gridDim.y, chunks = p.vocab / 8, per = (chunks + slices - 1) / slices;
+  const int begin = blockIdx.y * per, end = min(begin + per, chunks);
+  const SoftmaxStats st = row_softmax_stats(p, base, s, begin, end);
+  auto* partial = static_cast<SplitStats*>(p.split_scratch) + static_cast<int64_t>(r) * slices;
+  auto* counter = reinterpret_cast<int*>(static_cast<SplitStats*>(p.split_scratch) + static_cast<int64_t>(p.rows) * slices) + r;
+  if (threadIdx.x == 0) {
+    partial[blockIdx.y] = SplitStats{st.m, st.i, st.s};
+    __threadfence();
+    const bool last = atomicAdd(counter, 1) == slices - 1;
+    if (last) {
+      __threadfence();
+      SoftmaxStats a{-INFINITY, 0x7fffffff, 0.f};
+      for (int y = 0; y < slices; ++y) {
+        // Through L2: the other blocks' partials are not in this SM's L1.
+        a = stats_merge(a, SoftmaxStats{__ldcg(&partial[y].m), __ldcg(&partial[y].i), __ldcg(&partial[y].s)});
+      }
+      const int token = a.i < p.vocab ? a.i : 0;
+      p.out_tokens[r] = token;
+      p.out_logprobs[r] = logit_at(p, base + token) - (a.m + __logf(a.s));
+      *counter = 0;
+    }
+  }
+}
+
 __global__ void __launch_bounds__(THREADS) sampling_kernel(SamplingParams p) {
   __shared__ Shared s;
   const int r = blockIdx.x;
   const int64_t base = static_cast<int64_t>(r) * p.vocab;
+  if (gridDim.y > 1) {  // the split greedy path applies to this launch: greedy rows take it
+    if (!(p.temperature[r] > 0.f)) {
+      sample_greedy_split(p, r, base, s);
+      return;
+    }
+    if (blockIdx.y != 0) return;  // a sampled row: block 0 alone, as without the split
+  }
 
   // One pass for the max, the argmax and the softmax denominator (the greedy path needs nothing else).
   const SoftmaxStats st = row_softmax_stats(p, base, s);
@@ -295,12 +337,27 @@ __global__ void __launch_bounds__(THREADS) sampling_kernel(SamplingParams p) {
   }
 }
 
+
+// Slices a greedy row is split into: one per ~8k logits (one 16-byte load a thread), at most 32.
+int split_slices(int vocab) {
+  const int slices = (vocab + THREADS * 8 - 1) / (THREADS * 8);
+  return slices < 32 ? slices : 32;
+}
+
 }  // namespace
+
+size_t sampling_split_bytes(int rows, int vocab) {
+  const int slices = split_slices(vocab);
+  if (slices < 2 || vocab % 8 != 0) return 0;
+  return (sizeof(SplitStats) * slices + sizeof(int)) * static_cast<size_t>(rows);
+}
 
 void run_sampling(SamplingParams& p) {
   if (p.rows == 0) return;
   require(p.num_top >= 0 && p.num_top <= SAMPLING_MAX_TOP_LOGPROBS, "sample: at most 20 top logprobs");
-  sampling_kernel<<<p.rows, THREADS, 0, p.stream>>>(p);
+  const bool split = p.split_scratch && p.logits_bf16 && p.num_top == 0 && sampling_split_bytes(p.rows, p.vocab) > 0 &&
+                     (reinterpret_cast<uintptr_t>(p.logits) & 15u) == 0;
+  sampling_kernel<<<dim3(p.rows, split ? split_slices(p.vocab) : 1), THREADS, 0, p.stream>>>(p);
   check_launch("sample");
 }
 

@@ -26,6 +26,7 @@
 #include "kernels/moe_small.h"
 #include "kernels/norm.h"
 #include "kernels/rope.h"
+#include "kernels/router.cuh"
 #include "kernels/router.h"
 #include "kernels/sampling.h"
 #include "kernels/skinny_gemm.h"
@@ -224,6 +225,192 @@ void test_router(bool v3) {
   report(v3 ? "moeRoute v3 ids (mismatch fraction)" : "moeRoute v2 ids (mismatch fraction)",
          (double)mismatched / (T * k), 0);
   report(v3 ? "moeRoute v3 weights" : "moeRoute v2 weights", rel_l2(dw.get(), ws), 1e-5);
+}
+
+// route_token as it was before its registers + redux rewrite (router.cuh), kept as the reference the
+// new one must match bit for bit.
+__device__ __forceinline__ void route_token_before(const RouterParams& p, int t, float* score, float* choice, int32_t* ids,
+                                            float* ws) {
+  const int lane = threadIdx.x & 31;
+  const int E = p.num_experts;
+  const int64_t row = static_cast<int64_t>(t) * E;
+  // Reading bf16 logits here saves a cast kernel per MoE layer; the math is fp32 either way.
+  auto logit = [&](int e) {
+    return p.logits_bf16 ? to_f(__ldcg(static_cast<const bf16*>(p.logits) + row + e))
+                         : __ldcg(static_cast<const float*>(p.logits) + row + e);
+  };
+
+  if (p.scoring == RouterScoring::SOFTMAX) {
+    float m = -INFINITY;
+    for (int e = lane; e < E; e += 32) m = fmaxf(m, logit(e));
+    m = warp_max(m);
+    float sum = 0.f;
+    for (int e = lane; e < E; e += 32) {
+      const float v = __expf(logit(e) - m);
+      score[e] = v;
+      sum += v;
+    }
+    sum = warp_sum(sum);
+    for (int e = lane; e < E; e += 32) score[e] /= sum;
+  } else {
+    for (int e = lane; e < E; e += 32) score[e] = 1.f / (1.f + __expf(-logit(e)));
+  }
+  for (int e = lane; e < E; e += 32) choice[e] = score[e] + (p.bias ? p.bias[e] : 0.f);
+  __syncwarp();
+
+  if (p.n_group > 1 && p.topk_group < p.n_group) {
+    const int gs = E / p.n_group;
+    // Each lane scores one group (n_group <= 32 is checked on the host).
+    float gscore = -INFINITY;
+    if (lane < p.n_group) {
+      float best = -INFINITY, second = -INFINITY;
+      for (int e = lane * gs; e < (lane + 1) * gs; ++e) {
+        const float v = choice[e];
+        if (v > best) {
+          second = best;
+          best = v;
+        } else if (v > second) {
+          second = v;
+        }
+      }
+      gscore = p.group_score == GroupScore::MAX ? best : best + second;
+    }
+    bool keep = false;
+    for (int k = 0; k < p.topk_group; ++k) {
+      float v = gscore;
+      int i = lane < p.n_group ? lane : 1 << 30;
+      warp_argmax(v, i);
+      if (lane == i) {
+        keep = true;
+        gscore = -INFINITY;
+      }
+    }
+    const unsigned keep_mask = __ballot_sync(0xffffffffu, keep);
+    for (int e = lane; e < E; e += 32)
+      if (!((keep_mask >> (e / gs)) & 1u)) choice[e] = 0.f;  // transformers masks with 0, not -inf
+    __syncwarp();
+  }
+
+  float wsum = 0.f;
+  for (int k = 0; k < p.top_k; ++k) {
+    float v = -INFINITY;
+    int i = 1 << 30;
+    for (int e = lane; e < E; e += 32) {
+      const float c = choice[e];
+      if (c > v || (c == v && e < i)) {
+        v = c;
+        i = e;
+      }
+    }
+    warp_argmax(v, i);
+    if (i >= E) i = 0;  // fewer finite choices than top_k: cannot happen for valid configs
+    if (lane == 0) {
+      ids[k] = i;
+      ws[k] = score[i];
+    }
+    wsum += score[i];
+    if (lane == (i & 31)) choice[i] = -INFINITY;
+    __syncwarp();
+  }
+  if (lane == 0) {
+    const float norm = p.norm_topk_prob ? 1.f / (wsum + 1e-20f) : 1.f;
+    for (int k = 0; k < p.top_k; ++k) ws[k] = ws[k] * norm * p.scaling;
+  }
+}
+
+
+template <bool NEW>
+__global__ void route_cmp_kernel(RouterParams p) {
+  __shared__ float score_s[4][ROUTER_MAX_EXPERTS];
+  __shared__ float choice_s[4][ROUTER_MAX_EXPERTS];
+  const int warp = threadIdx.x >> 5, t = blockIdx.x * 4 + warp;
+  if (t >= p.num_tokens) return;
+  const int64_t at = static_cast<int64_t>(t) * p.top_k;
+  if (NEW)
+    route_token(p, t, score_s[warp], choice_s[warp], p.topk_ids + at, p.topk_weights + at);
+  else
+    route_token_before(p, t, score_s[warp], choice_s[warp], p.topk_ids + at, p.topk_weights + at);
+}
+
+// route_token against route_token_before on the same logits, ids and weight bits exactly; the tokens
+// cycle through kinds: random, few distinct values (ties), -inf entries, one NaN, all -inf, all NaN,
+// all equal, +inf, signed zeros / sigmoid underflow values.
+void test_route_token_bits(int E, int k, int ng, int tg, bool v3, bool logits_bf16) {
+  const int T = 257;
+  auto logits = randv((size_t)T * E, -3.f, 3.f);
+  auto bias = randv(E, -0.1f, 0.1f);
+  std::uniform_int_distribution<int> pick(0, E - 1);
+  for (int t = 0; t < T; ++t) {
+    float* l = &logits[(size_t)t * E];
+    switch (t % 10) {
+      case 1:
+        for (int e = 0; e < E; ++e) l[e] = std::round(l[e] * 1.5f) / 2.f;
+        break;
+      case 2:
+        for (int j = 0; j < E / 3; ++j) l[pick(rng)] = -INFINITY;
+        break;
+      case 3:
+        l[pick(rng)] = NAN;
+        for (int j = 0; j < E / 8; ++j) l[pick(rng)] = l[pick(rng)];
+        break;
+      case 4:
+        for (int e = 0; e < E; ++e) l[e] = -INFINITY;
+        break;
+      case 5:
+        for (int e = 0; e < E; ++e) l[e] = NAN;
+        break;
+      case 6:
+        for (int e = 0; e < E; ++e) l[e] = 0.75f;
+        break;
+      case 7:
+        l[pick(rng)] = INFINITY;
+        break;
+      case 8:
+        for (int e = 0; e < E; ++e) {
+          const int r = pick(rng) % 8;
+          l[e] = r == 0 ? -0.f : r == 1 ? 0.f : r == 2 ? -87.5f : r == 3 ? -88.5f : r == 4 ? -100.f : -l[e] * l[e];
+        }
+        break;
+      case 9:
+        for (int j = 0; j < E / 2; ++j) l[pick(rng)] = l[pick(rng)];
+        for (int j = 0; j < E / 4; ++j) l[pick(rng)] = -INFINITY;
+        break;
+      default:
+        break;
+    }
+  }
+  Buf dl(logits.size(), logits_bf16 ? DType::BF16 : DType::F32), db(E, DType::F32);
+  Buf i0((size_t)T * k, DType::I32), w0((size_t)T * k, DType::F32), i1((size_t)T * k, DType::I32),
+      w1((size_t)T * k, DType::F32);
+  dl.set(logits), db.set(bias);
+  RouterParams p{dl.p, logits_bf16, v3 ? db.as<float>() : nullptr, i0.as<int32_t>(), w0.as<float>(), T, E, k, ng, tg,
+                 v3 ? RouterScoring::SIGMOID : RouterScoring::SOFTMAX, v3 ? GroupScore::SUM_TOP2 : GroupScore::MAX,
+                 v3, v3 ? 2.5f : 1.f, S()};
+  check_router(p);
+  route_cmp_kernel<false><<<(T + 3) / 4, 128, 0, S()>>>(p);
+  p.topk_ids = i1.as<int32_t>(), p.topk_weights = w1.as<float>();
+  route_cmp_kernel<true><<<(T + 3) / 4, 128, 0, S()>>>(p);
+  check_launch("route_cmp_kernel");
+  const auto a = i0.get_i(), b = i1.get_i();
+  const auto wa = w0.get(), wb = w1.get();
+  int diff = 0;
+  for (size_t j = 0; j < a.size(); ++j)
+    diff += a[j] != b[j] || std::memcmp(&wa[j], &wb[j], sizeof(float)) != 0;
+  char name[96];
+  std::snprintf(name, sizeof name, "route_token = before, bits (E=%d k=%d g=%d/%d %s %s)", E, k, tg, ng,
+                v3 ? "sigmoid" : "softmax", logits_bf16 ? "bf16" : "f32");
+  report(name, (double)diff / a.size(), 0);
+}
+
+void test_route_token_bits_all() {
+  for (bool bf : {true, false}) {
+    test_route_token_bits(64, 6, 1, 1, false, bf);    // V2-Lite softmax greedy
+    test_route_token_bits(64, 6, 8, 3, false, bf);    // V2 group-limited
+    test_route_token_bits(256, 8, 8, 4, true, bf);    // V3 sigmoid + bias, noaux_tc
+  }
+  test_route_token_bits(160, 6, 1, 1, false, false);  // partly filled register slots
+  test_route_token_bits(96, 8, 4, 2, true, false);
+  test_route_token_bits(16, 16, 1, 1, false, true);   // fewer experts than lanes, top_k = E
 }
 
 void test_moe(int T, int block_m, int I = 128, int block_n = 64, int split = 1) {
@@ -774,6 +961,27 @@ void test_sampling_greedy_bf16() {
   bad += got[0] != 1234;
   report("sample greedy bf16 V=102400 (mismatches)", bad, 0);
   report("sample greedy bf16 logprob (abs err)", lp_err, 1e-4);
+
+  // The split path (several blocks a row; no top logprobs), twice on one scratch (its counters must
+  // come back to zero), against the one-block path: the same tokens, logprobs within rounding.
+  Buf scratch(sampling_split_bytes(rows, V) / 4 + 1, DType::F32);
+  scratch.set(std::vector<float>(scratch.n, 0.f));
+  SamplingParams q = p;
+  q.num_top = 0, q.top_ids = nullptr, q.top_logprobs = nullptr, q.split_scratch = scratch.p;
+  int split_bad = 0;
+  double split_err = 0;
+  for (int call = 0; call < 2; ++call) {
+    tok.set_i(std::vector<int32_t>(rows, -1)), lp.set(std::vector<float>(rows, 1e30f));
+    run_sampling(q);
+    const auto st = tok.get_i();
+    const auto sl = lp.get();
+    for (int r = 0; r < rows; ++r) {
+      split_bad += st[r] != got[r];
+      split_err = std::max(split_err, (double)std::fabs(sl[r] - glp[r]));
+    }
+  }
+  report("sample greedy bf16 split = one block (token mismatches)", split_bad, 0);
+  report("sample greedy bf16 split logprob vs one block (abs)", split_err, 1e-5);
 }
 
 void test_graph() {
@@ -1068,12 +1276,17 @@ void bench_sampling() {
   FillRandomParams f{dl.p, DType::BF16, V, 13, -8.f, 8.f, S()};
   run_fill_random(f);
   zero.set({0.f}), one.set({1.f}), k.set_i({0});
-  const float us = graph_us([&](int) {
-    SamplingParams p{dl.p, true, 1, V, zero.as<float>(), k.as<int32_t>(), one.as<float>(), zero.as<float>(),
-                     zero.as<float>(), tok.as<int32_t>(), lp.as<float>(), 0, nullptr, nullptr, S()};
-    run_sampling(p);
-  }, 100);
-  std::printf("sample greedy 1 x %d bf16 %8.2f us per launch\n", V, us);
+  Buf scratch(sampling_split_bytes(1, V) / 4 + 1, DType::F32);
+  scratch.set(std::vector<float>(scratch.n, 0.f));
+  float us[2];
+  for (int split = 0; split < 2; ++split)
+    us[split] = graph_us([&](int) {
+      SamplingParams p{dl.p, true, 1, V, zero.as<float>(), k.as<int32_t>(), one.as<float>(), zero.as<float>(),
+                       zero.as<float>(), tok.as<int32_t>(), lp.as<float>(), 0, nullptr, nullptr, S()};
+      p.split_scratch = split ? scratch.p : nullptr;
+      run_sampling(p);
+    }, 100);
+  std::printf("sample greedy 1 x %d bf16 %8.2f us per launch one block, %8.2f us split\n", V, us[0], us[1]);
 }
 
 void bench_decode_kernels(double bw) {
@@ -1435,6 +1648,7 @@ int main(int argc, char** argv) {
     test_silu_mul();
     test_router(false);
     test_router(true);
+    test_route_token_bits_all();
     test_moe(1, 16);
     test_moe(7, 16);
     test_moe(300, 64);
