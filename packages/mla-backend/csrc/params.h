@@ -89,6 +89,8 @@ struct DecodeParams {
   // half of V first). Bit 8 (256): the combine's wide layout (8-row blocks, a warp over all 512
   // columns) even for a small grid. Bit 9 (512): launch the sm90 decode kernel plainly (no
   // programmatic dependent launch) and let the combine's dependents start only once it exits.
+  // Bit 11 (2048): the sm90 producer waits for the kernel before at the start, not just before it
+  // first loads something that kernel writes (Q, a page holding a token of this step).
   int tuning;
 };
 

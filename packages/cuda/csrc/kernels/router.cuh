@@ -152,8 +152,7 @@ __device__ __forceinline__ void route_token_regs(const RouterParams& p, int t, f
   // Top-k rounds: the best choice is the highest key; ties go to the lower expert index; a chosen
   // expert's choice becomes -inf. No key above 0 (every choice NaN): expert 0, as a failed argmax
   // (fewer finite choices than top_k) always chose.
-  float wsum = 0.f;
-  for (int k = 0; k < p.top_k; ++k) {
+  auto round = [&](int k) {  // the k-th choice: lane 0 writes its id; every lane gets its score
     uint32_t best = key[0];
 #pragma unroll
     for (int j = 1; j < NS; ++j) best = max(best, key[j]);
@@ -176,18 +175,35 @@ __device__ __forceinline__ void route_token_regs(const RouterParams& p, int t, f
     } else {
       v = score_s[i];
     }
-    if (lane == 0) {
-      ids[k] = i;
-      ws[k] = v;
-    }
-    wsum += v;
+    if (lane == 0) ids[k] = i;
 #pragma unroll
     for (int j = 0; j < NS; ++j)
       if (lane == src && slot == j) key[j] = KEY_NEG_INF;
+    return v;
+  };
+  // The first KR rounds keep their weights in registers (no read back of ws before the scaling).
+  constexpr int KR = 8;
+  float w[KR];
+  float wsum = 0.f;
+#pragma unroll
+  for (int k = 0; k < KR; ++k) {
+    w[k] = 0.f;
+    if (k < p.top_k) {
+      w[k] = round(k);
+      wsum += w[k];
+    }
+  }
+  for (int k = KR; k < p.top_k; ++k) {
+    const float v = round(k);
+    if (lane == 0) ws[k] = v;
+    wsum += v;
   }
   if (lane == 0) {
     const float norm = p.norm_topk_prob ? 1.f / (wsum + 1e-20f) : 1.f;
-    for (int k = 0; k < p.top_k; ++k) ws[k] = ws[k] * norm * p.scaling;
+#pragma unroll
+    for (int k = 0; k < KR; ++k)
+      if (k < p.top_k) ws[k] = w[k] * norm * p.scaling;
+    for (int k = KR; k < p.top_k; ++k) ws[k] = ws[k] * norm * p.scaling;
   }
 }
 

@@ -89,14 +89,16 @@ Napi::Value get_mla_metadata(const Napi::CallbackInfo& info) {
 // A/B timing switches (DecodeParams::tuning): FLASHSERVE_MLA_COMBINE_WIDE=1, the combine's wide
 // layout even for small grids (bit 8; otherwise it picks its layout by grid size);
 // FLASHSERVE_MLA_NO_PDL=1, the sm90 decode kernel launched plainly instead of as a programmatic
-// dependent of the kernel before, and the combine not releasing the kernel after it early (bit 9).
+// dependent of the kernel before, and the combine not releasing the kernel after it early (bit 9);
+// FLASHSERVE_MLA_LATE_PAGES=1, the sm90 producer waiting for the kernel before at its start (bit 11).
 int tuning_from_env() {
   static const int tuning = [] {
     auto on = [](const char* name) {
       const char* v = std::getenv(name);
       return v && std::string(v) == "1";
     };
-    return (on("FLASHSERVE_MLA_COMBINE_WIDE") ? 256 : 0) | (on("FLASHSERVE_MLA_NO_PDL") ? 512 : 0);
+    return (on("FLASHSERVE_MLA_COMBINE_WIDE") ? 256 : 0) | (on("FLASHSERVE_MLA_NO_PDL") ? 512 : 0) |
+           (on("FLASHSERVE_MLA_LATE_PAGES") ? 2048 : 0);
   }();
   return tuning;
 }

@@ -20,7 +20,7 @@ struct PieceIter {
   __device__ bool next(Piece& out) {
     while (req <= part.end_req && req < p.b) {
       const int r = req++;
-      const int len = p.cache_seqlens[r];
+      const int len = __ldcg(p.cache_seqlens + r);  // L2: the producer may read it before its PDL wait
       const int pages = len > 0 ? (len + PAGE_SIZE - 1) / PAGE_SIZE : 0;
       const int b = r == part.begin_req ? part.begin_page : 0;
       const int e = r == part.end_req ? part.end_page : pages;

@@ -640,6 +640,13 @@ __device__ void math_staggered(const DecodeParams& p, const SchedPart& part, Sme
   }
 }
 
+// The CTA's part of the schedule, read through L2 (the producer may read it before its PDL wait).
+__device__ __forceinline__ SchedPart load_part(const DecodeParams& p, int index) {
+  const int4* at = reinterpret_cast<const int4*>(p.sched_meta) + index * 2;
+  const int4 a = __ldcg(at), b = __ldcg(at + 1);
+  return SchedPart{a.x, a.y, a.z, a.w, b.x, {b.y, b.z, b.w}};
+}
+
 // Which math schedule a kernel instance runs.
 enum Schedule : int { kPipelined = 0, kSeesawLockstep = 1, kStaggered = 2 };
 
@@ -670,11 +677,16 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
   }
   __syncthreads();
   // Launched as a programmatic dependent (run_mla_decode): the launch and the barrier set-up above
-  // overlap the kernel before (the absorbed query, which writes q and this step's cache row). Every
-  // input an earlier kernel wrote (schedule, q, cache, lengths) is read after this wait; it is a
-  // no-op for a plain launch.
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
-  const SchedPart part = reinterpret_cast<const SchedPart*>(p.sched_meta)[blockIdx.x / tiles];
+  // overlap the kernel before (the absorbed query, which writes q and this step's cache rows). The
+  // math threads wait here (a no-op for a plain launch). The producer waits only before its first load
+  // of something that kernel writes (Q, or a page holding a token of this step): the schedule, the
+  // lengths and the block table come from the step's start (uploads and the metadata kernel, complete
+  // before the kernel before this one passed its own wait), and so do pages of earlier tokens, which it
+  // requests first. Read through L2 (__ldcg): not from an L1 line of an earlier step. Tuning bit 11
+  // (2048, FLASHSERVE_MLA_LATE_PAGES=1, A/B): the producer waits here too.
+  const bool early_pages = !(p.tuning & 2048);
+  if (wg != NUM_MATH_WARPGROUPS || !early_pages) asm volatile("griddepcontrol.wait;\n" ::: "memory");
+  const SchedPart part = load_part(p, blockIdx.x / tiles);
 
   if (wg == NUM_MATH_WARPGROUPS) {
     // ---------------- producer: one thread issues every TMA load ----------------
@@ -682,6 +694,8 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
     // warp busy issuing loads holds back its whole warpgroup's Q K^T (measured 20% slower, v3).
     setmaxnreg_dec<40>();
     if (threadIdx.x % 128 != 0) return;
+    asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(&tmap_q)) : "memory");
+    asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(&tmap_kv)) : "memory");
     // Pages are loaded evict-first, also when several query tiles (sibling CTAs) read each one: they
     // read it at about the same time, and the streamed cache (>> L2) leaves L2 sooner. Measured 2-3%
     // faster over the compute-bound cases than evict-normal (up to 15% on 16384/128/2; NOTES.md, v8).
@@ -694,17 +708,23 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
     PieceIter pieces(p, part);
     Piece pc;
     int it = 0, n = 0;
+    bool waited = !early_pages;
+    const auto wait_once = [&] {
+      if (!waited) asm volatile("griddepcontrol.wait;\n" ::: "memory");
+      waited = true;
+    };
     while (pieces.next(pc)) {
       const int* bt = p.block_table + pc.req * p.block_table_stride;
-      int block = bt[pc.page_begin];
-      mbar_wait(&s.q_empty, (n & 1) ^ 1);
-      mbar_arrive_expect_tx(&s.q_full, QK_CHUNKS * T::TILE_BYTES);
-#pragma unroll
-      for (int c = 0; c < QK_CHUNKS; ++c) tma_load_3d(s.q[c], &tmap_q, &s.q_full, c * CHUNK, tile * BLOCK_M, pc.req);
+      int block = __ldcg(bt + pc.page_begin);
+      // Positions from here on are this step's tokens, whose cache rows the kernel before writes.
+      const int fresh = __ldcg(p.cache_seqlens + pc.req) - p.s_q;
+      // Q after the piece's first page has been requested (the math waits on each barrier alone).
+      bool q_sent = false;
       for (int pg = pc.page_begin; pg < pc.page_end; ++pg, ++it) {
         const int stage = it % NUM_STAGES;
+        if ((pg + 1) * PAGE_SIZE > fresh) wait_once();
         // The next block id is read before waiting, so its latency hides behind the wait.
-        const int next_block = pg + 1 < pc.page_end ? bt[pg + 1] : 0;
+        const int next_block = pg + 1 < pc.page_end ? __ldcg(bt + pg + 1) : 0;
         const uint32_t empty_parity = ((it / NUM_STAGES) & 1) ^ 1;
         // One barrier per 64 x 64 piece, so Q K^T starts on the first piece that lands; the left
         // half of V (tiles 0..3) may be freed before the rest.
@@ -719,6 +739,15 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
           tma_load_2d(s.kv[stage][c], &tmap_kv, &s.kv_full[stage][c], c * CHUNK, block * PAGE_SIZE, policy);
         }
         block = next_block;
+        if (!q_sent) {
+          wait_once();  // q comes from the kernel before
+          mbar_wait(&s.q_empty, (n & 1) ^ 1);
+          mbar_arrive_expect_tx(&s.q_full, QK_CHUNKS * T::TILE_BYTES);
+#pragma unroll
+          for (int c = 0; c < QK_CHUNKS; ++c)
+            tma_load_3d(s.q[c], &tmap_q, &s.q_full, c * CHUNK, tile * BLOCK_M, pc.req);
+          q_sent = true;
+        }
       }
       ++n;
     }
