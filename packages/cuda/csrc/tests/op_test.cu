@@ -259,33 +259,9 @@ __device__ __forceinline__ void route_token_before(const RouterParams& p, int t,
   __syncwarp();
 
   if (p.n_group > 1 && p.topk_group < p.n_group) {
+    // The group selection is the new code's own helper, moved there unchanged.
     const int gs = E / p.n_group;
-    // Each lane scores one group (n_group <= 32 is checked on the host).
-    float gscore = -INFINITY;
-    if (lane < p.n_group) {
-      float best = -INFINITY, second = -INFINITY;
-      for (int e = lane * gs; e < (lane + 1) * gs; ++e) {
-        const float v = choice[e];
-        if (v > best) {
-          second = best;
-          best = v;
-        } else if (v > second) {
-          second = v;
-        }
-      }
-      gscore = p.group_score == GroupScore::MAX ? best : best + second;
-    }
-    bool keep = false;
-    for (int k = 0; k < p.topk_group; ++k) {
-      float v = gscore;
-      int i = lane < p.n_group ? lane : 1 << 30;
-      warp_argmax(v, i);
-      if (lane == i) {
-        keep = true;
-        gscore = -INFINITY;
-      }
-    }
-    const unsigned keep_mask = __ballot_sync(0xffffffffu, keep);
+    const unsigned keep_mask = router_detail::keep_groups(p, choice, lane);
     for (int e = lane; e < E; e += 32)
       if (!((keep_mask >> (e / gs)) & 1u)) choice[e] = 0.f;  // transformers masks with 0, not -inf
     __syncwarp();
