@@ -26,7 +26,13 @@ import type {
 } from '@flashserve/core';
 import { addRmsNormLinearByParts, moeRouteExpertsByParts } from '@flashserve/core';
 import { requireAddon } from './addon.js';
-import { NATIVE_DTYPE, type NativeCuda, type NativeDType, type NativeMemStats } from './native.js';
+import {
+  type MlaInputsArgs,
+  NATIVE_DTYPE,
+  type NativeCuda,
+  type NativeDType,
+  type NativeMemStats,
+} from './native.js';
 import { type CudaDType, CudaTensor, elementBytes, numelOf, Storage } from './tensor.js';
 
 export interface CudaDeviceOptions {
@@ -78,9 +84,6 @@ export interface MlaCacheWrite {
 }
 
 type GraphMode = 'eager' | 'capture' | 'replay';
-
-/** The native mlaInputs launch's arguments. */
-type MlaInputsArgs = Parameters<NativeCuda['mlaInputs']>;
 
 /** An mlaInputs launch held back (see mlaInputs): its arguments, its outputs, and the storages of its
  * inputs and outputs, retained so that their memory cannot go back to the allocator (and be handed to

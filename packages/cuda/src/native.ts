@@ -28,6 +28,27 @@ export interface NativeMemStats {
 type Ptr = bigint;
 type Host = Float32Array | Int32Array | Uint16Array;
 
+/** mlaInputs' arguments (mla_inputs.h), also the first ones of mlaInputsAbsorbQuery. */
+export type MlaInputsArgs = [
+  q: Ptr,
+  kv: Ptr,
+  positions: Ptr,
+  cos: Ptr,
+  sin: Ptr,
+  kvNorm: Ptr,
+  qOut: Ptr,
+  cKv: Ptr,
+  kPe: Ptr,
+  tokens: number,
+  heads: number,
+  headDim: number,
+  ropeDim: number,
+  kvRank: number,
+  maxPositions: number,
+  eps: number,
+  interleave: boolean,
+];
+
 export interface NativeCuda {
   init(device: number): NativeInit;
   alloc(bytes: number): Ptr;
@@ -153,49 +174,10 @@ export interface NativeCuda {
     cache: Ptr,
     numSlots: number,
   ): void;
-  mlaInputs(
-    q: Ptr,
-    kv: Ptr,
-    positions: Ptr,
-    cos: Ptr,
-    sin: Ptr,
-    kvNorm: Ptr,
-    qOut: Ptr,
-    cKv: Ptr,
-    kPe: Ptr,
-    tokens: number,
-    heads: number,
-    headDim: number,
-    ropeDim: number,
-    kvRank: number,
-    maxPositions: number,
-    eps: number,
-    interleave: boolean,
-  ): void;
-  /** mlaInputs' 17 arguments, then the absorbed query's: one launch at 1-2 tokens (mla_query.h). */
+  mlaInputs(...args: MlaInputsArgs): void;
+  /** mlaInputs' arguments, then the absorbed query's: one launch at 1-2 tokens (mla_query.h). */
   mlaInputsAbsorbQuery(
-    q: Ptr,
-    kv: Ptr,
-    positions: Ptr,
-    cos: Ptr,
-    sin: Ptr,
-    kvNorm: Ptr,
-    qOut: Ptr,
-    cKv: Ptr,
-    kPe: Ptr,
-    tokens: number,
-    heads: number,
-    headDim: number,
-    ropeDim: number,
-    kvRank: number,
-    maxPositions: number,
-    eps: number,
-    interleave: boolean,
-    wUkT: Ptr,
-    out: Ptr,
-    slots: Ptr,
-    cache: Ptr,
-    numSlots: number,
+    ...args: [...mlaInputs: MlaInputsArgs, wUkT: Ptr, out: Ptr, slots: Ptr, cache: Ptr, numSlots: number]
   ): void;
   transpose(input: Ptr, out: Ptr, groups: number, rows: number, cols: number): void;
   fillRandom(

@@ -337,7 +337,6 @@ __global__ void __launch_bounds__(THREADS) sampling_kernel(SamplingParams p) {
   }
 }
 
-
 // Slices a greedy row is split into: one per ~8k logits (one 16-byte load a thread), at most 32.
 int split_slices(int vocab) {
   const int slices = (vocab + THREADS * 8 - 1) / (THREADS * 8);

@@ -51,6 +51,17 @@ function randArray(n: number, r: () => number, lo = -1, hi = 1): Float32Array {
 
 const BF16_TOL = 1e-2;
 
+/** V2 routing of the MoE checks: softmax top-3, and group-limited (4 groups, keep 2, renormalised). */
+const V2_TOP3: MoeRouteParams = {
+  kind: 'v2-softmax',
+  topK: 3,
+  nGroup: 1,
+  topkGroup: 1,
+  normTopkProb: false,
+  routedScalingFactor: 1,
+};
+const V2_TOP3_GROUPED: MoeRouteParams = { ...V2_TOP3, nGroup: 4, topkGroup: 2, normTopkProb: true };
+
 /** Runs every op check; returns one row per check. */
 export function runOpChecks(gpu: CudaDevice): CheckRow[] {
   const cpu = new CpuDevice();
@@ -367,14 +378,8 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
     const [lg, lc] = both(randArray(T * E, r, -2, 2), [T, E]);
     const [bg, bc] = both(randArray(E, r, -0.1, 0.1), [E]);
     const params: [MoeRouteParams, MoeRouteParams][] = [
-      [
-        { kind: 'v2-softmax', topK: 3, nGroup: 1, topkGroup: 1, normTopkProb: false, routedScalingFactor: 1 },
-        { kind: 'v2-softmax', topK: 3, nGroup: 1, topkGroup: 1, normTopkProb: false, routedScalingFactor: 1 },
-      ],
-      [
-        { kind: 'v2-softmax', topK: 3, nGroup: 4, topkGroup: 2, normTopkProb: true, routedScalingFactor: 1 },
-        { kind: 'v2-softmax', topK: 3, nGroup: 4, topkGroup: 2, normTopkProb: true, routedScalingFactor: 1 },
-      ],
+      [V2_TOP3, V2_TOP3],
+      [V2_TOP3_GROUPED, V2_TOP3_GROUPED],
       [
         {
           kind: 'v3-sigmoid',
@@ -423,14 +428,7 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
     // Routed + shared experts in one op: the small-batch path (1-4 tokens) and the grouped path with
     // the shared MLP added by the combine (9 tokens, and 512 on the cuBLASLt prefill path).
     const { E, H, expG, expC } = sharedExpertSet();
-    const params: MoeRouteParams = {
-      kind: 'v2-softmax',
-      topK: 3,
-      nGroup: 1,
-      topkGroup: 1,
-      normTopkProb: false,
-      routedScalingFactor: 1,
-    };
+    const params = V2_TOP3;
     for (const T of [1, 2, 4, 9, 512]) {
       const rc = cpu.moeRoute(cpu.upload(randArray(T * E, r, -2, 2), [T, E], 'f32'), params);
       const [xg, xc] = both(randArray(T * H, r), [T, H]);
@@ -455,15 +453,8 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
     // gate writes them), V2 group-limited, V3 sigmoid + bias; with shared experts.
     const { E, H, expG, expC } = sharedExpertSet();
     const [bg, bc] = both(randArray(E, r, -0.1, 0.1), [E]);
-    const v2: MoeRouteParams = {
-      kind: 'v2-softmax',
-      topK: 3,
-      nGroup: 1,
-      topkGroup: 1,
-      normTopkProb: false,
-      routedScalingFactor: 1,
-    };
-    const v2g: MoeRouteParams = { ...v2, nGroup: 4, topkGroup: 2, normTopkProb: true };
+    const v2 = V2_TOP3;
+    const v2g = V2_TOP3_GROUPED;
     const v3 = (bias: Tensor): MoeRouteParams => ({
       kind: 'v3-sigmoid',
       topK: 4,
