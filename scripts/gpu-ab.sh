@@ -4,7 +4,8 @@
 # correctness checks with CHECK_ENV set (the experiment on: op test, Node checks, mla_test), then runs
 # interleaved decode benchmarks, four rounds of every arm of ARMS. An arm is `default` or toggles
 # joined by `+`, each set to 1 (ARMS="default FLASHSERVE_X FLASHSERVE_X+FLASHSERVE_Y"), or a
-# marginal-cost probe P:<op>@<blocks> (FLASHSERVE_PROBE_DOUBLE, kernels/launch.h; '~' for a space).
+# marginal-cost probe P:<op>@<blocks> (FLASHSERVE_PROBE_DOUBLE, kernels/launch.h; '~' for a space),
+# alone or joined to toggles (FLASHSERVE_X+P:mla-decode).
 # Prepare HERE first (carry .device and packages/mla-backend/build/gpu-suite):
 #   bash packages/cuda/scripts/prepare-gpu-suite.sh && (cd packages/mla-backend && scripts/gpu-suite.sh build)
 # then on the GPU machine: CHECK_ENV="FLASHSERVE_X=1 ..." ARMS="..." bash scripts/gpu-ab.sh
@@ -37,9 +38,10 @@ fi
 for i in $(seq "$ROUNDS"); do
   for arm in ${ARMS:-default}; do
     env_arm=()
-    # An arm P:<op>@<blocks> ('~' for a space) is FLASHSERVE_PROBE_DOUBLE=<op>@<blocks> (launch.h).
-    if [[ "$arm" == P:* ]]; then v=${arm#P:}; env_arm=("FLASHSERVE_PROBE_DOUBLE=${v//\~/ }");
-    elif [ "$arm" != default ]; then for t in ${arm//+/ }; do env_arm+=("$t=1"); done; fi
+    # A part P:<op>@<blocks> ('~' for a space) is FLASHSERVE_PROBE_DOUBLE=<op>@<blocks> (launch.h).
+    if [ "$arm" != default ]; then for t in ${arm//+/ }; do
+      if [[ "$t" == P:* ]]; then v=${t#P:}; env_arm+=("FLASHSERVE_PROBE_DOUBLE=${v//\~/ }"); else env_arm+=("$t=1"); fi
+    done; fi
     env "${env_arm[@]}" timeout 60 /tmp/node .device/decode-bench.mjs --batches "$BATCHES" --no-prefill --steps 60 2>&1 |
       grep '^{"batch' | sed "s/^/$arm /" >> "$R/ab.log"
   done

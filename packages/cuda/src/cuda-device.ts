@@ -105,6 +105,12 @@ interface GraphRecord {
   /** Host inputs (uploads and writes) of the captured function: a replay launches the graph as soon
    * as the last one is written. */
   inputs: number;
+  /** Where each upload's staging slot is in the graph arena (Runtime::graph_arena), and its bytes. */
+  readonly slots: { offset: number; bytes: number }[];
+  /** Whether a replay writes its inputs into their slots itself (plain stores into the arena, no
+   * addon call each): every input an upload whose bytes go to the device as they are (i32, f32, raw
+   * bf16 words), none a `write`. Else each input goes through the addon (conversions, side copies). */
+  hostStaging: boolean;
 }
 
 /** Thrown inside a replay pass once the graph is launched, to cut the rest of the function short. */
@@ -180,6 +186,8 @@ export class CudaDevice implements Device {
   #mode: GraphMode = 'eager';
   #graphs = new Map<string, GraphRecord>();
   #current: GraphRecord | undefined;
+  /** The graph arena (Runtime::graph_arena: pinned, never moved), once a graph has been captured. */
+  #arena: { i32: Int32Array; f32: Float32Array; u16: Uint16Array } | undefined;
   #replayIndex = 0;
   readonly #f32Cache = new WeakMap<Tensor, CudaTensor>();
   readonly #transposeCache = new WeakMap<Tensor, CudaTensor>();
@@ -317,10 +325,50 @@ export class CudaDevice implements Device {
     }
     this.#checkHost(data, n, dtype, 'upload');
     const out = this.#alloc(shape, target);
-    this.#addon.upload(out.ptr, data, native(dtype), native(target), n);
-    this.#inputWritten();
+    this.#stage(out, data, dtype);
     this.#bytesUploaded += out.bytes;
     return out;
+  }
+
+  /** An upload's copy: queued (eager), captured with its staging slot, or, on a replay pass, written
+   * into that slot, by plain stores where the graph allows it (GraphRecord.hostStaging). `dtype`: what
+   * the host data holds (f16 words arrive as a Uint16Array too, converted to bf16 by the addon). */
+  #stage(out: CudaTensor, data: HostData, dtype: DType): void {
+    const rec = this.#current;
+    if (this.#mode === 'replay' && rec!.hostStaging) {
+      const slot = rec!.slots[this.#replayInputs];
+      if (slot === undefined || slot.bytes !== out.bytes || data.byteLength !== out.bytes) {
+        throw new Error(
+          'graph replay diverged from its capture (a different sequence of uploads): ' +
+            'the captured function must do the same ops on the same shapes every time',
+        );
+      }
+      const arena = this.#arena!;
+      // Typed views of the arena (slots are 256-byte aligned): one element copy, no view per call.
+      if (data instanceof Int32Array) arena.i32.set(data, slot.offset >> 2);
+      else if (data instanceof Float32Array) arena.f32.set(data, slot.offset >> 2);
+      else arena.u16.set(data, slot.offset >> 1);
+      this.#inputWritten();
+      return;
+    }
+    const slotOffset: number | undefined = this.#addon.upload(
+      out.ptr,
+      data,
+      native(dtype),
+      native(out.cudaDtype),
+      out.numel,
+    );
+    if (this.#mode === 'capture') {
+      if (slotOffset === undefined) rec!.hostStaging = false;
+      else rec!.slots.push({ offset: slotOffset, bytes: out.bytes });
+      // The host bytes are the device bytes only without a conversion.
+      if (dtype !== out.cudaDtype) rec!.hostStaging = false;
+      if (this.#arena === undefined) {
+        const buf = this.#addon.graphArena();
+        this.#arena = { i32: new Int32Array(buf), f32: new Float32Array(buf), u16: new Uint16Array(buf) };
+      }
+    }
+    this.#inputWritten();
   }
 
   /** After an upload or a write: counted at capture; during a replay, the last one launches the graph,
@@ -328,7 +376,8 @@ export class CudaDevice implements Device {
   #inputWritten(): void {
     if (this.#mode === 'capture') this.#current!.inputs++;
     else if (this.#mode === 'replay' && ++this.#replayInputs === this.#current!.inputs) {
-      this.#addon.launchGraph(this.#current!.id);
+      const rec = this.#current!;
+      this.#addon.launchGraph(rec.id, rec.hostStaging ? rec.slots.length : 0);
       this.#launchedEarly = true;
       // NOTE: what the function does after its last input is device work only (Device.graph), which
       // the launched graph does: replaying the rest of it (~300 ops of bookkeeping for V2-Lite's 27
@@ -360,8 +409,7 @@ export class CudaDevice implements Device {
     const n = numelOf(shape);
     this.#checkHost(data, n, 'f32', 'upload');
     const out = this.#alloc(shape, 'f32');
-    this.#addon.upload(out.ptr, data, NATIVE_DTYPE.f32, NATIVE_DTYPE.f32, n);
-    this.#inputWritten();
+    this.#stage(out, data, 'f32');
     return out;
   }
 
@@ -383,6 +431,7 @@ export class CudaDevice implements Device {
     if ((t.dtype === 'i32') !== (dtype === 'i32'))
       throw new Error(`write: ${dtype} data into a ${t.dtype} tensor`);
     this.#addon.write(t.ptr, data, native(dtype), native(t.cudaDtype), t.numel);
+    if (this.#mode === 'capture') this.#current!.hostStaging = false;
     this.#inputWritten();
   }
 
@@ -1401,7 +1450,16 @@ export class CudaDevice implements Device {
     if (this.#mode !== 'eager') throw new Error('graph: graphs do not nest');
     this.#releaseMlaInputs(); // before a capture begins: not part of the graph
     if (rec === undefined) {
-      this.#graphs.set(key, { id: -1, allocs: [], outPtr: NULL, outShape: [], outDtype: 'bf16', inputs: 0 });
+      this.#graphs.set(key, {
+        id: -1,
+        allocs: [],
+        outPtr: NULL,
+        outShape: [],
+        outDtype: 'bf16',
+        inputs: 0,
+        slots: [],
+        hostStaging: true,
+      });
       return fn();
     }
     if (rec.id < 0) {

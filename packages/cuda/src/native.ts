@@ -53,7 +53,14 @@ export interface NativeCuda {
   init(device: number): NativeInit;
   alloc(bytes: number): Ptr;
   free(ptr: Ptr): void;
-  upload(dst: Ptr, data: Host, srcDtype: NativeDType, dstDtype: NativeDType, count: number): void;
+  /** While a graph is being captured: the upload's staging slot offset in graphArena(). */
+  upload(
+    dst: Ptr,
+    data: Host,
+    srcDtype: NativeDType,
+    dstDtype: NativeDType,
+    count: number,
+  ): number | undefined;
   write(dst: Ptr, data: Host, srcDtype: NativeDType, dstDtype: NativeDType, count: number): void;
   uploadFromFile(
     dst: Ptr,
@@ -293,6 +300,9 @@ export interface NativeCuda {
   abortCapture(): void;
   beginReplay(graph: number): void;
   cancelReplay(): void;
-  launchGraph(graph: number): void;
+  /** `hostWritten`: staging slots the replay pass filled through graphArena() (all, or 0). */
+  launchGraph(graph: number, hostWritten?: number): void;
+  /** The pinned staging memory of every graph's uploads (never moved or freed). */
+  graphArena(): ArrayBuffer;
   destroyGraph(graph: number): void;
 }

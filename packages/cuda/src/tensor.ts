@@ -57,7 +57,9 @@ export class CudaTensor implements Tensor {
 
   /** `storage` undefined means borrowed: a graph replay's view of memory owned by the graph. */
   constructor(shape: readonly number[], dtype: CudaDType, ptr: bigint, storage: Storage | undefined) {
-    this.shape = Object.freeze([...shape]);
+    // A private copy (readonly by type; not frozen: Object.freeze costs more than the rest of the
+    // constructor, and a graph replay pass builds a tensor per input before the graph can launch).
+    this.shape = shape.slice();
     this.dtype = dtype;
     this.ptr = ptr;
     this.numel = numelOf(shape);

@@ -84,6 +84,23 @@ describe('planStep', () => {
     expect([...plan.seqLensPadded]).toEqual([2, 71, 6]);
   });
 
+  it("a decode-only step passes the step's own lengths and block tables on, uncopied", () => {
+    const common = step([0, 63, 64, 4095].map((c) => ({ context: c, qLen: 1 })));
+    const plan = planStep(common);
+    expect(plan.seqLensPadded).toBe(common.seqLens);
+    expect(plan.blockTablesPadded).toBe(common.blockTables);
+    expect([...plan.pieceReq]).toEqual([0, 1, 2, 3]);
+    expect(kernelWindows(common, MAX_PIECE_LEN)).toEqual(requestWindows(common));
+    // One token short of decode-only (a request with two query tokens): the general path, copies.
+    const mixed = step([
+      { context: 5, qLen: 1 },
+      { context: 9, qLen: 2 },
+    ]);
+    const general = planStep(mixed);
+    expect(general.seqLensPadded).not.toBe(mixed.seqLens);
+    expect(kernelWindows(mixed, MAX_PIECE_LEN)).toEqual(requestWindows(mixed));
+  });
+
   it('mixed prefill chunks and decodes: pieces of at most 64, causal windows exact', () => {
     const common = step([
       { context: 10, qLen: 1 },

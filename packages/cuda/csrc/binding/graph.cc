@@ -40,10 +40,24 @@ Napi::Value cancel_replay(Info info) {
   });
 }
 
+// launchGraph(id, hostWritten = 0): hostWritten, the replay's staging slots filled through
+// graphArena() rather than upload.
 Napi::Value launch_graph(Info info) {
   return guarded(info, "replayGraph", [&] {
-    runtime().launch_graph(int_arg(info, 0));
+    const size_t host_written = info.Length() > 1 ? static_cast<size_t>(int_arg(info, 1)) : 0;
+    runtime().launch_graph(int_arg(info, 0), host_written);
     return info.Env().Undefined();
+  });
+}
+
+// The pinned staging memory of every graph's uploads, as an external ArrayBuffer: a replay pass
+// writes a step's inputs there with plain stores instead of one addon call each. It lives as long as
+// the process (never freed or moved), so the buffer needs no finalizer.
+Napi::Value graph_arena(Info info) {
+  return guarded(info, "graphArena", [&] {
+    stream_or_throw();
+    char* arena = runtime().graph_arena();
+    return Napi::ArrayBuffer::New(info.Env(), arena, runtime().graph_arena_size());
   });
 }
 
@@ -64,6 +78,7 @@ void register_graph(Napi::Env env, Napi::Object exports) {
   exports.Set("cancelReplay", Napi::Function::New(env, cancel_replay, "cancelReplay"));
   exports.Set("launchGraph", Napi::Function::New(env, launch_graph, "launchGraph"));
   exports.Set("destroyGraph", Napi::Function::New(env, destroy_graph, "destroyGraph"));
+  exports.Set("graphArena", Napi::Function::New(env, graph_arena, "graphArena"));
 }
 
 }  // namespace flashserve

@@ -52,8 +52,10 @@ Napi::Value upload(Info info) {
     stream_or_throw();
     Napi::TypedArray arr = info[1].As<Napi::TypedArray>();
     const void* src = static_cast<const char*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
-    runtime().upload(ptr_arg(info, 0), src, dtype_arg(info, 2), dtype_arg(info, 3), static_cast<size_t>(i64_arg(info, 4)));
-    return info.Env().Undefined();
+    const int64_t slot = runtime().upload(ptr_arg(info, 0), src, dtype_arg(info, 2), dtype_arg(info, 3),
+                                          static_cast<size_t>(i64_arg(info, 4)));
+    // While capturing: where the graph's staging slot for this upload is in graphArena().
+    return slot >= 0 ? Napi::Number::New(info.Env(), static_cast<double>(slot)) : info.Env().Undefined();
   });
 }
 

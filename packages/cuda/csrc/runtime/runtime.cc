@@ -81,6 +81,8 @@ void Runtime::init(int device) {
   check_cuda(cudaStreamCreateWithFlags(&side_stream_, cudaStreamNonBlocking), "init (cudaStreamCreate)");
   check_cuda(cudaMallocHost(reinterpret_cast<void**>(&ring_), RING_BYTES), "init (pinned staging)");
   ring_size_ = RING_BYTES;
+  check_cuda(cudaMallocHost(reinterpret_cast<void**>(&small_download_), SMALL_DOWNLOAD_BYTES),
+             "init (pinned download buffer)");
   device_ = device;
 }
 
@@ -138,16 +140,16 @@ void Runtime::convert_into(void* dst_host, const void* src, DType src_dtype, DTy
   }
 }
 
-void Runtime::upload(void* dst, const void* src, DType src_dtype, DType dst_dtype, size_t n) {
+int64_t Runtime::upload(void* dst, const void* src, DType src_dtype, DType dst_dtype, size_t n) {
   const size_t out_bytes = n * dtype_bytes(dst_dtype);
-  if (n == 0) return;
+  if (n == 0) return -1;
   if (state_ == GraphState::REPLAYING) {
     require(replaying_ && replay_index_ < replaying_->uploads.size(),
             "upload: the graph replay made more uploads than its capture");
     const Graph::Slot& slot = replaying_->uploads[replay_index_++];
     require(slot.bytes == out_bytes, "upload: the graph replay's upload sizes differ from its capture");
     convert_into(graph_arena_ + slot.offset, src, src_dtype, dst_dtype, n);
-    return;  // the captured copy node moves it when the graph is launched
+    return -1;  // the captured copy node moves it when the graph is launched
   }
   if (state_ == GraphState::CAPTURING) {
     size_t offset = 0;
@@ -155,7 +157,7 @@ void Runtime::upload(void* dst, const void* src, DType src_dtype, DType dst_dtyp
     convert_into(slot, src, src_dtype, dst_dtype, n);
     pending_->uploads.push_back({offset, out_bytes});
     check_cuda(cudaMemcpyAsync(dst, slot, out_bytes, cudaMemcpyHostToDevice, stream_), "upload (captured copy)");
-    return;
+    return static_cast<int64_t>(offset);
   }
   // Eager: chunk through the ring so any size works with bounded pinned memory.
   const size_t out_elem = dtype_bytes(dst_dtype), in_elem = dtype_bytes(src_dtype);
@@ -168,6 +170,7 @@ void Runtime::upload(void* dst, const void* src, DType src_dtype, DType dst_dtyp
                                cudaMemcpyHostToDevice, stream_),
                "upload (cudaMemcpyAsync)");
   }
+  return -1;
 }
 
 void Runtime::write(void* dst, const void* src, DType src_dtype, DType dst_dtype, size_t n) {
@@ -239,6 +242,16 @@ void Runtime::upload_from_file(void* dst, const std::string& path, uint64_t offs
 void Runtime::download(void* dst, const void* src, DType src_dtype, size_t n) {
   require(state_ == GraphState::EAGER, "toHost: not allowed while a CUDA graph is being captured or replayed");
   const size_t elem = dtype_bytes(src_dtype);
+  if (n * elem <= SMALL_DOWNLOAD_BYTES) {
+    // A step's sampled ids and the like: queued at once behind the stream's work into a buffer of
+    // its own (the ring may still feed queued uploads), so one wait covers the work and the copy.
+    check_cuda(cudaMemcpyAsync(small_download_, src, n * elem, cudaMemcpyDeviceToHost, stream_),
+               "toHost (cudaMemcpyAsync)");
+    check_cuda(cudaStreamSynchronize(stream_), "toHost: an earlier GPU operation failed");
+    ring_head_ = 0;  // the stream is idle: the whole ring is free
+    convert_into(dst, small_download_, src_dtype, src_dtype == DType::BF16 ? DType::F32 : src_dtype, n);
+    return;
+  }
   const size_t chunk_elems = (ring_size_ / 2) / elem;
   for (size_t done = 0; done < n; done += chunk_elems) {
     const size_t cnt = n - done < chunk_elems ? n - done : chunk_elems;
@@ -309,11 +322,19 @@ void Runtime::cancel_replay() {
   replaying_ = nullptr;
 }
 
-void Runtime::launch_graph(int id) {
+char* Runtime::graph_arena() {
+  size_t unused = 0;
+  graph_slot(0, &unused);
+  return graph_arena_;
+}
+
+void Runtime::launch_graph(int id, size_t host_written) {
   require(id >= 0 && id < static_cast<int>(graphs_.size()) && graphs_[id]->exec, "replayGraph: unknown graph");
   Graph* g = graphs_[id].get();
   if (state_ == GraphState::REPLAYING) {
-    const bool complete = replaying_ == g && replay_index_ == g->uploads.size();
+    // The host fills either every slot itself or none (CudaDevice decides per graph at capture).
+    const bool complete = replaying_ == g && (host_written == 0 || replay_index_ == 0) &&
+                          host_written + replay_index_ == g->uploads.size();
     state_ = GraphState::EAGER;
     replaying_ = nullptr;
     require(complete, "replayGraph: the replay pass made fewer uploads than the capture");

@@ -38,7 +38,9 @@ class Runtime {
 
   // Host -> device: `n` elements of `src_dtype` at `src` become `dst_dtype` at `dst`.
   // src_dtype F32 may be converted to BF16; BF16 as raw 16-bit words; I32 as is.
-  void upload(void* dst, const void* src, DType src_dtype, DType dst_dtype, size_t n);
+  // Returns, while a graph is being captured, the byte offset in graph_arena() of the staging slot
+  // the captured copy reads (a replay pass may refill it there itself); else -1.
+  int64_t upload(void* dst, const void* src, DType src_dtype, DType dst_dtype, size_t n);
   // Like upload, but never captured: during capture it runs synchronously on a side stream, so a
   // persistent input buffer can be refilled before each replay.
   void write(void* dst, const void* src, DType src_dtype, DType dst_dtype, size_t n);
@@ -57,7 +59,13 @@ class Runtime {
   void abort_capture();
   void begin_replay(int graph);
   void cancel_replay();          // a replay pass that failed midway
-  void launch_graph(int graph);  // also ends a replay pass
+  // Also ends a replay pass; `host_written`: the replay's slots the host filled in graph_arena()
+  // itself instead of through upload (all of them, or 0).
+  void launch_graph(int graph, size_t host_written = 0);
+  // The pinned memory holding every graph's staging slots (allocated at the first capture, never
+  // moved or freed), and its size.
+  char* graph_arena();
+  size_t graph_arena_size() const { return graph_arena_size_; }
   void destroy_graph(int graph);
 
  private:
@@ -80,6 +88,8 @@ class Runtime {
   cudaStream_t side_stream_ = nullptr;
   DeviceProps props_;
   CachingAllocator allocator_;
+  static constexpr size_t SMALL_DOWNLOAD_BYTES = 64 << 10;
+  char* small_download_ = nullptr;  // pinned: downloads of at most SMALL_DOWNLOAD_BYTES
   char* ring_ = nullptr;
   size_t ring_size_ = 0, ring_head_ = 0;
   char* graph_arena_ = nullptr;

@@ -96,7 +96,54 @@ export function runGraphChecks(d: CudaDevice): CheckRow[] {
   });
   d.resetGraphs();
   rows.push(mlaFoldGraphCheck(d, rope));
+  rows.push(hostStagingGraphCheck(d));
   return rows;
+}
+
+/** A step whose inputs are all uploads of device bytes (i32 ids, raw bf16 words), as a decode step's
+ * are: its replays write them into their staging slots from JS (GraphRecord.hostStaging), not through
+ * the addon. Fresh inputs each step; graph == eager. */
+function hostStagingGraphCheck(d: CudaDevice): CheckRow {
+  const [V, H, T] = [64, 32, 3];
+  const table = d.randomUniform([V, H], 11, 0.5);
+  const bf16Words = (i: number): Uint16Array => {
+    const f = Float32Array.from({ length: T * H }, (_, j) => Math.sin(i * 1.7 + j * 0.11));
+    const w = new Uint16Array(f.buffer);
+    return Uint16Array.from({ length: T * H }, (_, j) => w[2 * j + 1]!); // the high half: bf16
+  };
+  const step = (i: number): Tensor => {
+    const ids = d.upload(
+      Int32Array.from({ length: T }, (_, j) => (i * 13 + j * 5) % V),
+      [T],
+      'i32',
+    );
+    const x = d.upload(bf16Words(i), [T, H], 'bf16');
+    return d.add(d.embedding(table, ids), x);
+  };
+  let maxErr = 0;
+  let ok = true;
+  let note: string | undefined;
+  try {
+    for (let i = 0; i < 5; i++) {
+      const eager = d.toHost(step(i));
+      const viaGraph = d.toHost(d.graph('host-staging', () => step(i)));
+      const err = relL2(viaGraph, eager);
+      maxErr = Math.max(maxErr, err);
+      if (!(err === 0)) ok = false;
+    }
+  } catch (err) {
+    ok = false;
+    maxErr = Number.NaN;
+    note = (err as Error).stack;
+  }
+  d.resetGraphs();
+  return {
+    name: 'graph inputs staged from JS (i32, bf16 words): graph == eager',
+    value: maxErr,
+    limit: 0,
+    ok,
+    note,
+  };
 }
 
 /** A decode step's mlaInputs folded into mlaAbsorbQuery (1 token): through a graph == eager, the

@@ -137,6 +137,8 @@ export class GpuMlaMetadataBuilder implements AttentionMetadataBuilder<GpuMlaMet
   readonly #device: CudaDevice;
   readonly #model: MlaModelSpec;
   readonly #maxPiece: number;
+  /** numSmParts by query rows: it runs before a replayed step's graph can launch, so once per shape. */
+  readonly #partsByRows = new Map<number, number>();
 
   constructor(name: string, device: Device, model: MlaModelSpec) {
     this.#name = name;
@@ -166,7 +168,7 @@ export class GpuMlaMetadataBuilder implements AttentionMetadataBuilder<GpuMlaMet
     const launches: GpuMlaLaunch[] = [];
     for (const run of plan.runs) {
       const qRows = run.sQ * this.#model.numHeads;
-      const numParts = addon.numSmParts({ numSms: d.multiProcessorCount, qRows });
+      const numParts = this.#numSmParts(addon, qRows);
       const schedMeta = d.empty([numParts, SCHED_META_INTS], 'i32');
       const numSplits = d.empty([run.numPieces + 1], 'i32');
       const args = {
@@ -182,6 +184,15 @@ export class GpuMlaMetadataBuilder implements AttentionMetadataBuilder<GpuMlaMet
       launches.push({ run, numParts, schedMeta, numSplits });
     }
     return { common, numReqs: b, numPieces, seqLens, blockTables, slotMapping, launches };
+  }
+
+  #numSmParts(addon: ReturnType<typeof requireMlaAddon>, qRows: number): number {
+    let parts = this.#partsByRows.get(qRows);
+    if (parts === undefined) {
+      parts = addon.numSmParts({ numSms: this.#device.multiProcessorCount, qRows });
+      this.#partsByRows.set(qRows, parts);
+    }
+    return parts;
   }
 }
 

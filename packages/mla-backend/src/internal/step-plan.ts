@@ -70,6 +70,8 @@ export function planStep(common: CommonAttentionMetadata, maxPiece = MAX_PIECE_L
     throw new Error(
       `planStep: queryStartLoc ends at ${queryStartLoc[numReqs]}, numTokens is ${common.numTokens}`,
     );
+  const decode = planDecodeStep(common);
+  if (decode !== undefined) return decode;
   let numPieces = 0;
   for (let r = 0; r < numReqs; r++) {
     const qLen = queryStartLoc[r + 1]! - queryStartLoc[r]!;
@@ -125,4 +127,30 @@ export function planStep(common: CommonAttentionMetadata, maxPiece = MAX_PIECE_L
     );
   }
   return { pieceSeqLens, pieceBlockTables, pieceReq, runs, seqLensPadded, blockTablesPadded };
+}
+
+/**
+ * The plan of a decode-only step (one query token per request), the step a CUDA graph replays: each
+ * request is one piece and one launch covers them all, so the step's own cache lengths and block
+ * tables are already what goes to the GPU and are passed on without copies. Runs on the host before
+ * the step's graph can launch (its uploads are the graph's inputs), so it allocates one small array.
+ * undefined when the step is not decode-only (planStep's general path, which also reports bad input).
+ */
+function planDecodeStep(common: CommonAttentionMetadata): StepPlan | undefined {
+  const { numReqs, queryStartLoc, seqLens, blockTables, maxBlocksPerReq: mb } = common;
+  if (numReqs < 1 || common.numTokens !== numReqs) return undefined;
+  if (seqLens.length !== numReqs || blockTables.length !== numReqs * mb) return undefined;
+  for (let r = 0; r < numReqs; r++) {
+    if (queryStartLoc[r + 1]! - queryStartLoc[r]! !== 1 || seqLens[r]! < 1) return undefined;
+  }
+  const pieceReq = new Int32Array(numReqs);
+  for (let r = 0; r < numReqs; r++) pieceReq[r] = r;
+  return {
+    pieceSeqLens: seqLens,
+    pieceBlockTables: blockTables,
+    pieceReq,
+    runs: [{ firstPiece: 0, numPieces: numReqs, sQ: 1, tokenStart: 0, seqLensAt: 0, tableAt: 0 }],
+    seqLensPadded: seqLens,
+    blockTablesPadded: blockTables,
+  };
 }
