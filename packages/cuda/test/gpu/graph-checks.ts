@@ -120,30 +120,10 @@ function hostStagingGraphCheck(d: CudaDevice): CheckRow {
     const x = d.upload(bf16Words(i), [T, H], 'bf16');
     return d.add(d.embedding(table, ids), x);
   };
-  let maxErr = 0;
-  let ok = true;
-  let note: string | undefined;
-  try {
-    for (let i = 0; i < 5; i++) {
-      const eager = d.toHost(step(i));
-      const viaGraph = d.toHost(d.graph('host-staging', () => step(i)));
-      const err = relL2(viaGraph, eager);
-      maxErr = Math.max(maxErr, err);
-      if (!(err === 0)) ok = false;
-    }
-  } catch (err) {
-    ok = false;
-    maxErr = Number.NaN;
-    note = (err as Error).stack;
-  }
-  d.resetGraphs();
-  return {
-    name: 'graph inputs staged from JS (i32, bf16 words): graph == eager',
-    value: maxErr,
-    limit: 0,
-    ok,
-    note,
-  };
+  return exactGraphRow(d, 'graph inputs staged from JS (i32, bf16 words): graph == eager', (i) => {
+    const eager = d.toHost(step(i));
+    return relL2(d.toHost(d.graph('host-staging', () => step(i))), eager);
+  });
 }
 
 /** A decode step's mlaInputs folded into mlaAbsorbQuery (1 token): through a graph == eager, the
@@ -170,19 +150,27 @@ function mlaFoldGraphCheck(d: CudaDevice, rope: RopeTable): CheckRow {
     const inputs = d.mlaInputs(q, kv, positions, rope, 'half', kvNorm, 1e-6);
     return d.mlaAbsorbQuery(inputs.q, wUk, { cache, cKv: inputs.cKv, kPe: inputs.kPe, slotMapping: slots });
   };
+  const zeroCache = (): void => d.write(cache, new Uint16Array(16 * (L + R)), 'bf16');
+  return exactGraphRow(d, 'mlaInputs folded into mlaAbsorbQuery: graph == eager', (i) => {
+    // The cache emptied before each run: both must leave exactly one row in it.
+    zeroCache();
+    const eager = d.toHost(step(i));
+    const eagerCache = d.toHost(cache);
+    zeroCache();
+    const viaGraph = d.toHost(d.graph('mla-fold', () => step(i)));
+    return Math.max(relL2(viaGraph, eager), relL2(d.toHost(cache), eagerCache));
+  });
+}
+
+/** Five steps, `compare(i)` giving step i's error through a graph against eager: a row that passes
+ * only when every error is exactly 0 (the graphs are dropped after). */
+function exactGraphRow(d: CudaDevice, name: string, compare: (i: number) => number): CheckRow {
   let maxErr = 0;
   let ok = true;
   let note: string | undefined;
   try {
-    const zeroCache = (): void => d.write(cache, new Uint16Array(16 * (L + R)), 'bf16');
     for (let i = 0; i < 5; i++) {
-      // The cache emptied before each run: both must leave exactly one row in it.
-      zeroCache();
-      const eager = d.toHost(step(i));
-      const eagerCache = d.toHost(cache);
-      zeroCache();
-      const viaGraph = d.toHost(d.graph('mla-fold', () => step(i)));
-      const err = Math.max(relL2(viaGraph, eager), relL2(d.toHost(cache), eagerCache));
+      const err = compare(i);
       maxErr = Math.max(maxErr, err);
       if (!(err === 0)) ok = false;
     }
@@ -192,5 +180,5 @@ function mlaFoldGraphCheck(d: CudaDevice, rope: RopeTable): CheckRow {
     note = (err as Error).stack;
   }
   d.resetGraphs();
-  return { name: 'mlaInputs folded into mlaAbsorbQuery: graph == eager', value: maxErr, limit: 0, ok, note };
+  return { name, value: maxErr, limit: 0, ok, note };
 }
