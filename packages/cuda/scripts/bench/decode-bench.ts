@@ -9,6 +9,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type PerformanceEntry, PerformanceObserver } from 'node:perf_hooks';
 import {
   type AttentionBackend,
   attentionBackends,
@@ -75,6 +76,27 @@ const V2_LITE = {
   bos_token_id: 100000,
   eos_token_id: 100001,
 };
+
+// V8's garbage-collection pauses on the main thread: they fall inside the timed steps (a batch-1 step
+// waits for the host's replay pass), so each row reports those of its timed graph steps.
+const gcEntries: PerformanceEntry[] = [];
+const gcObserver = new PerformanceObserver((list) => {
+  gcEntries.push(...list.getEntries());
+});
+gcObserver.observe({ entryTypes: ['gc'] });
+
+/** GC pauses that began in [t0, t1) (performance.now() times): their count and total ms. */
+function gcPauses(t0: number, t1: number): { count: number; ms: number } {
+  let count = 0;
+  let ms = 0;
+  for (const e of gcEntries) {
+    if (e.startTime >= t0 && e.startTime < t1) {
+      count++;
+      ms += e.duration;
+    }
+  }
+  return { count, ms };
+}
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -184,7 +206,7 @@ function floorBytes(c: DeepseekConfig, B: number, ctx: number): { weights: numbe
   return { weights: params * 2, kv: B * ctx * (c.kvLoraRank + c.qkRopeHeadDim) * 2 * c.numHiddenLayers };
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const batches = arg('batches', '1,8,32,128,256').split(',').map(Number);
   const ctx = Number(arg('ctx', '1024'));
   const steps = Number(arg('steps', '20'));
@@ -276,7 +298,11 @@ function main(): void {
       hostMs += performance.now() - h0;
       device.sample(logits, params);
     }
-    const graphMs = (performance.now() - t0) / steps;
+    const tEnd = performance.now();
+    const graphMs = (tEnd - t0) / steps;
+    // GC entries reach the observer asynchronously: let them arrive (after the timing).
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const gc = gcPauses(t0, tEnd);
     hostMs /= steps;
     // The forward alone, replays queued back to back (no sampling, no host round trip per step).
     t0 = performance.now();
@@ -327,6 +353,9 @@ function main(): void {
       x_floor: +(graphMs / floorMs).toFixed(2),
       weights_gb: +(fb.weights / 1e9).toFixed(2),
       kv_gb: +(fb.kv / 1e9).toFixed(2),
+      // GC pauses during the timed graph steps: how many, and their ms per step.
+      gc_pauses: gc.count,
+      gc_ms_per_step: +(gc.ms / steps).toFixed(4),
     };
     results.push(row);
     console.log(JSON.stringify(row));
@@ -349,4 +378,4 @@ function main(): void {
   }
 }
 
-main();
+await main();
