@@ -61,6 +61,16 @@ const V2_TOP3: MoeRouteParams = {
   routedScalingFactor: 1,
 };
 const V2_TOP3_GROUPED: MoeRouteParams = { ...V2_TOP3, nGroup: 4, topkGroup: 2, normTopkProb: true };
+/** V3's noaux_tc routing (sigmoid scores, group-limited, the correction bias on its device). */
+const v3Top4Grouped = (correctionBias: Tensor): MoeRouteParams => ({
+  kind: 'v3-sigmoid',
+  topK: 4,
+  nGroup: 4,
+  topkGroup: 2,
+  normTopkProb: true,
+  routedScalingFactor: 2.5,
+  correctionBias,
+});
 
 /** Runs every op check; returns one row per check. */
 export function runOpChecks(gpu: CudaDevice): CheckRow[] {
@@ -380,26 +390,7 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
     const params: [MoeRouteParams, MoeRouteParams][] = [
       [V2_TOP3, V2_TOP3],
       [V2_TOP3_GROUPED, V2_TOP3_GROUPED],
-      [
-        {
-          kind: 'v3-sigmoid',
-          topK: 4,
-          nGroup: 4,
-          topkGroup: 2,
-          normTopkProb: true,
-          routedScalingFactor: 2.5,
-          correctionBias: bg,
-        },
-        {
-          kind: 'v3-sigmoid',
-          topK: 4,
-          nGroup: 4,
-          topkGroup: 2,
-          normTopkProb: true,
-          routedScalingFactor: 2.5,
-          correctionBias: bc,
-        },
-      ],
+      [v3Top4Grouped(bg), v3Top4Grouped(bc)],
     ];
     const [xg, xc] = both(randArray(T * H, r), [T, H]);
     const [gug, guc] = both(randArray(E * 2 * I * H, r, -0.2, 0.2), [E, 2 * I, H]);
@@ -455,19 +446,10 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
     const [bg, bc] = both(randArray(E, r, -0.1, 0.1), [E]);
     const v2 = V2_TOP3;
     const v2g = V2_TOP3_GROUPED;
-    const v3 = (bias: Tensor): MoeRouteParams => ({
-      kind: 'v3-sigmoid',
-      topK: 4,
-      nGroup: 4,
-      topkGroup: 2,
-      normTopkProb: true,
-      routedScalingFactor: 2.5,
-      correctionBias: bias,
-    });
     const configs: [string, MoeRouteParams, MoeRouteParams, 'bf16' | 'f32'][] = [
       ['v2 greedy, bf16 logits', v2, v2, 'bf16'],
       ['v2 group-limited', v2g, v2g, 'f32'],
-      ['v3 noaux_tc', v3(bg), v3(bc), 'f32'],
+      ['v3 noaux_tc', v3Top4Grouped(bg), v3Top4Grouped(bc), 'f32'],
     ];
     for (const T of [1, 2]) {
       for (const [name, pg, pc, dt] of configs) {
