@@ -28,10 +28,12 @@ import { addRmsNormLinearByParts, moeRouteExpertsByParts } from '@flashserve/cor
 import { requireAddon } from './addon.js';
 import {
   type MlaInputsArgs,
+  type MoeSmallArgs,
   NATIVE_DTYPE,
   type NativeCuda,
   type NativeDType,
   type NativeMemStats,
+  type RouterSettingsArgs,
 } from './native.js';
 import { type CudaDType, CudaTensor, elementBytes, numelOf, Storage } from './tensor.js';
 
@@ -152,6 +154,46 @@ function moeSmallMaxTokens(): number {
 
 function native(d: CudaDType | 'f16'): NativeDType {
   return NATIVE_DTYPE[d];
+}
+
+/** MoeExpertWeights checked against the hidden size (CudaDevice.#expertWeights). */
+interface ExpertTensors {
+  gu: CudaTensor;
+  dn: CudaTensor;
+  E: number;
+  I: number;
+  shared: { gateUp: CudaTensor; down: CudaTensor; inter: number } | undefined;
+}
+
+/** The router kernels' settings for `params` (both V3 choices, sigmoid scores and top-2 group sums,
+ * go with its noaux_tc routing). */
+function routerSettingsArgs(params: MoeRouteParams): RouterSettingsArgs {
+  const v3 = params.kind === 'v3-sigmoid';
+  return [
+    params.nGroup,
+    params.topkGroup,
+    v3 ? 1 : 0,
+    v3 ? 1 : 0,
+    params.normTopkProb,
+    params.routedScalingFactor,
+  ];
+}
+
+/** The small expert kernels' weight, output and shape arguments for T tokens of hidden size H. */
+function moeSmallArgs(w: ExpertTensors, out: CudaTensor, T: number, H: number, topK: number): MoeSmallArgs {
+  return [
+    w.gu.ptr,
+    w.dn.ptr,
+    w.shared?.gateUp.ptr ?? NULL,
+    w.shared?.down.ptr ?? NULL,
+    out.ptr,
+    T,
+    H,
+    w.I,
+    w.shared?.inter ?? 0,
+    w.E,
+    topK,
+  ];
 }
 
 /** Whether two float arrays hold the same bits (NaN and -0 included). */
@@ -1104,7 +1146,6 @@ export class CudaDevice implements Device {
     const k = params.topK;
     const ids = this.#alloc([T, k], 'i32');
     const weights = this.#alloc([T, k], 'f32');
-    const v3 = params.kind === 'v3-sigmoid';
     this.#launch(() =>
       this.#addon.moeRoute(
         lt.ptr,
@@ -1114,12 +1155,7 @@ export class CudaDevice implements Device {
         T,
         E,
         k,
-        params.nGroup,
-        params.topkGroup,
-        v3 ? 1 : 0,
-        v3 ? 1 : 0,
-        params.normTopkProb,
-        params.routedScalingFactor,
+        ...routerSettingsArgs(params),
         lt.dtype === 'bf16',
       ),
     );
@@ -1148,17 +1184,7 @@ export class CudaDevice implements Device {
   }
 
   /** The experts' weights, checked for `op`: gateUp [E, 2I, H], down [E, H, I], the shared MLP's. */
-  #expertWeights(
-    experts: MoeExpertWeights,
-    H: number,
-    op: string,
-  ): {
-    gu: CudaTensor;
-    dn: CudaTensor;
-    E: number;
-    I: number;
-    shared: { gateUp: CudaTensor; down: CudaTensor; inter: number } | undefined;
-  } {
+  #expertWeights(experts: MoeExpertWeights, H: number, op: string): ExpertTensors {
     const gu = this.#t(experts.gateUp, op, 'experts.gateUp');
     const dn = this.#t(experts.down, op, 'experts.down');
     const [E, I2, H2] = gu.shape as [number, number, number];
@@ -1206,29 +1232,15 @@ export class CudaDevice implements Device {
     const w = this.#f32(this.#t(routing.weights, 'moeExperts', 'routing.weights'));
     if (xt.shape.length !== 2) throw new Error(`moeExperts: x must be [T, H], got ${fmtShape(xt.shape)}`);
     const [T, H] = xt.shape as [number, number];
-    const { gu, dn, E, I, shared } = this.#expertWeights(experts, H, 'moeExperts');
+    const weights = this.#expertWeights(experts, H, 'moeExperts');
+    const { gu, dn, E, I, shared } = weights;
     const k = ids.shape[1] ?? 0;
     if (ids.dtype !== 'i32' || !sameShape(ids.shape, [T, k]))
       throw new Error(`moeExperts: routing.ids must be i32 [${T}, k]`);
     if (T <= this.#moeSmallMaxTokens) {
       const out = this.#alloc([T, H], 'bf16');
       this.#launch(() =>
-        this.#addon.moeExpertsSmall(
-          xt.ptr,
-          ids.ptr,
-          w.ptr,
-          gu.ptr,
-          dn.ptr,
-          shared?.gateUp.ptr ?? NULL,
-          shared?.down.ptr ?? NULL,
-          out.ptr,
-          T,
-          H,
-          I,
-          shared?.inter ?? 0,
-          E,
-          k,
-        ),
+        this.#addon.moeExpertsSmall(xt.ptr, ids.ptr, w.ptr, ...moeSmallArgs(weights, out, T, H, k)),
       );
       return out;
     }
@@ -1285,33 +1297,17 @@ export class CudaDevice implements Device {
     if (xt.shape.length !== 2 || xt.shape[0] !== T)
       throw new Error(`${op}: x must be [${T}, H], got ${fmtShape(xt.shape)}`);
     const H = xt.shape[1]!;
-    const { gu, dn, I, shared, E: weightsE } = this.#expertWeights(experts, H, op);
-    if (weightsE !== E) throw new Error(`${op}: ${weightsE} experts' weights for router logits over ${E}`);
-    const v3 = params.kind === 'v3-sigmoid';
+    const weights = this.#expertWeights(experts, H, op);
+    if (weights.E !== E) throw new Error(`${op}: ${weights.E} experts' weights for router logits over ${E}`);
     const out = this.#alloc([T, H], 'bf16');
     this.#launch(() =>
       this.#addon.moeRouteExpertsSmall(
         lt.ptr,
         bias?.ptr ?? NULL,
         lt.dtype === 'bf16',
-        params.nGroup,
-        params.topkGroup,
-        v3 ? 1 : 0,
-        v3 ? 1 : 0,
-        params.normTopkProb,
-        params.routedScalingFactor,
+        ...routerSettingsArgs(params),
         xt.ptr,
-        gu.ptr,
-        dn.ptr,
-        shared?.gateUp.ptr ?? NULL,
-        shared?.down.ptr ?? NULL,
-        out.ptr,
-        T,
-        H,
-        I,
-        shared?.inter ?? 0,
-        E,
-        params.topK,
+        ...moeSmallArgs(weights, out, T, H, params.topK),
       ),
     );
     return out;

@@ -28,6 +28,33 @@ export interface NativeMemStats {
 type Ptr = bigint;
 type Host = Float32Array | Int32Array | Uint16Array;
 
+/** How a router picks experts (router.h): arguments of moeRoute and of moeRouteExpertsSmall. scoring:
+ * 0 softmax, 1 sigmoid; groupScore: 0 a group's max, 1 the sum of its top 2. */
+export type RouterSettingsArgs = [
+  nGroup: number,
+  topkGroup: number,
+  scoring: number,
+  groupScore: number,
+  normTopkProb: boolean,
+  scaling: number,
+];
+
+/** The small expert path's weights, output and shapes (moe_small.h): the last arguments of
+ * moeExpertsSmall and of moeRouteExpertsSmall. */
+export type MoeSmallArgs = [
+  gateUp: Ptr,
+  down: Ptr,
+  sharedGateUp: Ptr,
+  sharedDown: Ptr,
+  out: Ptr,
+  tokens: number,
+  hidden: number,
+  inter: number,
+  sharedInter: number,
+  experts: number,
+  topK: number,
+];
+
 /** mlaInputs' arguments (mla_inputs.h), also the first ones of mlaInputsAbsorbQuery. */
 export type MlaInputsArgs = [
   q: Ptr,
@@ -209,20 +236,17 @@ export interface NativeCuda {
     numSlots: number,
   ): void;
   moeRoute(
-    logits: Ptr,
-    bias: Ptr,
-    ids: Ptr,
-    weights: Ptr,
-    tokens: number,
-    experts: number,
-    topK: number,
-    nGroup: number,
-    topkGroup: number,
-    scoring: number,
-    groupScore: number,
-    normTopkProb: boolean,
-    scaling: number,
-    logitsBf16: boolean,
+    ...args: [
+      logits: Ptr,
+      bias: Ptr,
+      ids: Ptr,
+      weights: Ptr,
+      tokens: number,
+      experts: number,
+      topK: number,
+      ...router: RouterSettingsArgs,
+      logitsBf16: boolean,
+    ]
   ): void;
   moeExperts(
     x: Ptr,
@@ -240,44 +264,16 @@ export interface NativeCuda {
     addend: Ptr,
   ): void;
   moeRouteExpertsSmall(
-    logits: Ptr,
-    bias: Ptr,
-    logitsBf16: boolean,
-    nGroup: number,
-    topkGroup: number,
-    scoring: number,
-    groupScore: number,
-    normTopkProb: boolean,
-    scaling: number,
-    x: Ptr,
-    gateUp: Ptr,
-    down: Ptr,
-    sharedGateUp: Ptr,
-    sharedDown: Ptr,
-    out: Ptr,
-    tokens: number,
-    hidden: number,
-    inter: number,
-    sharedInter: number,
-    experts: number,
-    topK: number,
+    ...args: [
+      logits: Ptr,
+      bias: Ptr,
+      logitsBf16: boolean,
+      ...router: RouterSettingsArgs,
+      x: Ptr,
+      ...experts: MoeSmallArgs,
+    ]
   ): void;
-  moeExpertsSmall(
-    x: Ptr,
-    ids: Ptr,
-    weights: Ptr,
-    gateUp: Ptr,
-    down: Ptr,
-    sharedGateUp: Ptr,
-    sharedDown: Ptr,
-    out: Ptr,
-    tokens: number,
-    hidden: number,
-    inter: number,
-    sharedInter: number,
-    experts: number,
-    topK: number,
-  ): void;
+  moeExpertsSmall(...args: [x: Ptr, ids: Ptr, weights: Ptr, ...experts: MoeSmallArgs]): void;
   sample(
     logits: Ptr,
     logitsBf16: boolean,
