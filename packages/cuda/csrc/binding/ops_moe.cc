@@ -21,9 +21,18 @@ namespace {
 
 using Info = const Napi::CallbackInfo&;
 
-// moeRoute(logits, bias | 0n, ids, weights, tokens, experts, topK, nGroup, topkGroup,
-//          scoring (0 softmax, 1 sigmoid), groupScore (0 max, 1 sum of top-2), normTopkProb, scaling,
-//          logitsBf16)
+// RouterSettingsArgs (native.ts) at info[at .. at + 5]: nGroup, topkGroup, scoring (0 softmax,
+// 1 sigmoid), groupScore (0 max, 1 sum of top-2), normTopkProb, scaling.
+void read_router_settings(Info info, int at, RouterParams& r) {
+  r.n_group = int_arg(info, at);
+  r.topk_group = int_arg(info, at + 1);
+  r.scoring = static_cast<RouterScoring>(int_arg(info, at + 2));
+  r.group_score = static_cast<GroupScore>(int_arg(info, at + 3));
+  r.norm_topk_prob = info[at + 4].ToBoolean().Value();
+  r.scaling = static_cast<float>(num_arg(info, at + 5));
+}
+
+// moeRoute(logits, bias | 0n, ids, weights, tokens, experts, topK, ...RouterSettingsArgs, logitsBf16)
 Napi::Value moe_route(Info info) {
   return guarded(info, "moeRoute", [&] {
     RouterParams p{};
@@ -35,12 +44,7 @@ Napi::Value moe_route(Info info) {
     p.num_tokens = int_arg(info, 4);
     p.num_experts = int_arg(info, 5);
     p.top_k = int_arg(info, 6);
-    p.n_group = int_arg(info, 7);
-    p.topk_group = int_arg(info, 8);
-    p.scoring = static_cast<RouterScoring>(int_arg(info, 9));
-    p.group_score = static_cast<GroupScore>(int_arg(info, 10));
-    p.norm_topk_prob = info[11].ToBoolean().Value();
-    p.scaling = static_cast<float>(num_arg(info, 12));
+    read_router_settings(info, 7, p);
     p.stream = stream_or_throw();
     run_router(p);
     return info.Env().Undefined();
@@ -264,47 +268,55 @@ bool env_flag(const char* name) {
   return v && v[0] == '1';
 }
 
-// moeExpertsSmall(x, ids, weights, gateUp, down, sharedGateUp | 0n, sharedDown | 0n, out, tokens, hidden,
-//                 inter, sharedInter, experts, topK): routed + shared experts of at most 8 tokens.
+// MoeSmallArgs (native.ts) at info[at .. at + 10]: gateUp, down, sharedGateUp | 0n, sharedDown | 0n, out,
+// tokens, hidden, inter, sharedInter, experts, topK.
+void read_moe_small_args(Info info, int at, MoeSmallParams& p) {
+  p.gate_up = ptr_arg(info, at);
+  p.down = ptr_arg(info, at + 1);
+  p.shared_gate_up = ptr_arg(info, at + 2);
+  p.shared_down = ptr_arg(info, at + 3);
+  p.out = ptr_arg(info, at + 4);
+  p.tokens = int_arg(info, at + 5);
+  p.hidden = int_arg(info, at + 6);
+  p.inter = int_arg(info, at + 7);
+  p.shared_inter = int_arg(info, at + 8);
+  p.experts = int_arg(info, at + 9);
+  p.top_k = int_arg(info, at + 10);
+  p.sms = runtime().props().sms;
+}
+
+// Both launches of the small expert path on the current stream, with the scratch they need.
+Napi::Value run_moe_small_op(Info info, MoeSmallParams& p) {
+  p.stream = stream_or_throw();
+  if (p.tokens == 0) return info.Env().Undefined();
+  Temps t;
+  p.act = t.take(moe_small_act_bytes(p.tokens, p.top_k, p.inter, p.shared_gate_up ? p.shared_inter : 0));
+  if (!moe_small_fused_down(p)) p.expert_out = t.take(moe_small_expert_out_bytes(p.tokens, p.top_k, p.hidden));
+  run_moe_small(p);
+  return info.Env().Undefined();
+}
+
+// moeExpertsSmall(x, ids, weights, ...MoeSmallArgs): routed + shared experts of at most 8 tokens.
 Napi::Value moe_experts_small(Info info) {
   return guarded(info, "moeExperts", [&] {
     MoeSmallParams p{};
     p.x = ptr_arg(info, 0);
     p.topk_ids = static_cast<const int32_t*>(ptr_arg(info, 1));
     p.topk_weights = static_cast<const float*>(ptr_arg(info, 2));
-    p.gate_up = ptr_arg(info, 3);
-    p.down = ptr_arg(info, 4);
-    p.shared_gate_up = ptr_arg(info, 5);
-    p.shared_down = ptr_arg(info, 6);
-    p.out = ptr_arg(info, 7);
-    p.tokens = int_arg(info, 8);
-    p.hidden = int_arg(info, 9);
-    p.inter = int_arg(info, 10);
-    p.shared_inter = int_arg(info, 11);
-    p.experts = int_arg(info, 12);
-    p.top_k = int_arg(info, 13);
-    p.sms = runtime().props().sms;
-    p.stream = stream_or_throw();
+    read_moe_small_args(info, 3, p);
     // FLASHSERVE_MOE_SMALL_UNFUSED=1 (read once; A/B timing) runs the down stage and the combine as two
     // kernels, the earlier path (the default at 3-4 tokens, moe_small.h); the output is the same bit for
     // bit. It does not apply to moeRouteExpertsSmall (always fused): add FLASHSERVE_NO_ROUTER_FOLD=1 to
     // A/B it at 1-2 tokens.
     static const bool unfused = env_flag("FLASHSERVE_MOE_SMALL_UNFUSED");
     p.unfused_combine = unfused;
-    if (p.tokens == 0) return info.Env().Undefined();
-    Temps t;
-    p.act = t.take(moe_small_act_bytes(p.tokens, p.top_k, p.inter, p.shared_gate_up ? p.shared_inter : 0));
-    if (!moe_small_fused_down(p)) p.expert_out = t.take(moe_small_expert_out_bytes(p.tokens, p.top_k, p.hidden));
-    run_moe_small(p);
-    return info.Env().Undefined();
+    return run_moe_small_op(info, p);
   });
 }
 
-// moeRouteExpertsSmall(logits, bias | 0n, logitsBf16, nGroup, topkGroup, scoring, groupScore, normTopkProb,
-//                      scaling, x, gateUp, down, sharedGateUp | 0n, sharedDown | 0n, out, tokens, hidden, inter,
-//                      sharedInter, experts, topK): moeRoute (same arguments as there) then moeExpertsSmall in
-//                      the expert kernels' two launches, which route for themselves (moe_small.h, `route`);
-//                      no ids or weights are written.
+// moeRouteExpertsSmall(logits, bias | 0n, logitsBf16, ...RouterSettingsArgs, x, ...MoeSmallArgs): moeRoute
+// (the same router) then moeExpertsSmall in the expert kernels' two launches, which route for themselves
+// (moe_small.h, `route`); no ids or weights are written.
 Napi::Value moe_route_experts_small(Info info) {
   return guarded(info, "moeRouteExperts", [&] {
     MoeSmallParams p{};
@@ -312,35 +324,15 @@ Napi::Value moe_route_experts_small(Info info) {
     r.logits = ptr_arg(info, 0);
     r.bias = static_cast<const float*>(ptr_arg(info, 1));
     r.logits_bf16 = info[2].ToBoolean().Value();
-    r.n_group = int_arg(info, 3);
-    r.topk_group = int_arg(info, 4);
-    r.scoring = static_cast<RouterScoring>(int_arg(info, 5));
-    r.group_score = static_cast<GroupScore>(int_arg(info, 6));
-    r.norm_topk_prob = info[7].ToBoolean().Value();
-    r.scaling = static_cast<float>(num_arg(info, 8));
+    read_router_settings(info, 3, r);
     p.x = ptr_arg(info, 9);
-    p.gate_up = ptr_arg(info, 10);
-    p.down = ptr_arg(info, 11);
-    p.shared_gate_up = ptr_arg(info, 12);
-    p.shared_down = ptr_arg(info, 13);
-    p.out = ptr_arg(info, 14);
-    p.tokens = int_arg(info, 15);
-    p.hidden = int_arg(info, 16);
-    p.inter = int_arg(info, 17);
-    p.shared_inter = int_arg(info, 18);
-    p.experts = int_arg(info, 19);
-    p.top_k = int_arg(info, 20);
+    read_moe_small_args(info, 10, p);
     r.num_tokens = p.tokens;
     r.num_experts = p.experts;
     r.top_k = p.top_k;
     p.route = true;
-    p.sms = runtime().props().sms;
-    p.stream = r.stream = stream_or_throw();
-    if (p.tokens == 0) return info.Env().Undefined();
-    Temps t;
-    p.act = t.take(moe_small_act_bytes(p.tokens, p.top_k, p.inter, p.shared_gate_up ? p.shared_inter : 0));
-    run_moe_small(p);
-    return info.Env().Undefined();
+    r.stream = stream_or_throw();
+    return run_moe_small_op(info, p);
   });
 }
 
