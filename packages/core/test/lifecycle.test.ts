@@ -110,6 +110,18 @@ describe('addRequest validation', () => {
     ['empty stop string', [1], { stop: [''] }, '400 FS_ERR_REQUEST_PARAM_INVALID stop'],
     ['fractional seed', [1], { seed: 1.5 }, '400 FS_ERR_REQUEST_PARAM_INVALID seed'],
     [
+      'logit bias on a token outside the vocabulary',
+      [1],
+      { logitBias: new Map([[999, 1]]) },
+      '400 FS_ERR_REQUEST_PARAM_INVALID logit_bias',
+    ],
+    [
+      'logit bias above 100',
+      [1],
+      { logitBias: new Map([[3, 100.5]]) },
+      '400 FS_ERR_REQUEST_PARAM_INVALID logit_bias',
+    ],
+    [
       'more KV than the whole cache',
       prompt(1, 40),
       { maxTokens: 20 },

@@ -1,8 +1,8 @@
 // A Sampler for the CUDA device: greedy / temperature / top-k / top-p / min-p sampling and logprobs
 // run on the GPU (CudaDevice.sample), so a step copies back token ids and logprobs instead of the
 // whole [rows, vocab] logits matrix. Rows that need what the GPU kernel does not do (repetition,
-// presence or frequency penalties, banned tokens before minTokens, more than MAX_GPU_TOP_LOGPROBS
-// alternatives) make the whole step go through the host sampler, unchanged.
+// presence or frequency penalties, a logit bias, banned tokens before minTokens, more than
+// MAX_GPU_TOP_LOGPROBS alternatives) make the whole step go through the host sampler, unchanged.
 //
 // The uniform number of a tempered row is drawn from the row's own generator exactly as the host
 // sampler draws it (one draw per tempered row per step), so seeded requests stay reproducible
@@ -27,6 +27,7 @@ function gpuCan(row: SamplingRow): boolean {
     p.repetitionPenalty === 1 &&
     p.frequencyPenalty === 0 &&
     p.presencePenalty === 0 &&
+    (p.logitBias === undefined || p.logitBias.size === 0) &&
     row.bannedTokenIds.length === 0 &&
     (p.logprobs === undefined || p.logprobs <= MAX_GPU_TOP_LOGPROBS)
   );

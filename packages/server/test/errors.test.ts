@@ -67,6 +67,14 @@ describe('400: schema validation names the field', () => {
       'top_logprobs',
     ],
     ['logprobs above the limit', completions, { prompt: 'x', logprobs: 21 }, 'logprobs'],
+    ['logit_bias key not a token id', completions, { prompt: 'x', logit_bias: { abc: 5 } }, 'logit_bias'],
+    ['logit_bias above 100', completions, { prompt: 'x', logit_bias: { '5': 101 } }, 'logit_bias[5]'],
+    [
+      'logit_bias of the wrong type',
+      chat,
+      { messages: [{ role: 'user', content: 'x' }], logit_bias: [1] },
+      'logit_bias',
+    ],
     ['body not an object', completions, [1, 2, 3], ''],
   ];
   for (const [name, url, body, param] of cases) {
@@ -86,6 +94,21 @@ describe('400: schema validation names the field', () => {
     expect(err).toBeInstanceOf(BadRequestError);
     expect((err as BadRequestError).param).toBe('temperature');
     expect((err as BadRequestError).code).toBe('FS_ERR_REQUEST_INVALID');
+  });
+});
+
+describe('400: logit_bias says which key is wrong', () => {
+  test('a key that is no token id, and one outside the vocabulary', async () => {
+    await expectError(await postJson(completions(), { prompt: 'x', logit_bias: { abc: 5 } }), 400, {
+      code: 'FS_ERR_REQUEST_INVALID',
+      param: 'logit_bias',
+      message: /logit_bias key "abc" is not a token id/,
+    });
+    await expectError(await postJson(completions(), { prompt: 'x', logit_bias: { '10000000': 1 } }), 400, {
+      code: 'FS_ERR_REQUEST_PARAM_INVALID',
+      param: 'logit_bias',
+      message: /token id 10000000 is outside the vocabulary/,
+    });
   });
 });
 

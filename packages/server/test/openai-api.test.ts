@@ -174,6 +174,42 @@ describe('completions', () => {
     expect(streamed).toEqual(lp.token_logprobs);
   });
 
+  test('logit_bias: -100 bans the greedy token, +100 forces one; logprobs stay those of the raw logits', async () => {
+    const body = {
+      model,
+      prompt: [1000, 2000, 3000],
+      max_tokens: 4,
+      temperature: 0,
+      logprobs: 1,
+      return_token_ids: true,
+    } as OpenAI.CompletionCreateParamsNonStreaming;
+    const ids = (c: OpenAI.Completion) => (c.choices[0] as unknown as { token_ids: number[] }).token_ids;
+    const plain = await client.completions.create(body);
+    const greedy = ids(plain)[0]!;
+    const banned = await client.completions.create({ ...body, logit_bias: { [String(greedy)]: -100 } });
+    expect(ids(banned)[0]).not.toBe(greedy);
+    expect(ids(banned)).not.toContain(greedy);
+    // The first token is sampled from the same logits: its raw logprob is reported, not the biased one.
+    const bannedTop = banned.choices[0]!.logprobs!.top_logprobs![0]!;
+    expect(Object.values(bannedTop)[0]).toBeCloseTo(plain.choices[0]!.logprobs!.token_logprobs![0]!, 4);
+    // A +100 bias wins at any temperature; in chat too.
+    const forced = await client.completions.create({
+      ...body,
+      temperature: 1,
+      seed: 7,
+      logit_bias: { '4242': 100 },
+    });
+    expect(ids(forced)).toEqual([4242, 4242, 4242, 4242]);
+    const chat = await client.chat.completions.create({
+      model,
+      messages: [{ role: 'user', content: 'Hello' }],
+      max_tokens: 3,
+      logit_bias: { '4242': 100 },
+      return_token_ids: true,
+    } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    expect((chat.choices[0] as unknown as { token_ids: number[] }).token_ids).toEqual([4242, 4242, 4242]);
+  });
+
   test("prompt_logprobs (vLLM's field) on completions and chat", async () => {
     type WithPrompt = { prompt_logprobs: (Record<string, { logprob: number; rank: number }> | null)[] };
     const promptIds = [11, 22, 33, 44, 55];

@@ -139,7 +139,12 @@ export class Engine {
     const state = new RequestState({
       requestId,
       promptTokenIds,
-      params: { ...p, stop: [...p.stop], stopTokenIds: [...p.stopTokenIds] },
+      params: {
+        ...p,
+        stop: [...p.stop],
+        stopTokenIds: [...p.stopTokenIds],
+        ...(p.logitBias === undefined ? {} : { logitBias: new Map(p.logitBias) }),
+      },
       arrivalTime: req.arrivalTime ?? Date.now(),
       rngs,
       minTokensBans: bans,

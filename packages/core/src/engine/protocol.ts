@@ -49,6 +49,9 @@ export interface SamplingParams {
   skipSpecialTokens: boolean;
   /** EOS and stop token ids are ignored until this many tokens were generated. */
   minTokens?: number;
+  /** Added to these tokens' logits before sampling (OpenAI's `logit_bias`, each in [-100, 100]);
+   * logprobs stay those of the raw logits, as the penalties leave them. */
+  logitBias?: ReadonlyMap<number, number>;
 }
 
 /** OpenAI's defaults, overridden field by field. */

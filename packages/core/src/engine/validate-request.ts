@@ -52,6 +52,19 @@ export function validateRequest(
   if (p.logprobs !== undefined) integer(p.logprobs, 'logprobs', 0, lim.maxLogprobs);
   if (p.promptLogprobs !== undefined) integer(p.promptLogprobs, 'prompt_logprobs', 0, lim.maxLogprobs);
   if (p.minTokens !== undefined) integer(p.minTokens, 'min_tokens', 0, p.maxTokens);
+  if (p.logitBias !== undefined) {
+    if (!(p.logitBias instanceof Map))
+      throw requestParamInvalid('logit_bias', 'must map token ids to biases');
+    for (const [t, bias] of p.logitBias) {
+      if (!Number.isInteger(t) || t < 0 || t >= lim.vocabSize) {
+        throw requestParamInvalid(
+          'logit_bias',
+          `token id ${t} is outside the vocabulary [0, ${lim.vocabSize})`,
+        );
+      }
+      finite(bias, 'logit_bias', -100, 100);
+    }
+  }
 }
 
 function integer(v: number, param: string, min: number, max = Number.MAX_SAFE_INTEGER): void {

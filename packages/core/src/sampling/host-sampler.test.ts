@@ -86,6 +86,21 @@ describe('HostSampler', () => {
     expect(draw(row({ temperature: 0 }, { bannedTokenIds: [0] }), l)).toBe(1);
   });
 
+  test('a logit bias is added before sampling; a ban still wins over it', () => {
+    const l = Float32Array.from([2, 1.9, 0]);
+    expect(draw(row({ temperature: 0, logitBias: new Map([[2, 2.5]]) }), l)).toBe(2);
+    expect(draw(row({ temperature: 0, logitBias: new Map([[0, -0.2]]) }), l)).toBe(1);
+    expect(histogram({ temperature: 1, logitBias: new Map([[5, 100]]) }, 200)[5]).toBe(1);
+    expect(draw(row({ temperature: 0, logitBias: new Map([[2, 100]]) }, { bannedTokenIds: [2] }), l)).toBe(0);
+    // Logprobs stay those of the raw logits.
+    const s = sampler.sampleHost(logits, logits.length, [
+      row({ temperature: 0, logprobs: 0, logitBias: new Map([[0, 50]]) }),
+    ])[0]!;
+    expect(s.tokenId).toBe(0);
+    const lse = Math.log(Array.from(logits, Math.exp).reduce((a, b) => a + b));
+    expect(s.logprob!.logprob).toBeCloseTo(1 - lse, 5);
+  });
+
   test('logprobs are the raw log-softmax, with the top alternatives best first', () => {
     const s = sampler.sampleHost(logits, logits.length, [row({ temperature: 0, logprobs: 2 })])[0]!;
     const lse = Math.log(Array.from(logits, Math.exp).reduce((a, b) => a + b));

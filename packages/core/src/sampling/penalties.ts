@@ -3,7 +3,9 @@
 // - repetition (CTRL / Hugging Face): every token seen in the prompt or output has its logit divided
 //   by the penalty when positive, multiplied when negative;
 // - frequency and presence (OpenAI): subtract frequency * count + presence * (count > 0) for tokens
-//   generated so far (the prompt does not count).
+//   generated so far (the prompt does not count);
+// - logit bias (OpenAI): added to the listed tokens' logits;
+// - bans last, so no bias lifts a banned token.
 
 import type { SamplingRow } from './sampler.js';
 
@@ -21,6 +23,7 @@ export function applyPenalties(x: Float32Array, row: SamplingRow): void {
       x[t] = x[t]! - p.frequencyPenalty * count - (count > 0 ? p.presencePenalty : 0);
     }
   }
+  if (p.logitBias !== undefined) for (const [t, bias] of p.logitBias) x[t] = x[t]! + bias;
   for (const t of row.bannedTokenIds) x[t] = Number.NEGATIVE_INFINITY;
 }
 
@@ -35,6 +38,7 @@ export function needsAdjustment(row: SamplingRow): boolean {
     p.repetitionPenalty !== 1 ||
     p.frequencyPenalty !== 0 ||
     p.presencePenalty !== 0 ||
+    (p.logitBias !== undefined && p.logitBias.size > 0) ||
     row.bannedTokenIds.length > 0
   );
 }

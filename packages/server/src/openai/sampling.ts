@@ -48,6 +48,11 @@ function common(
     skipSpecialTokens: req.skip_special_tokens ?? true,
   };
   if (req.seed !== undefined && req.seed !== null) params.seed = req.seed;
+  if (req.logit_bias !== undefined && req.logit_bias !== null) {
+    const bias = new Map<number, number>();
+    for (const [key, value] of Object.entries(req.logit_bias)) bias.set(Number(key), value);
+    if (bias.size > 0) params.logitBias = bias;
+  }
   if (logprobs !== undefined) params.logprobs = logprobs;
   if (req.prompt_logprobs !== undefined && req.prompt_logprobs !== null) {
     if (req.stream === true) {

@@ -24,6 +24,11 @@ export const UNION_HINTS: Readonly<Record<string, string>> = {
   content: 'content must be a string or an array of text parts ({"type": "text", "text": "..."})',
 };
 
+/** What is wrong with a bad key of an object field whose keys are constrained (propertyNames). */
+export const KEY_HINTS: Readonly<Record<string, string>> = {
+  logit_bias: 'is not a token id (a decimal integer)',
+};
+
 type Schema = Record<string, unknown>;
 
 const nullable = (s: Schema): Schema => ({ anyOf: [s, { type: 'null' }] });
@@ -35,6 +40,8 @@ const bool: Schema = nullable({ type: 'boolean' });
 const MAX_COUNT = 2 ** 31 - 1;
 // The largest stop list and string lengths the server takes; bodies are also capped in bytes.
 const MAX_STOP_STRINGS = 16;
+// Most entries of one logit_bias (OpenAI takes up to 300; vLLM does not bound it).
+const MAX_LOGIT_BIAS = 1024;
 
 function sampling(limits: SchemaLimits): Record<string, Schema> {
   const tokenId: Schema = { type: 'integer', minimum: 0, maximum: limits.vocabSize - 1 };
@@ -71,6 +78,14 @@ function sampling(limits: SchemaLimits): Record<string, Schema> {
     stream_options: nullable({
       type: 'object',
       properties: { include_usage: bool, continuous_usage_stats: bool },
+    }),
+    // Keys are token ids as decimal strings (JSON object keys), as OpenAI's; their range against the
+    // vocabulary is checked with the rest of the request (core's validateRequest).
+    logit_bias: nullable({
+      type: 'object',
+      maxProperties: MAX_LOGIT_BIAS,
+      propertyNames: { pattern: '^(0|[1-9][0-9]{0,9})$' },
+      additionalProperties: { type: 'number', minimum: -100, maximum: 100 },
     }),
     user: nullable({ type: 'string', maxLength: 1024 }),
   };

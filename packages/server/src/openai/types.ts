@@ -36,6 +36,8 @@ export interface SamplingRequestFields {
   prompt_logprobs?: number | null;
   stream?: boolean | null;
   stream_options?: { include_usage?: boolean | null } | null;
+  /** Token id (as a decimal string) -> bias in [-100, 100] added to its logit before sampling. */
+  logit_bias?: Record<string, number> | null;
   /** Accepted and ignored (end-user id for abuse monitoring). */
   user?: string | null;
 }

@@ -4,7 +4,7 @@
 
 import type { FlashserveError } from '@flashserve/core';
 import { requestInvalid } from '../errors.js';
-import { UNION_HINTS } from './schemas.js';
+import { KEY_HINTS, UNION_HINTS } from './schemas.js';
 
 export interface ValidationIssue {
   readonly keyword: string;
@@ -25,10 +25,24 @@ function paramOf(issue: ValidationIssue): string {
 
 export function fromValidation(issues: readonly ValidationIssue[]): FlashserveError {
   // With anyOf, ajv reports each branch and then the anyOf itself; the last names the field as a whole.
-  const issue = issues.find((i) => i.keyword === 'anyOf' || i.keyword === 'oneOf') ?? issues[0];
-  if (!issue) return requestInvalid('invalid request body');
+  const union = issues.find((i) => i.keyword === 'anyOf' || i.keyword === 'oneOf') ?? issues[0];
+  if (!union) return requestInvalid('invalid request body');
+  const unionParam = paramOf(union);
+  const unionField = unionParam.split(/[.[]/).pop() ?? unionParam;
+  const hasHint = union.keyword === 'anyOf' && UNION_HINTS[unionField.replace(/\]$/, '')] !== undefined;
+  // A nullable object (`anyOf [object, null]`) whose own field is wrong: name that field.
+  const nested = hasHint
+    ? undefined
+    : issues.find((i) => i.instancePath.startsWith(`${union.instancePath}/`));
+  const issue = nested ?? union;
   const param = paramOf(issue);
   const field = param.split(/[.[]/).pop() ?? param;
+  const badKey = issues.find((i) => i.keyword === 'propertyNames' && i.instancePath === union.instancePath);
+  if (badKey && !nested) {
+    const hint = KEY_HINTS[unionField] ?? 'is not allowed';
+    const message = `${unionParam} key ${JSON.stringify(badKey.params['propertyName'])} ${hint}`;
+    return Object.assign(requestInvalid(message), { param: unionParam });
+  }
   const unionHint = issue.keyword === 'anyOf' ? UNION_HINTS[field.replace(/\]$/, '')] : undefined;
   const nullableHint = issue.keyword === 'anyOf' ? firstBranchMessage(issues, issue) : undefined;
   let message: string;
