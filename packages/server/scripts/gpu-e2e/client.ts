@@ -162,6 +162,34 @@ async function main(): Promise<number> {
       echoLp?.tokens?.length === exp.prompt.length + 2,
   });
 
+  // logit_bias (rows with a bias go through the host sampler under CudaSampler): -100 on transformers'
+  // first greedy token moves the first token off it; its top logprob stays the raw one.
+  const biased = await client.completions.create({
+    model,
+    prompt: exp.prompt,
+    max_tokens: 1,
+    temperature: 0,
+    logprobs: 1,
+    return_token_ids: true,
+    logit_bias: { [String(next)]: -100 },
+  } as OpenAI.Completions.CompletionCreateParamsNonStreaming);
+  const biasedChoice = biased.choices[0] as (typeof biased.choices)[0] & { token_ids?: number[] };
+  const biasedTop = Object.entries(biasedChoice.logprobs?.top_logprobs?.[0] ?? {})[0];
+  const biasedTopErr =
+    biasedTop !== undefined && parseTokenKey(biasedTop[0]) === next
+      ? Math.abs(biasedTop[1] - logSoftmax(exp.logits)[next]!)
+      : Number.NaN;
+  rows.push({
+    check: `${tag} HTTP logit_bias -100 on the greedy token: another token, raw top logprob vs transformers`,
+    value: fmt(biasedTopErr),
+    limit: fmt(LOGPROB_TOL),
+    ok:
+      biasedChoice.token_ids?.[0] !== undefined &&
+      biasedChoice.token_ids[0] !== next &&
+      biasedTopErr <= LOGPROB_TOL,
+    note: `first token ${biasedChoice.token_ids?.[0]} (greedy ${next})`,
+  });
+
   const streamed = await completeStreamed(client, model, exp.prompt);
   const sameStream = samePrefix(streamed, exp.greedy);
   rows.push({
