@@ -3,7 +3,7 @@
 # configuration (cuda suite: op test, Node checks, decode bench at batches 1 and 32), repeats the
 # correctness checks with CHECK_ENV set (the experiment on: op test, Node checks, mla_test), then runs
 # interleaved decode benchmarks, four rounds of every arm of ARMS. An arm is `default` or toggles
-# joined by `+`, each set to 1 (ARMS="default FLASHSERVE_X FLASHSERVE_X+FLASHSERVE_Y"), or a
+# joined by `+`, each set to 1 unless given as NAME=VALUE (ARMS="default FLASHSERVE_X FLASHSERVE_X+FLASHSERVE_Y=4"), or a
 # marginal-cost probe P:<op>@<blocks> (FLASHSERVE_PROBE_DOUBLE, kernels/launch.h; '~' for a space),
 # alone or joined to toggles (FLASHSERVE_X+P:mla-decode).
 # Prepare HERE first (carry .device and packages/mla-backend/build/gpu-suite):
@@ -40,7 +40,8 @@ for i in $(seq "$ROUNDS"); do
     env_arm=()
     # A part P:<op>@<blocks> ('~' for a space) is FLASHSERVE_PROBE_DOUBLE=<op>@<blocks> (launch.h).
     if [ "$arm" != default ]; then for t in ${arm//+/ }; do
-      if [[ "$t" == P:* ]]; then v=${t#P:}; env_arm+=("FLASHSERVE_PROBE_DOUBLE=${v//\~/ }"); else env_arm+=("$t=1"); fi
+      if [[ "$t" == P:* ]]; then v=${t#P:}; env_arm+=("FLASHSERVE_PROBE_DOUBLE=${v//\~/ }");
+      elif [[ "$t" == *=* ]]; then env_arm+=("$t"); else env_arm+=("$t=1"); fi
     done; fi
     env "${env_arm[@]}" timeout 60 /tmp/node .device/decode-bench.mjs --batches "$BATCHES" --no-prefill --steps 60 2>&1 |
       grep '^{"batch' | sed "s/^/$arm /" >> "$R/ab.log"

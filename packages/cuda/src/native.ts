@@ -55,6 +55,9 @@ export type MoeSmallArgs = [
   topK: number,
 ];
 
+/** A weight the launch requests into L2 for a later kernel (skinny_gemm.h, l2_prefetch): 0n, 0 for none. */
+export type L2PrefetchArgs = [prefetch: Ptr, prefetchBytes: number];
+
 /** mlaInputs' arguments (mla_inputs.h), also the first ones of mlaInputsAbsorbQuery. */
 export type MlaInputsArgs = [
   q: Ptr,
@@ -207,11 +210,20 @@ export interface NativeCuda {
     slots: Ptr,
     cache: Ptr,
     numSlots: number,
+    ...prefetch: L2PrefetchArgs
   ): void;
   mlaInputs(...args: MlaInputsArgs): void;
   /** mlaInputs' arguments, then the absorbed query's: one launch at 1-2 tokens (mla_query.h). */
   mlaInputsAbsorbQuery(
-    ...args: [...mlaInputs: MlaInputsArgs, wUkT: Ptr, out: Ptr, slots: Ptr, cache: Ptr, numSlots: number]
+    ...args: [
+      ...mlaInputs: MlaInputsArgs,
+      wUkT: Ptr,
+      out: Ptr,
+      slots: Ptr,
+      cache: Ptr,
+      numSlots: number,
+      ...prefetch: L2PrefetchArgs,
+    ]
   ): void;
   transpose(input: Ptr, out: Ptr, groups: number, rows: number, cols: number): void;
   fillRandom(

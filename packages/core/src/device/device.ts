@@ -231,6 +231,10 @@ export interface Device {
     params: MoeRouteParams,
     experts: MoeExpertWeights,
   ): Tensor;
+  /** OPTIONAL: a hint that the weight `t` is read later in this forward pass, so a device with a cache
+   * between its memory and its cores may start fetching it while the ops before leave memory bandwidth
+   * idle (a GPU during a decode step's attention). No effect on any result. */
+  prefetch?(t: Tensor): void;
 
   // --- graphs (optional) ------------------------------------------------------------------------
   /** OPTIONAL: runs `fn` (one forward pass whose ops and shapes are the same on every call with this

@@ -277,9 +277,10 @@ Napi::Value bmm_grouped(Info info) {
 }
 
 // mlaAbsorbQuery(q, wUkT, out, tokens, heads, nope, rope, latent, cKv | 0n, kPe | 0n, slots | 0n,
-//                cache | 0n, numSlots): out [tokens, heads, latent + rope] = [q_nope @ W_UK ; q_pe] per
-// head, W_UK given transposed as [heads, latent, nope] (tokens <= 64); with a cache, also the step's
-// rows [cKv ; kPe] at their slots.
+//                cache | 0n, numSlots, prefetch | 0n, prefetchBytes): out [tokens, heads, latent + rope] =
+// [q_nope @ W_UK ; q_pe] per head, W_UK given transposed as [heads, latent, nope] (tokens <= 64); with a
+// cache, also the step's rows [cKv ; kPe] at their slots; with prefetch, those bytes requested into L2
+// (the skinny launch at 1-2 tokens; mla_query.h).
 Napi::Value mla_absorb_query(Info info) {
   return guarded(info, "mlaAbsorbQuery", [&] {
     MlaQueryParams p{};
@@ -296,6 +297,8 @@ Napi::Value mla_absorb_query(Info info) {
     p.slots = static_cast<const int32_t*>(ptr_arg(info, 10));
     p.cache = ptr_arg(info, 11);
     p.num_slots = i64_arg(info, 12);
+    p.l2_prefetch = ptr_arg(info, 13);
+    p.l2_prefetch_bytes = i64_arg(info, 14);
     p.sms = runtime().props().sms;
     p.stream = stream_or_throw();
     run_mla_query(p);
@@ -327,7 +330,8 @@ MlaInputsParams mla_inputs_args(Info info) {
   return p;
 }
 
-// mlaInputsAbsorbQuery(<mlaInputs' 17 arguments>, wUkT, out, slots | 0n, cache | 0n, numSlots): mlaInputs
+// mlaInputsAbsorbQuery(<mlaInputs' 17 arguments>, wUkT, out, slots | 0n, cache | 0n, numSlots, prefetch | 0n,
+//                      prefetchBytes): mlaInputs
 // folded into mlaAbsorbQuery (mla_query.h): every output of both, one launch at 1-2 tokens.
 Napi::Value mla_inputs_absorb_query(Info info) {
   return guarded(info, "mlaInputsAbsorbQuery", [&] {
@@ -346,6 +350,8 @@ Napi::Value mla_inputs_absorb_query(Info info) {
     p.slots = static_cast<const int32_t*>(ptr_arg(info, 19));
     p.cache = ptr_arg(info, 20);
     p.num_slots = i64_arg(info, 21);
+    p.l2_prefetch = ptr_arg(info, 22);
+    p.l2_prefetch_bytes = i64_arg(info, 23);
     p.sms = runtime().props().sms;
     p.stream = in.stream;
     p.inputs = &in;

@@ -35,6 +35,9 @@ struct MlaQueryParams {
   cudaStream_t stream;
   // Optional: mlaInputs to fold in (q == inputs->q_out, c_kv == inputs->c_kv, k_pe == inputs->k_pe).
   const MlaInputsParams* inputs = nullptr;
+  // Optional: a weight the skinny launch requests into L2 (SkinnyGemmParams::l2_prefetch).
+  const void* l2_prefetch = nullptr;
+  int64_t l2_prefetch_bytes = 0;
 };
 void run_mla_query(MlaQueryParams& p);
 

@@ -136,6 +136,24 @@ __device__ __forceinline__ void mla_inputs_prologue(const SkinnyGemmParams& p, f
   }
 }
 
+// This block's slice of [base, base + bytes) requested into L2 (bulk prefetches, no completion to
+// wait for): slices of 16-byte multiples, the last block taking the rest. sm_90+ (TMA); a no-op below.
+__device__ __forceinline__ void l2_prefetch_slice(const void* base, int64_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const int64_t per = (bytes / gridDim.x) & ~int64_t{15};
+  const int64_t begin = per * blockIdx.x;
+  const int64_t size = blockIdx.x + 1 == gridDim.x ? (bytes - begin) & ~int64_t{15} : per;
+  const char* p = static_cast<const char*>(base) + begin;
+  for (int64_t done = 0; done < size;) {
+    const uint32_t chunk = static_cast<uint32_t>(size - done < (int64_t{1} << 20) ? size - done : int64_t{1} << 20);
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p + done), "r"(chunk) : "memory");
+    done += chunk;
+  }
+#else
+  (void)base, (void)bytes;
+#endif
+}
+
 enum class Form { PLAIN, NORM, MLA_INPUTS };
 
 template <int M, int LANES, Form F>
@@ -151,6 +169,7 @@ __global__ void __launch_bounds__(WARPS * 32, BLOCKS_PER_SM) skinny_gemm_kernel(
 
   uint4 wv[GEMV_CHUNKS];
   if (n < p.n) load_row_group<LANES>(wv, w + static_cast<int64_t>(n) * p.k, 0, chunks, lane);
+  if (p.l2_prefetch != nullptr && threadIdx.x == 0) l2_prefetch_slice(p.l2_prefetch, p.l2_prefetch_bytes);
   uint4 norm_w0 = {};
   int norm_w0_chunk = -1;
   if constexpr (NORM) {

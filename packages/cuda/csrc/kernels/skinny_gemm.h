@@ -87,6 +87,10 @@ struct SkinnyGemmParams {
   cudaStream_t stream;
   SkinnyNorm norm;  // norm.x set: the norm form (a, lda unused; no groups, no side copies)
   SkinnyMlaInputs mla;  // mla.in.kv set: the MLA-inputs form (no side copies)
+  // Optional: bytes the blocks request into L2 before their PDL wait, a slice each (a weight a later
+  // kernel reads, fetched while this and the kernels after it leave memory bandwidth idle).
+  const void* l2_prefetch;
+  int64_t l2_prefetch_bytes;
 };
 // True when the shape suits the kernel (m <= 16; k, lda and a_group_stride multiples of 8; 16-byte
 // aligned A and W). The norm form: m <= SKINNY_NORM_MAX_M, k <= SKINNY_NORM_MAX_K, a plain Linear, and

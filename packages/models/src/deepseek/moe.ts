@@ -95,6 +95,12 @@ export class MoeBlock {
     return this.#gate;
   }
 
+  /** The shared experts' gate/up weight, if any: a weight the layer reads after attention whatever the
+   * routing (the model hints it to the device before attention: Device.prefetch). */
+  get sharedGateUp(): Tensor | undefined {
+    return this.#experts.shared?.gateUp;
+  }
+
   /** The experts read the normed input too. */
   readonly needsInput = true;
 
