@@ -183,9 +183,9 @@ export class DeepseekModel implements Model {
         d.release(residual);
       }
       const res1 = n1.residual ?? h;
-      // Attention at decode sizes is latency-bound: a device may fetch the shared experts' weights,
-      // which the MoE reads whatever the routing, while it runs.
-      const prefetch = layer.mlp instanceof MoeBlock ? layer.mlp.sharedGateUp : undefined;
+      // Attention at decode sizes is latency-bound: a device may fetch the MLP's first weight (the dense
+      // gate/up, or the shared experts' gate/up, which the MoE reads whatever the routing) meanwhile.
+      const prefetch = layer.mlp.firstWeight;
       if (prefetch !== undefined) d.prefetch?.(prefetch);
       const a0 = layer.attn.forward(
         d,

@@ -33,6 +33,12 @@ export class DenseMlp {
   /** The normed input is not needed past `inputLinear`. */
   readonly needsInput = false;
 
+  /** The weight the block reads first whatever its input: gate/up (the model hints it to the device
+   * before the layer's attention: Device.prefetch). */
+  get firstWeight(): Tensor {
+    return this.weights.gateUp;
+  }
+
   forward(d: Device, x: Tensor): Tensor {
     return this.forwardFrom(d, d.linear(x, this.weights.gateUp));
   }
@@ -95,9 +101,9 @@ export class MoeBlock {
     return this.#gate;
   }
 
-  /** The shared experts' gate/up weight, if any: a weight the layer reads after attention whatever the
-   * routing (the model hints it to the device before attention: Device.prefetch). */
-  get sharedGateUp(): Tensor | undefined {
+  /** The weight the block reads first whatever the routing: the shared experts' gate/up, if any (the
+   * model hints it to the device before the layer's attention: Device.prefetch). */
+  get firstWeight(): Tensor | undefined {
     return this.#experts.shared?.gateUp;
   }
 
