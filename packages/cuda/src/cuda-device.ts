@@ -1053,10 +1053,9 @@ export class CudaDevice implements Device {
    * A hint that `t` (a weight) is read later in this step: the next absorbed-query launch of one or two
    * tokens (mlaAbsorbQuery) requests its first L2_PREFETCH_MAX_BYTES into L2 before its PDL wait, so
    * that they stream in while attention, latency-bound at a decode step's sizes, leaves memory
-   * bandwidth idle. Models call it with the MLP's first weight (the shared experts' gate/up) before a layer's
-   * attention. A
-   * hint no such launch takes (larger steps) is replaced by the next one. FLASHSERVE_NO_L2_PREFETCH=1
-   * turns it off, FLASHSERVE_L2_PREFETCH_MB=<n> sets the cap (A/B).
+   * bandwidth idle. Models call it with the MLP's first weight (a dense gate/up, or the shared experts')
+   * before a layer's attention. A hint no such launch takes (larger steps) is replaced by the next one.
+   * FLASHSERVE_NO_L2_PREFETCH=1 turns it off, FLASHSERVE_L2_PREFETCH_MB=<n> sets the cap (A/B).
    */
   prefetch(t: Tensor): void {
     if (this.#l2PrefetchMax === 0) return;
