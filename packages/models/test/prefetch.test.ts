@@ -45,7 +45,7 @@ describe.each([
     ];
     expect(hinted.length).toBeGreaterThan(0);
     expect(hinted.length % c.numHiddenLayers).toBe(0);
-    hinted.forEach((t, i) => expect(t.shape).toEqual(perStep[i % c.numHiddenLayers]));
+    for (const [i, t] of hinted.entries()) expect(t.shape).toEqual(perStep[i % c.numHiddenLayers]);
     // Every hint is followed by that layer's attention, then its MLP, before the next hint.
     const text = calls.join(' ');
     expect(text).not.toMatch(/prefetch (?!attention)/);
