@@ -305,6 +305,62 @@ describe('chat completions', () => {
     expect(c.usage?.completion_tokens).toBe(2);
   });
 
+  test("continuous_usage_stats (vLLM's): every chunk carries its choice's usage so far", async () => {
+    const body = {
+      model,
+      max_tokens: 4,
+      temperature: 0,
+      n: 2,
+      stream: true as const,
+      stream_options: { include_usage: true, continuous_usage_stats: true },
+      return_token_ids: true,
+    };
+    // Chat: the role chunks count no completion token; each content chunk its choice's tokens so far.
+    const chat = await client.chat.completions.create({
+      ...body,
+      messages,
+    } as OpenAI.ChatCompletionCreateParamsStreaming);
+    const seen = new Map<number, number>();
+    let prompt = -1;
+    let chunks = 0;
+    for await (const chunk of chat) {
+      chunks++;
+      const u = chunk.usage!;
+      expect(u.total_tokens).toBe(u.prompt_tokens + u.completion_tokens);
+      if (chunk.choices.length === 0) {
+        expect(u.completion_tokens).toBe(8); // the last chunk: the whole request (n = 2)
+        continue;
+      }
+      if (prompt < 0) prompt = u.prompt_tokens;
+      expect(u.prompt_tokens).toBe(prompt);
+      const c = chunk.choices[0]!;
+      const ids = (c as unknown as { token_ids?: number[] }).token_ids ?? [];
+      seen.set(c.index, (seen.get(c.index) ?? 0) + ids.length);
+      expect(u.completion_tokens).toBe(seen.get(c.index));
+    }
+    expect(chunks).toBeGreaterThan(4);
+    expect([...seen.values()]).toEqual([4, 4]);
+    // Completions, two prompts: each chunk its own prompt's tokens.
+    const completion = await client.completions.create({
+      ...body,
+      prompt: [[1000, 2000, 3000], [4000]],
+    } as OpenAI.CompletionCreateParamsStreaming);
+    const byChoice = new Map<number, number>();
+    for await (const chunk of completion) {
+      const u = chunk.usage!;
+      if (chunk.choices.length === 0) {
+        expect(u).toMatchObject({ prompt_tokens: 4, completion_tokens: 16 });
+        continue;
+      }
+      const c = chunk.choices[0]!;
+      expect(u.prompt_tokens).toBe(c.index < 2 ? 3 : 1);
+      const ids = (c as unknown as { token_ids?: number[] }).token_ids ?? [];
+      byChoice.set(c.index, (byChoice.get(c.index) ?? 0) + ids.length);
+      expect(u.completion_tokens).toBe(byChoice.get(c.index));
+    }
+    expect([...byChoice.keys()].sort()).toEqual([0, 1, 2, 3]);
+  });
+
   test('streaming: a role delta first, content deltas, finish reason, usage', async () => {
     const stream = await client.chat.completions.create({
       model,

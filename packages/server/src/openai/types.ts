@@ -35,7 +35,9 @@ export interface SamplingRequestFields {
    * `stream`). Returned as `prompt_logprobs`. */
   prompt_logprobs?: number | null;
   stream?: boolean | null;
-  stream_options?: { include_usage?: boolean | null } | null;
+  /** include_usage: a last chunk with the request's usage; continuous_usage_stats (vLLM's, with
+   * include_usage): every chunk also carries its choice's usage so far. */
+  stream_options?: { include_usage?: boolean | null; continuous_usage_stats?: boolean | null } | null;
   /** Token id (as a decimal string) -> bias in [-100, 100] added to its logit before sampling. */
   logit_bias?: Record<string, number> | null;
   /** Accepted and ignored (end-user id for abuse monitoring). */

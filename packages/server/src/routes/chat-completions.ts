@@ -1,7 +1,7 @@
 // POST /v1/chat/completions: messages rendered by the model's chat template, one engine request with n
 // choices. Streams start every choice with a role delta, as OpenAI does.
 
-import type { SamplingParams } from '@flashserve/core';
+import type { RequestOutput, SamplingParams } from '@flashserve/core';
 import type { FastifyInstance } from 'fastify';
 import { newResponseId, nowSeconds, resolveModel, type ServerContext } from '../context.js';
 import { chatLogprobs, promptLogprobsWire, tokenTextOf } from '../openai/logprobs.js';
@@ -18,7 +18,7 @@ import type {
 } from '../openai/types.js';
 import { Generation } from '../serving/generation.js';
 import { abortOnDisconnect, respondWithStream } from '../serving/respond.js';
-import { usageOf } from '../serving/usage.js';
+import { choiceUsage, type StreamUsage, streamUsageOf, usageOf } from '../serving/usage.js';
 
 interface Job {
   readonly id: string;
@@ -46,9 +46,10 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
       };
       const generation = Generation.start(ctx.engine, job.id, [prompt.tokenIds], params);
       if (body.stream === true) {
-        const includeUsage = body.stream_options?.include_usage === true;
+        const usage = streamUsageOf(body.stream_options);
+        const promptTokens = prompt.tokenIds.length;
         return respondWithStream(reply, generation, (sse) =>
-          streamChat(ctx, job, generation, includeUsage, sse),
+          streamChat(ctx, job, generation, usage, promptTokens, sse),
         );
       }
       abortOnDisconnect(reply, generation);
@@ -88,10 +89,17 @@ async function streamChat(
   ctx: ServerContext,
   job: Job,
   generation: Generation,
-  includeUsage: boolean,
+  usage: StreamUsage,
+  promptTokens: number,
   sse: SseWriter,
 ): Promise<void> {
-  const chunk = (choices: ChatCompletionChunkChoice[]): ChatCompletionChunk => {
+  // `output` and `generated`: the request's latest output and the choice's tokens so far, for
+  // continuous usage.
+  const chunk = (
+    choices: ChatCompletionChunkChoice[],
+    output?: RequestOutput,
+    generated = 0,
+  ): ChatCompletionChunk => {
     const c: ChatCompletionChunk = {
       id: job.id,
       object: 'chat.completion.chunk',
@@ -99,7 +107,8 @@ async function streamChat(
       model: job.model,
       choices,
     };
-    if (includeUsage) c.usage = null;
+    if (usage.continuous) c.usage = choiceUsage(output, promptTokens, generated);
+    else if (usage.final) c.usage = null;
     return c;
   };
   for (let i = 0; i < job.params.n; i++) {
@@ -121,11 +130,11 @@ async function streamChat(
         stop_reason: c.finishReason === null ? null : (c.stopReason ?? null),
       };
       if (job.returnTokenIds) choice.token_ids = c.newTokenIds;
-      await sse.send(chunk([choice]));
+      await sse.send(chunk([choice], output, c.tokenIds.length));
     }
     if (output.finished) last = output;
   }
-  if (includeUsage && last) {
+  if (usage.final && last) {
     const usageChunk: ChatCompletionChunk = { ...chunk([]), usage: usageOf([last]) };
     await sse.send(usageChunk);
   }

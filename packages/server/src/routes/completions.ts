@@ -15,16 +15,10 @@ import {
 import { type PreparedPrompt, preparePrompts } from '../openai/prompt.js';
 import { completionSamplingParams } from '../openai/sampling.js';
 import { completionSchema } from '../openai/schemas.js';
-import type {
-  Completion,
-  CompletionChoice,
-  CompletionLogprobs,
-  CompletionRequest,
-  Usage,
-} from '../openai/types.js';
+import type { Completion, CompletionChoice, CompletionLogprobs, CompletionRequest } from '../openai/types.js';
 import { Generation } from '../serving/generation.js';
 import { abortOnDisconnect, respondWithStream } from '../serving/respond.js';
-import { usageOf } from '../serving/usage.js';
+import { choiceUsage, type StreamUsage, streamUsageOf, usageOf } from '../serving/usage.js';
 
 interface Job {
   readonly id: string;
@@ -73,9 +67,9 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
       params,
     );
     if (body.stream === true) {
-      const includeUsage = body.stream_options?.include_usage === true;
+      const usage = streamUsageOf(body.stream_options);
       return respondWithStream(reply, generation, (sse) =>
-        streamCompletion(ctx, job, generation, includeUsage, sse),
+        streamCompletion(ctx, job, generation, usage, sse),
       );
     }
     abortOnDisconnect(reply, generation);
@@ -145,7 +139,7 @@ async function streamCompletion(
   ctx: ServerContext,
   job: Job,
   generation: Generation,
-  includeUsage: boolean,
+  usage: StreamUsage,
   sse: { send(data: unknown): Promise<void> },
 ): Promise<void> {
   const n = job.params.n;
@@ -187,20 +181,21 @@ async function streamCompletion(
         model: job.model,
         choices: [choice],
       };
-      if (includeUsage) chunk.usage = null;
+      if (usage.continuous)
+        chunk.usage = choiceUsage(output, output.promptTokenIds.length, c.tokenIds.length);
+      else if (usage.final) chunk.usage = null;
       await sse.send(chunk);
     }
     if (output.finished) finals.push(output);
   }
-  if (includeUsage) {
-    const usage: Usage = usageOf(finals);
+  if (usage.final) {
     await sse.send({
       id: job.id,
       object: 'text_completion',
       created: job.created,
       model: job.model,
       choices: [],
-      usage,
+      usage: usageOf(finals),
     });
   }
 }

@@ -5,6 +5,35 @@
 import type { RequestOutput } from '@flashserve/core';
 import type { Usage } from '../openai/types.js';
 
+/** How a stream reports usage (`stream_options`): `final` adds a last chunk with the whole request's;
+ * `continuous` (vLLM's continuous_usage_stats, only with include_usage) gives every chunk its
+ * choice's usage so far: its prompt's tokens and the tokens the choice has generated. */
+export interface StreamUsage {
+  readonly final: boolean;
+  readonly continuous: boolean;
+}
+
+export function streamUsageOf(
+  options: { include_usage?: boolean | null; continuous_usage_stats?: boolean | null } | null | undefined,
+): StreamUsage {
+  const final = options?.include_usage === true;
+  return { final, continuous: final && options?.continuous_usage_stats === true };
+}
+
+/** A streamed chunk's usage with continuous_usage_stats: its prompt and its choice's tokens so far. */
+export function choiceUsage(
+  output: RequestOutput | undefined,
+  promptTokens: number,
+  completionTokens: number,
+): Usage {
+  return {
+    prompt_tokens: promptTokens,
+    completion_tokens: completionTokens,
+    total_tokens: promptTokens + completionTokens,
+    prompt_tokens_details: { cached_tokens: output?.metrics.numCachedPromptTokens ?? 0 },
+  };
+}
+
 export function usageOf(finals: readonly RequestOutput[]): Usage {
   let prompt = 0;
   let completion = 0;
