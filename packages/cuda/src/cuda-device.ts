@@ -126,8 +126,9 @@ const NO_PREFETCH: L2PrefetchArgs = [NULL, 0];
  * NOTE: measured on H100 (V2-Lite shapes, batch 1, the shared experts' gate/up of 23 MB a layer hinted
  * before each MoE layer's attention; six interleaved rounds each, h100-l2-prefetch-2026-11-25.log): step
  * medians 2.485 ms with no prefetch, 2.445 at 4 MiB, 2.43 at 8, 2.45 at 11.5, 2.525 at 16 and 2.51 with
- * all 23 MB; in a second call 2.44 at 8 MiB against 2.47 with none (6 and 10 MiB: 2.435). Attention leaves ~3 us of memory time idle a layer; past that the prefetch delays the
- * weights the layer's next kernels request (o_proj's, the router's). */
+ * all 23 MB; in a second call 2.44 at 8 MiB against 2.47 with none (6 and 10 MiB: 2.435). Attention
+ * leaves ~3 us of memory time idle a layer; past that the prefetch delays the weights the layer's next
+ * kernels request (o_proj's, the router's). */
 export const L2_PREFETCH_MAX_BYTES = 8 << 20;
 
 function l2PrefetchMaxBytes(env: NodeJS.ProcessEnv): number {
