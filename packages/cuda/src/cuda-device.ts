@@ -1059,11 +1059,11 @@ export class CudaDevice implements Device {
    * FLASHSERVE_NO_L2_PREFETCH=1 turns it off, FLASHSERVE_L2_PREFETCH_MB=<n> sets the cap (A/B).
    */
   prefetch(t: Tensor): void {
-    if (this.#l2PrefetchMax === 0) return;
-    const ct = this.#t(t, 'prefetch', 't');
-    // The bulk prefetch takes 16-byte aligned starts (every allocation is; a view may not be).
-    if (ct.ptr % 16n !== 0n) return;
-    this.#prefetchHint = [ct.ptr, Math.min(ct.bytes, this.#l2PrefetchMax)];
+    // A hint never fails a step: a tensor of another device, a released one, or a start the bulk
+    // prefetch cannot take (it needs 16-byte alignment; every allocation has it, a view may not) is
+    // simply not fetched.
+    if (this.#l2PrefetchMax === 0 || !(t instanceof CudaTensor) || t.released || t.ptr % 16n !== 0n) return;
+    this.#prefetchHint = [t.ptr, Math.min(t.bytes, this.#l2PrefetchMax)];
   }
 
   #takePrefetch(): L2PrefetchArgs {
