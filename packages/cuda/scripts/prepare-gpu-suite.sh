@@ -16,4 +16,5 @@ bundle() {
 }
 bundle packages/cuda/scripts/gpu/main.ts .device/gpu-check.mjs
 bundle packages/cuda/scripts/bench/decode-bench.ts .device/decode-bench.mjs
+bundle packages/cuda/scripts/gpu/nccl-allreduce.ts .device/nccl-allreduce.mjs
 ls -la .device
