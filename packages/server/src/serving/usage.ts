@@ -3,7 +3,7 @@
 // cache served.
 
 import type { RequestOutput } from '@flashserve/core';
-import type { Usage } from '../openai/types.js';
+import type { SamplingRequestFields, Usage } from '../openai/types.js';
 
 /** How a stream reports usage (`stream_options`): `final` adds a last chunk with the whole request's;
  * `continuous` (vLLM's continuous_usage_stats, only with include_usage) gives every chunk its
@@ -13,11 +13,18 @@ export interface StreamUsage {
   readonly continuous: boolean;
 }
 
-export function streamUsageOf(
-  options: { include_usage?: boolean | null; continuous_usage_stats?: boolean | null } | null | undefined,
-): StreamUsage {
+export function streamUsageOf(options: SamplingRequestFields['stream_options']): StreamUsage {
   const final = options?.include_usage === true;
   return { final, continuous: final && options?.continuous_usage_stats === true };
+}
+
+function usage(prompt: number, completion: number, cached: number): Usage {
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completion,
+    total_tokens: prompt + completion,
+    prompt_tokens_details: { cached_tokens: cached },
+  };
 }
 
 /** A streamed chunk's usage with continuous_usage_stats: its prompt and its choice's tokens so far. */
@@ -26,12 +33,7 @@ export function choiceUsage(
   promptTokens: number,
   completionTokens: number,
 ): Usage {
-  return {
-    prompt_tokens: promptTokens,
-    completion_tokens: completionTokens,
-    total_tokens: promptTokens + completionTokens,
-    prompt_tokens_details: { cached_tokens: output?.metrics.numCachedPromptTokens ?? 0 },
-  };
+  return usage(promptTokens, completionTokens, output?.metrics.numCachedPromptTokens ?? 0);
 }
 
 export function usageOf(finals: readonly RequestOutput[]): Usage {
@@ -43,10 +45,5 @@ export function usageOf(finals: readonly RequestOutput[]): Usage {
     cached += f.metrics.numCachedPromptTokens;
     for (const c of f.outputs) completion += c.tokenIds.length;
   }
-  return {
-    prompt_tokens: prompt,
-    completion_tokens: completion,
-    total_tokens: prompt + completion,
-    prompt_tokens_details: { cached_tokens: cached },
-  };
+  return usage(prompt, completion, cached);
 }
