@@ -1059,10 +1059,9 @@ export class CudaDevice implements Device {
    * FLASHSERVE_NO_L2_PREFETCH=1 turns it off, FLASHSERVE_L2_PREFETCH_MB=<n> sets the cap (A/B).
    */
   prefetch(t: Tensor): void {
-    // A hint never fails a step: a tensor of another device, a released one, or a start the bulk
-    // prefetch cannot take (it needs 16-byte alignment; every allocation has it, a view may not) is
-    // simply not fetched.
-    if (this.#l2PrefetchMax === 0 || !(t instanceof CudaTensor) || t.released || t.ptr % 16n !== 0n) return;
+    // A hint never fails a step: a tensor of another device or a released one is not fetched (nor is a
+    // start the bulk prefetch cannot take: run_skinny_gemm drops it).
+    if (this.#l2PrefetchMax === 0 || !(t instanceof CudaTensor) || t.released) return;
     this.#prefetchHint = [t.ptr, Math.min(t.bytes, this.#l2PrefetchMax)];
   }
 

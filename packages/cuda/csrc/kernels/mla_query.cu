@@ -30,10 +30,8 @@ SkinnyGemmParams absorb_gemv(const MlaQueryParams& p, const void* q) {
   s.c_group_stride = out_width;
   s.sms = p.sms;
   s.stream = p.stream;
-  // The bulk prefetch needs a 16-byte aligned start; a hint that is not is dropped.
-  const bool aligned = reinterpret_cast<uintptr_t>(p.l2_prefetch) % 16 == 0 && p.l2_prefetch_bytes > 0;
-  s.l2_prefetch = aligned ? p.l2_prefetch : nullptr;
-  s.l2_prefetch_bytes = aligned ? p.l2_prefetch_bytes : 0;
+  s.l2_prefetch = p.l2_prefetch;
+  s.l2_prefetch_bytes = p.l2_prefetch_bytes;
   return s;
 }
 

@@ -329,6 +329,11 @@ void run_skinny_gemm(SkinnyGemmParams& p) {
   if (p.n == 0 || p.m == 0) return;
   require(skinny_gemm_applies(p), "linear (skinny): shape or alignment not supported");
   require(p.group_rows == 0 || p.n % p.group_rows == 0, "linear (skinny): n must be a multiple of group_rows");
+  // The bulk prefetch needs a 16-byte aligned start: a hint without one is dropped (a hint never fails).
+  if (reinterpret_cast<uintptr_t>(p.l2_prefetch) % 16 != 0 || p.l2_prefetch_bytes <= 0) {
+    p.l2_prefetch = nullptr;
+    p.l2_prefetch_bytes = 0;
+  }
   const int chunks = p.k / 8;
   if (chunks <= 8) {
     launch_skinny<8>(p);

@@ -88,7 +88,8 @@ struct SkinnyGemmParams {
   SkinnyNorm norm;  // norm.x set: the norm form (a, lda unused; no groups, no side copies)
   SkinnyMlaInputs mla;  // mla.in.kv set: the MLA-inputs form (no side copies)
   // Optional: bytes the blocks request into L2 before their PDL wait, a slice each (a weight a later
-  // kernel reads, fetched while this and the kernels after it leave memory bandwidth idle).
+  // kernel reads, fetched while this and the kernels after it leave memory bandwidth idle). A start
+  // that is not 16-byte aligned drops the hint (run_skinny_gemm).
   const void* l2_prefetch;
   int64_t l2_prefetch_bytes;
 };
