@@ -19,8 +19,9 @@ void* split_scratch(int rows, int vocab, cudaStream_t stream) {
     return v && v[0] == '1';
   }();
   if (one_block) return nullptr;
-  static void* buf = nullptr;
-  static size_t have = 0;
+  // Per thread: the scratch lives on this thread's device (runtime() is per thread).
+  thread_local void* buf = nullptr;
+  thread_local size_t have = 0;
   const size_t need = sampling_split_bytes(rows, vocab);
   if (need == 0) return nullptr;
   if (need > have) {

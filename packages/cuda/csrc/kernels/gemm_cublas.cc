@@ -42,7 +42,8 @@ struct LtState {
 };
 
 LtState& state() {
-  static LtState s;
+  // Per thread, like the runtime: a cuBLASLt handle and its workspace belong to one device.
+  thread_local LtState s;
   if (!s.handle) {
     check_lt(cublasLtCreate(&s.handle), "linear (cublasLtCreate)");
     s.workspace = runtime().allocator().allocate(WORKSPACE_BYTES);

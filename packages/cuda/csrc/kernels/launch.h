@@ -19,10 +19,10 @@
 
 namespace flashserve {
 
-// Whether launches get the PDL attribute: on sm_90+ unless FLASHSERVE_NO_PDL=1. Decided once (the
-// addon drives one device).
+// Whether launches get the PDL attribute: on sm_90+ unless FLASHSERVE_NO_PDL=1. Decided once per
+// thread, for the device that thread drives (runtime.cc).
 inline bool pdl_enabled() {
-  static const bool on = [] {
+  thread_local const bool on = [] {
     const char* v = std::getenv("FLASHSERVE_NO_PDL");
     if (v && v[0] == '1') return false;
     int dev = 0, major = 0;

@@ -265,9 +265,9 @@ void run_grouped_gemm(GroupedGemmParams& p) {
   require(splits == 1 || p.partial != nullptr, "groupedGemm: split-K needs a partial buffer");
   dim3 grid((p.n + bn - 1) / bn, p.max_tiles, splits);
   require(p.max_tiles <= 65535, "groupedGemm: too many row tiles");
-  // Opting in to more than 48 KiB of dynamic shared memory is per kernel and per device; once suffices
-  // (the addon drives one device).
-  static const bool configured = [] {
+  // Opting in to more than 48 KiB of dynamic shared memory is per kernel and per device: once per
+  // thread, since each thread drives one device (runtime.cc).
+  thread_local const bool configured = [] {
     cudaFuncSetAttribute(grouped_gemm_kernel<16, 64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                          GemmTraits<16, 64>::SMEM_BYTES);
     cudaFuncSetAttribute(grouped_gemm_kernel<16, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize,

@@ -59,8 +59,11 @@ float bf16_bits_to_f32(uint16_t h) {
 
 }  // namespace
 
+// One runtime per thread: a tensor-parallel model runs each rank on its own thread (worker threads of
+// one process, docs/tensor-parallel.md), each bound to its own GPU with its own stream, allocator and
+// graphs. A thread that never calls init() (the supervisor) never touches the GPU.
 Runtime& runtime() {
-  static Runtime rt;
+  thread_local Runtime rt;
   return rt;
 }
 

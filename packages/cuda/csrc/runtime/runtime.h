@@ -1,5 +1,5 @@
-// The process-wide CUDA runtime of the addon: one device, one compute stream, the caching
-// allocator, pinned host staging for transfers, and captured CUDA graphs.
+// The CUDA runtime of one thread: one device, one compute stream, the caching allocator, pinned host
+// staging for transfers, and captured CUDA graphs. runtime() is per thread (runtime.cc says why).
 //
 // Transfers: host data is converted (f32 -> bf16 and so on) while it is written into pinned staging
 // memory, then copied to the device asynchronously on the stream. Under graph capture an upload's
