@@ -51,6 +51,7 @@ export {
   RankThreads,
   type RankThreadsOptions,
   runRankThreadEntry,
+  type SupervisorHooks,
   serveSteps,
 } from './distributed/rank-threads.js';
 export {

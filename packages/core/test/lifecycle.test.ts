@@ -174,6 +174,27 @@ test('a model failure fails that step’s requests with a clear error, frees the
   expect(ok.final.outputs[0]!.tokenIds).toHaveLength(5);
 });
 
+test('a step that breaks after forward (Model.checkStep) fails its requests before any of its tokens go out', async () => {
+  let broken = false;
+  const { engine } = makeEngine({ model: { stepBrokeWhen: () => broken } });
+  const seen: number[] = [];
+  const h = engine.addRequest({ promptTokenIds: prompt(3, 6), params: params({ maxTokens: 50 }) });
+  engine.events.on('output', (o) => seen.push(o.outputs[0]!.tokenIds.length));
+  engine.events.on('step', () => {
+    if (seen.length === 3) broken = true;
+  });
+  await expect(h.done()).rejects.toMatchObject({
+    code: 'FS_ERR_ENGINE_MODEL_FAILED',
+    message: expect.stringMatching(/the step broke after forward/),
+  });
+  // The broken step's token never reached the request's outputs.
+  expect(Math.max(...seen)).toBe(3);
+  expect(allFree(engine)).toBe(true);
+  broken = false;
+  const ok = await collect(engine, { promptTokenIds: prompt(4, 6), params: params({ maxTokens: 4 }) });
+  expect(ok.final.outputs[0]!.tokenIds).toHaveLength(4);
+});
+
 describe('shutdown', () => {
   test('drains running requests within drainMs, then refuses new ones with 503', async () => {
     const { engine } = makeEngine();

@@ -243,7 +243,8 @@ export interface Device {
    * engine calls it only for decode-only steps padded to a size of its decode-graph ladder
    * (EngineOptions.decodeGraphBatchSizes), one key per size; devices without graphs (the CPU) leave
    * it out and every step runs eagerly. After `fn`'s last upload or write, a replay may cut the rest
-   * of `fn` short (its device work is the captured graph's), so `fn` must do nothing but device ops
-   * from there on. */
+   * of `fn` short (its device work is the captured graph's) by throwing a value that is not an Error
+   * through it, so `fn` must do nothing but device ops from there on, and code inside `fn` that
+   * catches must rethrow such values untouched. */
   graph?(key: string, fn: () => Tensor): Tensor;
 }

@@ -18,6 +18,9 @@ import { distributedWorkerFailed } from '../errors.js';
 import { ShmAbortFlag, type ShmGroupInit } from './shm-group.js';
 import { type StepChannelInit, StepReceiver, StepSender } from './step-channel.js';
 
+/** How long shutdown() waits for the threads to stop once it has told them to. */
+const TERMINATE_WAIT_MS = 5000;
+
 /** The environment every rank thread gets on top of the parent's. */
 export const RANK_THREAD_ENV: Readonly<Record<string, string>> = { NCCL_NVLS_ENABLE: '0' };
 
@@ -61,15 +64,22 @@ function threadEnv(): Record<string, string> {
   return { ...env, ...RANK_THREAD_ENV };
 }
 
-/** The parent's Node flags minus export conditions. Worker threads run built JavaScript; a test runner's
- * `--conditions flashserve-source` would send their imports to TypeScript sources they cannot load. */
-function threadExecArgv(): string[] {
+/** Flags Worker refuses (V8 heap and stack sizes, the process title): a server started with
+ * `node --max-old-space-size=...` must still start its ranks. */
+const PROCESS_ONLY_FLAGS = ['--max-old-space-size', '--max-semi-space-size', '--stack-size', '--title'];
+
+/** The parent's Node flags minus export conditions and process-only flags. Worker threads run built
+ * JavaScript; a test runner's `--conditions flashserve-source` would send their imports to TypeScript
+ * sources they cannot load. */
+export function threadExecArgv(argv: readonly string[] = process.execArgv): string[] {
   const out: string[] = [];
-  const argv = process.execArgv;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--conditions' || a === '-C') i++;
-    else if (!a.startsWith('--conditions=')) out.push(a);
+    else if (a.startsWith('--conditions=')) continue;
+    else if (PROCESS_ONLY_FLAGS.some((f) => a === f || a.startsWith(`${f}=`))) {
+      if (!a.includes('=')) i++;
+    } else out.push(a);
   }
   return out;
 }
@@ -155,7 +165,12 @@ export class RankThreads {
       }),
     ]);
     clearTimeout(timer);
-    await this.#supervisor.terminate();
+    // NOTE: a thread blocked inside native code (a GPU call that never returns) cannot be stopped;
+    // give up waiting for it after a while, so close() always returns and the process can exit.
+    await Promise.race([
+      this.#supervisor.terminate(),
+      new Promise<void>((resolve) => setTimeout(resolve, TERMINATE_WAIT_MS).unref()),
+    ]);
   }
 }
 
@@ -192,14 +207,25 @@ export function serveSteps(ctx: RankContext<unknown>, handlers: RankHandlers): v
   }
 }
 
+/** What the supervisor thread does besides raising the abort flag when a worker rank fails. */
+export interface SupervisorHooks<P> {
+  /** Called once, on the supervisor thread, after the flag is raised for worker `rank`'s failure. Ranks
+   * on GPUs block inside device work that never reads the flag (NCCL kernels waiting for a dead peer):
+   * this is where their communicators are aborted so those streams drain. */
+  onGroupBroken?(payload: P, rank: number): void;
+}
+
 /**
  * The body of the worker module: call it at the module's top level. On the main thread it does
  * nothing; in the supervisor it supervises; in a rank it runs `rankMain` and reports its failure.
  */
-export function runRankThreadEntry<P>(rankMain: (ctx: RankContext<P>) => void | Promise<void>): void {
+export function runRankThreadEntry<P>(
+  rankMain: (ctx: RankContext<P>) => void | Promise<void>,
+  hooks: SupervisorHooks<P> = {},
+): void {
   const data = workerData as SupervisorData<P> | RankData<P> | undefined;
   if (parentPort === null || data === undefined || typeof data !== 'object') return;
-  if (data.role === 'flashserve-supervisor') supervise(data);
+  if (data.role === 'flashserve-supervisor') supervise(data, hooks);
   else if (data.role === 'flashserve-rank') void runRank(data, rankMain);
 }
 
@@ -225,12 +251,26 @@ async function runRank<P>(data: RankData<P>, rankMain: (ctx: RankContext<P>) => 
   data.port.close();
 }
 
-function supervise<P>(data: SupervisorData<P>): void {
+function supervise<P>(data: SupervisorData<P>, hooks: SupervisorHooks<P>): void {
   const abort = new ShmAbortFlag(data.group);
   const workers: Worker[] = [];
   let shuttingDown = false;
   let alive = data.ports.length;
-  const post = (m: SupervisorMessage) => parentPort?.postMessage(m);
+  let hooked = false;
+  const broken = (reason: string, rank: number) => {
+    abort.raise(reason, 'worker-failed');
+    if (hooked) return;
+    hooked = true;
+    try {
+      hooks.onGroupBroken?.(data.payload, rank);
+    } catch {
+      // Best effort: the flag is up either way.
+    }
+  };
+  const post = (m: SupervisorMessage) => {
+    if (m.type === 'failed' && !shuttingDown) broken(`worker rank ${m.rank} failed: ${m.message}`, m.rank);
+    parentPort?.postMessage(m);
+  };
   data.ports.forEach((port, i) => {
     const rank = i + 1;
     const rd: RankData<P> = {
@@ -249,14 +289,9 @@ function supervise<P>(data: SupervisorData<P>): void {
     });
     workers.push(w);
     w.on('message', (m: SupervisorMessage) => post(m));
-    w.on('error', (e) => {
-      abort.raise(`worker rank ${rank} failed: ${e.message}`, 'worker-failed');
-      post({ type: 'failed', rank, message: e.message });
-    });
+    w.on('error', (e) => post({ type: 'failed', rank, message: e.message }));
     w.on('exit', (code) => {
-      if (!shuttingDown && !abort.raised) {
-        abort.raise(`worker rank ${rank} exited with code ${code}`, 'worker-failed');
-      }
+      if (!shuttingDown && !abort.raised) broken(`worker rank ${rank} exited with code ${code}`, rank);
       post({ type: 'exit', rank, code });
       if (--alive === 0) parentPort?.close();
     });

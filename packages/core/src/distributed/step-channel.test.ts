@@ -16,7 +16,7 @@ beforeAll(() => {
   entry = bundleWorker(fileURLToPath(new URL('../../test/support/step-channel-worker.ts', import.meta.url)));
 });
 
-function batch(numReqs: number, perReq: number, seed: number): ForwardBatch {
+function batch(numReqs: number, perReq: number, seed: number, graphKey?: string): ForwardBatch {
   const T = numReqs * perReq;
   const seq = (n: number, f: (i: number) => number) => Int32Array.from({ length: n }, (_, i) => f(i));
   const maxBlocksPerReq = 3;
@@ -38,6 +38,7 @@ function batch(numReqs: number, perReq: number, seed: number): ForwardBatch {
     tokenIds: seq(T, (i) => (i * 31 + seed) % 1000),
     attention,
     logitsIndices: seq(numReqs, (i) => (i + 1) * perReq - 1),
+    ...(graphKey === undefined ? {} : { graphKey }),
   };
 }
 
@@ -54,6 +55,7 @@ function plain(b: ForwardBatch) {
     blockTables: Array.from(md.blockTables),
     logitsIndices: Array.from(b.logitsIndices),
     scalars: [md.numReqs, md.numTokens, md.maxBlocksPerReq, md.blockSize, md.maxQueryLen, md.maxSeqLen],
+    graphKey: b.graphKey ?? null,
   };
 }
 
@@ -77,7 +79,7 @@ async function until(cond: () => boolean): Promise<void> {
 }
 
 describe('step channel', () => {
-  it('delivers every command in order, growing the buffer for large steps', async () => {
+  it('delivers every command in order (graph keys included), growing the buffer for large steps', async () => {
     const { sender, received, exited, port1 } = start(32);
     // Each send waits for the worker's echo, as rank 0's collectives make it wait in production.
     const sent: unknown[] = [];
@@ -90,14 +92,15 @@ describe('step channel', () => {
       { kind: 'allocate', numBlocks: 12, blockSize: 16 },
       { kind: 'allocate', numBlocks: 12, blockSize: 16 },
     );
-    for (const [reqs, per, seed] of [
-      [2, 3, 1],
-      [8, 40, 2],
-      [1, 1, 3],
-      [64, 50, 4],
-      [3, 2, 5],
+    // A batch run through a decode graph carries its key; the others have none.
+    for (const [reqs, per, seed, key] of [
+      [2, 3, 1, undefined],
+      [8, 40, 2, undefined],
+      [1, 1, 3, 'decode-1'],
+      [64, 50, 4, undefined],
+      [3, 2, 5, 'decode-4'],
     ] as const) {
-      const b = batch(reqs, per, seed);
+      const b = batch(reqs, per, seed, key);
       await send({ kind: 'forward', batch: b }, plain(b));
     }
     await send({ kind: 'shutdown' }, { kind: 'shutdown' });

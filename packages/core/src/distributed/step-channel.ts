@@ -6,6 +6,7 @@
 //   ctl  Int32Array: [SEQ, CMD, BUF_GEN, header fields (see H_*)]
 //   data Int32Array: tokenIds[T] positions[T] slotMapping[T] queryStartLoc[R+1] seqLens[R]
 //                    numComputedTokens[R] blockTables[R * maxBlocksPerReq] logitsIndices[L]
+//                    graphKey[K] (the batch's graph key as UTF-16 code units; K = 0 when it has none)
 // When a step does not fit `data`, rank 0 allocates a larger buffer, posts it once on each worker's
 // MessagePort and bumps BUF_GEN; a worker that sees a new BUF_GEN takes the buffer with
 // receiveMessageOnPort (synchronous: its event loop is blocked in Atomics.wait by design).
@@ -29,9 +30,15 @@ const H_BLOCK_SIZE = 6;
 const H_MAX_QUERY = 7;
 const H_MAX_SEQ = 8;
 const H_LOGITS = 9;
-const CTL_WORDS = 10;
+const H_GRAPH_KEY = 10;
+const CTL_WORDS = 11;
 /** Idle workers re-check the abort flag this often even without a notify. */
 const IDLE_SLICE_MS = 200;
+/** How long a worker polls for the next command before it sleeps. A sleeping thread takes tens of
+ * microseconds to wake, and every rank's step starts only when the last rank has the command: at
+ * batch 1 on GPUs that wait lands in the step's time. Decode steps follow each other within a few
+ * milliseconds, so a worker of a busy server never sleeps; an idle one spins this long, then sleeps. */
+const SPIN_MS = 5;
 
 /** A word nobody changes: Atomics.wait on it is a synchronous sleep. */
 const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
@@ -90,6 +97,9 @@ export class StepSender {
     const md = b.attention;
     const T = b.tokenIds.length;
     const R = md.numReqs;
+    const key = b.graphKey ?? '';
+    const keyWords = new Int32Array(key.length);
+    for (let i = 0; i < key.length; i++) keyWords[i] = key.charCodeAt(i);
     const parts = [
       b.tokenIds,
       md.positions,
@@ -99,6 +109,7 @@ export class StepSender {
       md.numComputedTokens.subarray(0, R),
       md.blockTables.subarray(0, R * md.maxBlocksPerReq),
       b.logitsIndices,
+      keyWords,
     ];
     const words = parts.reduce((n, p) => n + p.length, 0);
     if (words > this.#data.length) this.#grow(words);
@@ -115,6 +126,7 @@ export class StepSender {
     ctl[H_MAX_QUERY] = md.maxQueryLen;
     ctl[H_MAX_SEQ] = md.maxSeqLen;
     ctl[H_LOGITS] = b.logitsIndices.length;
+    ctl[H_GRAPH_KEY] = key.length;
   }
 
   #grow(words: number): void {
@@ -148,6 +160,10 @@ export class StepReceiver {
   /** Blocks until rank 0 sends the next command; throws the group's error once it is broken. */
   receive(): StepCommand {
     const ctl = this.#ctl;
+    const spinUntil = performance.now() + SPIN_MS;
+    while (Atomics.load(ctl, SEQ) === this.#seen && performance.now() < spinUntil) {
+      for (let i = 0; i < 256 && Atomics.load(ctl, SEQ) === this.#seen; i++);
+    }
     while (Atomics.load(ctl, SEQ) === this.#seen) {
       if (this.#abort.raised) throw this.#abort.error();
       Atomics.wait(ctl, SEQ, this.#seen, IDLE_SLICE_MS);
@@ -186,6 +202,7 @@ export class StepReceiver {
     const numComputedTokens = take(R);
     const blockTables = take(R * maxBlocksPerReq);
     const logitsIndices = take(L);
+    const keyWords = take(ctl[H_GRAPH_KEY]!);
     const attention: CommonAttentionMetadata = {
       numReqs: R,
       numTokens: T,
@@ -200,7 +217,8 @@ export class StepReceiver {
       maxQueryLen: ctl[H_MAX_QUERY]!,
       maxSeqLen: ctl[H_MAX_SEQ]!,
     };
-    return { tokenIds, attention, logitsIndices };
+    if (keyWords.length === 0) return { tokenIds, attention, logitsIndices };
+    return { tokenIds, attention, logitsIndices, graphKey: String.fromCharCode(...keyWords) };
   }
 
   #syncBuffer(): void {

@@ -269,8 +269,15 @@ export class Engine {
         samplingMs = this.#sampleAndAppend(built.sampling, built.samplingRows, logits, touched);
       } catch (e) {
         // A bug or a device failure surfacing when the logits are read: fail the step's requests
-        // rather than leave them hanging.
-        this.#failStep(out, touched, engineStepFailed, e);
+        // rather than leave them hanging. A model whose step broke (checkStep) is the cause even when
+        // reading its garbage logits failed first.
+        const broken = modelStepError(this.model);
+        this.#failStep(
+          out,
+          touched,
+          broken === undefined ? engineStepFailed : engineModelFailed,
+          broken ?? e,
+        );
         return true;
       } finally {
         this.model.device.release(logits);
@@ -298,9 +305,10 @@ export class Engine {
     ) {
       return { logits: this.model.forward(batch) };
     }
-    const padded = this.#builder.padDecode(batch, size, this.#graphTableWidth);
+    const key = `decode-${size}`;
+    const padded = { ...this.#builder.padDecode(batch, size, this.#graphTableWidth), graphKey: key };
     try {
-      return { logits: d.graph(`decode-${size}`, () => this.model.forward(padded)), graphBatchSize: size };
+      return { logits: d.graph(key, () => this.model.forward(padded)), graphBatchSize: size };
     } catch (e) {
       // A capture or replay that fails throws before the graph is launched, so nothing ran: this size
       // goes eager from now on, and the step is retried eagerly (a lost context fails it there too).
@@ -375,6 +383,9 @@ export class Engine {
     }
     const ts = performance.now();
     const sampled = this.#sampler.sample(logits, this.model.device, rows);
+    // Once the sampled ids are on the host the step has finished on the device: a model whose step
+    // broke meanwhile (Model.checkStep) throws here, before any of its tokens is appended.
+    this.model.checkStep?.();
     const samplingMs = performance.now() - ts;
     const now = Date.now();
 
@@ -557,5 +568,15 @@ export class Engine {
     if (n === 1) return Math.ceil((promptLen + maxTokens) / bs);
     const shared = Math.floor(promptLen / bs);
     return shared + n * Math.ceil((promptLen - shared * bs + maxTokens) / bs);
+  }
+}
+
+/** The error a model's checkStep throws for the step just run, or undefined when the step stands. */
+function modelStepError(model: Model): unknown {
+  try {
+    model.checkStep?.();
+    return undefined;
+  } catch (e) {
+    return e;
   }
 }

@@ -22,6 +22,9 @@ export interface ForwardBatch {
   /** Rows of the flattened batch whose logits are wanted (the last scheduled token of each request
    * that samples this step), in order. */
   readonly logitsIndices: Int32Array;
+  /** Set when the engine runs this forward inside `model.device.graph(graphKey, ...)`: a model spread
+   * over several devices runs its other ranks' forward through their own graphs under the same key. */
+  readonly graphKey?: string;
 }
 
 export interface Model {
@@ -33,4 +36,8 @@ export interface Model {
   allocateKvCache(numBlocks: number, blockSize: number): void;
   /** Returns logits [logitsIndices.length, vocabSize] on the model's device. */
   forward(batch: ForwardBatch): Tensor;
+  /** OPTIONAL: called once a step's logits have been read; throws when that step's results cannot be
+   * trusted. A tensor-parallel model on GPUs needs it: its collectives run after forward returned,
+   * so a rank that dies mid-step is noticed only once the device has finished (or been aborted). */
+  checkStep?(): void;
 }

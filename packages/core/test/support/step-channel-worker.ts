@@ -28,6 +28,7 @@ try {
         blockTables: Array.from(md.blockTables),
         logitsIndices: Array.from(b.logitsIndices),
         scalars: [md.numReqs, md.numTokens, md.maxBlocksPerReq, md.blockSize, md.maxQueryLen, md.maxSeqLen],
+        graphKey: b.graphKey ?? null,
       });
     } else parentPort?.postMessage(cmd);
     if (cmd.kind === 'shutdown') break;

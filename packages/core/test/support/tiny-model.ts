@@ -16,6 +16,8 @@ export interface TinyModelOptions {
   logits?: LogitsFn;
   /** Throws from forward when this returns true. */
   failWhen?: (batch: ForwardBatch) => boolean;
+  /** checkStep throws when this returns true (a step that broke after forward returned). */
+  stepBrokeWhen?: () => boolean;
 }
 
 export class TinyModel implements Model {
@@ -23,6 +25,7 @@ export class TinyModel implements Model {
   readonly device: Device = makeHostDevice();
   readonly #logits: LogitsFn;
   readonly #failWhen: ((batch: ForwardBatch) => boolean) | undefined;
+  readonly #stepBrokeWhen: (() => boolean) | undefined;
   #cacheTokens = new Int32Array(0);
   #cachePositions = new Int32Array(0);
   #blockSize = 0;
@@ -37,6 +40,11 @@ export class TinyModel implements Model {
     };
     this.#logits = opts.logits ?? hashLogits;
     this.#failWhen = opts.failWhen;
+    this.#stepBrokeWhen = opts.stepBrokeWhen;
+  }
+
+  checkStep(): void {
+    if (this.#stepBrokeWhen?.()) throw new Error('tiny model: the step broke after forward');
   }
 
   kvCacheBytesPerBlock(blockSize: number): number {
