@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # NcclProcessGroup on a machine of several GPUs, run ON THE GPU MACHINE from the repository root:
-#   bash packages/cuda/scripts/gpu-nccl.sh [worldSize]
+#   bash packages/cuda/scripts/gpu-nccl.sh [worldSize [--step H,V/N,layers [--batches 1,32,128]]]
 # (prepare .device/ first with packages/cuda/scripts/prepare-gpu-suite.sh and carry it). Builds the
 # addon, then starts one process per GPU (scripts/gpu/nccl-allreduce.ts): values of all-reduce,
 # all-gather and broadcast checked on every rank, all-reduce bus bandwidth from 1 MiB to 1 GiB.
@@ -10,6 +10,7 @@ ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 cd "$ROOT"
 export NCCL_NVLS_ENABLE=0
 N=${1:-$(nvidia-smi -L | wc -l)}
+shift || true
 OUT=${OUT:-/tmp/gpu-nccl}
 mkdir -p "$OUT"
 BUILD=/tmp/flashserve-cuda-build
@@ -23,7 +24,7 @@ ID="$OUT/nccl-id.bin"
 rm -f "$ID"
 pids=()
 for r in $(seq 0 $((N - 1))); do
-  NCCL_NVLS_ENABLE=0 timeout 240 /tmp/node .device/nccl-allreduce.mjs "$r" "$N" "$ID" > "$OUT/rank$r.log" 2>&1 &
+  NCCL_NVLS_ENABLE=0 timeout 240 /tmp/node .device/nccl-allreduce.mjs "$r" "$N" "$ID" "$@" > "$OUT/rank$r.log" 2>&1 &
   pids+=($!)
 done
 rc=0

@@ -234,6 +234,8 @@ function fmtShape(s: readonly number[]): string {
 
 export class CudaDevice implements Device {
   readonly info: DeviceInfo;
+  /** The CUDA ordinal this device drives (its thread's runtime is bound to it). */
+  readonly deviceIndex: number;
   /** cudaStream_t of the device's compute stream, as an integer. */
   readonly stream: bigint;
   readonly multiProcessorCount: number;
@@ -275,7 +277,8 @@ export class CudaDevice implements Device {
 
   constructor(options: CudaDeviceOptions = {}) {
     this.#addon = requireAddon() as NativeCuda;
-    const init = this.#addon.init(options.deviceIndex ?? 0);
+    this.deviceIndex = options.deviceIndex ?? 0;
+    const init = this.#addon.init(this.deviceIndex);
     this.stream = init.stream;
     this.multiProcessorCount = init.multiProcessorCount;
     this.totalMemory = init.totalMemory;

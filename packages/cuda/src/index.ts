@@ -18,13 +18,17 @@ export {
 export type { NativeMemStats } from './native.js';
 export { type AddonAvailability, type AddonProbe, NativeAddonLoader } from './native-addon.js';
 export {
+  abortNcclGroup,
+  createNcclGroupInit,
   NCCL_DTYPE,
   type NcclAvailability,
+  type NcclGroupInit,
   NcclProcessGroup,
   type NcclProcessGroupOptions,
   ncclAvailability,
   ncclLibraryCandidates,
   ncclUniqueId,
+  type SharedAbortFlag,
 } from './nccl.js';
 export {
   loadSafetensorsToDevice,

@@ -129,13 +129,69 @@ export function ncclUniqueId(): Uint8Array {
   return nccl().ncclGetUniqueId();
 }
 
+/** What the ranks of one process (worker threads, one per GPU) share; made once by rank 0 with
+ * createNcclGroupInit and structured-cloned to the others. */
+export interface NcclGroupInit {
+  /** From ncclUniqueId() on rank 0. */
+  readonly uniqueId: Uint8Array;
+  /** BigInt64Array [worldSize]: each rank's live communicator handle (0 when none), so whichever thread
+   * sees the group fail aborts every rank's communicator (abortNcclGroup), and each handle is aborted
+   * or destroyed exactly once (whoever swaps it to 0 owns it). */
+  readonly comms: SharedArrayBuffer;
+}
+
+export function createNcclGroupInit(worldSize: number): NcclGroupInit {
+  return { uniqueId: ncclUniqueId(), comms: new SharedArrayBuffer(8 * worldSize) };
+}
+
+/**
+ * Aborts the communicators in `init` of every rank but `deadRank` (any thread may call it, the
+ * rank-thread supervisor included): pending NCCL kernels return, so streams blocked on a dead peer
+ * drain and their ranks see the group's error. Idempotent. `log` hears each abort.
+ * NOTE: the dead rank's communicator is left alone. On two H100s (NCCL 2.2x), aborting the
+ * communicator of a thread that had already exited blocked the caller forever, which then kept the
+ * process from exiting; a live rank's abort from another thread took 2 ms. The dead rank queued
+ * nothing after its thread ended, so nothing waits on its communicator.
+ */
+export function abortNcclGroup(
+  init: NcclGroupInit,
+  deadRank = -1,
+  log: (message: string) => void = () => {},
+): void {
+  const comms = new BigInt64Array(init.comms);
+  for (let r = 0; r < comms.length; r++) {
+    if (r === deadRank) continue;
+    const comm = Atomics.exchange(comms, r, 0n);
+    if (comm === 0n) continue;
+    const t0 = performance.now();
+    try {
+      nccl().ncclCommAbort(comm);
+      log(`aborted the NCCL communicator of rank ${r} in ${(performance.now() - t0).toFixed(1)} ms`);
+    } catch (e) {
+      // Best effort: the group is unusable either way.
+      log(
+        `aborting the NCCL communicator of rank ${r} failed: ${e instanceof Error ? e.message : String(e)}`,
+      );
+    }
+  }
+}
+
+/** The group's abort state shared by every rank's thread (core's ShmAbortFlag fits). */
+export interface SharedAbortFlag {
+  readonly reason: string | undefined;
+  raise(reason: string): void;
+}
+
 export interface NcclProcessGroupOptions {
   /** This rank's device: its current GPU and its compute stream. */
   readonly device: CudaDevice;
   readonly rank: number;
   readonly worldSize: number;
-  /** From ncclUniqueId() on rank 0. */
-  readonly uniqueId: Uint8Array;
+  /** From ncclUniqueId() on rank 0; or the whole shared init (then abort() reaches every rank). */
+  readonly uniqueId?: Uint8Array;
+  readonly init?: NcclGroupInit;
+  /** Shared with the other ranks: a failure any thread raises breaks this group too. */
+  readonly abortFlag?: SharedAbortFlag;
 }
 
 export class NcclProcessGroup implements ProcessGroup {
@@ -145,19 +201,26 @@ export class NcclProcessGroup implements ProcessGroup {
   readonly #n: NativeNccl;
   readonly #device: CudaDevice;
   readonly #comm: bigint;
+  readonly #init: NcclGroupInit | undefined;
+  readonly #flag: SharedAbortFlag | undefined;
   #broken: string | undefined;
 
   /** Blocks until every rank has created its communicator (ncclCommInitRank is collective). */
   constructor(o: NcclProcessGroupOptions) {
+    const uniqueId = o.init?.uniqueId ?? o.uniqueId;
+    if (uniqueId === undefined) throw new Error('NcclProcessGroup: give uniqueId or init');
     this.#n = nccl();
     this.#device = o.device;
     this.rank = o.rank;
     this.worldSize = o.worldSize;
-    this.#comm = this.#n.ncclCommInitRank(o.uniqueId, o.worldSize, o.rank);
+    this.#init = o.init;
+    this.#flag = o.abortFlag;
+    this.#comm = this.#n.ncclCommInitRank(uniqueId, o.worldSize, o.rank);
+    if (o.init !== undefined) Atomics.store(new BigInt64Array(o.init.comms), o.rank, this.#comm);
   }
 
   get brokenReason(): string | undefined {
-    return this.#broken;
+    return this.#flag?.reason ?? this.#broken;
   }
 
   /** The communicator handle, for a watchdog on another thread to pass to ncclCommAbort. */
@@ -245,6 +308,11 @@ export class NcclProcessGroup implements ProcessGroup {
   abort(reason: string): void {
     if (this.#broken !== undefined) return;
     this.#broken = reason;
+    this.#flag?.raise(reason);
+    if (this.#init !== undefined) {
+      abortNcclGroup(this.#init);
+      return;
+    }
     try {
       this.#n.ncclCommAbort(this.#comm);
     } catch {
@@ -253,10 +321,14 @@ export class NcclProcessGroup implements ProcessGroup {
   }
 
   destroy(): void {
-    if (this.#broken === undefined) {
-      this.#broken = 'the process group was destroyed';
-      this.#n.ncclCommDestroy(this.#comm);
-    }
+    // The handle is ours to destroy only if no abort took it first (with a shared table, an abort on
+    // any thread swaps it out).
+    const live =
+      this.#init === undefined
+        ? this.#broken === undefined
+        : Atomics.exchange(new BigInt64Array(this.#init.comms), this.rank, 0n) !== 0n;
+    this.#broken ??= 'the process group was destroyed';
+    if (live) this.#n.ncclCommDestroy(this.#comm);
   }
 
   #tensor(x: Tensor, op: string): CudaTensor {
@@ -265,7 +337,8 @@ export class NcclProcessGroup implements ProcessGroup {
   }
 
   #enqueue(op: string, launch: () => void): void {
-    if (this.#broken !== undefined) throw distributedGroupBroken(this.#broken);
+    const broken = this.brokenReason;
+    if (broken !== undefined) throw distributedGroupBroken(broken);
     try {
       this.#device.enqueue(launch);
     } catch (e) {

@@ -7,13 +7,15 @@
 #   e2e/client.mjs             the HTTP checks, through the official `openai` client;
 #   e2e/model-check.mjs        the same model through DeepseekModel directly (full last-position logits,
 #                              which the HTTP API does not return, and mixed-step equivalence);
-#   e2e/graphs-check.mjs       the graphs mode's comparison (CUDA graphs vs eager) and tokens/s client.
+#   e2e/graphs-check.mjs       the graphs mode's comparison (CUDA graphs vs eager) and tokens/s client;
+#   tp/*.mjs                   gpu-tp.sh's checks, client and benchmark, the CUDA tensor-parallel worker
+#                              module and its fault-injecting twin (worker threads load them by path).
 # The addons are not bundled: the GPU script builds them and passes FLASHSERVE_CUDA_ADDON and
 # FLASHSERVE_MLA_ADDON. The carried Node is .device/node.xz (put there once, as for the cuda suite).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 cd "$ROOT"
-mkdir -p .device/napi .device/e2e/dist
+mkdir -p .device/napi .device/e2e/dist .device/tp
 rm -rf .device/napi/node-api-headers .device/napi/node-addon-api
 cp -r packages/cuda/node_modules/node-api-headers/include .device/napi/node-api-headers
 mkdir -p .device/napi/node-addon-api
@@ -28,5 +30,9 @@ cp packages/server/package.json .device/e2e/package.json
 bundle packages/server/scripts/gpu-e2e/client.ts .device/e2e/client.mjs
 bundle packages/server/scripts/gpu-e2e/model-check.ts .device/e2e/model-check.mjs
 bundle packages/server/scripts/gpu-e2e/graphs-check.ts .device/e2e/graphs-check.mjs
+bundle packages/server/src/runtime/tp-cuda-worker.ts .device/tp/tp-cuda-worker.mjs
+for f in faulty-cuda-worker tp-check tp-bench tp-client; do
+  bundle "packages/server/scripts/gpu-tp/$f.ts" ".device/tp/$f.mjs"
+done
 [ -f .device/node.xz ] || echo "WARNING: .device/node.xz is missing (an xz of a Linux x64 Node 20 binary)"
-ls -la .device/e2e .device/e2e/dist
+ls -la .device/e2e .device/e2e/dist .device/tp

@@ -28,7 +28,7 @@ export interface ServeConfig {
   maxModelLen: number | undefined;
   maxNumSeqs: number;
   maxNumBatchedTokens: number;
-  /** Ranks one model is split over (worker threads on the CPU device today). */
+  /** Ranks one model is split over (a thread each; on CUDA, rank r drives GPU r). */
   tensorParallelSize: number;
   /** KV cache budget in bytes; undefined derives it (CPU: a fixed default; CUDA: from utilization). */
   kvCacheMemory: number | undefined;
@@ -120,7 +120,7 @@ export const SERVE_OPTIONS: readonly OptionSpec<Key>[] = [
     flag: 'tensor-parallel-size',
     kind: { type: 'int', min: 1, max: 64 },
     default: 1,
-    help: 'ranks one model is split over (worker threads; CPU device today)',
+    help: 'ranks one model is split over (a thread each; with --device cuda rank r drives GPU r, over NCCL)',
   },
   {
     key: 'maxNumBatchedTokens',

@@ -3,7 +3,9 @@
 // all-reduce (f32 and bf16), all-gather and broadcast give the right values on every rank, then times
 // all-reduces of 1 MiB .. 1 GiB (f32) and prints NCCL's bus bandwidth, 2 (n - 1) / n * bytes / time, the
 // figure nccl-tests reports. Rank 0 prints one JSON line per size.
-// Usage (see scripts/gpu-nccl.sh): node nccl-allreduce.mjs <rank> <worldSize> <idFile>
+// With --step H,V/N,layers [--batches 1,32,128]: also the collectives of one tensor-parallel decode
+// step alone, replayed as a CUDA graph (stepCollectives below).
+// Usage (see scripts/gpu-nccl.sh): node nccl-allreduce.mjs <rank> <worldSize> <idFile> [--step ...]
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import {
   CudaDevice,
@@ -100,8 +102,76 @@ async function main(): Promise<void> {
       );
     device.release(x);
   }
+  const step = flagValue('--step');
+  if (step !== undefined) stepCollectives(device, group, step, flagValue('--batches') ?? '1,32,128');
+  // Graphs holding NCCL work keep the communicator busy: ncclCommDestroy waited forever with them.
+  device.resetGraphs();
   group.destroy();
   if (rank === 0) console.log('nccl: ALL OK');
+}
+
+function flagValue(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+/**
+ * The collectives of one tensor-parallel decode step alone, as the model runs them (docs/
+ * tensor-parallel.md): per layer one all-reduce after o_proj and one after the MLP, one for the
+ * embedding, all of [B, H] bf16, and one all-gather of the LM head's [B, V/N] bf16 logits; replayed as
+ * one CUDA graph, as a decode step is. `spec` is "H,V/N,layers". Rank 0 prints one JSON line per batch:
+ * this is the collective part of the TP step's floor (tp-bench.ts reads it).
+ */
+function stepCollectives(device: CudaDevice, group: NcclProcessGroup, spec: string, batches: string): void {
+  const [H, vocabShard, layers] = spec.split(',').map(Number) as [number, number, number];
+  const allReduces = 2 * layers + 1;
+  for (const B of batches.split(',').map(Number)) {
+    const x = device.empty([B, H], 'bf16');
+    const logits = device.empty([B, vocabShard], 'bf16');
+    const run = (): CudaTensor => {
+      let t = x;
+      for (let i = 0; i < allReduces; i++) {
+        const y = group.allReduceSum(t) as CudaTensor;
+        if (t !== x) device.release(t);
+        t = y;
+      }
+      device.release(group.allGather(logits));
+      return t;
+    };
+    const key = `tp-step-${B}`;
+    // First call eager, second captured, then replays (CudaDevice.graph).
+    for (let i = 0; i < 5; i++) device.release(device.graph(key, run));
+    device.synchronize();
+    group.barrier();
+    const iters = 50;
+    let t0 = performance.now();
+    for (let i = 0; i < iters; i++) device.release(device.graph(key, run));
+    device.synchronize();
+    const graphMs = (performance.now() - t0) / iters;
+    group.barrier();
+    t0 = performance.now();
+    for (let i = 0; i < iters; i++) device.release(run());
+    device.synchronize();
+    const eagerMs = (performance.now() - t0) / iters;
+    if (group.rank === 0) {
+      console.log(
+        JSON.stringify({
+          step_collectives: {
+            batch: B,
+            hidden: H,
+            vocab_shard: vocabShard,
+            all_reduces: allReduces,
+            all_gathers: 1,
+          },
+          graph_ms: +graphMs.toFixed(4),
+          eager_ms: +eagerMs.toFixed(4),
+          us_per_collective_graph: +((graphMs * 1000) / (allReduces + 1)).toFixed(2),
+        }),
+      );
+    }
+    device.release(x);
+    device.release(logits);
+  }
 }
 
 main().catch((e: unknown) => fail(e instanceof Error ? (e.stack ?? e.message) : String(e)));

@@ -49,8 +49,10 @@ export interface DeepseekModelOptions {
 
 /** What a tensor-parallel rank does differently from a single-device model; see tensor-parallel.ts. */
 export interface DeepseekTensorParallelHooks {
-  /** Token ids (host copy and device tensor) -> the full hidden states [T, H], identical on every rank. */
-  embed(d: Device, tokenIds: Int32Array, ids: Tensor): Tensor;
+  /** Token ids (host copy and device tensor) -> the full hidden states [T, H], identical on every rank.
+   * `logitsRows`: how many rows lmHead will get this step (it uploads what it needs for them here,
+   * before the first layer: a graph replay launches after the step's last upload). */
+  embed(d: Device, tokenIds: Int32Array, ids: Tensor, logitsRows: number): Tensor;
   /** COLLECTIVE: sums a row-parallel partial output over the ranks: [T, H] -> new [T, H]. */
   reduce(d: Device, x: Tensor): Tensor;
   /** COLLECTIVE: final normed rows [R, H] -> full-vocabulary logits [R, V]. */
@@ -170,7 +172,10 @@ export class DeepseekModel implements Model {
     const rows = allRows ? undefined : d.upload(batch.logitsIndices, [batch.logitsIndices.length], 'i32');
     const eps = this.config.rmsNormEps;
 
-    let h = this.#tp === undefined ? d.embedding(this.#embed!, ids) : this.#tp.embed(d, batch.tokenIds, ids);
+    let h =
+      this.#tp === undefined
+        ? d.embedding(this.#embed!, ids)
+        : this.#tp.embed(d, batch.tokenIds, ids, batch.logitsIndices.length);
     let residual: Tensor | undefined;
     for (let i = 0; i < this.#layers.length; i++) {
       const layer = this.#layers[i]!;

@@ -34,7 +34,11 @@ import {
   type ProcessGroup,
   type RankHandlers,
   RankThreads,
+  runRankThreadEntry,
   SafetensorsCheckpoint,
+  ShmAbortFlag,
+  type ShmGroupInit,
+  serveSteps,
   type Tensor,
   type WeightSource,
 } from '@flashserve/core';
@@ -61,7 +65,47 @@ export interface TensorParallelPayload {
   readonly backend: string;
   readonly name: string;
   readonly maxModelLen?: number;
+  /** What RankRuntime.prepare made on rank 0 (an NCCL unique id), for every rank's join. */
+  readonly prepared: unknown;
 }
+
+/**
+ * How a rank gets its device and its process group, on its own thread. The CPU one (CpuDevice and
+ * shared-memory collectives) is built in; @flashserve/server supplies the CUDA one (a CudaDevice per
+ * GPU and NcclProcessGroup), which this package cannot import. Rank 0 and the worker module
+ * (runTensorParallelWorker) must use the same runtime.
+ */
+export interface RankRuntime {
+  readonly device: 'cpu' | 'cuda';
+  /** On rank 0, before the workers start: what every rank needs to join (structured-clonable). */
+  prepare(worldSize: number): unknown;
+  /** On each rank's thread: its device (rank 0 may bring the one it already has) and its group. */
+  join(o: RankJoin): { readonly device: Device; readonly group: ProcessGroup };
+  /** On the supervisor thread, once worker `rank` failed: wake ranks blocked inside device work. */
+  onGroupBroken?(prepared: unknown, rank: number): void;
+  /** Dummy weights made where they are cheapest (the GPU fills them at upload); default: the host's. */
+  dummyWeights?(config: DeepseekConfig): WeightSource;
+}
+
+export interface RankJoin {
+  readonly rank: number;
+  readonly worldSize: number;
+  /** The group's shared-memory state (its abort flag; the CPU collectives). */
+  readonly shm: ShmGroupInit;
+  readonly prepared: unknown;
+  /** Rank 0 only: a device the caller already made. */
+  readonly device?: Device;
+}
+
+/** CpuDevice on every rank; collectives over shared memory. */
+export const cpuRankRuntime: RankRuntime = {
+  device: 'cpu',
+  prepare: () => undefined,
+  join: ({ rank, shm, device }) => ({
+    device: device ?? new CpuDevice(),
+    group: new CpuProcessGroup(shm, rank),
+  }),
+};
 
 export interface CreateTensorParallelModelOptions {
   /** A Hugging Face model directory, or a config with dummy weights (seeded). */
@@ -69,14 +113,18 @@ export interface CreateTensorParallelModelOptions {
   readonly config?: DeepseekConfig;
   readonly dummySeed?: number;
   readonly tensorParallelSize: number;
-  readonly device?: 'cpu' | 'cuda';
+  /** How ranks get devices and groups (default: the CPU's). */
+  readonly rankRuntime?: RankRuntime;
+  /** Rank 0's device, where the caller already has one (the server's); else the runtime makes it. */
+  readonly device?: Device;
   /** Registry name or a backend (its name is what the workers resolve); default "reference-mla". */
   readonly backend?: string | AttentionBackend;
   readonly name?: string;
   readonly maxModelLen?: number;
-  /** Longest a rank waits in one collective before the group is declared broken (default 60 s). */
+  /** Longest a rank waits in one CPU collective before the group is declared broken (default 60 s). */
   readonly collectiveTimeoutMs?: number;
-  /** The worker threads' module; defaults to the built tp-worker.js beside this file. */
+  /** The worker threads' module (it calls runTensorParallelWorker with the same rankRuntime); defaults
+   * to the built tp-worker.js beside this file, the CPU one. */
   readonly workerEntry?: URL;
 }
 
@@ -87,13 +135,18 @@ export interface ClosableModel extends Model {
   close(): Promise<void>;
 }
 
-function openWeights(w: TensorParallelWeights): {
+function openWeights(
+  w: TensorParallelWeights,
+  runtime: RankRuntime,
+): {
   config: DeepseekConfig;
   source: WeightSource;
   close(): void;
 } {
-  if (w.kind === 'dummy')
-    return { config: w.config, source: new DummyWeightSource(w.config, w.seed), close() {} };
+  if (w.kind === 'dummy') {
+    const source = runtime.dummyWeights?.(w.config) ?? new DummyWeightSource(w.config, w.seed);
+    return { config: w.config, source, close() {} };
+  }
   const checkpoint = new SafetensorsCheckpoint(w.dir);
   return { config: loadDeepseekConfig(w.dir), source: checkpoint, close: () => checkpoint.close() };
 }
@@ -103,8 +156,9 @@ export function buildTensorParallelRank(
   p: TensorParallelPayload,
   group: ProcessGroup,
   device: Device,
+  runtime: RankRuntime = cpuRankRuntime,
 ): { readonly model: DeepseekModel; readonly hooks: VocabParallelHooks } {
-  const { config, source, close } = openWeights(p.weights);
+  const { config, source, close } = openWeights(p.weights, runtime);
   try {
     const N = p.tensorParallelSize;
     const hooks = new VocabParallelHooks(source, config, group, device);
@@ -121,17 +175,49 @@ export function buildTensorParallelRank(
   }
 }
 
-/** What a worker rank does with each command; the barrier makes a failed allocation visible to rank 0. */
+/** What a worker rank does with each command; the barrier makes a failed allocation visible to rank 0.
+ * A batch with a graph key runs through the rank's own graph of that key, as rank 0's does. */
 export function tensorParallelRankHandlers(model: Model, group: ProcessGroup): RankHandlers {
+  const d = model.device;
   return {
     allocateKvCache(numBlocks, blockSize) {
       model.allocateKvCache(numBlocks, blockSize);
       group.barrier();
     },
     forward(batch) {
-      model.device.release(model.forward(batch));
+      const key = batch.graphKey;
+      d.release(
+        key !== undefined && d.graph !== undefined
+          ? d.graph(key, () => model.forward(batch))
+          : model.forward(batch),
+      );
     },
   };
+}
+
+/**
+ * The body of a tensor-parallel worker module (call it at the module's top level, with the same
+ * runtime rank 0 uses): rank r joins its group, builds its shard of the model, says it is ready, then
+ * runs rank 0's steps until shutdown. `wrap` lets a test module inject faults around the handlers.
+ */
+export function runTensorParallelWorker(
+  runtime: RankRuntime,
+  wrap: (handlers: RankHandlers, rank: number) => RankHandlers = (h) => h,
+): void {
+  runRankThreadEntry<TensorParallelPayload>(
+    (ctx) => {
+      const { device, group } = runtime.join({
+        rank: ctx.rank,
+        worldSize: ctx.worldSize,
+        shm: ctx.group,
+        prepared: ctx.payload.prepared,
+      });
+      const { model } = buildTensorParallelRank(ctx.payload, group, device, runtime);
+      ctx.ready();
+      serveSteps(ctx, wrap(tensorParallelRankHandlers(model, group), ctx.rank));
+    },
+    { onGroupBroken: (payload, rank) => runtime.onGroupBroken?.(payload.prepared, rank) },
+  );
 }
 
 export class TensorParallelModel implements ClosableModel {
@@ -142,16 +228,19 @@ export class TensorParallelModel implements ClosableModel {
   readonly #hooks: VocabParallelHooks;
   readonly #group: ProcessGroup;
   readonly #threads: RankThreads;
+  readonly #abort: ShmAbortFlag;
 
   constructor(
     local: { model: DeepseekModel; hooks: VocabParallelHooks },
     group: ProcessGroup,
     threads: RankThreads,
+    abort: ShmAbortFlag,
   ) {
     this.#local = local.model;
     this.#hooks = local.hooks;
     this.#group = group;
     this.#threads = threads;
+    this.#abort = abort;
     this.info = local.model.info;
     this.device = local.model.device;
     this.tensorParallelSize = group.worldSize;
@@ -186,6 +275,14 @@ export class TensorParallelModel implements ClosableModel {
     });
   }
 
+  /** GPU collectives run after forward returned: a rank that died mid-step shows only here, once the
+   * step's logits were read (the supervisor aborted the communicators so that read could finish). */
+  checkStep(): void {
+    if (this.#group.brokenReason !== undefined) {
+      throw this.#abort.raised ? this.#abort.error() : distributedGroupBroken(this.#group.brokenReason);
+    }
+  }
+
   async close(): Promise<void> {
     await this.#threads.shutdown();
     this.#group.destroy();
@@ -197,6 +294,8 @@ export class TensorParallelModel implements ClosableModel {
     try {
       return f();
     } catch (e) {
+      // Not a failure: a device cutting a graph replay pass short (Device.graph's contract).
+      if (!(e instanceof Error)) throw e;
       // A failure of rank 0's own: the workers are blocked in a collective and must be released.
       if (this.#group.brokenReason === undefined) {
         this.#group.abort(`rank 0 failed: ${e instanceof Error ? e.message : String(e)}`);
@@ -239,7 +338,7 @@ class SingleRankModel implements ClosableModel {
  */
 export async function createTensorParallelModel(o: CreateTensorParallelModelOptions): Promise<ClosableModel> {
   const N = o.tensorParallelSize;
-  const deviceKind = o.device ?? 'cpu';
+  const runtime = o.rankRuntime ?? cpuRankRuntime;
   const backendName = typeof o.backend === 'string' ? o.backend : (o.backend?.name ?? 'reference-mla');
   if ((o.dir === undefined) === (o.config === undefined)) {
     throw distributedConfigInvalid('give exactly one of dir (a model directory) and config (dummy weights)');
@@ -251,16 +350,14 @@ export async function createTensorParallelModel(o: CreateTensorParallelModelOpti
   const config = weights.kind === 'dir' ? loadDeepseekConfig(weights.dir) : weights.config;
   const reasons = tensorParallelUnsupportedReasons(config, N);
   if (reasons.length > 0) throw distributedConfigInvalid(reasons.join('; '));
-  if (deviceKind !== 'cpu') {
-    // TODO(issue 11): CUDA ranks need a per-thread CUDA runtime in @flashserve/cuda (today one process
-    // drives one GPU) and NcclProcessGroup as the rank's group; the sharding and step channel are ready.
-    throw distributedConfigInvalid(
-      'tensor parallelism runs on the CPU device only so far: CUDA ranks need a per-thread CUDA runtime and NcclProcessGroup (see docs/tensor-parallel.md)',
-    );
-  }
   const name = o.name ?? (o.dir !== undefined ? basename(o.dir) : 'deepseek');
-  const device = new CpuDevice();
   if (N === 1) {
+    if (o.device === undefined && runtime.device !== 'cpu') {
+      throw distributedConfigInvalid(
+        "a tensor-parallel size of 1 on CUDA needs rank 0's device (options.device)",
+      );
+    }
+    const device = o.device ?? new CpuDevice();
     const backend = typeof o.backend === 'object' ? o.backend : attentionBackends.get(backendName);
     const single =
       o.dir !== undefined
@@ -270,7 +367,7 @@ export async function createTensorParallelModel(o: CreateTensorParallelModelOpti
             name,
             ...(o.maxModelLen === undefined ? {} : { maxModelLen: o.maxModelLen }),
           })
-        : new DeepseekModel(config, new DummyWeightSource(config, o.dummySeed ?? 0), {
+        : new DeepseekModel(config, openWeights(weights, runtime).source, {
             device,
             backend,
             name,
@@ -288,23 +385,35 @@ export async function createTensorParallelModel(o: CreateTensorParallelModelOpti
   const payload: TensorParallelPayload = {
     weights,
     tensorParallelSize: N,
-    device: deviceKind,
+    device: runtime.device,
     backend: backendName,
     name,
     ...(o.maxModelLen === undefined ? {} : { maxModelLen: o.maxModelLen }),
+    prepared: runtime.prepare(N),
   };
-  const group = createShmGroupInit(
-    N,
-    o.collectiveTimeoutMs === undefined ? {} : { timeoutMs: o.collectiveTimeoutMs },
-  );
+  // On GPUs the shared memory carries only the abort flag; NCCL carries the collectives.
+  const group = createShmGroupInit(N, {
+    ...(o.collectiveTimeoutMs === undefined ? {} : { timeoutMs: o.collectiveTimeoutMs }),
+    ...(runtime.device === 'cpu' ? {} : { capacity: 1 }),
+  });
   const threads = new RankThreads({ entry, group, channel: createStepChannelInit(), payload });
-  const pg = new CpuProcessGroup(group, 0);
+  let pg: ProcessGroup | undefined;
   try {
-    // Rank 0 loads its shard on this thread while the workers load theirs.
-    const local = buildTensorParallelRank(payload, pg, device);
+    // Rank 0 joins and loads its shard on this thread while the workers do theirs (joining a group
+    // of GPUs blocks until every rank has joined).
+    const joined = runtime.join({
+      rank: 0,
+      worldSize: N,
+      shm: group,
+      prepared: payload.prepared,
+      ...(o.device === undefined ? {} : { device: o.device }),
+    });
+    pg = joined.group;
+    const local = buildTensorParallelRank(payload, pg, joined.device, runtime);
     await threads.ready;
-    return new TensorParallelModel(local, pg, threads);
+    return new TensorParallelModel(local, pg, threads, new ShmAbortFlag(group));
   } catch (e) {
+    pg?.abort(`rank 0 failed to start: ${e instanceof Error ? e.message : String(e)}`);
     await threads.shutdown();
     throw e;
   }

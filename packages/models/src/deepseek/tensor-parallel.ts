@@ -60,6 +60,12 @@ export function shardConfig(config: DeepseekConfig, size: number): DeepseekConfi
   };
 }
 
+/** A benchmark dummy the device fills at upload (an empty array for a non-empty shape; see
+ * @flashserve/cuda's GpuDummyWeightSource): sharding keeps it empty, with the shard's shape. */
+function deviceFilled(t: HostTensor): boolean {
+  return t.data.length === 0 && t.shape.every((n) => n > 0);
+}
+
 function emptyLike(d: HostData, n: number): HostData {
   return d instanceof Float32Array
     ? new Float32Array(n)
@@ -133,6 +139,7 @@ export class ShardedWeightSource implements WeightSource {
     const t = this.#src.read(name);
     const shape = this.#shape(name, t.shape);
     if (shape === t.shape) return t;
+    if (deviceFilled(t)) return { dtype: t.dtype, shape, data: t.data };
     return { dtype: t.dtype, shape, data: this.#slice(name, t) };
   }
 
@@ -206,6 +213,8 @@ export class VocabParallelHooks implements DeepseekTensorParallelHooks {
   /** Rows per rank: ceil(V / N). */
   readonly #shardRows: number;
   readonly #first: number;
+  /** lmHead's row order for this step, uploaded by embed(). */
+  #order: Tensor | undefined;
   /** [shardRows + 1, H]: this rank's rows, then one zero row that other ranks' ids map to. */
   readonly #embed: Tensor;
   /** [shardRows, H]: this rank's output rows (zero past V). */
@@ -220,15 +229,30 @@ export class VocabParallelHooks implements DeepseekTensorParallelHooks {
     this.#shardRows = Vs;
     this.#first = group.rank * Vs;
     const embed = src.read('model.embed_tokens.weight');
-    const table = takeRows(embed.data, H, this.#first, Vs + 1);
+    // Benchmark dummies filled on the device stay empty (their "not mine" row is random too: the
+    // numbers do not matter there, only the shapes and the traffic).
+    const table = deviceFilled(embed) ? embed.data : takeRows(embed.data, H, this.#first, Vs + 1);
     // The extra row may hold the next rank's first row: it must be the zero "not mine" row.
     table.fill(0, Vs * H);
     this.#embed = device.upload(table, [Vs + 1, H], embed.dtype);
     const lm = config.tieWordEmbeddings && !src.has('lm_head.weight') ? embed : src.read('lm_head.weight');
-    this.#lmHead = device.upload(takeRows(lm.data, H, this.#first, Vs), [Vs, H], lm.dtype);
+    const head = deviceFilled(lm) ? lm.data : takeRows(lm.data, H, this.#first, Vs);
+    this.#lmHead = device.upload(head, [Vs, H], lm.dtype);
   }
 
-  embed(d: Device, tokenIds: Int32Array, _ids: Tensor): Tensor {
+  embed(d: Device, tokenIds: Int32Array, _ids: Tensor, logitsRows: number): Tensor {
+    // lmHead's reorder of the gathered logits, uploaded now (see the hook's contract): row i of the
+    // result is rank 0's row i, then rank 1's, ...: index i * N + r picks row r * R + i of [N * R, Vs].
+    const N = this.#group.worldSize;
+    const R = logitsRows;
+    if (this.#order !== undefined) d.release(this.#order);
+    this.#order = undefined;
+    // One row (batch-1 decode) is already in order: [N, 1, Vs] is [1, N * Vs].
+    if (R > 1) {
+      const order = new Int32Array(N * R);
+      for (let i = 0; i < R; i++) for (let r = 0; r < N; r++) order[i * N + r] = r * R + i;
+      this.#order = d.upload(order, [N * R], 'i32');
+    }
     const Vs = this.#shardRows;
     const local = new Int32Array(tokenIds.length);
     for (let i = 0; i < tokenIds.length; i++) {
@@ -255,21 +279,22 @@ export class VocabParallelHooks implements DeepseekTensorParallelHooks {
     const local = d.linear(x, this.#lmHead); // [R, Vs]
     const gathered = this.#timed(() => this.#group.allGather(local)); // [N, R, Vs]
     d.release(local);
-    // Rank-major [N, R, Vs] -> [R, N * Vs]: pick each rank's R rows and concatenate along the last dim.
-    const rows = d.reshape(gathered, [N * R, Vs]);
-    const parts: Tensor[] = [];
-    for (let r = 0; r < N; r++) {
-      const idx = d.upload(
-        Int32Array.from({ length: R }, (_, i) => r * R + i),
-        [R],
-        'i32',
-      );
-      parts.push(d.embedding(rows, idx));
-      d.release(idx);
+    // Rank-major [N, R, Vs] -> [R, N * Vs]: one gather of rows in the order embed() uploaded.
+    let picked = gathered;
+    if (R > 1) {
+      const order = this.#order;
+      if (order === undefined || order.shape[0] !== N * R) {
+        throw new Error(`lmHead: embed() prepared ${order?.shape[0] ?? 0} rows of order, not ${N * R}`);
+      }
+      const rows = d.reshape(gathered, [N * R, Vs]);
+      picked = d.embedding(rows, order); // [R * N, Vs]
+      d.release(gathered);
+      d.release(order);
+      this.#order = undefined;
     }
-    d.release(gathered);
-    const joined = d.concatLast(parts);
-    for (const p of parts) d.release(p);
+    // A view that keeps picked's memory alive (CUDA views hold a reference), released by the caller.
+    const joined = d.reshape(picked, [R, N * Vs]);
+    d.release(picked);
     if (N * Vs === this.#vocab) return joined;
     const trimmed = d.sliceLast(joined, 0, this.#vocab);
     d.release(joined);

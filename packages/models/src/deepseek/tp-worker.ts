@@ -1,17 +1,8 @@
-// The module every tensor-parallel worker thread runs (and the supervisor thread, which watches them):
-// rank r builds its shard of the model, says it is ready, then runs rank 0's steps until shutdown.
-// Started by createTensorParallelModel; importing it on the main thread does nothing.
+// The module every CPU tensor-parallel worker thread runs (and the supervisor thread, which watches
+// them): rank r builds its shard of the model, says it is ready, then runs rank 0's steps until
+// shutdown. Started by createTensorParallelModel; importing it on the main thread does nothing.
+// (The CUDA worker module lives in @flashserve/server, which can import the CUDA packages.)
 
-import { CpuDevice, CpuProcessGroup, runRankThreadEntry, serveSteps } from '@flashserve/core';
-import {
-  buildTensorParallelRank,
-  type TensorParallelPayload,
-  tensorParallelRankHandlers,
-} from './tensor-parallel-model.js';
+import { cpuRankRuntime, runTensorParallelWorker } from './tensor-parallel-model.js';
 
-runRankThreadEntry<TensorParallelPayload>((ctx) => {
-  const group = new CpuProcessGroup(ctx.group, ctx.rank);
-  const { model } = buildTensorParallelRank(ctx.payload, group, new CpuDevice());
-  ctx.ready();
-  serveSteps(ctx, tensorParallelRankHandlers(model, group));
-});
+runTensorParallelWorker(cpuRankRuntime);

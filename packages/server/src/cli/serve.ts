@@ -4,6 +4,11 @@
 // stops accepting connections; running requests get up to --shutdown-timeout seconds to finish, then
 // the engine aborts the rest (their streams end with finish_reason "abort"); the process exits 0.
 // A second signal exits at once.
+//
+// A model that can no longer run steps (a tensor-parallel rank died: its GPU's share of the weights
+// and KV cache is gone) makes the server shut down the same way, then `failed` resolves with the
+// reason and the CLI exits 1, so a supervisor (systemd, Kubernetes) restarts it. vLLM's API server
+// does the same when its engine dies.
 
 import pino from 'pino';
 import { appOptionsFor, buildApp } from '../app.js';
@@ -17,7 +22,12 @@ export interface ServeHandle {
   readonly url: string;
   /** Drains and closes; resolves when everything is down. */
   shutdown(reason: string): Promise<void>;
+  /** Resolves, with the reason, once the server has shut itself down because the model broke. */
+  readonly failed: Promise<string>;
 }
+
+/** How often the server checks whether its model can still run steps. */
+const BROKEN_CHECK_MS = 200;
 
 export async function serve(config: ServeConfig, env: NodeJS.ProcessEnv): Promise<ServeHandle> {
   const logger = pino({ level: config.logLevel, base: { service: 'flashserve' } });
@@ -52,7 +62,20 @@ export async function serve(config: ServeConfig, env: NodeJS.ProcessEnv): Promis
   logger.info({ url, model: runtime.modelName }, 'listening');
 
   let closing: Promise<void> | undefined;
+  let reportFailed: (reason: string) => void = () => {};
+  const failed = new Promise<string>((resolve) => {
+    reportFailed = resolve;
+  });
+  const watch = setInterval(() => {
+    const broken = runtime.brokenReason();
+    if (broken === undefined) return;
+    clearInterval(watch);
+    logger.error({ reason: broken }, 'the model can no longer run steps; shutting down');
+    void shutdown(`model broken: ${broken}`).then(() => reportFailed(broken));
+  }, BROKEN_CHECK_MS);
+  watch.unref();
   const shutdown = (reason: string): Promise<void> => {
+    clearInterval(watch);
     closing ??= (async () => {
       logger.info({ reason, drainSeconds: config.shutdownTimeout }, 'shutting down');
       context.draining = true;
@@ -67,7 +90,7 @@ export async function serve(config: ServeConfig, env: NodeJS.ProcessEnv): Promis
     })();
     return closing;
   };
-  return { url, shutdown };
+  return { url, shutdown, failed };
 }
 
 /** Installs the signal handlers of a foreground server process. */
@@ -86,6 +109,10 @@ export function exitOnSignals(handle: ServeHandle): void {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  void handle.failed.then((reason) => {
+    process.stderr.write(`flashserve: exiting: the model can no longer run steps: ${reason}\n`);
+    process.exit(1);
+  });
 }
 
 function sleep(ms: number): Promise<void> {

@@ -7,6 +7,7 @@
 // downloaded checkpoint.
 
 import { existsSync, statSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
   Engine,
   type GenerationDefaults,
@@ -31,6 +32,7 @@ import { defaultCacheDir, ensureEmbeddedModel } from '../embedded-model/material
 import type { ServingEngine } from '../engine-port.js';
 import { configModel } from '../errors.js';
 import type { SamplingDefaults } from '../openai/sampling.js';
+import { cudaRankRuntime } from './cuda-ranks.js';
 import { selectDevice } from './device.js';
 import { ProgressWeightSource } from './progress-weights.js';
 import { resolveAttentionBackend } from './register-backends.js';
@@ -47,6 +49,8 @@ export interface Runtime {
   readonly summary: Record<string, unknown>;
   /** Releases what outlives the engine (tensor-parallel worker threads). */
   close(): Promise<void>;
+  /** Why the model can no longer run steps (a tensor-parallel group whose rank died), or undefined. */
+  brokenReason(): string | undefined;
 }
 
 export interface RuntimeHooks {
@@ -104,18 +108,29 @@ export async function loadRuntime(
   const name = config.servedModelName ?? dir.split(/[\\/]/).filter(Boolean).pop() ?? 'model';
   let model: Model;
   let close = async (): Promise<void> => {};
+  let brokenReason = (): string | undefined => undefined;
   if (config.tensorParallelSize > 1) {
-    // Each rank reads its own slices of the checkpoint (or generates them from the seed).
+    // Each rank reads its own slices of the checkpoint (or generates them from the seed). On CUDA,
+    // rank 0 keeps the device made above (GPU 0) and ranks 1..N-1 take GPUs 1..N-1.
+    const cuda = config.device === 'cuda';
+    const workerEntry = tensorParallelWorkerEntry(env, cuda);
     const tp = await createTensorParallelModel({
       ...(config.loadFormat === 'dummy' ? { config: modelConfig, dummySeed: config.seed } : { dir }),
       tensorParallelSize: config.tensorParallelSize,
-      device: config.device,
+      ...(cuda
+        ? {
+            rankRuntime: cudaRankRuntime(config.loadFormat === 'dummy' ? { dummySeed: config.seed } : {}),
+            device,
+          }
+        : {}),
+      ...(workerEntry === undefined ? {} : { workerEntry }),
       backend,
       name,
       maxModelLen,
     });
     model = tp;
     close = () => tp.close();
+    brokenReason = () => tp.brokenReason;
   } else {
     const source: WeightSource =
       config.loadFormat === 'dummy'
@@ -140,10 +155,11 @@ export async function loadRuntime(
     tokenizer = loadHfTokenizer(dir, { extraEosTokenIds: generation.eosTokenIds });
   }
   const kvCacheMemoryBytes = selected.kvCacheBytes();
-  // Decode steps through CUDA graphs (padded to a ladder of batch sizes) on one CUDA device unless
-  // --enforce-eager; the CPU and tensor-parallel paths always run eagerly.
+  // Decode steps through CUDA graphs (padded to a ladder of batch sizes) on CUDA unless --enforce-eager
+  // (under tensor parallelism every rank captures and replays its own graph of each size, collectives
+  // included); the CPU always runs eagerly.
   const graphSizes =
-    config.enforceEager || config.tensorParallelSize > 1 || model.device.graph === undefined
+    config.enforceEager || model.device.graph === undefined
       ? []
       : decodeGraphLadder(config.maxNumSeqs, Math.ceil(maxModelLen / layout.blockSize));
   const engine = new Engine({
@@ -190,6 +206,7 @@ export async function loadRuntime(
     vocabSize: modelConfig.vocabSize,
     samplingDefaults,
     close,
+    brokenReason,
     summary: {
       dir,
       tensorParallelSize: config.tensorParallelSize,
@@ -205,6 +222,21 @@ export async function loadRuntime(
       samplingDefaults,
     },
   };
+}
+
+/** The worker threads' module: FLASHSERVE_TP_WORKER_ENTRY (a file path or URL; tests inject faults
+ * through it), else the CUDA one beside this file for GPUs, else the models package's CPU one. */
+function tensorParallelWorkerEntry(env: NodeJS.ProcessEnv, cuda: boolean): URL | undefined {
+  const given = env.FLASHSERVE_TP_WORKER_ENTRY;
+  if (given !== undefined && given !== '') {
+    return given.includes('://') ? new URL(given) : pathToFileURL(given);
+  }
+  if (!cuda) return undefined;
+  const beside = new URL('./tp-cuda-worker.js', import.meta.url);
+  // From the TypeScript sources (tests), the built copy: worker threads run JavaScript only.
+  return existsSync(fileURLToPath(beside))
+    ? beside
+    : new URL('../../dist/runtime/tp-cuda-worker.js', import.meta.url);
 }
 
 /** vLLM's reading of generation_config.json: do_sample false means greedy whatever else it says. */
