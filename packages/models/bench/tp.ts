@@ -17,6 +17,7 @@ import { type CommonAttentionMetadata, type DeepseekConfig, parseDeepseekConfig 
 import {
   type ClosableModel,
   createTensorParallelModel,
+  DEEPSEEK_V2_LITE_CONFIG,
   TensorParallelModel,
   TINY_DEEPSEEK_V3_CONFIG,
 } from '../src/index.js';
@@ -30,35 +31,7 @@ const list = (s: string) => s.split(',').map(Number);
 /** Shapes as published in each model's config.json (dummy weights: the numbers do not matter). */
 const SHAPES: Record<string, Record<string, unknown>> = {
   tiny: TINY_DEEPSEEK_V3_CONFIG,
-  // DeepSeek-V2-Lite (16B, 2.4B active).
-  'v2-lite': {
-    model_type: 'deepseek_v2',
-    vocab_size: 102400,
-    hidden_size: 2048,
-    intermediate_size: 10944,
-    moe_intermediate_size: 1408,
-    num_hidden_layers: 27,
-    num_attention_heads: 16,
-    num_key_value_heads: 16,
-    q_lora_rank: null,
-    kv_lora_rank: 512,
-    qk_nope_head_dim: 128,
-    qk_rope_head_dim: 64,
-    v_head_dim: 128,
-    first_k_dense_replace: 1,
-    n_routed_experts: 64,
-    n_shared_experts: 2,
-    num_experts_per_tok: 6,
-    n_group: 1,
-    topk_group: 1,
-    topk_method: 'greedy',
-    norm_topk_prob: false,
-    routed_scaling_factor: 1.0,
-    max_position_embeddings: 163840,
-    rope_theta: 10000,
-    rope_scaling: null,
-    rms_norm_eps: 1e-6,
-  },
+  'v2-lite': DEEPSEEK_V2_LITE_CONFIG,
   // DeepSeek-V2 (236B, 21B active).
   v2: {
     model_type: 'deepseek_v2',

@@ -13,7 +13,7 @@ export {
   type DeepseekModelOptions,
   loadDeepseekModel,
 } from './deepseek/model.js';
-export { TINY_DEEPSEEK_V3_CONFIG, tinyDeepseekConfig } from './deepseek/presets.js';
+export { DEEPSEEK_V2_LITE_CONFIG, TINY_DEEPSEEK_V3_CONFIG, tinyDeepseekConfig } from './deepseek/presets.js';
 export { buildRopeTable, ropeFrequencies } from './deepseek/rope.js';
 export {
   ShardedWeightSource,

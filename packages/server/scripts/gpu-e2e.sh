@@ -29,9 +29,8 @@ mkdir -p "$RESULTS"
 OUT=$(mktemp -d /tmp/gpu-e2e-logs.XXXXXX)
 export OUT
 FIXTURE=$ROOT/packages/models/test/fixtures/gpu-shaped-576-bf16
-NAPI="$ROOT/.device/napi/node-api-headers;$ROOT/.device/napi/node-addon-api"
-CUDA_BUILD=/tmp/flashserve-cuda-build
-MLA_BUILD=/tmp/flashserve-mla-build
+# shellcheck source=lib/gpu-common.sh
+source "$ROOT/packages/server/scripts/lib/gpu-common.sh"
 NODE=/tmp/node
 # GPU_E2E_CPU_DRY_RUN=1 tests this script on a machine without a GPU: no builds, the local node,
 # the CPU device with the reference backend.
@@ -60,24 +59,11 @@ echo "GPU: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=cs
 [ -f .device/node.xz ] || { echo "missing .device/node.xz (a Linux x64 Node 20, xz-compressed)"; exit 2; }
 xz -dc .device/node.xz > "$NODE" && chmod +x "$NODE" || { echo "cannot unpack .device/node.xz"; exit 2; }
 t0=$(date +%s)
-(cmake -S packages/cuda -B "$CUDA_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLASHSERVE_WITH_CUBLAS=ON \
-  -DFLASHSERVE_SM90_ONLY=ON "-DNODE_API_INCLUDE_DIRS=$NAPI" && cmake --build "$CUDA_BUILD" -j "$(nproc)") \
-  > "$OUT/cuda-build.log" 2>&1 &
-cuda_pid=$!
-(cmake -S packages/mla-backend -B "$MLA_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release "-DNODE_API_INCLUDE_DIRS=$NAPI" \
-  && cmake --build "$MLA_BUILD" -j "$(nproc)") > "$OUT/mla-build.log" 2>&1 &
-mla_pid=$!
-wait $cuda_pid; cuda_rc=$?
-wait $mla_pid; mla_rc=$?
-if [ $cuda_rc -ne 0 ] || [ $mla_rc -ne 0 ]; then
-  grep -hE "error|Error" "$OUT/cuda-build.log" "$OUT/mla-build.log" | head -40
-  echo "build FAILED (cuda rc=$cuda_rc, mla rc=$mla_rc)"
+if ! build_gpu_addons "$OUT"; then
   tar czf "$RESULTS/gpu-e2e-logs.tgz" -C "$OUT" . 2>/dev/null
   exit 1
 fi
 step "build both addons (cuBLAS on)" "ok ($(( $(date +%s) - t0 )) s)"
-export FLASHSERVE_CUDA_ADDON=$CUDA_BUILD/Release/flashserve_cuda.node
-export FLASHSERVE_MLA_ADDON=$MLA_BUILD/Release/flashserve_mla.node
 fi
 echo "node $($NODE --version)"
 
@@ -105,12 +91,6 @@ start_server() {
   echo "--- server ($label) did not start:"; tail -n 20 "$OUT/server-$label.log"
   kill $srv 2>/dev/null; wait $srv 2>/dev/null
   return 1
-}
-stop_server() {
-  kill -TERM $srv 2>/dev/null
-  for _ in $(seq 1 40); do kill -0 $srv 2>/dev/null || break; sleep 0.25; done
-  kill -KILL $srv 2>/dev/null
-  wait $srv 2>/dev/null
 }
 # Decode-only steps of a server log and how many of them ran through a CUDA graph.
 graph_steps() {

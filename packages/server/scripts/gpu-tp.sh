@@ -22,9 +22,8 @@ RESULTS=${OUT:-/tmp/gpu-tp}
 mkdir -p "$RESULTS"
 WORK=$(mktemp -d /tmp/gpu-tp.XXXXXX)
 FIXTURE=$ROOT/packages/models/test/fixtures/gpu-shaped-576-bf16
-NAPI="$ROOT/.device/napi/node-api-headers;$ROOT/.device/napi/node-addon-api"
-CUDA_BUILD=/tmp/flashserve-cuda-build
-MLA_BUILD=/tmp/flashserve-mla-build
+# shellcheck source=lib/gpu-common.sh
+source "$ROOT/packages/server/scripts/lib/gpu-common.sh"
 NODE=/tmp/node
 TP=.device/tp
 status=0
@@ -47,22 +46,8 @@ xz -dc .device/node.xz > "$NODE" && chmod +x "$NODE"
 
 # 1. Build.
 t0=$(date +%s)
-(cmake -S packages/cuda -B "$CUDA_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLASHSERVE_WITH_CUBLAS=ON \
-  -DFLASHSERVE_SM90_ONLY=ON "-DNODE_API_INCLUDE_DIRS=$NAPI" && cmake --build "$CUDA_BUILD" -j "$(nproc)") \
-  > "$WORK/cuda-build.log" 2>&1 &
-cuda_pid=$!
-(cmake -S packages/mla-backend -B "$MLA_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release "-DNODE_API_INCLUDE_DIRS=$NAPI" \
-  && cmake --build "$MLA_BUILD" -j "$(nproc)") > "$WORK/mla-build.log" 2>&1 &
-mla_pid=$!
-wait $cuda_pid; cuda_rc=$?
-wait $mla_pid; mla_rc=$?
-if [ $cuda_rc -ne 0 ] || [ $mla_rc -ne 0 ]; then
-  grep -hE "error" "$WORK/cuda-build.log" "$WORK/mla-build.log" | head -30
-  status=1; step "build both addons" "FAILED"; finish
-fi
+build_gpu_addons "$WORK" || { status=1; step "build both addons" "FAILED"; finish; }
 step "build both addons (cuBLAS on)" "ok ($(( $(date +%s) - t0 )) s)"
-export FLASHSERVE_CUDA_ADDON=$CUDA_BUILD/Release/flashserve_cuda.node
-export FLASHSERVE_MLA_ADDON=$MLA_BUILD/Release/flashserve_mla.node
 
 # 2. NCCL alone: collectives' values, bus bandwidth, and a V2-Lite TP=2 step's collectives
 #    (27 layers: 55 all-reduces of [B, 2048] bf16 + 1 all-gather of [B, 51200] bf16).
@@ -113,12 +98,6 @@ start_server() {  # label, then serve flags; pid in $srv
   echo "--- server $label did not start:"; tail -n 20 "$WORK/server-$label.log"
   kill -KILL $srv 2>/dev/null; wait $srv 2>/dev/null
   return 1
-}
-stop_server() {
-  kill -TERM $srv 2>/dev/null
-  for _ in $(seq 1 60); do kill -0 $srv 2>/dev/null || break; sleep 0.25; done
-  kill -KILL $srv 2>/dev/null
-  wait $srv 2>/dev/null
 }
 if want server; then
 export FLASHSERVE_TP_WORKER_ENTRY=$ROOT/$TP/tp-cuda-worker.mjs

@@ -78,6 +78,14 @@ async function greedy(m: Model, graphs: boolean): Promise<number[][]> {
   return outs.map((o: RequestOutput) => [...o.outputs[0]!.tokenIds]);
 }
 
+/** What `p` rejected with, or undefined if it resolved. */
+function failureOf(p: Promise<unknown>): Promise<unknown> {
+  return p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+}
+
 async function main(): Promise<void> {
   // 1. TP = 1 against TP = 2, eager and with graphs.
   const single = await model(1);
@@ -114,13 +122,7 @@ async function main(): Promise<void> {
   const engine = engineFor(faulty, true);
   const params = defaultSamplingParams({ temperature: 0, maxTokens: TOKENS, ignoreEos: true });
   const t0 = performance.now();
-  const err = await engine
-    .addRequest({ promptTokenIds: exp.prompt, params })
-    .done()
-    .then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+  const err = await failureOf(engine.addRequest({ promptTokenIds: exp.prompt, params }).done());
   const ms = performance.now() - t0;
   const code = err instanceof FlashserveError ? err.code : String(err);
   const cause = (err as { cause?: unknown } | undefined)?.cause;
@@ -132,13 +134,7 @@ async function main(): Promise<void> {
     code === 'FS_ERR_ENGINE_MODEL_FAILED' && causeCode === 'FS_ERR_DISTRIBUTED_WORKER_FAILED' && ms < 30_000,
     err instanceof Error ? err.message : undefined,
   );
-  const again = await engine
-    .addRequest({ promptTokenIds: exp.prompt2, params })
-    .done()
-    .then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+  const again = await failureOf(engine.addRequest({ promptTokenIds: exp.prompt2, params }).done());
   const againCause = (again as { cause?: unknown } | undefined)?.cause;
   row(
     'kill: the next request fails at once',
