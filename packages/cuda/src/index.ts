@@ -28,7 +28,6 @@ export {
   ncclAvailability,
   ncclLibraryCandidates,
   ncclUniqueId,
-  type SharedAbortFlag,
 } from './nccl.js';
 export {
   loadSafetensorsToDevice,

@@ -25,6 +25,7 @@ import {
   distributedGroupBroken,
   distributedUnavailable,
   type ProcessGroup,
+  type ShmAbortFlag,
   type Tensor,
 } from '@flashserve/core';
 import { cudaAvailability, requireAddon } from './addon.js';
@@ -135,8 +136,8 @@ export interface NcclGroupInit {
   /** From ncclUniqueId() on rank 0. */
   readonly uniqueId: Uint8Array;
   /** BigInt64Array [worldSize]: each rank's live communicator handle (0 when none), so whichever thread
-   * sees the group fail aborts every rank's communicator (abortNcclGroup), and each handle is aborted
-   * or destroyed exactly once (whoever swaps it to 0 owns it). */
+   * sees the group fail aborts the live ranks' communicators (abortNcclGroup), and each handle is
+   * aborted or destroyed at most once (whoever swaps it to 0 owns it). */
   readonly comms: SharedArrayBuffer;
 }
 
@@ -176,12 +177,6 @@ export function abortNcclGroup(
   }
 }
 
-/** The group's abort state shared by every rank's thread (core's ShmAbortFlag fits). */
-export interface SharedAbortFlag {
-  readonly reason: string | undefined;
-  raise(reason: string): void;
-}
-
 export interface NcclProcessGroupOptions {
   /** This rank's device: its current GPU and its compute stream. */
   readonly device: CudaDevice;
@@ -190,8 +185,9 @@ export interface NcclProcessGroupOptions {
   /** From ncclUniqueId() on rank 0; or the whole shared init (then abort() reaches every rank). */
   readonly uniqueId?: Uint8Array;
   readonly init?: NcclGroupInit;
-  /** Shared with the other ranks: a failure any thread raises breaks this group too. */
-  readonly abortFlag?: SharedAbortFlag;
+  /** The group's abort flag, shared with the other ranks' threads: a failure any thread raises breaks
+   * this group too. */
+  readonly abortFlag?: Pick<ShmAbortFlag, 'reason' | 'raise'>;
 }
 
 export class NcclProcessGroup implements ProcessGroup {
@@ -202,7 +198,7 @@ export class NcclProcessGroup implements ProcessGroup {
   readonly #device: CudaDevice;
   readonly #comm: bigint;
   readonly #init: NcclGroupInit | undefined;
-  readonly #flag: SharedAbortFlag | undefined;
+  readonly #flag: Pick<ShmAbortFlag, 'reason' | 'raise'> | undefined;
   #broken: string | undefined;
 
   /** Blocks until every rank has created its communicator (ncclCommInitRank is collective). */
@@ -306,7 +302,9 @@ export class NcclProcessGroup implements ProcessGroup {
   }
 
   abort(reason: string): void {
-    if (this.#broken !== undefined) return;
+    // Once the group is broken anywhere (the shared flag), whoever broke it has aborted what there
+    // was to abort; aborting again could reach a dead rank's communicator (see abortNcclGroup).
+    if (this.brokenReason !== undefined) return;
     this.#broken = reason;
     this.#flag?.raise(reason);
     if (this.#init !== undefined) {

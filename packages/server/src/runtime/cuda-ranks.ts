@@ -4,7 +4,7 @@
 // abort flag. Rank 0 runs on the engine's thread and may bring the device the server already made.
 //
 // Failure: NCCL kernels wait for peers forever, so whoever sees a rank fail (the supervisor thread for
-// a worker's exit or exception, rank 0 for its own) aborts every rank's communicator through the
+// a worker's exit or exception, rank 0 for its own) aborts the live ranks' communicators through the
 // shared table (abortNcclGroup): streams blocked on the dead peer drain, and each rank sees the
 // group's error where it checks next (rank 0: TensorParallelModel.checkStep after the step).
 
