@@ -27,6 +27,8 @@ import type {
 import { addRmsNormLinearByParts, moeRouteExpertsByParts } from '@flashserve/core';
 import { requireAddon } from './addon.js';
 import {
+  type KernelTimeline,
+  type KernelTimelineLog,
   type L2PrefetchArgs,
   type MlaInputsArgs,
   type MoeSmallArgs,
@@ -368,6 +370,25 @@ export class CudaDevice implements Device {
     return [...p.entries()]
       .map(([k, v]): [string, number, number] => [k, v.ms, v.calls])
       .sort((a, b) => b[1] - a[1]);
+  }
+
+  /**
+   * Measurement only: logs when each kernel of ours started its real work on the GPU (after its
+   * programmatic wait), in up to `capacity` stamps, and notes the name of every launch made from now
+   * on (so a graph captured after this call names its replays' stamps). See csrc/kernels/timeline.h.
+   * Returns the device log, for the MLA addon's kernels to stamp into as well.
+   */
+  startTimeline(capacity: number): KernelTimelineLog {
+    return this.#addon.timelineStart(capacity);
+  }
+
+  /** The stamps since the last take (and the launches noted since startTimeline). */
+  takeTimeline(): KernelTimeline {
+    return this.#addon.timelineTake();
+  }
+
+  stopTimeline(): void {
+    this.#addon.timelineStop();
   }
 
   /** For other addons' launches on `stream` inside a function run through `graph()`. */

@@ -15,7 +15,7 @@ export {
   isCudaContextLost,
   MAX_DECODE_GRAPH_BATCH,
 } from './graph-ladder.js';
-export type { NativeMemStats } from './native.js';
+export type { KernelTimeline, KernelTimelineLog, NativeMemStats } from './native.js';
 export { type AddonAvailability, type AddonProbe, NativeAddonLoader } from './native-addon.js';
 export {
   abortNcclGroup,

@@ -313,4 +313,30 @@ export interface NativeCuda {
   /** The pinned staging memory of every graph's uploads (never moved or freed). */
   graphArena(): ArrayBuffer;
   destroyGraph(graph: number): void;
+
+  /** Measurement only (csrc/kernels/timeline.h): a device log of up to `capacity` kernel stamps. */
+  timelineStart(capacity: number): KernelTimelineLog;
+  timelineTake(): KernelTimeline;
+  timelineStop(): void;
+}
+
+/** The device log of a kernel timeline, for another addon's kernels to stamp into (with a tag). */
+export interface KernelTimelineLog {
+  readonly stamps: bigint;
+  readonly count: bigint;
+}
+
+/** The stamps of the kernels that ran since the last take, and the launches noted since the start. */
+export interface KernelTimeline {
+  /** Each stamp: ns after the first one, when the kernel's dependencies were met. */
+  readonly times: Float64Array;
+  readonly grids: Uint32Array;
+  readonly blocks: Uint32Array;
+  /** 0 for our kernels (named by `ops`), else the other addon's kernel (csrc/kernels/timeline.h). */
+  readonly tags: Uint32Array;
+  /** Stamps past the log's capacity. */
+  readonly dropped: number;
+  /** The launches noted on the host since timelineStart, in order: op names and grid sizes. */
+  readonly ops: string[];
+  readonly opGrids: Uint32Array;
 }

@@ -11,7 +11,8 @@ BUILD=build/gpu-suite
 LOGS=${OUT:-$BUILD}
 mkdir -p "$BUILD" "$LOGS"
 NVCC=${NVCC:-nvcc}
-COMMON=(-std=c++17 -O3 -lineinfo -Icsrc --expt-relaxed-constexpr)
+# @flashserve/cuda's kernel headers (timeline, L2 prefetch) are searched after this package's own.
+COMMON=(-std=c++17 -O3 -lineinfo -Icsrc -I../cuda/csrc --expt-relaxed-constexpr)
 HOPPER=(-gencode=arch=compute_90a,code=sm_90a)
 PORTABLE=(-gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_90,code=sm_90)
 
@@ -33,8 +34,9 @@ build combine_uv.o csrc/common/combine_uv.cu "${PORTABLE[@]}" &
 build portable.o csrc/portable/decode.cu "${PORTABLE[@]}" &
 build mla_test.o csrc/tests/mla_test.cu "${PORTABLE[@]}" &
 build mla_bench.o bench/mla_bench.cu "${PORTABLE[@]}" &
+build timeline.o ../cuda/csrc/kernels/timeline.cu "${PORTABLE[@]}" &
 wait
-KOBJ=("$BUILD"/{bf16,probe,metadata,combine,combine_uv,portable}.o)
+KOBJ=("$BUILD"/{bf16,probe,metadata,combine,combine_uv,portable,timeline}.o)
 "$NVCC" "${PORTABLE[@]}" "${HOPPER[@]}" "${KOBJ[@]}" "$BUILD/mla_test.o" -o "$BUILD/mla_test"
 "$NVCC" "${PORTABLE[@]}" "${HOPPER[@]}" "${KOBJ[@]}" "$BUILD/mla_bench.o" -o "$BUILD/mla_bench"
 fi

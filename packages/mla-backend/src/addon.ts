@@ -103,6 +103,11 @@ export interface NativeMla {
   mlaDecodeUv(args: MlaDecodeUvArgs): void;
   mlaDecodePortable(args: MlaDecodeArgs): void;
   kvWrite(args: KvWriteArgs): void;
+  /**
+   * Measurement only: this addon's kernels stamp into @flashserve/cuda's kernel timeline (the log
+   * CudaDevice.startTimeline returns), tagged; `{}` detaches.
+   */
+  timelineAttach(args: { stamps?: bigint; count?: bigint; capacity?: number }): void;
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');

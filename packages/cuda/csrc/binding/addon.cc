@@ -16,6 +16,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   flashserve::register_graph(env, exports);
   flashserve::register_sampling(env, exports);
   flashserve::register_nccl(env, exports);
+  flashserve::register_timeline(env, exports);
   return exports;
 }
 }  // namespace

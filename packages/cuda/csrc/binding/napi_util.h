@@ -72,5 +72,6 @@ void register_dense_ops(Napi::Env env, Napi::Object exports);
 void register_moe_ops(Napi::Env env, Napi::Object exports);
 void register_graph(Napi::Env env, Napi::Object exports);
 void register_sampling(Napi::Env env, Napi::Object exports);
+void register_timeline(Napi::Env env, Napi::Object exports);
 
 }  // namespace flashserve

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "kernels/timeline.cuh"
+
 namespace flashserve {
 
 using bf16 = __nv_bfloat16;
@@ -18,10 +20,12 @@ __device__ __forceinline__ bf16 to_bf(float v) { return __float2bfloat16_rn(v); 
 // earlier kernel wrote and before writing anything (an earlier kernel may still read the memory this
 // one reuses). pdl_launch_dependents(): the next kernel may start launching (its blocks fill SMs as
 // this one's retire). Both are no-ops for a kernel launched without the attribute, and before sm_90.
+// pdl_wait() also stamps the kernel timeline when one is on (timeline.h; measurement only).
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
+  timeline_stamp();
 }
 __device__ __forceinline__ void pdl_launch_dependents() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900

@@ -6,6 +6,8 @@
 // Usage (GPU machine): node decode-bench.mjs [--batches 1,8,32] [--ctx 1024] [--steps 20] [--warmup 20] [--no-prefill]
 // (--no-prefill skips the prefill figure and its second copy of the weights: for quick A/B runs, e.g.
 // under FLASHSERVE_NO_PDL=1 or FLASHSERVE_MOE_SMALL_MAX_TOKENS=0.)
+// --timeline [--timeline-steps N]: after each batch's figures, a graph of the step captured with the
+// kernel timeline on (csrc/kernels/timeline.h) and replayed N times: where the step's time goes, op by op.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +21,7 @@ import {
   loadDeepseekConfig,
 } from '@flashserve/core';
 // Imported for its side effect: it registers "flashmla" and "cuda-mla" in core's registry.
-import '../../../mla-backend/src/index.js';
+import { mlaAvailability, requireMlaAddon } from '../../../mla-backend/src/index.js';
 import {
   createDeepseekModelFromWeights,
   deepseekWeightManifest,
@@ -27,6 +29,7 @@ import {
 } from '../../../models/src/index.js';
 import { CudaDevice, GpuDummyWeightSource } from '../../src/index.js';
 import { KvOnlyAttentionBackend } from './kv-only-attention.js';
+import { formatTimeline, summarizeTimeline } from './timeline.js';
 import { decodeBatch, floorBytes, V2_LITE } from './v2-lite.js';
 
 // V8's garbage-collection pauses on the main thread: they fall inside the timed steps (a batch-1 step
@@ -254,6 +257,31 @@ async function main(): Promise<void> {
     };
     results.push(row);
     console.log(JSON.stringify(row));
+    if (process.argv.includes('--timeline')) {
+      // A graph of its own, captured with the timeline on so that its launches are named; its first
+      // two calls (eager, then capture + launch) and a few replays are not kept.
+      const capacity = 1 << 14;
+      const log = device.startTimeline(capacity);
+      const mla = mlaAvailability().available ? requireMlaAddon() : undefined;
+      mla?.timelineAttach({ ...log, capacity });
+      const tkey = `timeline-${B}`;
+      const step = () =>
+        device.sample(
+          device.graph(tkey, () => model.forward(batch)),
+          params,
+        );
+      for (let i = 0; i < 5; i++) step();
+      device.takeTimeline();
+      const taken = [];
+      for (let i = 0; i < Number(arg('timeline-steps', '30')); i++) {
+        step();
+        taken.push(device.takeTimeline());
+      }
+      mla?.timelineAttach({});
+      device.stopTimeline();
+      console.log(`timeline B=${B}, step ${graphMs.toFixed(3)} ms`);
+      console.log(formatTimeline(summarizeTimeline(taken), 40));
+    }
   }
   if (process.env.OUT)
     writeFileSync(

@@ -14,6 +14,7 @@
 #include "common/combine_uv.h"
 #include "common/kv_write.h"
 #include "common/metadata.h"
+#include "kernels/timeline.h"  // @flashserve/cuda's kernel timeline (measurement only)
 #include "params.h"
 #include "portable/decode.h"
 #include "sm90/decode.h"
@@ -208,9 +209,28 @@ Napi::Value kv_write(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// timelineAttach({ stamps, count, capacity }), or timelineAttach({}) to detach: this addon's kernels
+// stamp into the kernel timeline of @flashserve/cuda (its timelineStart's log), tagged
+// (kernels/timeline.h). Measurement only (the decode bench's --timeline).
+Napi::Value timeline_attach(const Napi::CallbackInfo& info) {
+  Args a(info, "timelineAttach");
+  void* stamps = a.ptr("stamps", true);
+  flashserve::TimelineLog log = {nullptr, nullptr, 0};
+  if (stamps != nullptr)
+    log = {static_cast<unsigned long long*>(stamps), static_cast<unsigned int*>(a.ptr("count")),
+           static_cast<unsigned>(a.integer("capacity", 1, MAX_I32))};
+  try {
+    flashserve::set_timeline(stamps != nullptr ? &log : nullptr);
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(info.Env(), std::string("timelineAttach: ") + e.what());
+  }
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void register_ops(Napi::Env env, Napi::Object exports) {
+  exports.Set("timelineAttach", Napi::Function::New(env, timeline_attach, "timelineAttach"));
   exports.Set("probe", Napi::Function::New(env, probe, "probe"));
   exports.Set("numSmParts", Napi::Function::New(env, num_sm_parts_js, "numSmParts"));
   exports.Set("getMlaMetadata", Napi::Function::New(env, get_mla_metadata, "getMlaMetadata"));

@@ -13,6 +13,7 @@
 
 #include "common/combine.h"
 #include "common/launch.h"
+#include "kernels/timeline.cuh"  // @flashserve/cuda's kernel timeline (measurement only)
 
 namespace flashserve::mla {
 namespace {
@@ -28,6 +29,7 @@ __global__ void __launch_bounds__(WARPS * 32) combine_kernel(DecodeParams p) {
   static_assert(SLICE_COLS == VEC * 32 * 4, "a slice is VEC float4s per lane");
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;\n" ::: "memory");  // no-op unless launched as a dependent
+  flashserve::timeline_stamp(flashserve::TIMELINE_TAG_MLA_COMBINE);
   // The kernel after this one (the W_UV product, a PDL dependent that requests its weights before
   // waiting) may start now: this grid is a few dozen small blocks, so its blocks fit beside them.
   // It still waits for this grid to finish before reading the output. Not under tuning bit 9 (A/B).

@@ -14,6 +14,7 @@
 
 #include "common/combine_uv.h"
 #include "common/launch.h"
+#include "kernels/timeline.cuh"  // @flashserve/cuda's kernel timeline (measurement only)
 
 namespace flashserve::mla {
 namespace {
@@ -114,6 +115,7 @@ __global__ void __launch_bounds__(THREADS) combine_uv_kernel(DecodeParams p, Com
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;\n" ::: "memory");  // no-op unless launched as a dependent
+  flashserve::timeline_stamp(flashserve::TIMELINE_TAG_MLA_COMBINE_UV);
   // The kernel after this one (o_proj) requests its weights before its own wait; the grid here is a
   // few dozen blocks, so its blocks fit beside them. Not under tuning bit 9 (A/B, as run_combine).
   if (!(p.tuning & 512)) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");

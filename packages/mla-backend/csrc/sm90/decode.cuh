@@ -33,6 +33,7 @@
 #include "common/combine.h"
 #include "common/combine_uv.h"
 #include "common/launch.h"
+#include "kernels/timeline.cuh"  // @flashserve/cuda's kernel timeline (measurement only)
 #include "common/pieces.h"
 #include "sm90/config.h"
 #include "sm90/decode.h"
@@ -686,6 +687,7 @@ __global__ void __launch_bounds__(NUM_THREADS, 1)
   // (2048, FLASHSERVE_MLA_LATE_PAGES=1, A/B): the producer waits here too.
   const bool early_pages = !(p.tuning & 2048);
   if (wg != NUM_MATH_WARPGROUPS || !early_pages) asm volatile("griddepcontrol.wait;\n" ::: "memory");
+  flashserve::timeline_stamp(flashserve::TIMELINE_TAG_MLA_DECODE);  // thread 0: a math thread, past the wait
   const SchedPart part = load_part(p, blockIdx.x / tiles);
 
   if (wg == NUM_MATH_WARPGROUPS) {
