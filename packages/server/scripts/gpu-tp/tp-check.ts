@@ -5,7 +5,10 @@
 //      its own graph, collectives included); and against transformers' reference;
 //   2. a worker rank killed mid-request (its thread exits at its 4th forward) ends that request with
 //      FS_ERR_ENGINE_MODEL_FAILED caused by FS_ERR_DISTRIBUTED_WORKER_FAILED, promptly; the next
-//      request fails at once (group broken); close() returns; and GPU 0 still serves a new model.
+//      request fails at once (group broken); close() returns; and GPU 0 still serves a new model;
+//   3. a worker rank that dies during start-up (right after joining NCCL) makes the model's creation
+//      fail with FS_ERR_DISTRIBUTED_WORKER_FAILED, promptly (rank 0's communicator aborted, once), and
+//      GPU 0 still serves afterwards.
 // Prints one JSON row per check and exits 1 if any fails.
 // Usage: node tp-check.mjs <fixtureDir> <workerEntry.mjs> <faultyWorkerEntry.mjs>
 import { pathToFileURL } from 'node:url';
@@ -166,6 +169,37 @@ async function main(): Promise<void> {
   const n = samePrefix(after[0]!, ref[0]!);
   row('kill: GPU 0 serves afterwards (TP=1 again)', `${n}/${TOKENS}`, `= ${TOKENS}`, n === TOKENS);
   await single.close();
+
+  // 3. A worker rank dies during start-up, after NCCL's init (faulty-cuda-worker.ts, "start").
+  process.env.FLASHSERVE_TEST_TP_FAULT = 'exit:1:start';
+  const s0 = performance.now();
+  const startErr = await Promise.race([
+    model(2, faultyPath).then(
+      async (m) => {
+        await m.close();
+        return 'created' as const;
+      },
+      (e: unknown) => e,
+    ),
+    new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 60_000)),
+  ]);
+  delete process.env.FLASHSERVE_TEST_TP_FAULT;
+  const startMs = performance.now() - s0;
+  const startCode = startErr instanceof FlashserveError ? startErr.code : String(startErr);
+  row(
+    'rank 1 dies at start-up: creation fails',
+    `${startCode} in ${startMs.toFixed(0)} ms`,
+    'FS_ERR_DISTRIBUTED_WORKER_FAILED, < 60 s',
+    startCode === 'FS_ERR_DISTRIBUTED_WORKER_FAILED',
+    startErr instanceof Error ? startErr.message : undefined,
+  );
+  if (startErr !== 'hung') {
+    const single2 = await model(1);
+    const again2 = await greedy(single2, false);
+    const n2 = samePrefix(again2[0]!, ref[0]!);
+    row('start-up death: GPU 0 serves afterwards (TP=1)', `${n2}/${TOKENS}`, `= ${TOKENS}`, n2 === TOKENS);
+    await single2.close();
+  }
 
   const failed = rows.filter((r) => !r.ok);
   console.log(failed.length === 0 ? 'tp-check: ALL OK' : `tp-check: ${failed.length} FAILED`);
