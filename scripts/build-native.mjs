@@ -69,6 +69,8 @@ const configure = [
 ];
 if (existsSync('/usr/bin/ninja') || spawnSync('ninja', ['--version']).status === 0)
   configure.push('-G', 'Ninja');
+// Measurement builds: the kernels stamp the decode bench's --timeline (packages/cuda/csrc/kernels/timeline.h).
+if (process.env.FLASHSERVE_KERNEL_TIMELINE === '1') configure.push('-DFLASHSERVE_KERNEL_TIMELINE=ON');
 
 say(
   `building with ${nvcc}${withCublas ? ' and cuBLAS' : ' (cuBLAS not found: compiling what does not need it)'}`,

@@ -32,6 +32,7 @@ void free_log() {
 Napi::Value start(Info info) {
   return guarded(info, "timelineStart", [&] {
     stream_or_throw();
+    require_timeline_compiled();
     const int capacity = int_arg(info, 0);
     require(capacity > 0, "timelineStart: capacity must be positive");
     free_log();

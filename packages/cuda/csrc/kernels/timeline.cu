@@ -8,7 +8,22 @@ std::vector<TimelineSetter>& timeline_setters() {
   return setters;
 }
 
+bool timeline_compiled() {
+#if defined(FLASHSERVE_KERNEL_TIMELINE)
+  return true;
+#else
+  return false;
+#endif
+}
+
+void require_timeline_compiled() {
+  require(timeline_compiled(),
+          "the kernel timeline is not built in: build the addons with the CMake option FLASHSERVE_KERNEL_TIMELINE=ON "
+          "(FLASHSERVE_KERNEL_TIMELINE=1 for scripts/build-native.mjs)");
+}
+
 void set_timeline(const TimelineLog* log) {
+  if (log != nullptr) require_timeline_compiled();
   const TimelineLog value = log ? *log : TimelineLog{nullptr, nullptr, 0};
   for (TimelineSetter set : timeline_setters()) check_cuda(set(value), "timeline");
 }

@@ -9,7 +9,8 @@
 //
 // Host side: while on, launch_pdl also notes each launch's op name, grid and block (timeline_note), so
 // a graph captured while the timeline is on names its stamps in launch order.
-// Off (the default) it costs each pdl_wait one comparison of two thread indices.
+// Measurement builds only: the stamps are compiled in with FLASHSERVE_KERNEL_TIMELINE (CMake option
+// FLASHSERVE_KERNEL_TIMELINE=ON of both addons); in every other build pdl_wait has no trace of them.
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -34,7 +35,12 @@ struct TimelineLaunch {
   unsigned grid, block;
 };
 
-// Points every kernel translation unit at `log` (nullptr: off) for the calling thread's device.
+// Whether the kernels were built to stamp (FLASHSERVE_KERNEL_TIMELINE; see timeline.cuh).
+bool timeline_compiled();
+// Throws, saying how to build them so, unless they were.
+void require_timeline_compiled();
+// Points every kernel translation unit at `log` (nullptr: off) for the calling thread's device; throws
+// when the kernels were not built to stamp and `log` is set.
 void set_timeline(const TimelineLog* log);
 // Whether launch_pdl notes its launches on this thread, and what it noted since timeline_clear().
 bool timeline_noting();
