@@ -8,6 +8,7 @@
 // under FLASHSERVE_NO_PDL=1 or FLASHSERVE_MOE_SMALL_MAX_TOKENS=0.)
 // --timeline [--timeline-steps N]: after each batch's figures, a graph of the step captured with the
 // kernel timeline on (csrc/kernels/timeline.h) and replayed N times: where the step's time goes, op by op.
+// Needs addons built with the stamps (CMake option FLASHSERVE_KERNEL_TIMELINE=ON; a default build refuses).
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
