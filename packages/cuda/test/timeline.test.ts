@@ -65,58 +65,25 @@ describe('summarizeTimeline', () => {
   });
 
   it('takes the median step and refuses steps whose stamps do not match the capture', () => {
-    const fast = step(
-      [
-        [0, 456, 0],
-        [5, 523, 0],
-        [6, 256, 0],
-      ],
-      [
-        ['addRmsNormLinear', 456],
-        ['absorb', 523],
-        ['linear', 256],
-      ],
-    );
-    const slow = step(
-      [
-        [0, 456, 0],
-        [9, 523, 0],
-        [10, 256, 0],
-      ],
-      [
-        ['addRmsNormLinear', 456],
-        ['absorb', 523],
-        ['linear', 256],
-      ],
-    );
-    const mid = step(
-      [
-        [0, 456, 0],
-        [7, 523, 0],
-        [8, 256, 0],
-      ],
-      [
-        ['addRmsNormLinear', 456],
-        ['absorb', 523],
-        ['linear', 256],
-      ],
-    );
-    const r = summarizeTimeline([fast, slow, mid]);
+    const ops: [string, number][] = [
+      ['addRmsNormLinear', 456],
+      ['absorb', 523],
+      ['linear', 256],
+    ];
+    // Three stamps: the norm + linear at 0, the absorb at t1 (grid `grid`), the linear at t1 + 1.
+    const threeStamps = (t1: number, grid = 523) =>
+      step(
+        [
+          [0, 456, 0],
+          [t1, grid, 0],
+          [t1 + 1, 256, 0],
+        ],
+        ops,
+      );
+    const r = summarizeTimeline([threeStamps(5), threeStamps(9), threeStamps(7)]);
     expect(r.rows.find((x) => x.op === 'addRmsNormLinear')!.usPerStep).toBe(7);
     expect(r.sequence[0]!.gapUs).toBe(7);
-    const wrong = step(
-      [
-        [0, 456, 0],
-        [5, 522, 0],
-        [6, 256, 0],
-      ],
-      [
-        ['addRmsNormLinear', 456],
-        ['absorb', 523],
-        ['linear', 256],
-      ],
-    );
-    expect(() => summarizeTimeline([fast, wrong])).toThrow(/stamp 1 has grid 522/);
+    expect(() => summarizeTimeline([threeStamps(5), threeStamps(5, 522)])).toThrow(/stamp 1 has grid 522/);
     expect(() => summarizeTimeline([])).toThrow(/no steps/);
   });
 });
