@@ -34,7 +34,7 @@ Napi::Value start(Info info) {
     stream_or_throw();
     require_timeline_compiled();
     const int capacity = int_arg(info, 0);
-    require(capacity > 0, "timelineStart: capacity must be positive");
+    require(capacity > 0, "capacity must be positive");
     free_log();
     TimelineLog log = {nullptr, nullptr, static_cast<unsigned>(capacity)};
     check_cuda(cudaMalloc(reinterpret_cast<void**>(&log.stamps), sizeof(unsigned long long) * 2 * capacity), "timelineStart");
@@ -53,7 +53,7 @@ Napi::Value start(Info info) {
 
 Napi::Value take(Info info) {
   return guarded(info, "timelineTake", [&] {
-    require(active.stamps != nullptr, "timelineTake: no timeline is on (call timelineStart first)");
+    require(active.stamps != nullptr, "no timeline is on (call timelineStart first)");
     runtime().synchronize("timelineTake");
     unsigned int count = 0;
     check_cuda(cudaMemcpy(&count, active.count, sizeof count, cudaMemcpyDeviceToHost), "timelineTake");
