@@ -3,17 +3,19 @@
 # build_gpu_addons LOGDIR: builds both addons at once (@flashserve/cuda with cuBLAS, sm_90a only;
 # @flashserve/mla-backend) against the Node-API headers carried in .device/napi, logs in LOGDIR, and
 # exports FLASHSERVE_CUDA_ADDON and FLASHSERVE_MLA_ADDON. On failure prints the first errors and
-# returns 1.
-CUDA_BUILD=/tmp/flashserve-cuda-build
-MLA_BUILD=/tmp/flashserve-mla-build
+# returns 1. CUDA_BUILD / MLA_BUILD (set before sourcing) pick other build trees, and GPU_ADDON_CMAKE_ARGS
+# adds CMake options to both (packages/cuda/scripts/gpu-timeline.sh: the timeline's measurement build).
+CUDA_BUILD=${CUDA_BUILD:-/tmp/flashserve-cuda-build}
+MLA_BUILD=${MLA_BUILD:-/tmp/flashserve-mla-build}
 
 build_gpu_addons() {
   local logs=$1 napi="$PWD/.device/napi/node-api-headers;$PWD/.device/napi/node-addon-api"
+  local extra=(${GPU_ADDON_CMAKE_ARGS:-})
   (cmake -S packages/cuda -B "$CUDA_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLASHSERVE_WITH_CUBLAS=ON \
-    -DFLASHSERVE_SM90_ONLY=ON "-DNODE_API_INCLUDE_DIRS=$napi" && cmake --build "$CUDA_BUILD" -j "$(nproc)") \
+    -DFLASHSERVE_SM90_ONLY=ON "-DNODE_API_INCLUDE_DIRS=$napi" "${extra[@]}" && cmake --build "$CUDA_BUILD" -j "$(nproc)") \
     > "$logs/cuda-build.log" 2>&1 &
   local cuda_pid=$!
-  (cmake -S packages/mla-backend -B "$MLA_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release "-DNODE_API_INCLUDE_DIRS=$napi" \
+  (cmake -S packages/mla-backend -B "$MLA_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release "-DNODE_API_INCLUDE_DIRS=$napi" "${extra[@]}" \
     && cmake --build "$MLA_BUILD" -j "$(nproc)") > "$logs/mla-build.log" 2>&1 &
   local mla_pid=$! cuda_rc mla_rc
   wait $cuda_pid; cuda_rc=$?
