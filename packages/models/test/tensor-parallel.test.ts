@@ -188,4 +188,25 @@ describe('failures end the request with a clear error', () => {
     expect((again as Error).message).toMatch(text);
     await engine.shutdown();
   });
+
+  it('a worker that exits at start-up, right after joining its group, fails the creation', async () => {
+    process.env.FLASHSERVE_TEST_TP_FAULT = 'exit:1:start';
+    const t0 = performance.now();
+    let err: unknown;
+    try {
+      err = await tpModel(fixture, 2, { faulty: true, timeoutMs: 1000 }).then(
+        async (m) => {
+          await m.close();
+          return 'created';
+        },
+        (e: unknown) => e,
+      );
+    } finally {
+      delete process.env.FLASHSERVE_TEST_TP_FAULT;
+    }
+    expect(performance.now() - t0).toBeLessThan(15_000);
+    expect(err).toBeInstanceOf(FlashserveError);
+    expect((err as FlashserveError).code).toBe('FS_ERR_DISTRIBUTED_WORKER_FAILED');
+    expect((err as Error).message).toMatch(/worker rank 1 exited with code 7/);
+  });
 });

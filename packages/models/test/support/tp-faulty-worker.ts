@@ -1,6 +1,6 @@
 // A CPU tensor-parallel worker entry with an injected fault (tp-fault.ts), for the tests.
 
 import { cpuRankRuntime, runTensorParallelWorker } from '../../src/deepseek/tensor-parallel-model.js';
-import { injectFault } from './tp-fault.js';
+import { dyingAtStart, injectFault } from './tp-fault.js';
 
-runTensorParallelWorker(cpuRankRuntime, injectFault);
+runTensorParallelWorker(dyingAtStart(cpuRankRuntime), injectFault);
