@@ -61,7 +61,9 @@ void launch_pdl(const char* op, void (*kernel)(Params...), dim3 grid, dim3 block
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = pdl_enabled() ? 1 : 0;
-  if (timeline_noting()) timeline_note(op, grid.x, block.x);
+#if defined(FLASHSERVE_KERNEL_TIMELINE)
+  if (timeline_noting()) timeline_note(op, grid.x, block.x);  // measurement builds only (timeline.h)
+#endif
   if (probe_double(op, grid.x * grid.y * grid.z)) check_cuda(cudaLaunchKernelEx(&cfg, kernel, args...), op);
   check_cuda(cudaLaunchKernelEx(&cfg, kernel, args...), op);
 }

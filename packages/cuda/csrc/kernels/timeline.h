@@ -8,7 +8,8 @@
 // stamping kernel before them.
 //
 // Host side: while on, launch_pdl also notes each launch's op name, grid and block (timeline_note), so
-// a graph captured while the timeline is on names its stamps in launch order.
+// a graph captured while the timeline is on names its stamps in launch order (measurement builds only,
+// like the stamps: a default build's launch_pdl has no trace of it either).
 // Measurement builds only: the stamps are compiled in with FLASHSERVE_KERNEL_TIMELINE (CMake option
 // FLASHSERVE_KERNEL_TIMELINE=ON of both addons); in every other build pdl_wait has no trace of them.
 #pragma once
