@@ -76,7 +76,7 @@ export {
   WindowDetokenizer,
 } from './engine/detokenizer.js';
 export { Engine } from './engine/engine.js';
-export type { ForwardBatch, Model, ModelInfo } from './engine/model.js';
+export type { DeviceTokenIds, ForwardBatch, Model, ModelInfo } from './engine/model.js';
 export {
   type AddRequestInput,
   type CompletionOutput,
@@ -153,7 +153,7 @@ export {
 } from './loader/safetensors.js';
 export { HostSampler, MAX_LOGPROBS } from './sampling/host-sampler.js';
 export { Rng } from './sampling/rng.js';
-export type { SampledToken, Sampler, SamplingRow } from './sampling/sampler.js';
+export type { PendingSample, SampledToken, Sampler, SamplingRow } from './sampling/sampler.js';
 export type { SchedulerApi, SchedulerConfig } from './scheduler/interface.js';
 export type { SchedulerOutput } from './scheduler/output.js';
 export { Scheduler } from './scheduler/scheduler.js';

@@ -139,8 +139,13 @@ function graphDevice(): { device: Device; events: GraphEvent[] } {
  * no KV and get garbage logits (NaN), which the samplers must never read. */
 class PaddedTinyModel implements Model {
   readonly info;
-  readonly #inner = new TinyModel();
+  readonly #inner = new TinyModel({ readsDeviceTokenIds: true });
+  readonly readsDeviceTokenIds = true;
   readonly paddedShapes: string[] = [];
+  /** Per graph key: whether its steps merge device token ids (a capture's uploads are fixed). */
+  readonly #graphInputs = new Map<string, boolean>();
+  /** Graph steps that took some token ids from the device (async scheduling). */
+  deviceTokenGraphSteps = 0;
   constructor(readonly device: Device) {
     this.info = this.#inner.info;
   }
@@ -152,6 +157,13 @@ class PaddedTinyModel implements Model {
   }
   forward(batch: ForwardBatch): Tensor {
     const a = batch.attention;
+    const key = batch.graphKey;
+    if (key !== undefined) {
+      const merges = batch.prevTokenIds !== undefined;
+      if ((this.#graphInputs.get(key) ?? merges) !== merges) throw new Error(`${key}: its inputs changed`);
+      this.#graphInputs.set(key, merges);
+      if (batch.prevTokenIds?.rows.some((r) => r >= 0)) this.deviceTokenGraphSteps++;
+    }
     let k = 0;
     while (k < a.numReqs && a.slotMapping[k]! >= 0) k++;
     for (let r = k; r < a.numReqs; r++)
@@ -172,6 +184,9 @@ class PaddedTinyModel implements Model {
         blockTables: a.blockTables.subarray(0, k * a.maxBlocksPerReq),
       },
       logitsIndices: batch.logitsIndices.subarray(0, k),
+      ...(batch.prevTokenIds === undefined
+        ? {}
+        : { prevTokenIds: { ids: batch.prevTokenIds.ids, rows: batch.prevTokenIds.rows.subarray(0, k) } }),
     };
     const real = this.#inner.forward(inner) as HostTensor;
     const V = this.info.vocabSize;
@@ -182,8 +197,9 @@ class PaddedTinyModel implements Model {
 }
 
 /** The engine every test here runs: a small cache and batch, the given decode-graph ladder (if any). */
-function smallEngine(model: Model, ladder: readonly number[] | undefined): Engine {
+function smallEngine(model: Model, ladder: readonly number[] | undefined, asyncScheduling = false): Engine {
   return new Engine({
+    asyncScheduling,
     model,
     blockSize: 4,
     numBlocks: 256,
@@ -197,14 +213,23 @@ function smallEngine(model: Model, ladder: readonly number[] | undefined): Engin
 async function run(
   reqs: readonly AddRequestInput[],
   ladder: readonly number[] | undefined,
-): Promise<{ outs: RequestOutput[]; events: GraphEvent[]; steps: StepStats[]; model: PaddedTinyModel }> {
+  asyncScheduling = false,
+): Promise<{
+  outs: RequestOutput[];
+  events: GraphEvent[];
+  steps: StepStats[];
+  model: PaddedTinyModel;
+  fallbacks: number[];
+}> {
   const { device, events } = graphDevice();
   const model = new PaddedTinyModel(device);
-  const engine = smallEngine(model, ladder);
+  const engine = smallEngine(model, ladder, asyncScheduling);
   const steps: StepStats[] = [];
   engine.events.on('step', (s) => steps.push(s));
+  const fallbacks: number[] = [];
+  engine.events.on('graphFallback', (f) => fallbacks.push(f.batchSize));
   const outs = (await Promise.all(reqs.map((r) => collect(engine, r)))).map((c) => c.final);
-  return { outs, events, steps, model };
+  return { outs, events, steps, model, fallbacks };
 }
 
 describe('engine decode graphs on a graph-capable device', () => {
@@ -224,6 +249,7 @@ describe('engine decode graphs on a graph-capable device', () => {
     expect(eager.events).toEqual([]);
     const graphs = await run(reqs, [1, 2, 4, 8]);
     expect(tokensOf(graphs.outs)).toEqual(tokensOf(eager.outs));
+    expect(graphs.fallbacks).toEqual([]);
     expect(graphs.outs.map((o) => o.outputs.map((c) => c.finishReason))).toEqual(
       eager.outs.map((o) => o.outputs.map((c) => c.finishReason)),
     );
@@ -248,6 +274,25 @@ describe('engine decode graphs on a graph-capable device', () => {
       expect(s.graphBatchSize).toBeGreaterThanOrEqual(s.numScheduledSeqs);
     }
     expect(graphs.steps.some((s) => s.numPrefillTokens > 0 && s.graphBatchSize === undefined)).toBe(true);
+  });
+
+  test('with async scheduling: graphs take their ids from the device, outputs identical to eager', async () => {
+    const eager = await run(reqs, undefined);
+    const pipelined = await run(reqs, [1, 2, 4, 8], true);
+    expect(tokensOf(pipelined.outs)).toEqual(tokensOf(eager.outs));
+    expect(pipelined.events.filter((e) => e.phase === 'replay').length).toBeGreaterThan(10);
+    expect(pipelined.model.deviceTokenGraphSteps).toBeGreaterThan(10);
+    expect(pipelined.fallbacks).toEqual([]);
+    // A fork ends the pipeline for one step: that decode-only step goes through the same graph as the
+    // continuations around it, without device ids (a prompt of whole blocks: the children share all
+    // of it and decode one token each), and must not change the graph's inputs.
+    const fork: AddRequestInput[] = [
+      { requestId: 'f', promptTokenIds: prompt(9, 8), params: params({ n: 2, temperature: 1, seed: 3 }) },
+    ];
+    const forked = await run(fork, [1, 2, 4, 8], true);
+    expect(tokensOf(forked.outs)).toEqual(tokensOf((await run(fork, undefined)).outs));
+    expect(forked.fallbacks).toEqual([]);
+    expect(forked.model.deviceTokenGraphSteps).toBeGreaterThan(3);
   });
 
   test('batches beyond the largest size run eagerly', async () => {

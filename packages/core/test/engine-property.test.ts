@@ -1,6 +1,7 @@
 // Random workloads against the engine: whatever the cache size, token budget, arrival times, n and
 // aborts, every request that is not aborted produces exactly what it produces alone, and every block
-// comes back.
+// comes back; with async scheduling too (steps launched before the previous step's tokens are read
+// back, requests that stop mid-pipeline computed one step too many).
 
 import fc from 'fast-check';
 import { expect, test } from 'vitest';
@@ -16,6 +17,8 @@ interface Spec {
   seed: number | undefined;
   arriveAtStep: number;
   abortAtStep: number | undefined;
+  /** Stop token ids (about 1 in 6 tokens ends the request early). */
+  stops: boolean;
 }
 
 const specArb: fc.Arbitrary<Spec> = fc.record({
@@ -26,13 +29,24 @@ const specArb: fc.Arbitrary<Spec> = fc.record({
   seed: fc.option(fc.nat(1000), { nil: undefined }),
   arriveAtStep: fc.nat(6),
   abortAtStep: fc.option(fc.integer({ min: 1, max: 12 }), { nil: undefined }),
+  stops: fc.boolean(),
 });
 
+const STOP_IDS = Array.from({ length: 43 }, (_, i) => i * 6);
+
 function input(spec: Spec, i: number): AddRequestInput {
+  const stopTokenIds = spec.stops ? STOP_IDS : [];
   const p =
     spec.seed === undefined
-      ? params({ maxTokens: spec.maxTokens, n: spec.n })
-      : params({ maxTokens: spec.maxTokens, n: spec.n, temperature: 0.8, topK: 50, seed: spec.seed });
+      ? params({ maxTokens: spec.maxTokens, n: spec.n, stopTokenIds })
+      : params({
+          maxTokens: spec.maxTokens,
+          n: spec.n,
+          temperature: 0.8,
+          topK: 50,
+          seed: spec.seed,
+          stopTokenIds,
+        });
   return { requestId: `q${i}`, promptTokenIds: prompt(spec.template, spec.promptLen), params: p };
 }
 
@@ -55,6 +69,18 @@ async function aloneOutput(req: AddRequestInput): Promise<RequestOutput> {
 }
 
 test('random workloads: batching, chunking, preemption and aborts never change outputs or leak blocks', async () => {
+  await randomWorkloads(false);
+});
+
+test('the same under async scheduling: it pipelines, and changes no output', async () => {
+  const pipelined = await randomWorkloads(true);
+  // Steps did take their input ids from the device (the pipeline ran), not only the synchronous path.
+  expect(pipelined).toBeGreaterThan(100);
+});
+
+/** Runs the property; returns how many forwards took token ids from the device. */
+async function randomWorkloads(asyncScheduling: boolean): Promise<number> {
+  let deviceTokenForwards = 0;
   await fc.assert(
     fc.asyncProperty(
       fc.array(specArb, { minLength: 1, maxLength: 7 }),
@@ -64,7 +90,9 @@ test('random workloads: batching, chunking, preemption and aborts never change o
       fc.boolean(),
       async (specs, extraBlocks, budget, maxNumSeqs, prefixCaching) => {
         const numBlocks = Math.max(...specs.map(blocksAtLongest)) + extraBlocks;
-        const { engine } = makeEngine({
+        const { engine, model } = makeEngine({
+          asyncScheduling,
+          model: { readsDeviceTokenIds: asyncScheduling },
           numBlocks,
           maxNumBatchedTokens: Math.max(budget, maxNumSeqs),
           maxNumSeqs,
@@ -104,8 +132,11 @@ test('random workloads: batching, chunking, preemption and aborts never change o
         const s = engine.stats();
         expect(s.numFreeBlocks).toBe(s.numTotalBlocks);
         expect(s.numRunning + s.numWaiting).toBe(0);
+        expect(engine.asyncScheduling).toBe(asyncScheduling);
+        deviceTokenForwards += model.numDeviceTokenForwards;
       },
     ),
     { numRuns: 100 },
   );
-});
+  return deviceTokenForwards;
+}

@@ -6,7 +6,8 @@
 //   - `ptr` on tensors and `stream` on the device, so other addons launch on the same stream;
 //   - `graph(key, fn)`: decode steps as CUDA graphs (see runGraph below);
 //   - `enqueue(fn)`: for other addons' launches inside a graph-captured function;
-//   - `sample(...)`: sampling on the GPU; `kvCacheWrite`, `allocateKvCache`; `linearF32`;
+//   - `sample(...)`: sampling on the GPU, and `sampleAsync` with `mergeTokenIds` for async scheduling
+//     (a step's sampled ids feed the next step on the GPU); `kvCacheWrite`, `allocateKvCache`; `linearF32`;
 //   - `mlaAbsorbQuery(q, wUk)`: the absorbed MLA query [q_nope @ W_UK ; q_pe] in place (GPU backends);
 //   - `memStats`, `synchronize`, `emptyCache`, and `randomUniform` for dummy weights.
 import type {
@@ -76,6 +77,13 @@ export interface GpuSamplingResult {
   readonly topLogprobs: Float32Array;
 }
 
+/** A sampleAsync() whose results are still on their way to the host. */
+export interface PendingGpuSample {
+  /** Blocks until the results are on the host (the step before them included) and returns them; the
+   * same object on every call. */
+  wait(): GpuSamplingResult;
+}
+
 /** The step's latent rows and where they go, for `mlaAbsorbQuery`. */
 export interface MlaCacheWrite {
   /** Paged latent cache [numBlocks, blockSize, 1, L + rope] bf16 (rows are slots). */
@@ -139,6 +147,15 @@ function l2PrefetchMaxBytes(env: NodeJS.ProcessEnv): number {
   return env.FLASHSERVE_L2_PREFETCH_MB !== undefined && Number.isFinite(mb) && mb >= 0
     ? Math.floor(mb * (1 << 20)) & ~15
     : L2_PREFETCH_MAX_BYTES;
+}
+
+/** Most bytes one asynchronous download takes (Runtime::SMALL_DOWNLOAD_BYTES): sampleAsync's results. */
+const DOWNLOAD_ASYNC_MAX_BYTES = 64 << 10;
+
+/** Whether sampleAsync takes `rows` rows with `nTop` top logprobs each (its results fit one
+ * asynchronous download); sample() takes any. */
+export function sampleAsyncFits(rows: number, nTop: number): boolean {
+  return (2 * rows + 2 * rows * nTop) * 4 <= DOWNLOAD_ASYNC_MAX_BYTES;
 }
 
 /** Up to this many tokens, bmm runs as one grouped-GEMM launch instead of cuBLASLt's batched GEMM. */
@@ -224,6 +241,26 @@ function sameBits(a: Float32Array, b: Float32Array): boolean {
   const y = new Int32Array(b.buffer, b.byteOffset, b.length);
   for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
   return true;
+}
+
+/** A sampling kernel launched by CudaDevice.#launchSampling: its result buffer, [rows] token ids, then
+ * [rows] logprobs, [rows, nTop] top ids and [rows, nTop] top logprobs (floats as raw bits), all i32. */
+interface LaunchedSampling {
+  readonly out: CudaTensor;
+  readonly rows: number;
+  readonly nTop: number;
+}
+
+/** The sampling results in a host copy of a LaunchedSampling's buffer. */
+function samplingResult(host: Int32Array, rows: number, nTop: number): GpuSamplingResult {
+  return {
+    tokens: host.slice(0, rows),
+    logprobs: new Float32Array(host.buffer.slice(rows * 4, 2 * rows * 4)),
+    topIds: host.slice(2 * rows, 2 * rows + rows * nTop),
+    topLogprobs: new Float32Array(
+      host.buffer.slice((2 * rows + rows * nTop) * 4, (2 * rows + 2 * rows * nTop) * 4),
+    ),
+  };
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
@@ -692,6 +729,30 @@ export class CudaDevice implements Device {
     this.#launch(() =>
       this.#addon.gatherRows(ix.ptr, tb.ptr, out.ptr, ix.numel, V, H, elementBytes(tb.cudaDtype)),
     );
+    return out;
+  }
+
+  /** Async scheduling's input ids: out[i] = prev[rows[i]] when rows[i] >= 0 (a token the previous step
+   * sampled, still on the GPU), else ids[i] (from the host). ids, rows i32 [T]; prev i32 [M]. A row of
+   * M or more takes ids[i] too: rows live on the device, where they cannot be checked. */
+  mergeTokenIds(ids: Tensor, prev: Tensor, rows: Tensor): Tensor {
+    const op = 'mergeTokenIds';
+    const it = this.#t(ids, op, 'ids');
+    const pt = this.#t(prev, op, 'prev');
+    const rt = this.#t(rows, op, 'rows');
+    for (const [name, t] of [
+      ['ids', it],
+      ['prev', pt],
+      ['rows', rt],
+    ] as const) {
+      if (t.dtype !== 'i32') throw new Error(`${op}: ${name} must be i32, got ${t.dtype}`);
+      if (t.shape.length !== 1) throw new Error(`${op}: ${name} must be 1-D, got ${fmtShape(t.shape)}`);
+    }
+    if (rt.numel !== it.numel)
+      throw new Error(`${op}: rows ${fmtShape(rt.shape)} does not match ids ${fmtShape(it.shape)}`);
+    const T = it.numel;
+    const out = this.#alloc([T], 'i32');
+    this.#launch(() => this.#addon.mergeTokenIds(out.ptr, it.ptr, pt.ptr, rt.ptr, T, pt.numel));
     return out;
   }
 
@@ -1419,8 +1480,64 @@ export class CudaDevice implements Device {
 
   /** Samples one token per row of logits [rows, V] on the GPU; only ids and logprobs come back. */
   sample(logits: Tensor, params: GpuSamplingParams): GpuSamplingResult {
-    const lt = this.#t(logits, 'sample', 'logits');
-    if (lt.shape.length !== 2) throw new Error(`sample: logits must be [rows, V], got ${fmtShape(lt.shape)}`);
+    const { out, rows, nTop } = this.#launchSampling('sample', logits, params, undefined);
+    const result = samplingResult(this.toHost(out) as Int32Array, rows, nTop);
+    out.release();
+    return result;
+  }
+
+  /**
+   * sample() without waiting for it (async scheduling): the kernel writes the token ids into `into`
+   * (i32, at least `rows` elements, e.g. a buffer the next step's mergeTokenIds reads), and ids and
+   * logprobs come back to the host through a download queued behind it; `wait()` blocks for that and
+   * returns what sample() would have. Wait before four more asynchronous downloads (sampleAsync calls)
+   * are queued: the fourth takes this one's pinned slot, and its wait() throws then. Eager only.
+   */
+  sampleAsync(logits: Tensor, params: GpuSamplingParams, into: Tensor): PendingGpuSample {
+    const op = 'sampleAsync';
+    if (this.#mode !== 'eager') throw new Error(`${op}: not allowed inside a function run through graph()`);
+    const tokens = this.#t(into, op, 'into');
+    const { out, rows, nTop } = this.#launchSampling(op, logits, params, tokens);
+    // The ids next to the logprobs, so one download brings back the same buffer sample() reads.
+    this.#launch(() => this.#addon.copyDevice(out.ptr, tokens.ptr, rows * 4));
+    let ticket: number;
+    try {
+      ticket = this.#addon.downloadAsync(out.ptr, out.bytes);
+    } finally {
+      // NOTE: safe with the download still queued: the allocator hands the block out again only to
+      // work queued after it on the same stream (csrc/runtime/allocator.h).
+      out.release();
+    }
+    const addon = this.#addon;
+    const numel = out.numel;
+    let result: GpuSamplingResult | undefined;
+    return {
+      wait: () => {
+        if (result === undefined) {
+          const host = new Int32Array(numel);
+          addon.downloadWait(ticket, host);
+          result = samplingResult(host, rows, nTop);
+        }
+        return result;
+      },
+    };
+  }
+
+  /**
+   * sample()'s and sampleAsync()'s launch: checks the arguments for `op`, uploads the packed parameters
+   * and launches the sampling kernel. Its results go to a new i32 buffer laid out as samplingResult()
+   * reads it, token ids first, except that with `into` (sampleAsync) the kernel writes the ids there
+   * instead, their part of the buffer left for the caller to fill, and the buffer must fit one
+   * asynchronous download.
+   */
+  #launchSampling(
+    op: string,
+    logits: Tensor,
+    params: GpuSamplingParams,
+    into: CudaTensor | undefined,
+  ): LaunchedSampling {
+    const lt = this.#t(logits, op, 'logits');
+    if (lt.shape.length !== 2) throw new Error(`${op}: logits must be [rows, V], got ${fmtShape(lt.shape)}`);
     const [rows, V] = lt.shape as [number, number];
     const nTop = params.numTopLogprobs ?? 0;
     for (const [name, arr] of Object.entries({
@@ -1430,7 +1547,19 @@ export class CudaDevice implements Device {
       minP: params.minP,
       uniform: params.uniform,
     })) {
-      if (arr.length !== rows) throw new Error(`sample: ${name} has ${arr.length} entries for ${rows} rows`);
+      if (arr.length !== rows) throw new Error(`${op}: ${name} has ${arr.length} entries for ${rows} rows`);
+    }
+    const outElems = 2 * rows + 2 * rows * nTop;
+    if (into !== undefined) {
+      if (into.dtype !== 'i32' || into.numel < rows)
+        throw new Error(
+          `${op}: into must be i32 with at least ${rows} elements, got ${fmtShape(into.shape)} ${into.dtype}`,
+        );
+      if (!sampleAsyncFits(rows, nTop))
+        throw new Error(
+          `${op}: ${rows} rows with ${nTop} top logprobs are ${outElems * 4} bytes of results, ` +
+            `more than one asynchronous download takes (${DOWNLOAD_ASYNC_MAX_BYTES}); use sample()`,
+        );
     }
     // One upload and one download per call (each is a copy queued behind the step): the parameters
     // travel packed (top-k as raw i32 bits after the floats), and token ids and logprobs come back in
@@ -1442,7 +1571,7 @@ export class CudaDevice implements Device {
     packed.set(params.uniform, 3 * rows);
     new Int32Array(packed.buffer, 16 * rows, rows).set(params.topK);
     const fparams = this.#samplingParams(packed);
-    const out = this.#alloc([2 * rows + 2 * rows * nTop], 'i32');
+    const out = this.#alloc([outElems], 'i32');
     const at = (t: CudaTensor, elems: number): bigint => t.ptr + BigInt(elems * 4);
     this.#launch(() =>
       this.#addon.sample(
@@ -1455,24 +1584,14 @@ export class CudaDevice implements Device {
         at(fparams, rows),
         at(fparams, 2 * rows),
         at(fparams, 3 * rows),
-        out.ptr,
+        into?.ptr ?? out.ptr,
         at(out, rows),
         nTop,
         nTop > 0 ? at(out, 2 * rows) : NULL,
         nTop > 0 ? at(out, 2 * rows + rows * nTop) : NULL,
       ),
     );
-    const host = this.toHost(out) as Int32Array;
-    const result: GpuSamplingResult = {
-      tokens: host.slice(0, rows),
-      logprobs: new Float32Array(host.buffer.slice(rows * 4, 2 * rows * 4)),
-      topIds: host.slice(2 * rows, 2 * rows + rows * nTop),
-      topLogprobs: new Float32Array(
-        host.buffer.slice((2 * rows + rows * nTop) * 4, (2 * rows + 2 * rows * nTop) * 4),
-      ),
-    };
-    out.release();
-    return result;
+    return { out, rows, nTop };
   }
 
   /** The packed sampling parameters on the device: the last call's buffer when they are the same bits

@@ -5,6 +5,7 @@ export {
   type GpuSamplingParams,
   type GpuSamplingResult,
   type MlaCacheWrite,
+  type PendingGpuSample,
 } from './cuda-device.js';
 export { CudaSampler, MAX_GPU_TOP_LOGPROBS } from './cuda-sampler.js';
 export { GpuDummyWeightSource } from './dummy-weights.js';

@@ -101,6 +101,11 @@ export interface NativeCuda {
     count: number,
   ): void;
   download(src: Ptr, srcDtype: NativeDType, count: number, out: Float32Array | Int32Array): void;
+  /** Queues a copy of `bytes` (at most 64 KiB) into a pinned slot behind the stream's work; returns its
+   * ticket. A ticket stays valid until four later downloads (Runtime::download_async). Eager only. */
+  downloadAsync(src: Ptr, bytes: number): number;
+  /** Blocks until the ticket's copy is done and copies its bytes into `out` (raw bytes). */
+  downloadWait(ticket: number, out: Int32Array): void;
   memsetZero(ptr: Ptr, bytes: number): void;
   copyDevice(dst: Ptr, src: Ptr, bytes: number): void;
   synchronize(): void;
@@ -247,6 +252,8 @@ export interface NativeCuda {
     kPeStride: number,
     numSlots: number,
   ): void;
+  /** out[i] = rows[i] >= 0 ? prev[rows[i]] : ids[i] for i < n, all i32 (a row >= prevCount takes ids[i]). */
+  mergeTokenIds(out: Ptr, ids: Ptr, prev: Ptr, rows: Ptr, n: number, prevCount: number): void;
   moeRoute(
     ...args: [
       logits: Ptr,

@@ -16,7 +16,8 @@
 # GPU_E2E_GRAPHS=1 (graphs mode) replaces steps 2-3: four servers on the fixture, flashmla and
 # cuda-mla each with decode CUDA graphs (--no-enforce-eager) and with --enforce-eager, the same
 # client checks, and graphs-check.mjs comparing each graphs server's completions and logprobs with its
-# eager twin; then decode tokens/s through the server (graphs on and off, flashmla, batch 1 and 32,
+# eager twin; then decode tokens/s through the server (graphs with and without async scheduling, and
+# eager; flashmla, batch 1 and 32,
 # 16-token prompts, 64 decode steps) on a DeepSeek-V2-Lite-shaped model with --load-format dummy; the
 # tokens/s table is printed last.
 set -uo pipefail
@@ -184,13 +185,19 @@ JSON
     TPUT_BATCHES=1,4; TPUT_TOKENS=8; TPUT_WAITS=160
   fi
   unset FLASHSERVE_SAMPLER
-  for m in graphs eager; do
+  # graphs: the defaults (decode graphs, async scheduling); sync: graphs with --no-async-scheduling;
+  # eager: --enforce-eager (async scheduling on).
+  for m in graphs sync eager; do
     label=tput-$m
     port=$((port + 1))
     t0=$(date +%s)
-    flag=--enforce-eager; [ $m = graphs ] && flag=--no-enforce-eager
+    case $m in
+      graphs) flags=(--no-enforce-eager) ;;
+      sync) flags=(--no-enforce-eager --no-async-scheduling) ;;
+      *) flags=(--enforce-eager) ;;
+    esac
     if ! start_server "$label" "$TPUT_WAITS" --device "$DEVICE" "${TPUT_MODEL[@]}" --skip-tokenizer-init \
-      --max-model-len 1024 --max-num-seqs 32 "$flag"; then
+      --max-model-len 1024 --max-num-seqs 32 "${flags[@]}"; then
       step "tokens/s, $m" "FAILED to start"; status=1; continue
     fi
     grep '"msg":"model loaded"' "$OUT/server-$label.log" | head -c 400; echo
@@ -231,12 +238,14 @@ const got = Object.fromEntries(runs.map(([m]) => {
   return [m, fs.existsSync(f) ? JSON.parse(fs.readFileSync(f, "utf8")) : []];
 }));
 console.log("\n=== decode through the server (flashserve serve, greedy, ignore_eos, 16-token prompts) ===");
-console.log("batch   graphs ms/step  tok/s   eager ms/step  tok/s   speed-up");
+console.log("graphs: the defaults (graphs + async scheduling); sync: graphs, --no-async-scheduling; eager: --enforce-eager");
+console.log("batch   graphs ms/step  tok/s     sync ms/step  tok/s    eager ms/step  tok/s   graphs/sync  graphs/eager");
 const batches = [...new Set(Object.values(got).flat().map((r) => r.batch))];
 for (const b of batches) {
-  const g = got.graphs?.find((r) => r.batch === b), e = got.eager?.find((r) => r.batch === b);
+  const [g, s, e] = ["graphs", "sync", "eager"].map((m) => got[m]?.find((r) => r.batch === b));
   const c = (r, k) => (r ? String(r[k]) : "-");
-  console.log(`${String(b).padStart(5)} ${c(g, "ms_per_step").padStart(16)} ${c(g, "tok_s").padStart(6)} ${c(e, "ms_per_step").padStart(15)} ${c(e, "tok_s").padStart(6)} ${g && e ? (g.tok_s / e.tok_s).toFixed(2) + "x" : "-"}`);
+  const x = (a, z) => (a && z ? (a.tok_s / z.tok_s).toFixed(2) + "x" : "-");
+  console.log(`${String(b).padStart(5)} ${c(g, "ms_per_step").padStart(16)} ${c(g, "tok_s").padStart(6)} ${c(s, "ms_per_step").padStart(16)} ${c(s, "tok_s").padStart(6)} ${c(e, "ms_per_step").padStart(16)} ${c(e, "tok_s").padStart(6)} ${x(g, s).padStart(12)} ${x(g, e).padStart(13)}`);
 }
 for (const [m, gs] of runs) console.log(`decode-only steps through a graph (${m} server): ${gs}`);' $TPUT_LABELS
 fi

@@ -49,6 +49,10 @@ export interface ServeConfig {
   /** Every step eager: no CUDA graphs for decode steps (vLLM's --enforce-eager). Only --device cuda
    * has graphs; see runtime/load-runtime.ts. */
   enforceEager: boolean;
+  /** vLLM's --async-scheduling: a decode step is launched before the previous step's tokens are back
+   * on the host, so the host's work per step overlaps the device's (EngineOptions.asyncScheduling).
+   * In effect where the model, device and sampler support it. */
+  asyncScheduling: boolean;
   /** Most alternatives `logprobs`/`top_logprobs` may ask for. */
   maxLogprobs: number;
   /** Largest request body accepted, in bytes (413 beyond). */
@@ -207,6 +211,13 @@ export const SERVE_OPTIONS: readonly OptionSpec<Key>[] = [
     help: 'run every step eagerly: no CUDA graphs for decode steps (--device cuda)',
   },
   {
+    key: 'asyncScheduling',
+    flag: 'async-scheduling',
+    kind: { type: 'bool' },
+    default: true,
+    help: "launch each decode step before the previous step's tokens are read back (--no-async-scheduling: off)",
+  },
+  {
     key: 'maxLogprobs',
     flag: 'max-logprobs',
     kind: { type: 'int', min: 0, max: 1000 },
@@ -312,6 +323,7 @@ export function resolveServeConfig(argv: readonly string[], env: NodeJS.ProcessE
     maxWaitingRequests: get<number>('maxWaitingRequests'),
     enablePrefixCaching: get<boolean>('enablePrefixCaching'),
     enforceEager: get<boolean>('enforceEager'),
+    asyncScheduling: get<boolean>('asyncScheduling'),
     maxLogprobs: get<number>('maxLogprobs'),
     maxRequestBodySize: get<number>('maxRequestBodySize'),
     shutdownTimeout: get<number>('shutdownTimeout'),

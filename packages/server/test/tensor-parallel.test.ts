@@ -23,6 +23,10 @@ afterAll(async () => {
 
 test('TP=2 gives the same greedy completion as TP=1', async () => {
   expect(split.runtime.summary['tensorParallelSize']).toBe(2);
+  // One device pipelines its steps (async scheduling); the TP group cannot (its embedding maps token
+  // ids on the host), so this also compares the two schedules.
+  expect(single.runtime.summary['asyncScheduling']).toBe('on');
+  expect(split.runtime.summary['asyncScheduling']).toBe('off');
   const ask = (s: RealServer) =>
     new OpenAI({ baseURL: `${s.baseUrl}/v1`, apiKey: 'unused' }).completions.create({
       model: s.runtime.modelName,

@@ -5,7 +5,7 @@
 // Tensors are CpuTensor objects over a Float32Array (or Int32Array for i32). bf16/f16 uploads are
 // widened to float32 once, at upload. Views (`reshape`) share the array.
 
-import { bf16ToF32, f16ToF32, matmulNn, matmulNt } from './cpu-kernels.js';
+import { bf16ToF32, f16ToF32, matmulNn, matmulNt, mergeTokenIdsInto } from './cpu-kernels.js';
 import { routeTokens, runExperts } from './cpu-moe.js';
 import type {
   Device,
@@ -180,6 +180,17 @@ export class CpuDevice implements Device {
       out.set(tab.subarray(id * H, (id + 1) * H), t * H);
     }
     return new CpuTensor([idx.length, H], 'f32', out);
+  }
+
+  mergeTokenIds(ids: Tensor, prev: Tensor, rows: Tensor): Tensor {
+    const a = cpuI32(ids, 'mergeTokenIds');
+    const out = mergeTokenIdsInto(
+      a,
+      cpuI32(prev, 'mergeTokenIds'),
+      cpuI32(rows, 'mergeTokenIds'),
+      new Int32Array(a.length),
+    );
+    return new CpuTensor([a.length], 'i32', out);
   }
 
   linear(x: Tensor, w: Tensor, bias?: Tensor): Tensor {

@@ -148,3 +148,21 @@ export function f32ToBf16(src: Float32Array): Uint16Array {
   }
   return out;
 }
+
+/** Device.mergeTokenIds on host arrays: out[i] = rows[i] >= 0 ? prev[rows[i]] : ids[i]. */
+export function mergeTokenIdsInto(
+  ids: Int32Array,
+  prev: Int32Array,
+  rows: Int32Array,
+  out: Int32Array,
+): Int32Array {
+  if (rows.length !== ids.length || out.length !== ids.length) {
+    throw new Error(`mergeTokenIds: ${ids.length} ids, ${rows.length} rows`);
+  }
+  for (let i = 0; i < ids.length; i++) {
+    const r = rows[i]!;
+    if (r >= prev.length) throw new Error(`mergeTokenIds: row ${r} of ${prev.length} previous ids`);
+    out[i] = r >= 0 ? prev[r]! : ids[i]!;
+  }
+  return out;
+}

@@ -160,6 +160,11 @@ export interface Device {
   /** Gathers rows: table [V, H], ids i32 [T] -> [T, H]. Token embedding, and picking the rows whose
    * logits are wanted. */
   embedding(table: Tensor, ids: Tensor): Tensor;
+  /** OPTIONAL (async scheduling): token ids of a step whose inputs include tokens the previous step
+   * sampled on the device. ids i32 [T], prev i32 [M], rows i32 [T] -> i32 [T] where
+   * out[i] = rows[i] >= 0 ? prev[rows[i]] : ids[i]. A device that has it lets the engine launch a
+   * decode step before the previous step's tokens are back on the host. */
+  mergeTokenIds?(ids: Tensor, prev: Tensor, rows: Tensor): Tensor;
   /** x [T, K], w [N, K] (HF Linear layout), bias [N]? -> x @ w^T + bias: [T, N]. */
   linear(x: Tensor, w: Tensor, bias?: Tensor): Tensor;
   /** Per-head matmul for absorbed MLA. x [T, h, a].

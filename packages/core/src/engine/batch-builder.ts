@@ -52,7 +52,10 @@ export class BatchBuilder {
     this.#logitsIndices = new Int32Array(Math.max(maxNumSeqs, maxNumBatchedTokens));
   }
 
-  build<S extends Sequence>(out: SchedulerOutput<S>): BuiltBatch<S> {
+  /** `unknownTail`: tokens each scheduled sequence has beyond its `tokens` (1 for a step launched by
+   * async scheduling before the previous step's tokens are back: its last token is a placeholder 0
+   * here, taken from the device through ForwardBatch.prevTokenIds). */
+  build<S extends Sequence>(out: SchedulerOutput<S>, unknownTail = 0): BuiltBatch<S> {
     const bs = this.#blockSize;
     const numReqs = out.scheduled.length;
     this.#ensure(numReqs, out.totalNumTokens);
@@ -82,8 +85,9 @@ export class BatchBuilder {
           for (let k = 0; k < count; k++) this.#logitsIndices[rows++] = t + k;
         }
       }
+      const known = tokens.length;
       for (let pos = start; pos < start + n; pos++, t++) {
-        tokenIds[t] = tokens[pos]!;
+        tokenIds[t] = pos < known ? tokens[pos]! : 0;
         positions[t] = pos;
         const block = (pos / bs) | 0;
         slots[t] = blockIds[block]! * bs + (pos - block * bs);
@@ -94,7 +98,7 @@ export class BatchBuilder {
       if (n > maxQueryLen) maxQueryLen = n;
       if (seqLen > maxSeqLen) maxSeqLen = seqLen;
       if (blockIds.length > maxBlocks) maxBlocks = blockIds.length;
-      if (seqLen === seq.numTokens) {
+      if (seqLen === seq.numTokens + unknownTail) {
         samplingRows.push(rows);
         this.#logitsIndices[rows++] = t - 1;
         sampling.push(seq);
@@ -145,7 +149,7 @@ export class BatchBuilder {
    * with block tables `tableWidth` wide, so every step of one size has the same shapes:
    *   rows [0, numReqs): the batch's own (token, position, slot, length, block-table row);
    *   rows [numReqs, size): padding: token 0 at position 0, slot -1 (no KV is written), length 1,
-   *   block-table row all null block (0); every row wants logits (logitsIndices = 0..size-1), so
+   *   block-table row all null block (0), no device token (prevTokenIds row -1); every row wants logits (logitsIndices = 0..size-1), so
    *   row r of the logits is the batch's row r and padding rows come last, to be ignored.
    * Views into buffers reused by the next padDecode call.
    */
@@ -171,6 +175,7 @@ export class BatchBuilder {
         queryStartLoc: Int32Array.from({ length: size + 1 }, (_, i) => i),
         logitsIndices: Int32Array.from({ length: size }, (_, i) => i),
         blockTables: new Int32Array(size * tableWidth),
+        prevRows: new Int32Array(size).fill(-1),
         tableRows: 0,
       };
       this.#pad = p;
@@ -195,6 +200,11 @@ export class BatchBuilder {
     }
     p.blockTables.fill(0, n * w, dirty * w);
     p.tableRows = n;
+    const prev = batch.prevTokenIds;
+    if (prev !== undefined) {
+      p.prevRows.set(prev.rows);
+      p.prevRows.fill(-1, n);
+    }
     const attention: CommonAttentionMetadata = {
       numReqs: size,
       numTokens: size,
@@ -209,7 +219,12 @@ export class BatchBuilder {
       maxQueryLen: 1,
       maxSeqLen: a.maxSeqLen,
     };
-    return { tokenIds: p.tokenIds, attention, logitsIndices: p.logitsIndices };
+    return {
+      tokenIds: p.tokenIds,
+      attention,
+      logitsIndices: p.logitsIndices,
+      ...(prev === undefined ? {} : { prevTokenIds: { ids: prev.ids, rows: p.prevRows } }),
+    };
   }
 
   #pad: PadBuffers | undefined;
@@ -242,6 +257,7 @@ interface PadBuffers {
   readonly queryStartLoc: Int32Array;
   readonly logitsIndices: Int32Array;
   readonly blockTables: Int32Array;
+  readonly prevRows: Int32Array;
   /** Block-table rows holding entries from the last call (the rest are zero). */
   tableRows: number;
 }

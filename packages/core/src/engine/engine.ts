@@ -8,9 +8,21 @@
 // requests, disconnects) run between any two steps; the loop goes idle when nothing is queued or
 // running.
 //
+// Async scheduling (EngineOptions.asyncScheduling, vLLM's --async-scheduling) pipelines that by one
+// step: a step's sampling is queued on the device and the step is left in flight; the next iteration
+// first launches the step that continues it (every running request decodes the token being sampled,
+// read on the device through ForwardBatch.prevTokenIds), then waits for the step in flight and does
+// its host work (append, stops, detokenize, emit) while the device runs the new one. Anything else to
+// schedule (a waiting request, a chunked prefill, preemption, a fork) ends the pipeline: the step in
+// flight is finished first and the scheduler runs as above.
+//
 // Invariants:
 // - Every request that ends, however it ends (stop, length, abort, model failure, shutdown), frees
 //   its blocks in finishRequest/finishChoice before its final output is emitted.
+// - With a step in flight, a sequence's numComputedTokens counts the tokens whose KV was computed and
+//   whose ids are on the host; the continuation's own token is counted once the host has it, so block
+//   hashes only ever cover known tokens. A request that ends while a step that computes it is in flight
+//   frees its blocks at once: a later step that reuses them is queued behind it on the device.
 // - Outputs are emitted after a step's state is consistent. Listeners may call addRequest and abort
 //   re-entrantly: an abort raised during a step is applied at the step's end.
 
@@ -27,7 +39,7 @@ import {
 import { KvCacheManager } from '../kv-cache/kv-cache-manager.js';
 import { HostSampler, MAX_LOGPROBS } from '../sampling/host-sampler.js';
 import { Rng, randomSeed } from '../sampling/rng.js';
-import type { Sampler, SamplingRow } from '../sampling/sampler.js';
+import type { PendingSample, SampledToken, Sampler, SamplingRow } from '../sampling/sampler.js';
 import type { SchedulerOutput } from '../scheduler/output.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 import { BatchBuilder, decodeGraphSize } from './batch-builder.js';
@@ -53,6 +65,24 @@ import type { Tokenizer } from './tokenizer.js';
 import { validateRequest } from './validate-request.js';
 
 const NO_COUNTS: ReadonlyMap<number, number> = new Map();
+
+/** Requests whose first sample forks their choices: rows[firstRow..firstRow+n) belong to them. */
+interface Fork {
+  readonly parent: Choice;
+  readonly firstRow: number;
+}
+
+/** A step whose sampling is queued on the device and not read back yet (async scheduling). */
+interface InflightStep {
+  readonly out: SchedulerOutput<Choice>;
+  /** Sampling rows: row r's token is written to the sampled-ids buffer at r. */
+  readonly rows: readonly SamplingRow[];
+  readonly forks: readonly Fork[];
+  readonly pending: PendingSample;
+  readonly t0: number;
+  readonly modelMs: number;
+  readonly graphBatchSize: number | undefined;
+}
 
 export class Engine {
   readonly events = new EventEmitter<EngineEvents>();
@@ -81,6 +111,13 @@ export class Engine {
   readonly #graphTableWidth: number;
   /** Sizes whose graph failed to capture or replay: those steps run eagerly from then on. */
   readonly #graphFailed = new Set<number>();
+  /** Whether async scheduling is on: asked for, and the model, device and sampler support it. */
+  readonly #async: boolean;
+  /** i32 [maxNumSeqs] on the device: the last async sampling's ids (the next step's input). */
+  #sampledIds: Tensor | undefined;
+  /** -1 x maxNumSeqs: "no device token" rows for decode-graph steps that have none. */
+  readonly #noDeviceRows: Int32Array;
+  #inflight: InflightStep | undefined;
 
   constructor(opts: EngineOptions) {
     this.#opts = opts;
@@ -109,7 +146,18 @@ export class Engine {
             .filter((b) => Number.isInteger(b) && b > 0)
             .sort((a, b) => a - b);
     this.#graphTableWidth = Math.ceil(opts.maxModelLen / opts.blockSize);
+    this.#async =
+      opts.asyncScheduling === true &&
+      opts.model.readsDeviceTokenIds === true &&
+      opts.model.device.mergeTokenIds !== undefined &&
+      this.#sampler.sampleAsync !== undefined;
+    this.#noDeviceRows = new Int32Array(this.#async ? opts.maxNumSeqs : 0).fill(-1);
     opts.model.allocateKvCache(totalBlocks, opts.blockSize);
+  }
+
+  /** Whether async scheduling is in effect (asked for, and supported by the model, device and sampler). */
+  get asyncScheduling(): boolean {
+    return this.#async;
   }
 
   /** Queues a request. Throws a FlashserveError (400) for a bad request, 503 when the waiting queue is
@@ -207,14 +255,16 @@ export class Engine {
       clearTimeout(timer);
     }
     for (const id of [...this.#requests.keys()]) this.abort(id);
-    while (this.#loopScheduled || this.#inStep) await new Promise<void>((resolve) => setImmediate(resolve));
+    while (this.#loopScheduled || this.#inStep || this.#inflight !== undefined)
+      await new Promise<void>((resolve) => setImmediate(resolve));
   }
 
   // --- the loop -----------------------------------------------------------------------------------
 
   #kick(): void {
     if (this.#loopScheduled || this.#inStep) return;
-    if (this.#scheduler.numWaiting === 0 && this.#scheduler.numRunning === 0) return;
+    if (this.#scheduler.numWaiting === 0 && this.#scheduler.numRunning === 0 && this.#inflight === undefined)
+      return;
     this.#loopScheduled = true;
     setImmediate(() => {
       this.#loopScheduled = false;
@@ -233,6 +283,7 @@ export class Engine {
 
   /** Runs one step; false when there was nothing to schedule. */
   #step(): boolean {
+    if (this.#inflight !== undefined) return this.#continueStep(this.#inflight);
     const t0 = performance.now();
     this.#inStep = true;
     const touched: RequestState[] = [];
@@ -266,7 +317,13 @@ export class Engine {
             c.request.promptLogprobs![position] = lp;
           },
         );
-        samplingMs = this.#sampleAndAppend(built.sampling, built.samplingRows, logits, touched);
+        const { rows, forks } = this.#samplingRows(built.sampling, built.samplingRows);
+        const pending = this.#sampleAsync(logits, rows);
+        if (pending !== undefined) {
+          this.#inflight = { out, rows, forks, pending, t0, modelMs, graphBatchSize };
+          return true;
+        }
+        samplingMs = this.#sampleAndAppend(rows, forks, logits, touched);
       } catch (e) {
         // A bug or a device failure surfacing when the logits are read: fail the step's requests
         // rather than leave them hanging. A model whose step broke (checkStep) is the cause even when
@@ -306,7 +363,19 @@ export class Engine {
       return { logits: this.model.forward(batch) };
     }
     const key = `decode-${size}`;
-    const padded = { ...this.#builder.padDecode(batch, size, this.#graphTableWidth), graphKey: key };
+    // With async scheduling every graph of the ladder merges device token ids (its captured uploads
+    // must be the same at every replay), so a step without any gets rows of -1.
+    const withIds =
+      this.#async && batch.prevTokenIds === undefined
+        ? {
+            ...batch,
+            prevTokenIds: {
+              ids: this.#deviceIds(),
+              rows: this.#noDeviceRows.subarray(0, batch.attention.numReqs),
+            },
+          }
+        : batch;
+    const padded = { ...this.#builder.padDecode(withIds, size, this.#graphTableWidth), graphKey: key };
     try {
       return { logits: d.graph(key, () => this.model.forward(padded)), graphBatchSize: size };
     } catch (e) {
@@ -347,16 +416,14 @@ export class Engine {
     });
   }
 
-  /** Returns the time spent in the sampler, in ms. */
-  #sampleAndAppend(
+  /** The step's sampling rows: one per sampling choice, plus n - 1 for a request whose first sample
+   * forks its choices. */
+  #samplingRows(
     sampling: readonly Choice[],
     samplingRows: readonly number[],
-    logits: Tensor,
-    touched: RequestState[],
-  ): number {
+  ): { rows: SamplingRow[]; forks: Fork[] } {
     const rows: SamplingRow[] = [];
-    // Requests whose first sample forks their choices: rows[firstRow..firstRow+n) belong to them.
-    const forks: { parent: Choice; firstRow: number }[] = [];
+    const forks: Fork[] = [];
     for (let r = 0; r < sampling.length; r++) {
       const c = sampling[r]!;
       c.logitsRow = samplingRows[r]!;
@@ -381,18 +448,50 @@ export class Engine {
         rows.push(c);
       }
     }
+    return { rows, forks };
+  }
+
+  /** Samples on the host's schedule (waits for the step) and appends; returns the sampler's ms. */
+  #sampleAndAppend(
+    rows: readonly SamplingRow[],
+    forks: readonly Fork[],
+    logits: Tensor,
+    touched: RequestState[],
+  ): number {
     const ts = performance.now();
     const sampled = this.#sampler.sample(logits, this.model.device, rows);
     // Once the sampled ids are on the host the step has finished on the device: a model whose step
     // broke meanwhile (Model.checkStep) throws here, before any of its tokens is appended.
     this.model.checkStep?.();
     const samplingMs = performance.now() - ts;
-    const now = Date.now();
+    this.#appendSampled(rows, forks, sampled, touched);
+    return samplingMs;
+  }
 
+  /** Queues the sampling when async scheduling is on and the sampler can; undefined otherwise. */
+  #sampleAsync(logits: Tensor, rows: readonly SamplingRow[]): PendingSample | undefined {
+    if (!this.#async || rows.length === 0) return undefined;
+    return this.#sampler.sampleAsync?.(logits, this.model.device, rows, this.#deviceIds());
+  }
+
+  #deviceIds(): Tensor {
+    this.#sampledIds ??= this.model.device.zeros([this.#opts.maxNumSeqs], 'i32');
+    return this.#sampledIds;
+  }
+
+  #appendSampled(
+    rows: readonly SamplingRow[],
+    forks: readonly Fork[],
+    sampled: readonly SampledToken[],
+    touched: RequestState[],
+  ): void {
+    const now = Date.now();
     // Fork before any token is appended: a choice that stops on its first token frees its blocks.
     const forkedAt = new Map<number, Choice>();
     for (const { parent, firstRow } of forks) {
       const req = parent.request;
+      // Ended while its step was in flight (async scheduling): nothing to fork.
+      if (req.finished) continue;
       const children: Choice[] = [];
       for (let i = 1; i < req.params.n; i++) {
         const child = new Choice(req, i, req.promptTokenIds.slice(), req.rngs[i]!, this.#detokenizer(req), 1);
@@ -407,11 +506,177 @@ export class Engine {
 
     for (let r = 0; r < rows.length; r++) {
       const row = rows[r]!;
-      const choice = row instanceof Choice ? row : forkedAt.get(r)!;
+      const choice = row instanceof Choice ? row : forkedAt.get(r);
+      // A choice that ended while its step was in flight (an abort) drops the token.
+      if (choice === undefined || choice.finishReason !== null) continue;
       const s = sampled[r]!;
       this.#appendToken(choice, s.tokenId, s.logprob, now, touched);
     }
-    return samplingMs;
+  }
+
+  // --- async scheduling ---------------------------------------------------------------------------
+
+  /** One pipelined iteration: launches the step continuing `prev` (when nothing else needs the
+   * scheduler), finishes `prev` while the device runs it, then queues its sampling. */
+  #continueStep(prev: InflightStep): boolean {
+    const t0 = performance.now();
+    this.#inflight = undefined;
+    this.#inStep = true;
+    const touched: RequestState[] = [];
+    let next: { out: SchedulerOutput<Choice>; logits: Tensor; graphBatchSize?: number } | undefined;
+    let modelMs = 0;
+    let samplingMs = 0;
+    try {
+      const plan = this.#planContinuation(prev);
+      let launchError: unknown;
+      if (plan !== undefined) {
+        const built = this.#builder.build(plan.out, 1);
+        const batch = {
+          ...built.batch,
+          prevTokenIds: { ids: this.#deviceIds(), rows: plan.prevRows },
+        };
+        const tm = performance.now();
+        try {
+          next = { out: plan.out, ...this.#forward(batch) };
+        } catch (e) {
+          launchError = e;
+        }
+        modelMs = performance.now() - tm;
+      }
+      // The host work of the step in flight overlaps the device running the one just launched.
+      const prevSamplingMs = this.#finishInflight(prev, touched);
+      this.#emitStepStats(
+        prev.out,
+        performance.now() - prev.t0,
+        prev.modelMs,
+        prevSamplingMs,
+        prev.graphBatchSize,
+      );
+      if (launchError !== undefined) {
+        this.#failStep(plan!.out, touched, engineModelFailed, launchError);
+      } else if (next !== undefined) {
+        samplingMs = this.#sampleContinuation(
+          next.out,
+          next.logits,
+          touched,
+          t0,
+          modelMs,
+          next.graphBatchSize,
+        );
+      }
+    } finally {
+      this.#inStep = false;
+      if (next !== undefined) this.model.device.release(next.logits);
+    }
+    for (const req of touched) if (req.dirty) this.#emit(req);
+    this.#applyPendingAborts();
+    this.#notifyIdle();
+    if (next !== undefined && this.#inflight === undefined) {
+      this.#emitStepStats(next.out, performance.now() - t0, modelMs, samplingMs, next.graphBatchSize);
+    }
+    return true;
+  }
+
+  /** The step that continues `prev`: each of its sampling choices decodes the token being sampled
+   * (one new slot each), or undefined when anything else needs the scheduler (waiting requests, a
+   * chunked prefill, forks, no room for a slot) or nothing would continue. */
+  #planContinuation(prev: InflightStep): { out: SchedulerOutput<Choice>; prevRows: Int32Array } | undefined {
+    if (prev.forks.length > 0 || this.#scheduler.numWaiting > 0 || this.#pendingAborts.length > 0)
+      return undefined;
+    const inPrev = new Set<SamplingRow>(prev.rows);
+    for (const seq of this.#scheduler.running) {
+      if (seq.status === 'running' && !inPrev.has(seq)) return undefined;
+    }
+    const seqs: Choice[] = [];
+    const rows: number[] = [];
+    for (let r = 0; r < prev.rows.length; r++) {
+      const c = prev.rows[r]! as Choice;
+      if (c.status !== 'running' || this.#endsWithNextToken(c)) continue;
+      seqs.push(c);
+      rows.push(r);
+    }
+    if (seqs.length === 0) return undefined;
+    // Slots that fit stay allocated when a later one does not: the scheduler would allocate them next.
+    for (const c of seqs) if (!this.#kv.allocateSlots(c.blocks, c.numComputedTokens, 1)) return undefined;
+    return {
+      out: { scheduled: seqs, numNewTokens: seqs.map(() => 1), totalNumTokens: seqs.length, preempted: [] },
+      prevRows: Int32Array.from(rows),
+    };
+  }
+
+  /** Whether the token being sampled for `c` surely ends it by length (computing past it is waste). */
+  #endsWithNextToken(c: Choice): boolean {
+    return c.numOutputTokens + 1 >= c.request.params.maxTokens || c.numTokens + 1 >= this.maxModelLen;
+  }
+
+  /** Waits for the step in flight and appends its tokens; returns the wait in ms. A step that failed
+   * fails its requests (the continuation's, a subset, then have nothing left to sample). */
+  #finishInflight(prev: InflightStep, touched: RequestState[]): number {
+    const ts = performance.now();
+    try {
+      const sampled = prev.pending.wait();
+      this.model.checkStep?.();
+      const waitMs = performance.now() - ts;
+      this.#appendSampled(prev.rows, prev.forks, sampled, touched);
+      return waitMs;
+    } catch (e) {
+      const broken = modelStepError(this.model);
+      this.#failStep(
+        prev.out,
+        touched,
+        broken === undefined ? engineStepFailed : engineModelFailed,
+        broken ?? e,
+      );
+      this.#inStep = true;
+      return performance.now() - ts;
+    }
+  }
+
+  /** The continuation's bookkeeping once its input tokens are on the host, then its sampling: queued
+   * (the step stays in flight) or, when the sampler cannot, done now. Returns the sampler's ms. */
+  #sampleContinuation(
+    out: SchedulerOutput<Choice>,
+    logits: Tensor,
+    touched: RequestState[],
+    t0: number,
+    modelMs: number,
+    graphBatchSize: number | undefined,
+  ): number {
+    const live: Choice[] = [];
+    const logitsRows: number[] = [];
+    for (let i = 0; i < out.scheduled.length; i++) {
+      const c = out.scheduled[i]!;
+      if (c.status !== 'running') continue;
+      live.push(c);
+      logitsRows.push(i);
+    }
+    if (live.length === 0) return 0;
+    const liveOut: SchedulerOutput<Choice> = {
+      scheduled: live,
+      numNewTokens: live.map(() => 1),
+      totalNumTokens: live.length,
+      preempted: [],
+    };
+    try {
+      this.#scheduler.onStepComputed(liveOut);
+      const { rows, forks } = this.#samplingRows(live, logitsRows);
+      const pending = this.#sampleAsync(logits, rows);
+      if (pending !== undefined) {
+        this.#inflight = { out: liveOut, rows, forks, pending, t0, modelMs, graphBatchSize };
+        return 0;
+      }
+      return this.#sampleAndAppend(rows, forks, logits, touched);
+    } catch (e) {
+      const broken = modelStepError(this.model);
+      this.#failStep(
+        liveOut,
+        touched,
+        broken === undefined ? engineStepFailed : engineModelFailed,
+        broken ?? e,
+      );
+      this.#inStep = true;
+      return 0;
+    }
   }
 
   #appendToken(

@@ -25,6 +25,18 @@ export interface ForwardBatch {
   /** Set when the engine runs this forward inside `model.device.graph(graphKey, ...)`: a model spread
    * over several devices runs its other ranks' forward through their own graphs under the same key. */
   readonly graphKey?: string;
+  /** Async scheduling: some tokens of this step were sampled by the previous step and are still only on
+   * the device. Token t is `ids[rows[t]]` where rows[t] >= 0 (tokenIds[t] is a placeholder there), and
+   * tokenIds[t] where rows[t] is -1. Only given to a model whose `readsDeviceTokenIds` is true; it
+   * merges them on the device (Device.mergeTokenIds) before the embedding. */
+  readonly prevTokenIds?: DeviceTokenIds;
+}
+
+export interface DeviceTokenIds {
+  /** i32 [M]: the previous step's sampled ids, in its sampling-row order. */
+  readonly ids: Tensor;
+  /** [numTokens] */
+  readonly rows: Int32Array;
 }
 
 export interface Model {
@@ -40,4 +52,7 @@ export interface Model {
    * trusted. A tensor-parallel model on GPUs needs it: its collectives run after forward returned,
    * so a rank that dies mid-step is noticed only once the device has finished (or been aborted). */
   checkStep?(): void;
+  /** OPTIONAL: true when forward honours ForwardBatch.prevTokenIds, so the engine may launch a decode
+   * step before the previous one's tokens are read back (EngineOptions.asyncScheduling). */
+  readonly readsDeviceTokenIds?: boolean;
 }

@@ -103,6 +103,13 @@ export interface EngineOptions {
    * largest size of requests, is padded with dummy rows (slot -1: no KV written; their logits rows
    * are ignored) to the next size. Absent, empty, or a device without `graph`: every step eager. */
   decodeGraphBatchSizes?: readonly number[];
+  /** Async scheduling (vLLM's --async-scheduling): a decode step that only continues the previous
+   * step's requests is launched before that step's tokens are read back; its input ids come from the
+   * previous sampling on the device, and the host's work for the previous step (stops, detokenizing,
+   * streaming) overlaps the device running this one. A request that stopped is computed one step too
+   * many and the extra token dropped. Takes effect only where the model reads device token ids
+   * (Model.readsDeviceTokenIds) and the sampler has sampleAsync; off by default. */
+  asyncScheduling?: boolean;
 }
 
 export interface AddRequestInput {

@@ -10,7 +10,7 @@
 import type { Device, Tensor } from '../device/device.js';
 import type { TokenLogprob } from '../engine/protocol.js';
 import { applyPenalties, needsAdjustment } from './penalties.js';
-import type { SampledToken, Sampler, SamplingRow } from './sampler.js';
+import type { PendingSample, SampledToken, Sampler, SamplingRow } from './sampler.js';
 import { selectTop, sortTop } from './top-candidates.js';
 
 /** Default largest `logprobs` a request may ask for (OpenAI's limit); EngineOptions.maxLogprobs overrides. */
@@ -27,6 +27,24 @@ export class HostSampler implements Sampler {
     if (!(host instanceof Float32Array))
       throw new TypeError(`logits must be floating point, got ${logits.dtype}`);
     return this.sampleHost(host, logits.shape[1] ?? 0, rows);
+  }
+
+  /** Samples now (the logits are read back anyway) and writes the ids into `into` on the device, so an
+   * engine with async scheduling runs over any device that has Device.mergeTokenIds. */
+  sampleAsync(
+    logits: Tensor,
+    device: Device,
+    rows: readonly SamplingRow[],
+    into: Tensor,
+  ): PendingSample | undefined {
+    const sampled = this.sample(logits, device, rows);
+    const capacity = into.shape.reduce((a, b) => a * b, 1);
+    if (capacity < rows.length)
+      throw new Error(`sampleAsync: ${rows.length} rows, ids buffer of ${capacity}`);
+    const ids = new Int32Array(capacity);
+    for (let r = 0; r < rows.length; r++) ids[r] = sampled[r]!.tokenId;
+    device.write(into, ids, 'i32');
+    return { wait: () => sampled };
   }
 
   /** logits: [numRows, vocabSize] row-major, on the host. */

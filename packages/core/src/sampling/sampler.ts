@@ -33,4 +33,22 @@ export interface Sampler {
    * token per entry of `rows`. Reads but does not release `logits` (the engine does). On an
    * asynchronous device this is where the step first waits for the model. */
   sample(logits: Tensor, device: Device, rows: readonly SamplingRow[]): SampledToken[];
+  /** OPTIONAL (async scheduling): queues the same sampling without waiting for it. The sampled ids are
+   * written, in stream order, into `into[0 .. rows.length)` on the device (i32, at least rows.length
+   * long), where the next step's forward can read them (ForwardBatch.prevTokenIds); `wait()` returns
+   * what `sample` would have. Returns undefined when this sampler cannot for these rows: then the
+   * engine calls `sample`. At most two results may be outstanding (unwaited) at a time. */
+  sampleAsync?(
+    logits: Tensor,
+    device: Device,
+    rows: readonly SamplingRow[],
+    into: Tensor,
+  ): PendingSample | undefined;
+}
+
+/** A sampling queued on the device. */
+export interface PendingSample {
+  /** Waits for the sampling (and so for the step before it) and returns one token per row; calling it
+   * again returns the same result. */
+  wait(): SampledToken[];
 }

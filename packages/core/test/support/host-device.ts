@@ -1,7 +1,8 @@
 // A minimal Device for tests: tensors are host arrays, upload copies, toHost returns the data. Only
-// the memory and layout methods exist; the engine uses nothing else (reshape and sliceLast read the
-// rows of prompt logprobs).
+// the memory and layout methods exist, and mergeTokenIds; the engine uses nothing else (reshape and
+// sliceLast read the rows of prompt logprobs; zeros, write and mergeTokenIds serve async scheduling).
 
+import { mergeTokenIdsInto } from '../../src/device/cpu-kernels.js';
 import type { Device, DType, HostData, Tensor } from '../../src/device/device.js';
 
 export class HostTensor implements Tensor {
@@ -24,6 +25,26 @@ export function makeHostDevice(): Device {
       return t.data;
     },
     release(): void {},
+    zeros(shape: readonly number[], dtype: DType): Tensor {
+      const n = shape.reduce((x, y) => x * y, 1);
+      return new HostTensor(shape, dtype, dtype === 'i32' ? new Int32Array(n) : new Float32Array(n));
+    },
+    write(dst: Tensor, data: HostData): void {
+      const d = (dst as HostTensor).data;
+      if (data.length !== d.length) throw new Error(`write: ${data.length} elements into ${d.length}`);
+      d.set(data as ArrayLike<number>);
+    },
+    // Async scheduling's merge of device token ids (Device.mergeTokenIds).
+    mergeTokenIds(ids: Tensor, prev: Tensor, rows: Tensor): Tensor {
+      const a = (ids as HostTensor).data as Int32Array;
+      const out = mergeTokenIdsInto(
+        a,
+        (prev as HostTensor).data as Int32Array,
+        (rows as HostTensor).data as Int32Array,
+        new Int32Array(a.length),
+      );
+      return new HostTensor([a.length], 'i32', out);
+    },
     reshape(x: Tensor, shape: readonly number[]): Tensor {
       return new HostTensor(shape, x.dtype, (x as HostTensor).data);
     },

@@ -18,6 +18,8 @@ export interface TinyModelOptions {
   failWhen?: (batch: ForwardBatch) => boolean;
   /** checkStep throws when this returns true (a step that broke after forward returned). */
   stepBrokeWhen?: () => boolean;
+  /** Honour ForwardBatch.prevTokenIds (async scheduling), merging on the device as a GPU model does. */
+  readsDeviceTokenIds?: boolean;
 }
 
 export class TinyModel implements Model {
@@ -29,7 +31,10 @@ export class TinyModel implements Model {
   #cacheTokens = new Int32Array(0);
   #cachePositions = new Int32Array(0);
   #blockSize = 0;
+  readonly readsDeviceTokenIds: boolean;
   numForwards = 0;
+  /** Forwards that took some of their token ids from the device (async scheduling). */
+  numDeviceTokenForwards = 0;
   maxBatchSeqs = 0;
 
   constructor(opts: TinyModelOptions = {}) {
@@ -41,6 +46,7 @@ export class TinyModel implements Model {
     this.#logits = opts.logits ?? hashLogits;
     this.#failWhen = opts.failWhen;
     this.#stepBrokeWhen = opts.stepBrokeWhen;
+    this.readsDeviceTokenIds = opts.readsDeviceTokenIds ?? false;
   }
 
   checkStep(): void {
@@ -64,10 +70,11 @@ export class TinyModel implements Model {
     const bs = this.#blockSize;
     if (a.blockSize !== bs) throw new Error(`block size ${a.blockSize} != allocated ${bs}`);
     this.maxBatchSeqs = Math.max(this.maxBatchSeqs, a.numReqs);
+    const tokenIds = this.#tokenIds(batch);
     for (let t = 0; t < a.numTokens; t++) {
       const slot = a.slotMapping[t]!;
       if (slot < bs) throw new Error(`token ${t} written into the null block (slot ${slot})`);
-      this.#cacheTokens[slot] = batch.tokenIds[t]!;
+      this.#cacheTokens[slot] = tokenIds[t]!;
       this.#cachePositions[slot] = a.positions[t]!;
     }
     const vocab = this.info.vocabSize;
@@ -94,6 +101,18 @@ export class TinyModel implements Model {
       this.#logits(history, out.subarray(r * vocab, (r + 1) * vocab));
     }
     return this.device.upload(out, [batch.logitsIndices.length, vocab], 'f32');
+  }
+
+  #tokenIds(batch: ForwardBatch): Int32Array {
+    const prev = batch.prevTokenIds;
+    if (prev === undefined) return batch.tokenIds;
+    if (!this.readsDeviceTokenIds) throw new Error('tiny model: given device token ids it does not read');
+    if (prev.rows.some((r) => r >= 0)) this.numDeviceTokenForwards++;
+    const d = this.device;
+    const T = batch.tokenIds.length;
+    const ids = d.upload(batch.tokenIds, [T], 'i32');
+    const rows = d.upload(prev.rows, [T], 'i32');
+    return d.toHost(d.mergeTokenIds!(ids, prev.ids, rows)) as Int32Array;
   }
 }
 

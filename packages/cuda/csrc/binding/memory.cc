@@ -1,4 +1,5 @@
-// Device, stream, allocator and transfers: init, alloc/free, upload/write/download, memset, stats.
+// Device, stream, allocator and transfers: init, alloc/free, upload/write/download (and its asynchronous
+// form), memset, stats.
 #include <cuda_runtime_api.h>
 
 #include "binding/napi_util.h"
@@ -93,6 +94,30 @@ Napi::Value download(Info info) {
   });
 }
 
+// downloadAsync(src, bytes): queues a copy of at most 64 KiB into pinned memory; returns its ticket.
+Napi::Value download_async(Info info) {
+  return guarded(info, "downloadAsync", [&] {
+    stream_or_throw();
+    const int64_t bytes = i64_arg(info, 1);
+    require(bytes >= 0, "bytes must not be negative");
+    const uint64_t ticket = runtime().download_async(ptr_arg(info, 0), static_cast<size_t>(bytes));
+    return Napi::Number::New(info.Env(), static_cast<double>(ticket));
+  });
+}
+
+// downloadWait(ticket, outTypedArray): waits for that download and copies its bytes into the array.
+Napi::Value download_wait(Info info) {
+  return guarded(info, "downloadWait", [&] {
+    stream_or_throw();
+    const int64_t ticket = i64_arg(info, 0);
+    if (!info[1].IsTypedArray()) throw Napi::TypeError::New(info.Env(), "argument 1 must be an Int32Array");
+    Napi::TypedArray arr = info[1].As<Napi::TypedArray>();
+    void* dst = static_cast<char*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+    runtime().download_wait(ticket > 0 ? static_cast<uint64_t>(ticket) : 0, dst, arr.ByteLength());
+    return info.Env().Undefined();
+  });
+}
+
 Napi::Value memset_zero(Info info) {
   return guarded(info, "zeros", [&] {
     cudaStream_t s = stream_or_throw();
@@ -153,6 +178,8 @@ void register_memory(Napi::Env env, Napi::Object exports) {
   exports.Set("upload", Napi::Function::New(env, upload, "upload"));
   exports.Set("write", Napi::Function::New(env, write, "write"));
   exports.Set("download", Napi::Function::New(env, download, "download"));
+  exports.Set("downloadAsync", Napi::Function::New(env, download_async, "downloadAsync"));
+  exports.Set("downloadWait", Napi::Function::New(env, download_wait, "downloadWait"));
   exports.Set("uploadFromFile", Napi::Function::New(env, upload_from_file, "uploadFromFile"));
   exports.Set("memsetZero", Napi::Function::New(env, memset_zero, "memsetZero"));
   exports.Set("copyDevice", Napi::Function::New(env, copy_device, "copyDevice"));

@@ -1,7 +1,8 @@
 // Dense ops: gathers, copies, elementwise, RMSNorm, RoPE, SiLU-and-mul, GEMMs, random fill, KV-cache
-// writes, and MLA's fused input and absorbed-query ops. Each function decodes positional arguments (pointers as BigInt) into a params struct and
-// calls the op's launcher on the runtime's stream. Shapes are checked in TypeScript, where the
-// tensors' shapes live; the launchers check what the kernels themselves rely on.
+// writes, token-id merges, and MLA's fused input and absorbed-query ops. Each function decodes
+// positional arguments (pointers as BigInt) into a params struct and calls the op's launcher on the
+// runtime's stream. Shapes are checked in TypeScript, where the tensors' shapes live; the launchers
+// check what the kernels themselves rely on.
 #include "binding/napi_util.h"
 #include "kernels/activation.h"
 #include "kernels/elementwise.h"
@@ -422,6 +423,22 @@ Napi::Value kv_cache_write(Info info) {
   });
 }
 
+// mergeTokenIds(out, ids, prev, rows, n, prevCount): out[i] = rows[i] >= 0 ? prev[rows[i]] : ids[i], i32.
+Napi::Value merge_token_ids(Info info) {
+  return guarded(info, "mergeTokenIds", [&] {
+    MergeTokenIdsParams p{};
+    p.out = static_cast<int32_t*>(ptr_arg(info, 0));
+    p.ids = static_cast<const int32_t*>(ptr_arg(info, 1));
+    p.prev = static_cast<const int32_t*>(ptr_arg(info, 2));
+    p.rows = static_cast<const int32_t*>(ptr_arg(info, 3));
+    p.n = int_arg(info, 4);
+    p.prev_n = int_arg(info, 5);
+    p.stream = stream_or_throw();
+    run_merge_token_ids(p);
+    return info.Env().Undefined();
+  });
+}
+
 }  // namespace
 
 void register_dense_ops(Napi::Env env, Napi::Object exports) {
@@ -440,6 +457,7 @@ void register_dense_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("mlaInputsAbsorbQuery", Napi::Function::New(env, mla_inputs_absorb_query, "mlaInputsAbsorbQuery"));
   exports.Set("fillRandom", Napi::Function::New(env, fill_random, "fillRandom"));
   exports.Set("kvCacheWrite", Napi::Function::New(env, kv_cache_write, "kvCacheWrite"));
+  exports.Set("mergeTokenIds", Napi::Function::New(env, merge_token_ids, "mergeTokenIds"));
 }
 
 }  // namespace flashserve

@@ -141,6 +141,15 @@ __global__ void kv_cache_write_kernel(KvCacheWriteParams p) {
   for (int c = threadIdx.x; c < width; c += blockDim.x) dst[c] = c < p.kv_rank ? ckv[c] : kpe[c - p.kv_rank];
 }
 
+__global__ void merge_token_ids_kernel(MergeTokenIdsParams p) {
+  pdl_wait();  // prev is the previous step's sampling output, ids and rows this step's uploads
+  pdl_launch_dependents();
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < p.n; i += gridDim.x * blockDim.x) {
+    const int row = p.rows[i];
+    p.out[i] = row >= 0 && row < p.prev_n ? p.prev[row] : p.ids[i];
+  }
+}
+
 int grid_for(int64_t n) {
   const int64_t blocks = (n + THREADS - 1) / THREADS;
   return static_cast<int>(blocks < 65535 * 8 ? (blocks > 0 ? blocks : 1) : 65535 * 8);
@@ -192,6 +201,11 @@ void run_fill_random(FillRandomParams& p) {
 void run_kv_cache_write(KvCacheWriteParams& p) {
   if (p.num_tokens == 0) return;
   launch_pdl("kvCacheWrite", kv_cache_write_kernel, dim3(p.num_tokens), dim3(128), 0, p.stream, p);
+}
+
+void run_merge_token_ids(MergeTokenIdsParams& p) {
+  if (p.n == 0) return;
+  launch_pdl("mergeTokenIds", merge_token_ids_kernel, dim3(grid_for(p.n)), dim3(THREADS), 0, p.stream, p);
 }
 
 }  // namespace flashserve

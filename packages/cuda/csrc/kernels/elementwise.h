@@ -1,5 +1,6 @@
 // Memory-shaped kernels: embedding lookup, row gathers, strided 2-D copies, casts, adds, random fill,
-// and the paged latent-cache write. Each launcher enqueues on `stream` and throws naming its op.
+// the paged latent-cache write and the merge of a step's token ids. Each launcher enqueues on `stream`
+// and throws naming its op.
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -96,5 +97,19 @@ struct KvCacheWriteParams {
   cudaStream_t stream;
 };
 void run_kv_cache_write(KvCacheWriteParams& p);
+
+// Async scheduling's input ids: out[i] = prev[rows[i]] when rows[i] >= 0, else ids[i]. A decode step is
+// launched before the previous step's sampled ids reach the host; those stay on the device (prev, one per
+// sampling row of that step) and `rows` says which of them each token takes, the other tokens' ids
+// coming from the host. A row outside prev takes ids[i] too (rows are not checked on the host).
+struct MergeTokenIdsParams {
+  int32_t* out;          // [n]
+  const int32_t* ids;    // [n]
+  const int32_t* prev;   // [prev_n]
+  const int32_t* rows;   // [n]
+  int n, prev_n;
+  cudaStream_t stream;
+};
+void run_merge_token_ids(MergeTokenIdsParams& p);
 
 }  // namespace flashserve

@@ -271,6 +271,54 @@ void Runtime::download(void* dst, const void* src, DType src_dtype, size_t n) {
   ring_head_ = 0;
 }
 
+uint64_t Runtime::download_async(const void* src, size_t bytes) {
+  require(state_ == GraphState::EAGER, "not allowed while a CUDA graph is being captured or replayed");
+  require(bytes <= SMALL_DOWNLOAD_BYTES, std::to_string(bytes) + " bytes is more than one download may take (" +
+                                             std::to_string(SMALL_DOWNLOAD_BYTES) + "); use toHost");
+  if (!async_downloads_[0].host) {
+    char* pinned = nullptr;
+    check_cuda(cudaMallocHost(reinterpret_cast<void**>(&pinned), SMALL_DOWNLOAD_BYTES * ASYNC_DOWNLOAD_SLOTS),
+               "pinned download slots (cudaMallocHost)");
+    for (int i = 0; i < ASYNC_DOWNLOAD_SLOTS; ++i) {
+      check_cuda(cudaEventCreateWithFlags(&async_downloads_[i].done, cudaEventDisableTiming),
+                 "download event (cudaEventCreate)");
+    }
+    // Last, so that a failure above retries the whole set-up next time.
+    for (int i = 0; i < ASYNC_DOWNLOAD_SLOTS; ++i) async_downloads_[i].host = pinned + i * SMALL_DOWNLOAD_BYTES;
+  }
+  const uint64_t ticket = next_ticket_;
+  AsyncDownload& slot = async_downloads_[ticket % ASYNC_DOWNLOAD_SLOTS];
+  if (slot.ticket != 0 && !slot.waited) {
+    // Nobody has waited for the download in this slot yet: its copy must land before this one's.
+    const std::string what = "waiting for download " + std::to_string(slot.ticket) + " to free its slot";
+    check_cuda(cudaEventSynchronize(slot.done), what.c_str());
+  }
+  slot.ticket = 0;  // the slot's earlier ticket is gone whatever happens next
+  check_cuda(cudaMemcpyAsync(slot.host, src, bytes, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync");
+  check_cuda(cudaEventRecord(slot.done, stream_), "cudaEventRecord");
+  slot.ticket = ticket;
+  slot.bytes = bytes;
+  slot.waited = false;
+  ++next_ticket_;
+  return ticket;
+}
+
+void Runtime::download_wait(uint64_t ticket, void* dst, size_t dst_bytes) {
+  require(state_ == GraphState::EAGER, "not allowed while a CUDA graph is being captured or replayed");
+  AsyncDownload& slot = async_downloads_[ticket % ASYNC_DOWNLOAD_SLOTS];
+  require(ticket != 0 && slot.ticket == ticket,
+          "ticket " + std::to_string(ticket) +
+              (ticket != 0 && ticket < next_ticket_
+                   ? " is no longer valid: its slot went to a later download (at most " +
+                         std::to_string(ASYNC_DOWNLOAD_SLOTS) + " are kept)"
+                   : " was never issued by downloadAsync"));
+  require(dst_bytes >= slot.bytes, "destination of " + std::to_string(dst_bytes) + " bytes for a download of " +
+                                       std::to_string(slot.bytes));
+  check_cuda(cudaEventSynchronize(slot.done), "the GPU work before the download (cudaEventSynchronize)");
+  slot.waited = true;
+  std::memcpy(dst, slot.host, slot.bytes);
+}
+
 void Runtime::synchronize(const char* op) { check_cuda(cudaStreamSynchronize(stream_), op); }
 
 void Runtime::begin_capture() {

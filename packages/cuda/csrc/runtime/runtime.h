@@ -50,6 +50,16 @@ class Runtime {
   void upload_from_file(void* dst, const std::string& path, uint64_t offset, DType src_dtype, DType dst_dtype, size_t n);
   // Device -> host, converting bf16 to f32 (`dst` holds n floats) or copying i32/f32. Synchronises.
   void download(void* dst, const void* src, DType src_dtype, size_t n);
+  // Device -> host without waiting (async scheduling: a step's sampled ids come back while the next
+  // step runs): queues a copy of `bytes` (at most SMALL_DOWNLOAD_BYTES) behind the stream's work into
+  // one of ASYNC_DOWNLOAD_SLOTS pinned slots and returns its ticket (1, 2, ...). A ticket holds its
+  // slot until ASYNC_DOWNLOAD_SLOTS later downloads; one that was never waited for is waited for
+  // then, before its slot is overwritten, and is invalid from then on. Eager only.
+  uint64_t download_async(const void* src, size_t bytes);
+  // Blocks until the ticket's copy (and so the work queued before it) is done and copies its bytes to
+  // `dst`, which holds `dst_bytes`. Throws for a ticket that is unknown or whose slot was reused, and
+  // names the failure if the GPU work before the copy failed. Eager only.
+  void download_wait(uint64_t ticket, void* dst, size_t dst_bytes);
   void synchronize(const char* op);
 
   // --- graphs ---
@@ -90,6 +100,19 @@ class Runtime {
   CachingAllocator allocator_;
   static constexpr size_t SMALL_DOWNLOAD_BYTES = 64 << 10;
   char* small_download_ = nullptr;  // pinned: downloads of at most SMALL_DOWNLOAD_BYTES
+  // download_async's ring, allocated at its first use: ticket t has slot t % ASYNC_DOWNLOAD_SLOTS.
+  // NOTE: four slots let the engine keep a step or two of results in flight with room to spare; each
+  // is SMALL_DOWNLOAD_BYTES of pinned memory.
+  static constexpr int ASYNC_DOWNLOAD_SLOTS = 4;
+  struct AsyncDownload {
+    char* host = nullptr;  // pinned, SMALL_DOWNLOAD_BYTES
+    cudaEvent_t done = nullptr;  // recorded after the copy
+    uint64_t ticket = 0;  // 0: holds no download
+    size_t bytes = 0;
+    bool waited = false;
+  };
+  AsyncDownload async_downloads_[ASYNC_DOWNLOAD_SLOTS];
+  uint64_t next_ticket_ = 1;
   char* ring_ = nullptr;
   size_t ring_size_ = 0, ring_head_ = 0;
   char* graph_arena_ = nullptr;

@@ -1,7 +1,10 @@
 // The decode benchmark of issue 8: a model with DeepSeek-V2-Lite's shapes and dummy weights on one
 // GPU. Decode tokens/s at batch 1, 8, 32, 128, 256 with 1k-token contexts (CUDA graphs, GPU greedy
 // sampling), prefill tokens/s, and each decode step beside its floor: bytes of the active weights
-// plus the KV cache read, over the copy bandwidth measured in the same run.
+// plus the KV cache read, over the copy bandwidth measured in the same run. Two steps are timed: the
+// synchronous one (the sampled ids are read back before the next step is launched) and async
+// scheduling's (the server's default: each step launched with its ids taken on the GPU from the
+// previous sampling, before that sampling is read back).
 //
 // Usage (GPU machine): node decode-bench.mjs [--batches 1,8,32] [--ctx 1024] [--steps 20] [--warmup 20] [--no-prefill]
 // (--no-prefill skips the prefill figure and its second copy of the weights: for quick A/B runs, e.g.
@@ -236,6 +239,34 @@ async function main(): Promise<void> {
           `  ${name.padEnd(48)} ${ms.toFixed(3).padStart(8)} ms ${String(calls).padStart(5)} calls`,
         );
     }
+    // Async scheduling's step, as the engine runs it: launch step i+1 (its ids merged on the GPU from
+    // step i's sampling), then wait for step i's ids. Its own graph: its uploads include the rows.
+    const sampledIds = device.zeros([B], 'i32');
+    const asyncBatch = {
+      ...batch,
+      prevTokenIds: { ids: sampledIds, rows: Int32Array.from({ length: B }, (_, i) => i) },
+    };
+    const asyncKey = `decode-async-${B}`;
+    const launch = () =>
+      device.sampleAsync(
+        device.graph(asyncKey, () => model.forward(asyncBatch)),
+        params,
+        sampledIds,
+      );
+    const pipelined = (n: number) => {
+      let pending = launch();
+      for (let i = 0; i < n; i++) {
+        const next = launch();
+        pending.wait();
+        pending = next;
+      }
+      pending.wait();
+    };
+    pipelined(2 + warmup);
+    t0 = performance.now();
+    pipelined(steps - 1);
+    const asyncMs = (performance.now() - t0) / steps;
+    device.release(sampledIds);
     const fb = floorBytes(config, B, ctx);
     const floorMs = ((fb.weights + fb.kv) / (bw * 1e9)) * 1000;
     const row = {
@@ -250,6 +281,9 @@ async function main(): Promise<void> {
       tok_s: +((B / graphMs) * 1000).toFixed(0),
       floor_ms: +floorMs.toFixed(2),
       x_floor: +(graphMs / floorMs).toFixed(2),
+      async_step_ms: +asyncMs.toFixed(2),
+      async_tok_s: +((B / asyncMs) * 1000).toFixed(0),
+      async_x_floor: +(asyncMs / floorMs).toFixed(2),
       weights_gb: +(fb.weights / 1e9).toFixed(2),
       kv_gb: +(fb.kv / 1e9).toFixed(2),
       // GC pauses during the timed graph steps: how many, and their ms per step.
@@ -292,12 +326,18 @@ async function main(): Promise<void> {
   console.log(
     `\nattention: ${backend.name}; copy ${bw.toFixed(0)} GB/s; prefill ${Number.isNaN(preS) ? 'skipped' : `${(4096 / preS).toFixed(0)} tok/s`}`,
   );
-  console.log('step = forward + GPU greedy sampling + ids to host; fwd = graph replays alone');
+  console.log('graph = forward + GPU greedy sampling + ids to host, one step after the other');
+  console.log(
+    'async = the same step pipelined (async scheduling, the server default); fwd = graph replays alone',
+  );
   console.log('host = the replay pass on the host (overlaps the GPU after the last upload)');
-  console.log('batch  eager ms  graph ms    fwd ms   host ms     tok/s  floor ms  x floor');
+  console.log(
+    'batch  eager ms  graph ms    fwd ms   host ms     tok/s  floor ms  x floor  async ms  async tok/s  x floor',
+  );
+  const col = (v: number | string | undefined, w: number) => String(v).padStart(w);
   for (const r of results) {
     console.log(
-      `${String(r.batch).padStart(5)} ${String(r.eager_step_ms).padStart(9)} ${String(r.graph_step_ms).padStart(9)} ${String(r.graph_fwd_ms).padStart(9)} ${String(r.replay_host_ms).padStart(9)} ${String(r.tok_s).padStart(9)} ${String(r.floor_ms).padStart(9)} ${String(r.x_floor).padStart(8)}`,
+      `${col(r.batch, 5)} ${col(r.eager_step_ms, 9)} ${col(r.graph_step_ms, 9)} ${col(r.graph_fwd_ms, 9)} ${col(r.replay_host_ms, 9)} ${col(r.tok_s, 9)} ${col(r.floor_ms, 9)} ${col(r.x_floor, 8)} ${col(r.async_step_ms, 9)} ${col(r.async_tok_s, 12)} ${col(r.async_x_floor, 8)}`,
     );
   }
 }

@@ -88,6 +88,9 @@ export class DeepseekModel implements Model {
   readonly #rope: RopeTable;
   readonly #ropeStyle: RopeStyle;
   #kv: KvState<unknown> | undefined;
+  /** Async scheduling: forward merges device token ids (ForwardBatch.prevTokenIds). Not under tensor
+   * parallelism, whose vocabulary-parallel embedding maps the ids on the host. */
+  readonly readsDeviceTokenIds: boolean;
 
   constructor(config: DeepseekConfig, weights: WeightSource, options: DeepseekModelOptions) {
     const d = options.device;
@@ -110,6 +113,7 @@ export class DeepseekModel implements Model {
 
     const w = new WeightReader(weights, d, config);
     this.#tp = options.tensorParallel;
+    this.readsDeviceTokenIds = this.#tp === undefined && d.mergeTokenIds !== undefined;
     this.#embed = this.#tp === undefined ? w.tensor('model.embed_tokens.weight') : undefined;
     const scale = softmaxScale(config);
     for (let i = 0; i < config.numHiddenLayers; i++) {
@@ -151,6 +155,24 @@ export class DeepseekModel implements Model {
     this.#kv = { layout, caches, builder: this.#backend.metadataBuilder(d, this.spec, layout), impls };
   }
 
+  /** The step's token ids on the device: uploaded, with those the previous step sampled on the device
+   * merged in (async scheduling). */
+  #tokenIds(batch: ForwardBatch): Tensor {
+    const d = this.device;
+    const T = batch.tokenIds.length;
+    const uploaded = d.upload(batch.tokenIds, [T], 'i32');
+    const prev = batch.prevTokenIds;
+    if (prev === undefined) return uploaded;
+    if (!this.readsDeviceTokenIds || d.mergeTokenIds === undefined) {
+      throw new Error('DeepseekModel.forward: device token ids given to a model that cannot merge them');
+    }
+    const rows = d.upload(prev.rows, [T], 'i32');
+    const merged = d.mergeTokenIds(uploaded, prev.ids, rows);
+    d.release(uploaded);
+    d.release(rows);
+    return merged;
+  }
+
   forward(batch: ForwardBatch): Tensor {
     const kv = this.#kv;
     if (kv === undefined) throw new Error('DeepseekModel.forward: allocateKvCache was not called');
@@ -163,7 +185,7 @@ export class DeepseekModel implements Model {
     }
     const T = batch.tokenIds.length;
     const metadata = kv.builder.build(md);
-    const ids = d.upload(batch.tokenIds, [T], 'i32');
+    const ids = this.#tokenIds(batch);
     const positions = d.upload(md.positions, [T], 'i32');
     // NOTE: every upload comes before the first layer, so a device replaying this step as a graph can
     // launch it as soon as the inputs are in place (CudaDevice.graph).

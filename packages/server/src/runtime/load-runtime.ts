@@ -174,6 +174,7 @@ export async function loadRuntime(
     maxWaitingRequests: config.maxWaitingRequests,
     enablePrefixCaching: config.enablePrefixCaching,
     ...(graphSizes.length === 0 ? {} : { decodeGraphBatchSizes: graphSizes }),
+    asyncScheduling: config.asyncScheduling,
   });
   engine.events.on('graphFallback', ({ batchSize, error }) =>
     hooks.log.info(
@@ -217,6 +218,7 @@ export async function loadRuntime(
       kvCacheBlocks: stats.numTotalBlocks,
       maxModelLen,
       cudaGraphs: graphSizes.length === 0 ? 'off' : graphSizes.join(','),
+      asyncScheduling: engine.asyncScheduling ? 'on' : 'off',
       loadFormat: config.loadFormat,
       tokenizer: tokenizer === undefined ? 'skipped' : 'loaded',
       samplingDefaults,
