@@ -217,10 +217,67 @@ __global__ void __launch_bounds__(GemmTraits<BM, BN>::THREADS) grouped_gemm_kern
   }
 }
 
+// Most assignments a token may have for the vectorised combine (DeepSeek-V3 routes 8, V2-Lite 6).
+constexpr int COMBINE_VEC_MAX_TOP_K = 8;
+
+// The combine over 8 consecutive columns per thread: the token's rows of y are read with 16-byte loads,
+// all top_k of them issued before any is summed. NOTE: the scalar loop below read one element of one
+// row at a time, each load waiting on the one before, which made the combine a chain of ~50 L2 round
+// trips (~20 us a layer at 32 tokens). Same sums in the same order, so the results are bit-identical.
+__device__ __forceinline__ void moe_combine_vec8(const MoeCombineParams& p, int t) {
+  const bf16* y = static_cast<const bf16*>(p.y);
+  const int* ap = p.assign_pos + t * p.top_k;
+  const float* wp = p.topk_weights + t * p.top_k;
+  int pos[COMBINE_VEC_MAX_TOP_K];
+  float w[COMBINE_VEC_MAX_TOP_K];
+#pragma unroll
+  for (int j = 0; j < COMBINE_VEC_MAX_TOP_K; ++j) {
+    pos[j] = j < p.top_k ? ap[j] : -1;
+    w[j] = j < p.top_k ? wp[j] : 0.f;
+  }
+  const int64_t row = static_cast<int64_t>(t) * p.hidden;
+  for (int c = threadIdx.x * 8; c < p.hidden; c += blockDim.x * 8) {
+    uint4 v[COMBINE_VEC_MAX_TOP_K];
+#pragma unroll
+    for (int j = 0; j < COMBINE_VEC_MAX_TOP_K; ++j)
+      v[j] = pos[j] >= 0 ? *reinterpret_cast<const uint4*>(y + static_cast<int64_t>(pos[j]) * p.hidden + c)
+                         : make_uint4(0, 0, 0, 0);
+    float acc[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) acc[i] = 0.f;
+#pragma unroll
+    for (int j = 0; j < COMBINE_VEC_MAX_TOP_K; ++j) {
+      if (pos[j] < 0) continue;
+      const bf16* e = reinterpret_cast<const bf16*>(&v[j]);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) acc[i] += w[j] * to_f(e[i]);
+    }
+    uint4 packed;
+    bf16* o = reinterpret_cast<bf16*>(&packed);
+    if (p.addend) {
+      // transformers adds the routed sum (rounded to bf16) to the shared experts' bf16 output.
+      const uint4 a = *reinterpret_cast<const uint4*>(static_cast<const bf16*>(p.addend) + row + c);
+      const bf16* ae = reinterpret_cast<const bf16*>(&a);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) o[i] = to_bf(to_f(to_bf(acc[i])) + to_f(ae[i]));
+    } else {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) o[i] = to_bf(acc[i]);
+    }
+    *reinterpret_cast<uint4*>(static_cast<bf16*>(p.out) + row + c) = packed;
+  }
+}
+
 __global__ void moe_combine_kernel(MoeCombineParams p) {
   pdl_wait();
   pdl_launch_dependents();
   const int t = blockIdx.x;
+  const uintptr_t addresses =
+      reinterpret_cast<uintptr_t>(p.y) | reinterpret_cast<uintptr_t>(p.out) | reinterpret_cast<uintptr_t>(p.addend);
+  if (!p.y_partial && p.top_k <= COMBINE_VEC_MAX_TOP_K && p.hidden % 8 == 0 && addresses % 16 == 0) {
+    moe_combine_vec8(p, t);
+    return;
+  }
   const bf16* y = static_cast<const bf16*>(p.y);
   bf16* out = static_cast<bf16*>(p.out) + static_cast<int64_t>(t) * p.hidden;
   // NOTE: rows of y are the sorted assignments; with split-K the partials hold m = num_tokens * top_k
