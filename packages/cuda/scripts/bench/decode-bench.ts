@@ -239,12 +239,16 @@ async function main(): Promise<void> {
           `  ${name.padEnd(48)} ${ms.toFixed(3).padStart(8)} ms ${String(calls).padStart(5)} calls`,
         );
     }
-    // Async scheduling's step, as the engine runs it: launch step i+1 (its ids merged on the GPU from
-    // step i's sampling), then wait for step i's ids. Its own graph: its uploads include the rows.
+    // Async scheduling's step, as the engine runs it: launch step i+1 (its ids merged on the GPU,
+    // mergeTokenIds included), then wait for step i's sampled ids. Its own graph: its uploads include
+    // the merge's rows.
+    // NOTE: the rows are all -1 (every id from the host, as in the synchronous step): merging the
+    // sampled ids would feed every row the token the dummy weights favour, so a batch would route all
+    // its rows to the same 6 experts and read far fewer weights than the step it is compared with.
     const sampledIds = device.zeros([B], 'i32');
     const asyncBatch = {
       ...batch,
-      prevTokenIds: { ids: sampledIds, rows: Int32Array.from({ length: B }, (_, i) => i) },
+      prevTokenIds: { ids: sampledIds, rows: new Int32Array(B).fill(-1) },
     };
     const asyncKey = `decode-async-${B}`;
     const launch = () =>
