@@ -268,7 +268,7 @@ Napi::Value bmm_grouped(Info info) {
     p.c_group_stride = n;
     p.w_group_stride = static_cast<int64_t>(n) * k;
     p.dense_groups = heads;
-    p.block_m = tokens <= 16 ? 16 : 64;
+    p.block_m = dense_groups_block_m(tokens);
     p.block_n = 64;
     p.max_tiles = heads * ((tokens + p.block_m - 1) / p.block_m);
     p.stream = stream_or_throw();

@@ -110,7 +110,7 @@ void run_mla_query(MlaQueryParams& p) {
   g.ldc = s.ldc;
   g.c_group_stride = out_width;
   g.dense_groups = p.heads;
-  g.block_m = p.tokens <= 16 ? 16 : 64;
+  g.block_m = dense_groups_block_m(p.tokens);
   g.block_n = 64;
   g.max_tiles = p.heads * ((p.tokens + g.block_m - 1) / g.block_m);
   g.stream = p.stream;

@@ -1,5 +1,7 @@
 #include <mma.h>
 
+#include <cstdlib>
+
 #include "kernels/common.cuh"
 #include "kernels/launch.h"
 #include "kernels/moe.h"
@@ -345,6 +347,17 @@ void run_grouped_gemm(GroupedGemmParams& p) {
     using T = GemmTraits<64, 64>;
     launch_pdl("groupedGemm", grouped_gemm_kernel<64, 64>, grid, dim3(T::THREADS), T::SMEM_BYTES, p.stream, p);
   }
+}
+
+int dense_groups_block_m(int rows) {
+  // NOTE: at 17-64 rows the 64-row tiles left W_UV at 32 tokens with 32 blocks of 2-deep 32-wide K
+  // pipelines: ~31 us a layer with o_proj (kernel timeline, ninth session), latency bound.
+  static const int max_rows = [] {
+    const char* v = std::getenv("FLASHSERVE_DECODE_TILE_MAX_ROWS");
+    const int n = v ? std::atoi(v) : 0;
+    return n > 0 ? n : 64;
+  }();
+  return rows <= max_rows ? 16 : 64;
 }
 
 void run_moe_combine(MoeCombineParams& p) {
