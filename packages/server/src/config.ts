@@ -51,8 +51,10 @@ export interface ServeConfig {
   enforceEager: boolean;
   /** vLLM's --async-scheduling: a decode step is launched before the previous step's tokens are back
    * on the host, so the host's work per step overlaps the device's (EngineOptions.asyncScheduling).
-   * In effect where the model, device and sampler support it. */
-  asyncScheduling: boolean;
+   * Unset: on with --device cuda, off on the CPU, whose forward computes before it returns (nothing
+   * to overlap, and each token would go out one step later). In effect where the model, device and
+   * sampler support it. */
+  asyncScheduling: boolean | undefined;
   /** Most alternatives `logprobs`/`top_logprobs` may ask for. */
   maxLogprobs: number;
   /** Largest request body accepted, in bytes (413 beyond). */
@@ -214,8 +216,7 @@ export const SERVE_OPTIONS: readonly OptionSpec<Key>[] = [
     key: 'asyncScheduling',
     flag: 'async-scheduling',
     kind: { type: 'bool' },
-    default: true,
-    help: "launch each decode step before the previous step's tokens are read back (--no-async-scheduling: off)",
+    help: "launch each decode step before the previous step's tokens are read back (default: on with --device cuda)",
   },
   {
     key: 'maxLogprobs',
@@ -323,7 +324,7 @@ export function resolveServeConfig(argv: readonly string[], env: NodeJS.ProcessE
     maxWaitingRequests: get<number>('maxWaitingRequests'),
     enablePrefixCaching: get<boolean>('enablePrefixCaching'),
     enforceEager: get<boolean>('enforceEager'),
-    asyncScheduling: get<boolean>('asyncScheduling'),
+    asyncScheduling: get<boolean | undefined>('asyncScheduling'),
     maxLogprobs: get<number>('maxLogprobs'),
     maxRequestBodySize: get<number>('maxRequestBodySize'),
     shutdownTimeout: get<number>('shutdownTimeout'),

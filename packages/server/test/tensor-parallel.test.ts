@@ -13,7 +13,8 @@ import { type RealServer, startRealServer, testEnv } from './helpers/real-server
 let single: RealServer;
 let split: RealServer;
 beforeAll(async () => {
-  single = await startRealServer(['--generation-config', 'vllm']);
+  // Async scheduling forced on (on the CPU it is off unless asked for).
+  single = await startRealServer(['--generation-config', 'vllm', '--async-scheduling']);
   split = await startRealServer(['--generation-config', 'vllm', '--tensor-parallel-size', '2']);
 });
 afterAll(async () => {
@@ -23,8 +24,8 @@ afterAll(async () => {
 
 test('TP=2 gives the same greedy completion as TP=1', async () => {
   expect(split.runtime.summary['tensorParallelSize']).toBe(2);
-  // One device pipelines its steps (async scheduling); the TP group cannot (its embedding maps token
-  // ids on the host), so this also compares the two schedules.
+  // One device pipelines its steps (async scheduling, asked for); the TP group cannot (its embedding
+  // maps token ids on the host), so this also compares the two schedules.
   expect(single.runtime.summary['asyncScheduling']).toBe('on');
   expect(split.runtime.summary['asyncScheduling']).toBe('off');
   const ask = (s: RealServer) =>

@@ -3,7 +3,7 @@
 // sampling), prefill tokens/s, and each decode step beside its floor: bytes of the active weights
 // plus the KV cache read, over the copy bandwidth measured in the same run. Two steps are timed: the
 // synchronous one (the sampled ids are read back before the next step is launched) and async
-// scheduling's (the server's default: each step launched with its ids taken on the GPU from the
+// scheduling's (the server's default on CUDA: each step launched with its ids taken on the GPU from the
 // previous sampling, before that sampling is read back).
 //
 // Usage (GPU machine): node decode-bench.mjs [--batches 1,8,32] [--ctx 1024] [--steps 20] [--warmup 20] [--no-prefill]

@@ -174,7 +174,8 @@ export async function loadRuntime(
     maxWaitingRequests: config.maxWaitingRequests,
     enablePrefixCaching: config.enablePrefixCaching,
     ...(graphSizes.length === 0 ? {} : { decodeGraphBatchSizes: graphSizes }),
-    asyncScheduling: config.asyncScheduling,
+    // Unset: where the device computes asynchronously (CUDA); a CPU forward is done when it returns.
+    asyncScheduling: config.asyncScheduling ?? config.device === 'cuda',
   });
   engine.events.on('graphFallback', ({ batchSize, error }) =>
     hooks.log.info(
