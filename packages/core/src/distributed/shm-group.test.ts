@@ -76,7 +76,9 @@ describe.each([2, 4])('shared-memory collectives, %i ranks', (N) => {
 
 describe('failures', () => {
   it('a rank that never arrives times the collective out, naming it, on the ranks that did', async () => {
-    const init = createShmGroupInit(3, { timeoutMs: 300 });
+    // NOTE: long enough for rank 2's worker thread to start and arrive on a loaded 2-core machine (at
+    // 300 ms a CI run saw "rank(s) 1, 2 never arrived"): only rank 1 may be missing.
+    const init = createShmGroupInit(3, { timeoutMs: 2000 });
     const workers = startWorkers(init, 'rank1-skips');
     const t0 = performance.now();
     const g = new SharedMemoryGroup(init, 0);
@@ -87,7 +89,7 @@ describe('failures', () => {
       message = (e as Error).message;
       expect((e as FlashserveError).code).toBe('FS_ERR_DISTRIBUTED_TIMEOUT');
     }
-    expect(performance.now() - t0).toBeLessThan(5000);
+    expect(performance.now() - t0).toBeLessThan(10_000);
     expect(message).toMatch(/rank\(s\) 1 never arrived/);
     const [r1, r2] = await Promise.all(workers);
     expect(r1!.ok).toBe(true);
