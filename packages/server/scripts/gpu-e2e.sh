@@ -152,6 +152,24 @@ require("fs").writeFileSync(f, JSON.stringify(rows));' "$gs" "$label" "$want" "$
   step "server + openai client, $label" "$([ $rc -eq 0 ] && echo ok || echo "FAILED rc=$rc") ($(( $(date +%s) - t0 )) s, $errs error lines in its log)"
 done
 
+# The server's own decode step at each batch size of a tokens/s run: the mean interval between
+# consecutive logged decode-only steps of exactly that many sequences (FLASHSERVE_LOG_STEPS, ms
+# timestamps). Unlike the client's figure it does not depend on how the requests trickled in.
+step_intervals() {
+  "$NODE" -e '
+const steps = require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter((l) => l.includes("\"engine step\"")).map((l) => JSON.parse(l));
+const out = [];
+for (const b of process.argv[2].split(",").map(Number)) {
+  let sum = 0, n = 0;
+  for (let i = 1; i < steps.length; i++) {
+    const [p, s] = [steps[i - 1], steps[i]];
+    if (p.prefillTokens === 0 && s.prefillTokens === 0 && p.seqs === b && s.seqs === b) { sum += s.time - p.time; n++; }
+  }
+  out.push(`${b}=${n > 0 ? (sum / n).toFixed(2) : "-"}`);
+}
+console.log(out.join(","));' "$1" "$2"
+}
+
 # Graphs mode: each graphs server's completions against its eager twin's, then decode tokens/s.
 TPUT_LABELS=""
 if [ "$GRAPHS" = 1 ]; then
@@ -207,7 +225,7 @@ JSON
     cat "$OUT/tput-$m.log"
     stop_server
     [ $rc -ne 0 ] && status=1
-    TPUT_LABELS="$TPUT_LABELS $m:$(graph_steps "$OUT/server-$label.log")"
+    TPUT_LABELS="$TPUT_LABELS $m:$(graph_steps "$OUT/server-$label.log"):$(step_intervals "$OUT/server-$label.log" "$TPUT_BATCHES")"
     step "tokens/s through the server, $m" "$([ $rc -eq 0 ] && echo ok || echo "FAILED rc=$rc") ($(( $(date +%s) - t0 )) s)"
   done
 fi
@@ -247,7 +265,8 @@ for (const b of batches) {
   const x = (a, z) => (a && z ? (a.tok_s / z.tok_s).toFixed(2) + "x" : "-");
   console.log(`${String(b).padStart(5)} ${c(g, "ms_per_step").padStart(16)} ${c(g, "tok_s").padStart(6)} ${c(s, "ms_per_step").padStart(16)} ${c(s, "tok_s").padStart(6)} ${c(e, "ms_per_step").padStart(16)} ${c(e, "tok_s").padStart(6)} ${x(g, s).padStart(12)} ${x(g, e).padStart(13)}`);
 }
-for (const [m, gs] of runs) console.log(`decode-only steps through a graph (${m} server): ${gs}`);' $TPUT_LABELS
+for (const [m, gs] of runs) console.log(`decode-only steps through a graph (${m} server): ${gs}`);
+for (const [m, , iv] of runs) console.log(`mean interval between full-batch decode steps in the ${m} server step log (batch=ms): ${iv}`);' $TPUT_LABELS
 fi
 echo "gpu-e2e: $([ $status -eq 0 ] && echo 'ALL OK' || echo FAILED)"
 exit $status

@@ -9,19 +9,14 @@
 //     decode tokens/s at each batch size: B concurrent greedy requests (16-token prompts,
 //     ignore_eos); after a warm-up round (graphs captured), the time of B requests of maxTokens + 1
 //     tokens minus the time of B requests of 1 token (prefill and first token), so only the
-//     maxTokens decode steps are counted: tok/s = B * maxTokens / difference. Each time is the
-//     fastest of ROUNDS rounds: how the B requests trickle into the engine (one or two a step, or all
-//     in one) changes a round's prefill part by up to ~0.3 s, which a single pair of rounds charged
-//     to the decode steps (the ninth session's last call read 16.5 ms a step at batch 32 where the
-//     server's own step log showed 13.2). Writes $OUT/tput-<label>.json.
+//     maxTokens decode steps are counted: tok/s = B * maxTokens / difference. Writes
+//     $OUT/tput-<label>.json.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fmt, printRows, type Row } from './common.js';
 
 /** Largest |logprob difference| graphs vs eager accepted as bf16 noise (a bf16 ulp at logit 8 is 0.03). */
 const LOGPROB_NOISE = 0.05;
-/** Rounds of each kind per batch size in `bench`; the fastest counts. */
-const ROUNDS = 3;
 
 interface Dumped {
   readonly name: string;
@@ -113,12 +108,8 @@ async function bench(out: string, baseUrl: string, label: string, batches: numbe
   const results: { batch: number; ms_per_step: number; tok_s: number }[] = [];
   for (const B of batches) {
     await round(B, maxTokens + 1); // warm-up: graphs of the sizes this batch visits are captured
-    let t1 = Number.POSITIVE_INFINITY;
-    let tN = Number.POSITIVE_INFINITY;
-    for (let i = 0; i < ROUNDS; i++) {
-      t1 = Math.min(t1, await round(B, 1));
-      tN = Math.min(tN, await round(B, maxTokens + 1));
-    }
+    const t1 = Math.min(await round(B, 1), await round(B, 1));
+    const tN = await round(B, maxTokens + 1);
     const decodeMs = Math.max(tN - t1, 1e-3);
     const r = {
       batch: B,
