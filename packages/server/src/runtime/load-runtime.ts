@@ -54,7 +54,7 @@ export interface Runtime {
 }
 
 export interface RuntimeHooks {
-  readonly log: { info(obj: object, msg: string): void };
+  readonly log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
   /** Progress of a named stage, 0..1 (weights generation, weights loading). */
   readonly onProgress?: (stage: string, fraction: number) => void;
 }
@@ -177,6 +177,12 @@ export async function loadRuntime(
     // Unset: where the device computes asynchronously (CUDA); a CPU forward is done when it returns.
     asyncScheduling: config.asyncScheduling ?? config.device === 'cuda',
   });
+  if (config.asyncScheduling === true && !engine.asyncScheduling) {
+    hooks.log.warn(
+      { tensorParallelSize: config.tensorParallelSize },
+      'async scheduling was asked for but this model cannot take its token ids from the device (tensor parallelism); steps run synchronously',
+    );
+  }
   engine.events.on('graphFallback', ({ batchSize, error }) =>
     hooks.log.info(
       { batchSize, error: error.message },

@@ -25,7 +25,7 @@ export async function startRealServer(flags: string[] = [], logger?: FastifyBase
     [...flags, '--host', '127.0.0.1', '--port', '0', '--log-level', 'silent'],
     testEnv(),
   );
-  const runtime = await loadRuntime(config, testEnv(), { log: { info() {} } });
+  const runtime = await loadRuntime(config, testEnv(), { log: { info() {}, warn() {} } });
   const built = buildApp({ ...appOptionsFor(runtime, config), ...(logger === undefined ? {} : { logger }) });
   await built.app.listen({ host: '127.0.0.1', port: 0 });
   const port = (built.app.server.address() as AddressInfo).port;
