@@ -326,15 +326,8 @@ export class Engine {
         samplingMs = this.#sampleAndAppend(rows, forks, logits, touched);
       } catch (e) {
         // A bug or a device failure surfacing when the logits are read: fail the step's requests
-        // rather than leave them hanging. A model whose step broke (checkStep) is the cause even when
-        // reading its garbage logits failed first.
-        const broken = modelStepError(this.model);
-        this.#failStep(
-          out,
-          touched,
-          broken === undefined ? engineStepFailed : engineModelFailed,
-          broken ?? e,
-        );
+        // rather than leave them hanging.
+        this.#failSampledStep(out, touched, e);
         return true;
       } finally {
         this.model.device.release(logits);
@@ -598,10 +591,7 @@ export class Engine {
     if (seqs.length === 0) return undefined;
     // Slots that fit stay allocated when a later one does not: the scheduler would allocate them next.
     for (const c of seqs) if (!this.#kv.allocateSlots(c.blocks, c.numComputedTokens, 1)) return undefined;
-    return {
-      out: { scheduled: seqs, numNewTokens: seqs.map(() => 1), totalNumTokens: seqs.length, preempted: [] },
-      prevRows: Int32Array.from(rows),
-    };
+    return { out: oneTokenEach(seqs), prevRows: Int32Array.from(rows) };
   }
 
   /** Whether the token being sampled for `c` surely ends it by length (computing past it is waste). */
@@ -620,14 +610,7 @@ export class Engine {
       this.#appendSampled(prev.rows, prev.forks, sampled, touched);
       return waitMs;
     } catch (e) {
-      const broken = modelStepError(this.model);
-      this.#failStep(
-        prev.out,
-        touched,
-        broken === undefined ? engineStepFailed : engineModelFailed,
-        broken ?? e,
-      );
-      this.#inStep = true;
+      this.#failSampledStep(prev.out, touched, e);
       return performance.now() - ts;
     }
   }
@@ -651,12 +634,7 @@ export class Engine {
       logitsRows.push(i);
     }
     if (live.length === 0) return 0;
-    const liveOut: SchedulerOutput<Choice> = {
-      scheduled: live,
-      numNewTokens: live.map(() => 1),
-      totalNumTokens: live.length,
-      preempted: [],
-    };
+    const liveOut = oneTokenEach(live);
     try {
       this.#scheduler.onStepComputed(liveOut);
       const { rows, forks } = this.#samplingRows(live, logitsRows);
@@ -667,14 +645,7 @@ export class Engine {
       }
       return this.#sampleAndAppend(rows, forks, logits, touched);
     } catch (e) {
-      const broken = modelStepError(this.model);
-      this.#failStep(
-        liveOut,
-        touched,
-        broken === undefined ? engineStepFailed : engineModelFailed,
-        broken ?? e,
-      );
-      this.#inStep = true;
+      this.#failSampledStep(liveOut, touched, e);
       return 0;
     }
   }
@@ -769,6 +740,20 @@ export class Engine {
     this.#applyPendingAborts();
   }
 
+  /** Fails a step whose sampling (or the wait for it) threw. A model whose step broke (checkStep) is
+   * the cause even when reading its garbage logits failed first. Still inside the step afterwards
+   * (#failStep leaves it so that the failed requests' aborts apply at once). */
+  #failSampledStep(out: SchedulerOutput<Choice>, touched: readonly RequestState[], cause: unknown): void {
+    const broken = modelStepError(this.model);
+    this.#failStep(
+      out,
+      touched,
+      broken === undefined ? engineStepFailed : engineModelFailed,
+      broken ?? cause,
+    );
+    this.#inStep = true;
+  }
+
   #failAll(cause: unknown): void {
     const detail = cause instanceof Error ? cause.message : String(cause);
     for (const req of [...this.#requests.values()]) {
@@ -834,6 +819,11 @@ export class Engine {
     const shared = Math.floor(promptLen / bs);
     return shared + n * Math.ceil((promptLen - shared * bs + maxTokens) / bs);
   }
+}
+
+/** A decode step of one token for each of `seqs` (a continuation under async scheduling). */
+function oneTokenEach(seqs: Choice[]): SchedulerOutput<Choice> {
+  return { scheduled: seqs, numNewTokens: seqs.map(() => 1), totalNumTokens: seqs.length, preempted: [] };
 }
 
 /** The error a model's checkStep throws for the step just run, or undefined when the step stands. */
