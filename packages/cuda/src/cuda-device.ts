@@ -32,7 +32,7 @@ import {
   type KernelTimelineLog,
   type L2PrefetchArgs,
   type MlaInputsArgs,
-  type MoeSmallArgs,
+  type MoeExpertArgs,
   NATIVE_DTYPE,
   type NativeCuda,
   type NativeDType,
@@ -217,8 +217,8 @@ function routerSettingsArgs(params: MoeRouteParams): RouterSettingsArgs {
   ];
 }
 
-/** The small expert kernels' weight, output and shape arguments for T tokens of hidden size H. */
-function moeSmallArgs(w: ExpertTensors, out: CudaTensor, T: number, H: number, topK: number): MoeSmallArgs {
+/** The expert ops' weight, output and shape arguments for T tokens of hidden size H. */
+function moeExpertArgs(w: ExpertTensors, out: CudaTensor, T: number, H: number, topK: number): MoeExpertArgs {
   return [
     w.gu.ptr,
     w.dn.ptr,
@@ -1363,45 +1363,15 @@ export class CudaDevice implements Device {
     if (xt.shape.length !== 2) throw new Error(`moeExperts: x must be [T, H], got ${fmtShape(xt.shape)}`);
     const [T, H] = xt.shape as [number, number];
     const weights = this.#expertWeights(experts, H, 'moeExperts');
-    const { gu, dn, E, I, shared } = weights;
     const k = ids.shape[1] ?? 0;
     if (ids.dtype !== 'i32' || !sameShape(ids.shape, [T, k]))
       throw new Error(`moeExperts: routing.ids must be i32 [${T}, k]`);
-    if (T <= this.#moeSmallMaxTokens) {
-      const out = this.#alloc([T, H], 'bf16');
-      this.#launch(() =>
-        this.#addon.moeExpertsSmall(xt.ptr, ids.ptr, w.ptr, ...moeSmallArgs(weights, out, T, H, k)),
-      );
-      return out;
-    }
-    // The shared MLP first; the combine kernel adds its output to the routed sum.
-    let add: CudaTensor | undefined;
-    if (shared !== undefined) {
-      const gateUp = this.linear(xt, shared.gateUp);
-      const act = this.siluAndMul(gateUp);
-      this.release(gateUp);
-      add = this.#linear(act, shared.down, undefined, 'bf16', 'moeExperts (shared down)');
-      this.release(act);
-    }
     const out = this.#alloc([T, H], 'bf16');
+    const args = [xt.ptr, ids.ptr, w.ptr, ...moeExpertArgs(weights, out, T, H, k)] as const;
+    // The grouped path runs the shared experts itself (beside the routed ones, ops_moe.cc).
     this.#launch(() =>
-      this.#addon.moeExperts(
-        xt.ptr,
-        ids.ptr,
-        w.ptr,
-        gu.ptr,
-        dn.ptr,
-        out.ptr,
-        T,
-        H,
-        I,
-        E,
-        k,
-        0,
-        add?.ptr ?? NULL,
-      ),
+      T <= this.#moeSmallMaxTokens ? this.#addon.moeExpertsSmall(...args) : this.#addon.moeExperts(...args),
     );
-    if (add !== undefined) this.release(add);
     return out;
   }
 
@@ -1411,7 +1381,9 @@ export class CudaDevice implements Device {
 
   /** moeRoute then moeExperts. Up to ROUTER_FOLD_MAX_TOKENS tokens (on the small expert path) the
    * expert kernels route for themselves from the logits, with the router kernel's code (moe_small.h,
-   * `route`): one launch fewer and no ids or weights in memory; the same output bit for bit. */
+   * `route`): one launch fewer and no ids or weights in memory; the same output bit for bit. Past the
+   * small path, one call of the grouped path routes and then runs the experts, so the shared experts
+   * run beside the router too (ops_moe.cc); the same output bit for bit as by parts. */
   moeRouteExperts(
     x: Tensor,
     routerLogits: Tensor,
@@ -1420,7 +1392,10 @@ export class CudaDevice implements Device {
   ): Tensor {
     const op = 'moeRouteExperts';
     const T = this.#t(routerLogits, op, 'routerLogits').shape[0] ?? 0;
-    if (this.#noRouterFold || T > Math.min(ROUTER_FOLD_MAX_TOKENS, this.#moeSmallMaxTokens))
+    // Folded into the small expert kernels at a token; by parts up to the small path's limit; one call
+    // of the grouped path beyond it (which routes, then runs the experts, the shared ones beside).
+    const small = T <= this.#moeSmallMaxTokens;
+    if (this.#noRouterFold || (small && T > ROUTER_FOLD_MAX_TOKENS))
       return moeRouteExpertsByParts(this, x, routerLogits, params, experts);
     const { lt, E, bias } = this.#routerInputs(routerLogits, params, op);
     const xt = this.#bf16(this.#t(x, op, 'x'), op);
@@ -1430,15 +1405,16 @@ export class CudaDevice implements Device {
     const weights = this.#expertWeights(experts, H, op);
     if (weights.E !== E) throw new Error(`${op}: ${weights.E} experts' weights for router logits over ${E}`);
     const out = this.#alloc([T, H], 'bf16');
+    const args = [
+      lt.ptr,
+      bias?.ptr ?? NULL,
+      lt.dtype === 'bf16',
+      ...routerSettingsArgs(params),
+      xt.ptr,
+      ...moeExpertArgs(weights, out, T, H, params.topK),
+    ] as const;
     this.#launch(() =>
-      this.#addon.moeRouteExpertsSmall(
-        lt.ptr,
-        bias?.ptr ?? NULL,
-        lt.dtype === 'bf16',
-        ...routerSettingsArgs(params),
-        xt.ptr,
-        ...moeSmallArgs(weights, out, T, H, params.topK),
-      ),
+      small ? this.#addon.moeRouteExpertsSmall(...args) : this.#addon.moeRouteExperts(...args),
     );
     return out;
   }

@@ -28,7 +28,7 @@ export interface NativeMemStats {
 type Ptr = bigint;
 type Host = Float32Array | Int32Array | Uint16Array;
 
-/** How a router picks experts (router.h): arguments of moeRoute and of moeRouteExpertsSmall. scoring:
+/** How a router picks experts (router.h): arguments of moeRoute and of moeRouteExperts(Small). scoring:
  * 0 softmax, 1 sigmoid; groupScore: 0 a group's max, 1 the sum of its top 2. */
 export type RouterSettingsArgs = [
   nGroup: number,
@@ -39,9 +39,9 @@ export type RouterSettingsArgs = [
   scaling: number,
 ];
 
-/** The small expert path's weights, output and shapes (moe_small.h): the last arguments of
- * moeExpertsSmall and of moeRouteExpertsSmall. */
-export type MoeSmallArgs = [
+/** The experts' weights, output and shapes: the last arguments of moeExperts, moeRouteExperts and their
+ * small-path forms (moe_small.h). sharedGateUp / sharedDown 0n: no shared experts. */
+export type MoeExpertArgs = [
   gateUp: Ptr,
   down: Ptr,
   sharedGateUp: Ptr,
@@ -267,20 +267,20 @@ export interface NativeCuda {
       logitsBf16: boolean,
     ]
   ): void;
-  moeExperts(
-    x: Ptr,
-    ids: Ptr,
-    weights: Ptr,
-    gateUp: Ptr,
-    down: Ptr,
-    out: Ptr,
-    tokens: number,
-    hidden: number,
-    inter: number,
-    experts: number,
-    topK: number,
-    blockM: number,
-    addend: Ptr,
+  /** Routed + shared experts as grouped work (ops_moe.cc), any count of tokens; with cuBLAS the shared
+   * experts run beside the routed ones on the aux stream. */
+  moeExperts(...args: [x: Ptr, ids: Ptr, weights: Ptr, ...experts: MoeExpertArgs]): void;
+  /** moeRoute, then moeExperts with that routing, in one call (the shared experts also run beside the
+   * router). */
+  moeRouteExperts(
+    ...args: [
+      logits: Ptr,
+      bias: Ptr,
+      logitsBf16: boolean,
+      ...router: RouterSettingsArgs,
+      x: Ptr,
+      ...experts: MoeExpertArgs,
+    ]
   ): void;
   moeRouteExpertsSmall(
     ...args: [
@@ -289,10 +289,10 @@ export interface NativeCuda {
       logitsBf16: boolean,
       ...router: RouterSettingsArgs,
       x: Ptr,
-      ...experts: MoeSmallArgs,
+      ...experts: MoeExpertArgs,
     ]
   ): void;
-  moeExpertsSmall(...args: [x: Ptr, ids: Ptr, weights: Ptr, ...experts: MoeSmallArgs]): void;
+  moeExpertsSmall(...args: [x: Ptr, ids: Ptr, weights: Ptr, ...experts: MoeExpertArgs]): void;
   sample(
     logits: Ptr,
     logitsBf16: boolean,

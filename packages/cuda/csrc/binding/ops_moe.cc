@@ -1,10 +1,13 @@
 // MoE: the router (top-k over the gate's logits) and the experts.
 // moeExpertsSmall (a few tokens: routed and shared experts in two launches, kernels/moe_small.h);
 // moeRouteExpertsSmall (the same, routing from the router logits inside those launches);
-// moeExperts (grouped work) runs align -> grouped gate/up GEMM -> SiLU-and-mul -> grouped down GEMM ->
-// weighted combine (+ the shared experts' output, computed beforehand) in one call, with its temporaries from the caching allocator (given back at the end:
-// later work on the same stream is ordered after these kernels, so reuse is safe).
+// moeExperts / moeRouteExperts (grouped work, any count of tokens) run [the router ->] align -> grouped
+// gate/up GEMM -> SiLU-and-mul -> grouped down GEMM -> weighted combine, which adds the shared experts'
+// output (computed beside them on the aux stream), in one call, with their temporaries from the caching
+// allocator (given back at the end: later work on the same stream is ordered after these kernels, so
+// reuse is safe).
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -15,6 +18,7 @@
 #include "kernels/moe.h"
 #include "kernels/moe_small.h"
 #include "kernels/router.h"
+#include "kernels/timeline.h"
 
 namespace flashserve {
 namespace {
@@ -146,131 +150,225 @@ int pick_split_k(int assign, int experts, int n_tiles, int k, int sms) {
   return split < 1 ? 1 : split;
 }
 
-// moeExperts(x, ids, weights, gateUp, down, out, tokens, hidden, inter, experts, topK, blockM (0: auto),
-//            addend | 0n): addend [tokens, hidden] bf16 (the shared experts' output) is added to the sum.
-Napi::Value moe_experts(Info info) {
-  return guarded(info, "moeExperts", [&] {
-    const void* x = ptr_arg(info, 0);
-    const int32_t* ids = static_cast<const int32_t*>(ptr_arg(info, 1));
-    const float* weights = static_cast<const float*>(ptr_arg(info, 2));
-    const void* gate_up = ptr_arg(info, 3);
-    const void* down = ptr_arg(info, 4);
-    void* out = ptr_arg(info, 5);
-    const int tokens = int_arg(info, 6), hidden = int_arg(info, 7), inter = int_arg(info, 8);
-    const int experts = int_arg(info, 9), top_k = int_arg(info, 10);
-    int block_m = int_arg(info, 11);
-    const void* addend = ptr_arg(info, 12);
-    cudaStream_t stream = stream_or_throw();
-    if (tokens == 0) return info.Env().Undefined();
-    const int assign = tokens * top_k;
-    // NOTE: 16-row tiles when experts see few rows each (decode: the weights dominate, padding rows
-    // are wasted tensor-core work only); 64-row tiles once a second 16-row tile would re-read the
-    // expert's weights.
-    // (Measured on H100 at V2-Lite shapes: 24 rows per expert ran at 56% of copy bandwidth with
-    // 16-row tiles, which read each expert's weights twice.)
-    if (block_m == 0) block_m = assign / experts > 12 ? 64 : 16;
-    const int max_tiles = moe_max_tiles(assign, experts, block_m);
-
-    Temps t;
-    int32_t* idx = static_cast<int32_t*>(t.take(sizeof(int32_t) * moe_align_scratch_ints(assign, experts, max_tiles)));
-    MoeAlignParams al = moe_align_params(ids, idx, assign, experts, block_m, max_tiles, stream);
-    run_moe_align(al);
-
-#ifdef FLASHSERVE_WITH_CUBLAS
-    // Prefill: with a full tile of rows per expert on average, the experts are compute-bound and
-    // cuBLASLt's GEMMs beat the grouped kernel; that needs the per-expert row counts on the host, so
-    // only outside graph capture (decode graphs keep the sync-free grouped kernel).
-    if (assign / experts >= PREFILL_ROWS_PER_EXPERT && runtime().graph_state() == GraphState::EAGER) {
-      run_experts_prefill(t, al, x, gate_up, down, weights, addend, out, tokens, hidden, inter, experts, top_k, stream);
-      return info.Env().Undefined();
-    }
-#endif
-
-    void* h = t.take(sizeof(uint16_t) * static_cast<size_t>(assign) * 2 * inter);
-    GroupedGemmParams g1{};
-    g1.a = x;
-    g1.gather = al.sorted_assign;
-    g1.gather_div = top_k;
-    g1.lda = hidden;
-    g1.w = gate_up;
-    g1.w_group_stride = static_cast<int64_t>(2) * inter * hidden;
-    g1.n = 2 * inter;
-    g1.k = hidden;
-    g1.tile_group = al.tile_expert;
-    g1.tile_row_begin = al.tile_row_begin;
-    g1.group_end = al.expert_offsets;
-    g1.num_tiles = al.num_tiles;
-    g1.max_tiles = max_tiles;
-    g1.m = assign;
-    g1.c = h;
-    g1.ldc = 2 * inter;
-    g1.block_m = block_m;
-    g1.block_n = block_m == 16 ? decode_block_n() : 64;
-    g1.stream = stream;
-    const int bn = g1.block_n;
-    // At a token or two, the row tiles are at most one per assignment: few blocks per SM. Split K
-    // so every SM streams weights (the partial sums are added by the next kernel).
-    const int sms = runtime().props().sms;
-    const int split1 = block_m == 16 ? pick_split_k(assign, experts, (2 * inter + bn - 1) / bn, hidden, sms) : 1;
-    const int split2 = block_m == 16 ? pick_split_k(assign, experts, (hidden + bn - 1) / bn, inter, sms) : 1;
-    if (split1 > 1) {
-      g1.split_k = split1;
-      g1.partial = static_cast<float*>(t.take(sizeof(float) * split1 * static_cast<size_t>(assign) * 2 * inter));
-    }
-    run_grouped_gemm(g1);
-
-    void* act = t.take(sizeof(uint16_t) * static_cast<size_t>(assign) * inter);
-    if (split1 > 1) {
-      SiluMulPartialsParams sm{g1.partial, split1, act, assign, inter, stream};
-      run_silu_mul_partials(sm);
-    } else {
-      SiluMulParams sm{h, act, assign, inter, stream};
-      run_silu_mul(sm);
-    }
-
-    void* y = t.take(sizeof(uint16_t) * static_cast<size_t>(assign) * hidden);
-    GroupedGemmParams g2 = g1;
-    g2.split_k = split2;
-    g2.partial = split2 > 1
-                     ? static_cast<float*>(t.take(sizeof(float) * split2 * static_cast<size_t>(assign) * hidden))
-                     : nullptr;
-    g2.a = act;
-    g2.gather = nullptr;
-    g2.gather_div = 1;
-    g2.lda = inter;
-    g2.w = down;
-    g2.w_group_stride = static_cast<int64_t>(hidden) * inter;
-    g2.n = hidden;
-    g2.k = inter;
-    g2.c = y;
-    g2.ldc = hidden;
-    run_grouped_gemm(g2);
-
-    MoeCombineParams cb{};
-    cb.y = y;
-    cb.y_partial = split2 > 1 ? g2.partial : nullptr;
-    cb.splits = split2;
-    cb.assign_pos = al.assign_pos;
-    cb.topk_weights = weights;
-    cb.addend = addend;
-    cb.out = out;
-    cb.num_tokens = tokens;
-    cb.top_k = top_k;
-    cb.hidden = hidden;
-    cb.stream = stream;
-    run_moe_combine(cb);
-    return info.Env().Undefined();
-  });
-}
-
 bool env_flag(const char* name) {
   const char* v = std::getenv(name);
   return v && v[0] == '1';
 }
 
-// MoeSmallArgs (native.ts) at info[at .. at + 10]: gateUp, down, sharedGateUp | 0n, sharedDown | 0n, out,
+#ifdef FLASHSERVE_WITH_CUBLAS
+// out[m, n] = a[m, k] @ w[n, k]^T in bf16 through cuBLASLt, as the linear op runs it for more than two
+// rows (so the shared MLP here gives what Device.linear + siluAndMul + linear gave, bit for bit).
+void linear_bf16(const void* a, const void* w, void* out, int m, int n, int k, cudaStream_t stream) {
+  GemmParams g{};
+  g.a = a;
+  g.b = w;
+  g.c = out;
+  g.c_dtype = DType::BF16;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.lda = k;
+  g.ldb = k;
+  g.ldc = n;
+  g.trans_b = true;
+  g.batch = 1;
+  g.stream = stream;
+  run_gemm(g);
+}
+#endif
+
+// The shared experts' MLP, down(silu(gate x) * up x), into a [tokens, hidden] bf16 temporary on
+// `stream`.
+void* shared_mlp(Temps& t, const MoeSmallParams& p, cudaStream_t stream) {
+#ifdef FLASHSERVE_WITH_CUBLAS
+  const size_t rows = static_cast<size_t>(p.tokens);
+  void* h = t.take(sizeof(uint16_t) * rows * 2 * p.shared_inter);
+  void* act = t.take(sizeof(uint16_t) * rows * p.shared_inter);
+  void* y = t.take(sizeof(uint16_t) * rows * p.hidden);
+  linear_bf16(p.x, p.shared_gate_up, h, p.tokens, 2 * p.shared_inter, p.hidden, stream);
+  SiluMulParams sm{h, act, p.tokens, p.shared_inter, stream};
+  run_silu_mul(sm);
+  linear_bf16(act, p.shared_down, y, p.tokens, p.hidden, p.shared_inter, stream);
+  return y;
+#else
+  (void)t;
+  (void)p;
+  (void)stream;
+  throw std::runtime_error(
+      "this addon was built without cuBLAS (no cublasLt.h at build time), which the shared experts of more "
+      "than a few tokens need; rebuild on a machine with the CUDA toolkit's cuBLAS");
+#endif
+}
+
+// Joins the aux stream into the compute stream when it goes out of scope, however the op ends: the
+// temporaries the aux stream uses are released after it (Temps is declared first), so no later work can
+// be handed memory the aux stream still reads.
+struct AuxJoin {
+  bool forked = false;
+  void join(const char* op) {
+    if (!forked) return;
+    forked = false;
+    runtime().join_aux(op);
+  }
+  ~AuxJoin() {
+    if (forked) {
+      try {
+        runtime().join_aux("moeExperts (join)");
+      } catch (...) {
+        // The op is failing already; that error is the one reported.
+      }
+    }
+  }
+};
+
+// The grouped path: moeExperts (p.route false: ids and weights given) or moeRouteExperts (p.route:
+// the router runs here first) for any number of tokens. Routed experts as align -> grouped gate/up
+// GEMM -> SiLU-and-mul -> grouped down GEMM -> combine, which adds the shared experts' output.
+// NOTE: with cuBLAS, the shared MLP runs on the runtime's aux stream beside the routing, the align and
+// the routed GEMMs, and the combine waits for it. At a 32-token decode step on H100 the shared MLP in
+// line cost ~20 us a layer (kernel timeline, tenth session: three launches of a few MB each, latency
+// bound) against ~12 us of its bytes at copy bandwidth. FLASHSERVE_NO_MOE_FORK=1 (read once; A/B
+// timing) runs it in line, before the routing, with the same results bit for bit. The prefill path
+// (cuBLASLt per expert) never forks: its GEMMs share the cuBLASLt workspace with the shared MLP's. Nor
+// does a kernel-timeline build (timeline.h), whose stamps are named in launch order: work on two
+// streams stamps out of that order.
+void run_experts_grouped(MoeSmallParams& p, cudaStream_t stream) {
+  static const bool no_fork = env_flag("FLASHSERVE_NO_MOE_FORK") || timeline_compiled();
+  const int tokens = p.tokens, hidden = p.hidden, inter = p.inter, experts = p.experts, top_k = p.top_k;
+  const int assign = tokens * top_k;
+  // NOTE: 16-row tiles when experts see few rows each (decode: the weights dominate, padding rows
+  // are wasted tensor-core work only); 64-row tiles once a second 16-row tile would re-read the
+  // expert's weights.
+  // (Measured on H100 at V2-Lite shapes: 24 rows per expert ran at 56% of copy bandwidth with
+  // 16-row tiles, which read each expert's weights twice.)
+  const int block_m = assign / experts > 12 ? 64 : 16;
+  const int max_tiles = moe_max_tiles(assign, experts, block_m);
+#ifdef FLASHSERVE_WITH_CUBLAS
+  const bool prefill = assign / experts >= PREFILL_ROWS_PER_EXPERT && runtime().graph_state() == GraphState::EAGER;
+#else
+  const bool prefill = false;
+#endif
+  const bool has_shared = p.shared_gate_up != nullptr;
+
+  Temps t;
+  AuxJoin aux;
+  const void* addend = nullptr;
+  if (has_shared) {
+    if (no_fork || prefill) {
+      addend = shared_mlp(t, p, stream);
+    } else {
+      cudaStream_t side = runtime().fork_aux("moeExperts (fork)");
+      aux.forked = true;
+      addend = shared_mlp(t, p, side);
+    }
+  }
+  const int32_t* ids = p.topk_ids;
+  const float* weights = p.topk_weights;
+  if (p.route) {
+    RouterParams& r = p.router;
+    r.topk_ids = static_cast<int32_t*>(t.take(sizeof(int32_t) * static_cast<size_t>(assign)));
+    r.topk_weights = static_cast<float*>(t.take(sizeof(float) * static_cast<size_t>(assign)));
+    r.stream = stream;
+    run_router(r);
+    ids = r.topk_ids;
+    weights = r.topk_weights;
+  }
+
+  int32_t* idx = static_cast<int32_t*>(t.take(sizeof(int32_t) * moe_align_scratch_ints(assign, experts, max_tiles)));
+  MoeAlignParams al = moe_align_params(ids, idx, assign, experts, block_m, max_tiles, stream);
+  run_moe_align(al);
+
+#ifdef FLASHSERVE_WITH_CUBLAS
+  // Prefill: with a full tile of rows per expert on average, the experts are compute-bound and
+  // cuBLASLt's GEMMs beat the grouped kernel; that needs the per-expert row counts on the host, so
+  // only outside graph capture (decode graphs keep the sync-free grouped kernel).
+  if (prefill) {
+    run_experts_prefill(t, al, p.x, p.gate_up, p.down, weights, addend, p.out, tokens, hidden, inter, experts, top_k,
+                        stream);
+    return;
+  }
+#endif
+
+  void* h = t.take(sizeof(uint16_t) * static_cast<size_t>(assign) * 2 * inter);
+  GroupedGemmParams g1{};
+  g1.a = p.x;
+  g1.gather = al.sorted_assign;
+  g1.gather_div = top_k;
+  g1.lda = hidden;
+  g1.w = p.gate_up;
+  g1.w_group_stride = static_cast<int64_t>(2) * inter * hidden;
+  g1.n = 2 * inter;
+  g1.k = hidden;
+  g1.tile_group = al.tile_expert;
+  g1.tile_row_begin = al.tile_row_begin;
+  g1.group_end = al.expert_offsets;
+  g1.num_tiles = al.num_tiles;
+  g1.max_tiles = max_tiles;
+  g1.m = assign;
+  g1.c = h;
+  g1.ldc = 2 * inter;
+  g1.block_m = block_m;
+  g1.block_n = block_m == 16 ? decode_block_n() : 64;
+  g1.stream = stream;
+  const int bn = g1.block_n;
+  // At a token or two, the row tiles are at most one per assignment: few blocks per SM. Split K
+  // so every SM streams weights (the partial sums are added by the next kernel).
+  const int sms = runtime().props().sms;
+  const int split1 = block_m == 16 ? pick_split_k(assign, experts, (2 * inter + bn - 1) / bn, hidden, sms) : 1;
+  const int split2 = block_m == 16 ? pick_split_k(assign, experts, (hidden + bn - 1) / bn, inter, sms) : 1;
+  if (split1 > 1) {
+    g1.split_k = split1;
+    g1.partial = static_cast<float*>(t.take(sizeof(float) * split1 * static_cast<size_t>(assign) * 2 * inter));
+  }
+  run_grouped_gemm(g1);
+
+  void* act = t.take(sizeof(uint16_t) * static_cast<size_t>(assign) * inter);
+  if (split1 > 1) {
+    SiluMulPartialsParams sm{g1.partial, split1, act, assign, inter, stream};
+    run_silu_mul_partials(sm);
+  } else {
+    SiluMulParams sm{h, act, assign, inter, stream};
+    run_silu_mul(sm);
+  }
+
+  void* y = t.take(sizeof(uint16_t) * static_cast<size_t>(assign) * hidden);
+  GroupedGemmParams g2 = g1;
+  g2.split_k = split2;
+  g2.partial = split2 > 1
+                   ? static_cast<float*>(t.take(sizeof(float) * split2 * static_cast<size_t>(assign) * hidden))
+                   : nullptr;
+  g2.a = act;
+  g2.gather = nullptr;
+  g2.gather_div = 1;
+  g2.lda = inter;
+  g2.w = p.down;
+  g2.w_group_stride = static_cast<int64_t>(hidden) * inter;
+  g2.n = hidden;
+  g2.k = inter;
+  g2.c = y;
+  g2.ldc = hidden;
+  run_grouped_gemm(g2);
+
+  aux.join("moeExperts (join)");
+  MoeCombineParams cb{};
+  cb.y = y;
+  cb.y_partial = split2 > 1 ? g2.partial : nullptr;
+  cb.splits = split2;
+  cb.assign_pos = al.assign_pos;
+  cb.topk_weights = weights;
+  cb.addend = addend;
+  cb.out = p.out;
+  cb.num_tokens = tokens;
+  cb.top_k = top_k;
+  cb.hidden = hidden;
+  cb.stream = stream;
+  run_moe_combine(cb);
+}
+
+
+// MoeExpertArgs (native.ts) at info[at .. at + 10]: gateUp, down, sharedGateUp | 0n, sharedDown | 0n, out,
 // tokens, hidden, inter, sharedInter, experts, topK.
-void read_moe_small_args(Info info, int at, MoeSmallParams& p) {
+void read_expert_args(Info info, int at, MoeSmallParams& p) {
   p.gate_up = ptr_arg(info, at);
   p.down = ptr_arg(info, at + 1);
   p.shared_gate_up = ptr_arg(info, at + 2);
@@ -285,9 +383,38 @@ void read_moe_small_args(Info info, int at, MoeSmallParams& p) {
   p.sms = runtime().props().sms;
 }
 
+// The arguments of moeExperts / moeExpertsSmall: (x, ids, weights, ...MoeExpertArgs).
+MoeSmallParams experts_call(Info info) {
+  MoeSmallParams p{};
+  p.x = ptr_arg(info, 0);
+  p.topk_ids = static_cast<const int32_t*>(ptr_arg(info, 1));
+  p.topk_weights = static_cast<const float*>(ptr_arg(info, 2));
+  read_expert_args(info, 3, p);
+  return p;
+}
+
+// The arguments of moeRouteExperts / moeRouteExpertsSmall: (logits, bias | 0n, logitsBf16,
+// ...RouterSettingsArgs, x, ...MoeExpertArgs).
+MoeSmallParams route_experts_call(Info info) {
+  MoeSmallParams p{};
+  RouterParams& r = p.router;
+  r.logits = ptr_arg(info, 0);
+  r.bias = static_cast<const float*>(ptr_arg(info, 1));
+  r.logits_bf16 = info[2].ToBoolean().Value();
+  read_router_settings(info, 3, r);
+  p.x = ptr_arg(info, 9);
+  read_expert_args(info, 10, p);
+  r.num_tokens = p.tokens;
+  r.num_experts = p.experts;
+  r.top_k = p.top_k;
+  p.route = true;
+  return p;
+}
+
 // Both launches of the small expert path on the current stream, with the scratch they need.
 Napi::Value run_moe_small_op(Info info, MoeSmallParams& p) {
   p.stream = stream_or_throw();
+  p.router.stream = p.stream;
   if (p.tokens == 0) return info.Env().Undefined();
   Temps t;
   p.act = t.take(moe_small_act_bytes(p.tokens, p.top_k, p.inter, p.shared_gate_up ? p.shared_inter : 0));
@@ -296,14 +423,32 @@ Napi::Value run_moe_small_op(Info info, MoeSmallParams& p) {
   return info.Env().Undefined();
 }
 
-// moeExpertsSmall(x, ids, weights, ...MoeSmallArgs): routed + shared experts of at most 8 tokens.
+// moeExperts(x, ids, weights, ...MoeExpertArgs): routed + shared experts, the grouped path (any count of
+// tokens).
+Napi::Value moe_experts(Info info) {
+  return guarded(info, "moeExperts", [&] {
+    MoeSmallParams p = experts_call(info);
+    cudaStream_t stream = stream_or_throw();
+    if (p.tokens > 0) run_experts_grouped(p, stream);
+    return info.Env().Undefined();
+  });
+}
+
+// moeRouteExperts(logits, bias | 0n, logitsBf16, ...RouterSettingsArgs, x, ...MoeExpertArgs): moeRoute then
+// moeExperts in one call, so the shared experts also run beside the router.
+Napi::Value moe_route_experts(Info info) {
+  return guarded(info, "moeRouteExperts", [&] {
+    MoeSmallParams p = route_experts_call(info);
+    cudaStream_t stream = stream_or_throw();
+    if (p.tokens > 0) run_experts_grouped(p, stream);
+    return info.Env().Undefined();
+  });
+}
+
+// moeExpertsSmall(x, ids, weights, ...MoeExpertArgs): routed + shared experts of at most 8 tokens.
 Napi::Value moe_experts_small(Info info) {
   return guarded(info, "moeExperts", [&] {
-    MoeSmallParams p{};
-    p.x = ptr_arg(info, 0);
-    p.topk_ids = static_cast<const int32_t*>(ptr_arg(info, 1));
-    p.topk_weights = static_cast<const float*>(ptr_arg(info, 2));
-    read_moe_small_args(info, 3, p);
+    MoeSmallParams p = experts_call(info);
     // FLASHSERVE_MOE_SMALL_UNFUSED=1 (read once; A/B timing) runs the down stage and the combine as two
     // kernels, the earlier path (the default at 3-4 tokens, moe_small.h); the output is the same bit for
     // bit. It does not apply to moeRouteExpertsSmall (always fused): add FLASHSERVE_NO_ROUTER_FOLD=1 to
@@ -314,24 +459,12 @@ Napi::Value moe_experts_small(Info info) {
   });
 }
 
-// moeRouteExpertsSmall(logits, bias | 0n, logitsBf16, ...RouterSettingsArgs, x, ...MoeSmallArgs): moeRoute
+// moeRouteExpertsSmall(logits, bias | 0n, logitsBf16, ...RouterSettingsArgs, x, ...MoeExpertArgs): moeRoute
 // (the same router) then moeExpertsSmall in the expert kernels' two launches, which route for themselves
 // (moe_small.h, `route`); no ids or weights are written.
 Napi::Value moe_route_experts_small(Info info) {
   return guarded(info, "moeRouteExperts", [&] {
-    MoeSmallParams p{};
-    RouterParams& r = p.router;
-    r.logits = ptr_arg(info, 0);
-    r.bias = static_cast<const float*>(ptr_arg(info, 1));
-    r.logits_bf16 = info[2].ToBoolean().Value();
-    read_router_settings(info, 3, r);
-    p.x = ptr_arg(info, 9);
-    read_moe_small_args(info, 10, p);
-    r.num_tokens = p.tokens;
-    r.num_experts = p.experts;
-    r.top_k = p.top_k;
-    p.route = true;
-    r.stream = stream_or_throw();
+    MoeSmallParams p = route_experts_call(info);
     return run_moe_small_op(info, p);
   });
 }
@@ -341,6 +474,7 @@ Napi::Value moe_route_experts_small(Info info) {
 void register_moe_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("moeRoute", Napi::Function::New(env, moe_route, "moeRoute"));
   exports.Set("moeExperts", Napi::Function::New(env, moe_experts, "moeExperts"));
+  exports.Set("moeRouteExperts", Napi::Function::New(env, moe_route_experts, "moeRouteExperts"));
   exports.Set("moeExpertsSmall", Napi::Function::New(env, moe_experts_small, "moeExpertsSmall"));
   exports.Set("moeRouteExpertsSmall", Napi::Function::New(env, moe_route_experts_small, "moeRouteExpertsSmall"));
 }

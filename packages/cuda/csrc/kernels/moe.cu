@@ -1,6 +1,7 @@
 #include <mma.h>
 
 #include <cstdlib>
+#include <string>
 
 #include "kernels/common.cuh"
 #include "kernels/launch.h"
@@ -12,44 +13,87 @@ namespace {
 
 constexpr int ALIGN_THREADS = 1024;
 constexpr int MAX_EXPERTS = 1024;
+static_assert(MAX_EXPERTS <= ALIGN_THREADS, "moe_align_kernel: one thread per expert");
 
 // One block: assignments per expert are few enough (tokens * top_k) that a single block's atomics
-// and one serial scan over experts cost less than a second launch.
-__global__ void moe_align_kernel(MoeAlignParams p) {
+// and one scan over experts cost less than a second launch. Thread e owns expert e: its row count, its
+// tile count, and (after a block-wide scan of both) its offset and its tiles.
+// NOTE: the scan used to be one thread's loop over every expert, writing each tile as it went: ~8 us a
+// layer at a 32-token step (kernel timeline, tenth session), the longest of the routing kernels.
+__global__ void __launch_bounds__(ALIGN_THREADS) moe_align_kernel(MoeAlignParams p) {
   __shared__ int counts[MAX_EXPERTS];
   __shared__ int cursor[MAX_EXPERTS];
+  __shared__ int warp_rows[ALIGN_THREADS / 32], warp_tiles[ALIGN_THREADS / 32];
   pdl_wait();
   pdl_launch_dependents();
-  for (int e = threadIdx.x; e < p.num_experts; e += blockDim.x) counts[e] = 0;
+  const int e = threadIdx.x, lane = e & 31, warp = e >> 5;
+  if (e < p.num_experts) counts[e] = 0;
   __syncthreads();
   for (int a = threadIdx.x; a < p.num_assign; a += blockDim.x) {
-    const int e = p.topk_ids[a];
-    if (e >= 0 && e < p.num_experts) atomicAdd(&counts[e], 1);
+    const int id = p.topk_ids[a];
+    if (id >= 0 && id < p.num_experts) atomicAdd(&counts[id], 1);
   }
   __syncthreads();
-  if (threadIdx.x == 0) {
-    int off = 0, tiles = 0;
-    for (int e = 0; e < p.num_experts; ++e) {
-      p.expert_offsets[e] = off;
-      cursor[e] = off;
-      for (int r = 0; r < counts[e]; r += p.block_m) {
-        p.tile_expert[tiles] = e;
-        p.tile_row_begin[tiles] = off + r;
-        ++tiles;
-      }
-      off += counts[e];
+  const int rows = e < p.num_experts ? counts[e] : 0;
+  const int tiles = (rows + p.block_m - 1) / p.block_m;
+  // Inclusive scan of (rows, tiles) over the block: within each warp, then over the warps' totals.
+  int row_sum = rows, tile_sum = tiles;
+#pragma unroll
+  for (int d = 1; d < 32; d <<= 1) {
+    const int r = __shfl_up_sync(0xffffffffu, row_sum, d), t = __shfl_up_sync(0xffffffffu, tile_sum, d);
+    if (lane >= d) {
+      row_sum += r;
+      tile_sum += t;
     }
-    p.expert_offsets[p.num_experts] = off;
-    *p.num_tiles = tiles;
+  }
+  if (lane == 31) {
+    warp_rows[warp] = row_sum;
+    warp_tiles[warp] = tile_sum;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    int wr = lane < ALIGN_THREADS / 32 ? warp_rows[lane] : 0, wt = lane < ALIGN_THREADS / 32 ? warp_tiles[lane] : 0;
+#pragma unroll
+    for (int d = 1; d < 32; d <<= 1) {
+      const int r = __shfl_up_sync(0xffffffffu, wr, d), t = __shfl_up_sync(0xffffffffu, wt, d);
+      if (lane >= d) {
+        wr += r;
+        wt += t;
+      }
+    }
+    if (lane < ALIGN_THREADS / 32) {
+      warp_rows[lane] = wr;
+      warp_tiles[lane] = wt;
+    }
+  }
+  __syncthreads();
+  if (warp > 0) {
+    row_sum += warp_rows[warp - 1];
+    tile_sum += warp_tiles[warp - 1];
+  }
+  // Exclusive prefixes: this expert's first row and first tile.
+  const int off = row_sum - rows, first_tile = tile_sum - tiles;
+  if (e < p.num_experts) {
+    p.expert_offsets[e] = off;
+    cursor[e] = off;
+    for (int i = 0; i < tiles; ++i) {
+      p.tile_expert[first_tile + i] = e;
+      p.tile_row_begin[first_tile + i] = off + i * p.block_m;
+    }
+  }
+  if (e == ALIGN_THREADS - 1) {
+    // The last thread's inclusive sums are the totals (threads past the experts add nothing).
+    p.expert_offsets[p.num_experts] = row_sum;
+    *p.num_tiles = tile_sum;
   }
   __syncthreads();
   for (int a = threadIdx.x; a < p.num_assign; a += blockDim.x) {
-    const int e = p.topk_ids[a];
-    if (e < 0 || e >= p.num_experts) {
+    const int id = p.topk_ids[a];
+    if (id < 0 || id >= p.num_experts) {
       p.assign_pos[a] = -1;
       continue;
     }
-    const int pos = atomicAdd(&cursor[e], 1);
+    const int pos = atomicAdd(&cursor[id], 1);
     p.sorted_assign[pos] = a;
     p.assign_pos[a] = pos;
   }
@@ -61,22 +105,38 @@ __device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool v
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0));
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+// The same copy with an L2 prefetch-size hint (PTX .L2::128B / .L2::256B): the weight rows are read
+// 128 bytes per row per stage, and the hint has L2 fetch the rest of the row's next bytes with them.
+template <int HINT>
+__device__ __forceinline__ void cp_async_16_hinted(void* smem, const void* gmem, bool valid) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  if constexpr (HINT == 256)
+    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0));
+  else if constexpr (HINT == 128)
+    asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0));
+  else
+    cp_async_16(smem, gmem, valid);
+}
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
-// NOTE: decode (16-row tiles) is bound by streaming expert weights, and with few active experts there
-// are only ~2 blocks per SM: each block must keep many bytes in flight, hence 64-wide K tiles and a
-// 6-stage ring (5 tiles = 40 KiB of weights pending per block; 4 stages measured 46% of copy
-// bandwidth at one token). Prefill (64-row tiles) is bound by the tensor cores: 32-wide K, 3 stages.
+// NOTE: decode (16-row tiles) is bound by streaming expert weights: each block must keep many bytes in
+// flight, hence 64-wide K tiles in a 5-stage ring (4 tiles = 32 KiB of weights pending per block), and
+// the weight loads carry the L2::256B prefetch hint (HINT), so each 128-byte piece of a weight row
+// brings the row's next piece into L2 with it. Tenth session, H100, V2-Lite shapes, graph step ms at
+// batch 8 / 32 / 128, three interleaved rounds: 64x6 without the hint (the earlier tiles) 8.89 / 13.40 /
+// 15.49; 64x6 with it 8.52 / 12.76 / 15.02; 64x5 8.40 / 12.59 / 15.00; 64x4 8.43 / 12.66 / 14.98; 64x3
+// 8.55 / 13.30 / 14.84; 64x8 9.12 / 13.71 / 16.29; 128x4 8.36 / 12.81 / 15.34; 32x6 8.87 / 13.16 / 15.80.
+// Prefill (64-row tiles) is bound by the tensor cores: 32-wide K, 3 stages.
 // BN = 32 (decode only) doubles the blocks of a one-token step, so the few active experts' weights
 // spread over every SM instead of leaving a wave half empty (192 blocks on 132 SMs).
-template <int BM, int BN_>
+template <int BM, int BN_, int BK_ = (BM == 16 ? 64 : 32), int STAGES_ = (BM == 16 ? 5 : 3)>
 struct GemmTraits {
   static constexpr int BN = BN_;
-  static constexpr int BK = BM == 16 ? 64 : 32;
-  static constexpr int STAGES = BM == 16 ? 6 : 3;
+  static constexpr int BK = BK_;
+  static constexpr int STAGES = STAGES_;
   static constexpr int WARPS_M = BM == 16 ? 1 : 2;
   static constexpr int WARPS_N = BM == 16 ? BN / 16 : 2;
   static constexpr int THREADS = 32 * WARPS_M * WARPS_N;
@@ -94,9 +154,10 @@ struct GemmTraits {
   static_assert(SMEM_BYTES <= 200 * 1024, "shared memory per block");
 };
 
-template <int BM, int BN>
-__global__ void __launch_bounds__(GemmTraits<BM, BN>::THREADS) grouped_gemm_kernel(GroupedGemmParams p) {
-  using T = GemmTraits<BM, BN>;
+template <int BM, int BN, int BK = GemmTraits<BM, BN>::BK, int STAGES = GemmTraits<BM, BN>::STAGES,
+          int HINT = (BM == 16 ? 256 : 0)>
+__global__ void __launch_bounds__(GemmTraits<BM, BN, BK, STAGES>::THREADS) grouped_gemm_kernel(GroupedGemmParams p) {
+  using T = GemmTraits<BM, BN, BK, STAGES>;
   using namespace nvcuda;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   bf16* sa = reinterpret_cast<bf16*>(smem_raw);
@@ -138,8 +199,8 @@ __global__ void __launch_bounds__(GemmTraits<BM, BN>::THREADS) grouped_gemm_kern
       const int r = c / CHUNKS_PER_ROW, kc = (c % CHUNKS_PER_ROW) * 8;
       const int wrow = n0 + r;
       const bool valid = wrow < p.n && k0 + kc < p.k;
-      cp_async_16(sb + stage * T::B_STAGE + r * T::LDS + kc,
-                  w + (valid ? static_cast<int64_t>(wrow) * p.k + k0 + kc : 0), valid);
+      cp_async_16_hinted<HINT>(sb + stage * T::B_STAGE + r * T::LDS + kc,
+                               w + (valid ? static_cast<int64_t>(wrow) * p.k + k0 + kc : 0), valid);
     }
   };
 
@@ -308,6 +369,19 @@ __global__ void moe_combine_kernel(MoeCombineParams p) {
   }
 }
 
+template <int BM, int BN, int BK = GemmTraits<BM, BN>::BK, int STAGES = GemmTraits<BM, BN>::STAGES,
+          int HINT = (BM == 16 ? 256 : 0)>
+void launch_gemm(GroupedGemmParams& p, dim3 grid) {
+  using T = GemmTraits<BM, BN, BK, STAGES>;
+  auto kernel = grouped_gemm_kernel<BM, BN, BK, STAGES, HINT>;
+  thread_local const bool configured = [kernel] {
+    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::SMEM_BYTES);
+    return true;
+  }();
+  (void)configured;
+  launch_pdl("groupedGemm", kernel, grid, dim3(T::THREADS), T::SMEM_BYTES, p.stream, p);
+}
+
 }  // namespace
 
 void run_moe_align(MoeAlignParams& p) {
@@ -325,27 +399,32 @@ void run_grouped_gemm(GroupedGemmParams& p) {
   dim3 grid((p.n + bn - 1) / bn, p.max_tiles, splits);
   require(p.max_tiles <= 65535, "groupedGemm: too many row tiles");
   // Opting in to more than 48 KiB of dynamic shared memory is per kernel and per device: once per
-  // thread, since each thread drives one device (runtime.cc).
-  thread_local const bool configured = [] {
-    cudaFuncSetAttribute(grouped_gemm_kernel<16, 64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         GemmTraits<16, 64>::SMEM_BYTES);
-    cudaFuncSetAttribute(grouped_gemm_kernel<16, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         GemmTraits<16, 32>::SMEM_BYTES);
-    cudaFuncSetAttribute(grouped_gemm_kernel<64, 64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         GemmTraits<64, 64>::SMEM_BYTES);
-    return true;
-  }();
-  (void)configured;
+  // thread for each kernel, since each thread drives one device (runtime.cc).
   if (p.block_m == 16 && bn == 32) {
-    using T = GemmTraits<16, 32>;
-    launch_pdl("groupedGemm", grouped_gemm_kernel<16, 32>, grid, dim3(T::THREADS), T::SMEM_BYTES, p.stream, p);
+    launch_gemm<16, 32>(p, grid);
   } else if (p.block_m == 16) {
-    using T = GemmTraits<16, 64>;
-    launch_pdl("groupedGemm", grouped_gemm_kernel<16, 64>, grid, dim3(T::THREADS), T::SMEM_BYTES, p.stream, p);
+    // FLASHSERVE_DECODE_GEMM=KxS (K tiles of K in S stages: 64x6, 64x4, 128x4) and FLASHSERVE_GEMM_L2_HINT=0
+    // (no prefetch-size hint) select other decode tiles for A/B timing (read once). NOTE at GemmTraits.
+    static const int variant = [] {
+      const char* v = std::getenv("FLASHSERVE_DECODE_GEMM");
+      const char* hint = std::getenv("FLASHSERVE_GEMM_L2_HINT");
+      const std::string shape = v ? v : "64x5";
+      const int base = shape == "64x6" ? 2 : shape == "64x4" ? 4 : shape == "128x4" ? 6 : 0;
+      return base + (hint && std::atoi(hint) == 0 ? 1 : 0);
+    }();
+    switch (variant) {
+      case 1: launch_gemm<16, 64, 64, 5, 0>(p, grid); break;
+      case 2: launch_gemm<16, 64, 64, 6, 256>(p, grid); break;
+      case 3: launch_gemm<16, 64, 64, 6, 0>(p, grid); break;
+      case 4: launch_gemm<16, 64, 64, 4, 256>(p, grid); break;
+      case 5: launch_gemm<16, 64, 64, 4, 0>(p, grid); break;
+      case 6: launch_gemm<16, 64, 128, 4, 256>(p, grid); break;
+      case 7: launch_gemm<16, 64, 128, 4, 0>(p, grid); break;
+      default: launch_gemm<16, 64>(p, grid); break;
+    }
   } else {
     require(p.block_m == 64, "groupedGemm: block_m must be 16 or 64");
-    using T = GemmTraits<64, 64>;
-    launch_pdl("groupedGemm", grouped_gemm_kernel<64, 64>, grid, dim3(T::THREADS), T::SMEM_BYTES, p.stream, p);
+    launch_gemm<64, 64>(p, grid);
   }
 }
 

@@ -88,7 +88,7 @@ struct GroupedGemmParams {
 void run_grouped_gemm(GroupedGemmParams& p);
 
 // Row tile of a dense-groups grouped GEMM (the absorbed-MLA per-head projections) over `rows` rows:
-// 16 (decode tiles: 64-wide K, 6 stages, weight-bandwidth bound) up to 64 rows, else 64 (prefill
+// 16 (decode tiles: 64-wide K, 5 stages, weight-bandwidth bound) up to 64 rows, else 64 (prefill
 // tiles, bound by the tensor cores). FLASHSERVE_DECODE_TILE_MAX_ROWS overrides the 64 (A/B timing;
 // 16 was the threshold before the ninth session).
 int dense_groups_block_m(int rows);

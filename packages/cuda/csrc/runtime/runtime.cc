@@ -82,6 +82,9 @@ void Runtime::init(int device) {
   props_.total_memory = prop.totalGlobalMem;
   check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "init (cudaStreamCreate)");
   check_cuda(cudaStreamCreateWithFlags(&side_stream_, cudaStreamNonBlocking), "init (cudaStreamCreate)");
+  check_cuda(cudaStreamCreateWithFlags(&aux_stream_, cudaStreamNonBlocking), "init (cudaStreamCreate)");
+  check_cuda(cudaEventCreateWithFlags(&aux_fork_, cudaEventDisableTiming), "init (cudaEventCreate)");
+  check_cuda(cudaEventCreateWithFlags(&aux_join_, cudaEventDisableTiming), "init (cudaEventCreate)");
   check_cuda(cudaMallocHost(reinterpret_cast<void**>(&ring_), RING_BYTES), "init (pinned staging)");
   ring_size_ = RING_BYTES;
   check_cuda(cudaMallocHost(reinterpret_cast<void**>(&small_download_), SMALL_DOWNLOAD_BYTES),
@@ -320,6 +323,17 @@ void Runtime::download_wait(uint64_t ticket, void* dst, size_t dst_bytes) {
 }
 
 void Runtime::synchronize(const char* op) { check_cuda(cudaStreamSynchronize(stream_), op); }
+
+cudaStream_t Runtime::fork_aux(const char* op) {
+  check_cuda(cudaEventRecord(aux_fork_, stream_), op);
+  check_cuda(cudaStreamWaitEvent(aux_stream_, aux_fork_, 0), op);
+  return aux_stream_;
+}
+
+void Runtime::join_aux(const char* op) {
+  check_cuda(cudaEventRecord(aux_join_, aux_stream_), op);
+  check_cuda(cudaStreamWaitEvent(stream_, aux_join_, 0), op);
+}
 
 void Runtime::begin_capture() {
   require(state_ == GraphState::EAGER, "captureGraph: a capture or replay is already in progress");

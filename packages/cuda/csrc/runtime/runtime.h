@@ -62,6 +62,16 @@ class Runtime {
   void download_wait(uint64_t ticket, void* dst, size_t dst_bytes);
   void synchronize(const char* op);
 
+  // --- a second compute stream, for work that may run beside the stream's own ---
+  // fork_aux orders the aux stream after everything queued on stream() so far and returns it;
+  // join_aux orders everything queued on stream() from then on after the aux stream's work. Under
+  // capture both become edges of the graph (the aux stream joins the capture through the event).
+  // Until the join, the aux stream's buffers must stay allocated: the caching allocator is not
+  // stream-aware, so a buffer released while the aux stream still reads it could be handed to
+  // stream() work that runs at the same time.
+  cudaStream_t fork_aux(const char* op);
+  void join_aux(const char* op);
+
   // --- graphs ---
   GraphState graph_state() const { return state_; }
   void begin_capture();
@@ -95,7 +105,9 @@ class Runtime {
 
   int device_ = -1;
   cudaStream_t stream_ = nullptr;
-  cudaStream_t side_stream_ = nullptr;
+  cudaStream_t side_stream_ = nullptr;  // write()'s copies during capture
+  cudaStream_t aux_stream_ = nullptr;   // fork_aux / join_aux
+  cudaEvent_t aux_fork_ = nullptr, aux_join_ = nullptr;
   DeviceProps props_;
   CachingAllocator allocator_;
   static constexpr size_t SMALL_DOWNLOAD_BYTES = 64 << 10;

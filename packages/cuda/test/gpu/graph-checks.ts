@@ -97,7 +97,45 @@ export function runGraphChecks(d: CudaDevice): CheckRow[] {
   d.resetGraphs();
   rows.push(mlaFoldGraphCheck(d, rope));
   rows.push(hostStagingGraphCheck(d));
+  rows.push(forkedMoeGraphCheck(d));
   return rows;
+}
+
+/** The grouped expert path with shared experts (12 tokens): the shared MLP runs on the runtime's aux
+ * stream, forked after the router's input and joined before the combine, so the capture holds two
+ * branches. Fresh inputs each step; graph == eager. */
+function forkedMoeGraphCheck(d: CudaDevice): CheckRow {
+  const [T, H, E, I, S] = [12, 64, 8, 32, 48];
+  const gate = d.randomUniform([E, H], 21, 0.1);
+  const experts = {
+    gateUp: d.randomUniform([E, 2 * I, H], 22, 0.1),
+    down: d.randomUniform([E, H, I], 23, 0.1),
+    shared: { gateUp: d.randomUniform([2 * S, H], 24, 0.1), down: d.randomUniform([H, S], 25, 0.1) },
+  };
+  const route: MoeRouteParams = {
+    kind: 'v2-softmax',
+    topK: 2,
+    nGroup: 1,
+    topkGroup: 1,
+    normTopkProb: false,
+    routedScalingFactor: 1,
+  };
+  const step = (i: number): Tensor => {
+    const x = d.upload(
+      new Float32Array(T * H).map((_, j) => Math.sin(i * 3.3 + j * 0.21)),
+      [T, H],
+      'f32',
+    );
+    return d.moeRouteExperts(x, d.linear(x, gate), route, experts);
+  };
+  return exactGraphRow(
+    d,
+    'grouped MoE, shared experts on the aux stream (12 tokens): graph == eager',
+    (i) => {
+      const eager = d.toHost(step(i));
+      return relL2(d.toHost(d.graph('forked-moe', () => step(i))), eager);
+    },
+  );
 }
 
 /** A step whose inputs are all uploads of device bytes (i32 ids, raw bf16 words), as a decode step's

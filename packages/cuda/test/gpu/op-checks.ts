@@ -420,7 +420,7 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
     // the shared MLP added by the combine (9 tokens, and 512 on the cuBLASLt prefill path).
     const { E, H, expG, expC } = sharedExpertSet();
     const params = V2_TOP3;
-    for (const T of [1, 2, 4, 9, 512]) {
+    for (const T of [1, 2, 4, 9, 32, 512]) {
       const rc = cpu.moeRoute(cpu.upload(randArray(T * E, r, -2, 2), [T, E], 'f32'), params);
       const [xg, xc] = both(randArray(T * H, r), [T, H]);
       cmp(
@@ -429,6 +429,26 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
         cpu.moeExperts(xc, rc, expC),
         2e-2,
       );
+      if (T > 4 && T < 512) {
+        // The grouped path runs the shared MLP on the aux stream and the combine adds it: the same bits
+        // as the routed experts alone plus the shared MLP through the public ops (the combine rounds
+        // the routed sum to bf16, then adds and rounds again, as add does).
+        const routedOnly = gpu.moeExperts(xg, gpuRouting(gpu, cpu, rc), {
+          gateUp: expG.gateUp,
+          down: expG.down,
+        });
+        const sharedOut = gpu.linear(gpu.siluAndMul(gpu.linear(xg, expG.shared.gateUp)), expG.shared.down);
+        const fused = gpu.toHost(gpu.moeExperts(xg, gpuRouting(gpu, cpu, rc), expG));
+        const apart = gpu.toHost(gpu.add(routedOnly, sharedOut));
+        let diff = fused.length === apart.length ? 0 : Number.POSITIVE_INFINITY;
+        for (let i = 0; i < fused.length; i++) if (!Object.is(fused[i], apart[i])) diff++;
+        rows.push({
+          name: `moeExperts + shared (${T} tokens) = routed + shared MLP by ops (differing values)`,
+          value: diff,
+          limit: 0,
+          ok: diff === 0,
+        });
+      }
       if (T <= 4)
         cmp(
           `moeExperts small path, routed only (${T} tokens)`,
@@ -439,7 +459,8 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
     }
   });
   run('moeRouteExperts', () => {
-    // The router folded into the small expert kernels (1-2 tokens) against moeRoute + moeExperts on
+    // The router folded into the small expert kernels (1-2 tokens), and the grouped path's one call
+    // (9 and 32 tokens: router, experts, shared MLP on the aux stream), against moeRoute + moeExperts on
     // the GPU (bit for bit) and against the CPU device: V2 greedy with bf16 logits (as the model's
     // gate writes them), V2 group-limited, V3 sigmoid + bias; with shared experts.
     const { E, H, expG, expC } = sharedExpertSet();
@@ -451,7 +472,7 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
       ['v2 group-limited', v2g, v2g, 'f32'],
       ['v3 noaux_tc', v3Top4Grouped(bg), v3Top4Grouped(bc), 'f32'],
     ];
-    for (const T of [1, 2]) {
+    for (const T of [1, 2, 9, 32]) {
       for (const [name, pg, pc, dt] of configs) {
         const logits = randArray(T * E, r, -2, 2);
         // upload stores bf16 (f32 host data rounded); uploadF32 keeps f32. The CPU sees the same values.
