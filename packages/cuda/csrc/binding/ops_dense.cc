@@ -271,6 +271,8 @@ Napi::Value bmm_grouped(Info info) {
     p.block_m = dense_groups_block_m(tokens);
     p.block_n = 64;
     p.max_tiles = heads * ((tokens + p.block_m - 1) / p.block_m);
+    // bmm's w is a weight, as for the skinny kernel above (which reads it before its wait too).
+    p.weights_ready = true;
     p.stream = stream_or_throw();
     run_grouped_gemm(p);
     return info.Env().Undefined();

@@ -11,6 +11,21 @@ namespace flashserve {
 // Host-side f16 only appears as upload input; device tensors are f32, bf16 or i32.
 enum class DType : int { F32 = 0, BF16 = 1, I32 = 2, F16 = 3 };
 
+// Strided bf16 copies a GEMM launch does on the side, after its PDL wait (skinny_gemm.h, moe.h; device
+// side: copy_share in side_copy.cuh): dst[row(r), c] = src[r, c] for r < rows, c < cols, strides in
+// elements, with row(r) = dst_index[r] when dst_index is set (an index outside [0, dst_rows) skips the
+// row: the padding slots of a captured decode graph), else r. The absorbed MLA query uses them to put
+// q_pe beside the latent part and to write the step's latent rows into the paged KV cache, saving two
+// launches.
+struct SideCopy {
+  const void* src = nullptr;
+  void* dst = nullptr;
+  int rows = 0, cols = 0;
+  int64_t src_stride = 0, dst_stride = 0;
+  const int32_t* dst_index = nullptr;
+  int64_t dst_rows = 0;
+};
+
 struct EmbeddingParams {
   const int32_t* ids;  // [num_tokens]
   const void* table;   // [vocab, hidden] bf16

@@ -6,6 +6,7 @@
 #include "kernels/common.cuh"
 #include "kernels/launch.h"
 #include "kernels/moe.h"
+#include "kernels/side_copy.cuh"
 #include "runtime/check.h"
 
 namespace flashserve {
@@ -154,38 +155,57 @@ struct GemmTraits {
   static_assert(SMEM_BYTES <= 200 * 1024, "shared memory per block");
 };
 
+// What a launch does besides the product, as compile-time flags: each combination is its own kernel, so
+// the plain one is exactly the kernel without them. NOTE: as run-time branches in one kernel they made
+// the batch-32 step ~0.3 ms slower (tenth session, H100), whichever of them were on.
+constexpr int GEMM_GATED = 1;   // GroupedGemmParams::gated
+constexpr int GEMM_EARLY = 2;   // GroupedGemmParams::weights_ready
+constexpr int GEMM_COPIES = 4;  // GroupedGemmParams::copies
+
 template <int BM, int BN, int BK = GemmTraits<BM, BN>::BK, int STAGES = GemmTraits<BM, BN>::STAGES,
-          int HINT = (BM == 16 ? 256 : 0)>
+          int HINT = (BM == 16 ? 256 : 0), int FLAGS = 0>
 __global__ void __launch_bounds__(GemmTraits<BM, BN, BK, STAGES>::THREADS) grouped_gemm_kernel(GroupedGemmParams p) {
   using T = GemmTraits<BM, BN, BK, STAGES>;
   using namespace nvcuda;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   bf16* sa = reinterpret_cast<bf16*>(smem_raw);
   bf16* sb = sa + T::STAGES * T::A_STAGE;
-  pdl_wait();
-  pdl_launch_dependents();
+  // With weights_ready the tile (and so the expert) is resolved and the first stages' weights requested
+  // before the wait; otherwise everything waits for the previous kernel (the tile list may be its output).
+  constexpr bool early = (FLAGS & GEMM_EARLY) != 0, gated = (FLAGS & GEMM_GATED) != 0;
+  if constexpr (!early) {
+    pdl_wait();
+    pdl_launch_dependents();
+  }
 
   const int tile = blockIdx.y;
-  int group = 0, row_begin, row_end;
+  int group = 0, row_begin = 0, row_end = 0;
+  bool live = true;
   if (p.tile_group) {
-    if (tile >= *p.num_tiles) return;
-    group = p.tile_group[tile];
-    row_begin = p.tile_row_begin[tile];
-    row_end = min(row_begin + BM, p.group_end[group + 1]);
+    // With weights_ready this is before the wait: the list was written by a kernel that finished before
+    // this one could launch (GroupedGemmParams::weights_ready).
+    live = tile < *p.num_tiles;
+    if (live) {
+      group = p.tile_group[tile];
+      row_begin = p.tile_row_begin[tile];
+      row_end = min(row_begin + BM, p.group_end[group + 1]);
+    }
   } else {
     const int tiles_per_group = (p.m + BM - 1) / BM;
     group = tile / tiles_per_group;
-    if (group >= (p.dense_groups > 1 ? p.dense_groups : 1)) return;
+    live = group < (p.dense_groups > 1 ? p.dense_groups : 1);
     row_begin = (tile % tiles_per_group) * BM;
     row_end = min(row_begin + BM, p.m);
   }
-  const int n0 = blockIdx.x * T::BN;  // global output column of this block
+  const int n0 = blockIdx.x * T::BN;  // global output column of this block (of the product: gated, 2x act's)
   const bf16* w = static_cast<const bf16*>(p.w) + group * p.w_group_stride;
   const bf16* a = static_cast<const bf16*>(p.a) + group * p.a_group_stride;
+  // Gated: local weight rows [0, BN/2) are gate rows from n0/2, the rest the matching up rows.
+  const int half_n = p.n / 2, gate0 = n0 / 2;
 
-  // Each thread copies fixed 16-byte chunks: a row of BK=32 bf16 is 4 chunks.
+  // Each thread copies fixed 16-byte chunks: a row of BK bf16 is BK/8 chunks.
   constexpr int CHUNKS_PER_ROW = T::BK / 8;
-  auto load_stage = [&](int stage, int k0) {
+  auto load_a = [&](int stage, int k0) {
     for (int c = threadIdx.x; c < BM * CHUNKS_PER_ROW; c += T::THREADS) {
       const int r = c / CHUNKS_PER_ROW, kc = (c % CHUNKS_PER_ROW) * 8;
       const int prow = row_begin + r;
@@ -195,14 +215,53 @@ __global__ void __launch_bounds__(GemmTraits<BM, BN, BK, STAGES>::THREADS) group
       if (p.gather) src_row = p.gather[src_row] / p.gather_div;
       cp_async_16(sa + stage * T::A_STAGE + r * T::LDS + kc, a + src_row * p.lda + (valid ? k0 + kc : 0), valid);
     }
+  };
+  auto load_b = [&](int stage, int k0) {
     for (int c = threadIdx.x; c < T::BN * CHUNKS_PER_ROW; c += T::THREADS) {
       const int r = c / CHUNKS_PER_ROW, kc = (c % CHUNKS_PER_ROW) * 8;
-      const int wrow = n0 + r;
-      const bool valid = wrow < p.n && k0 + kc < p.k;
+      int wrow = n0 + r;
+      bool valid = wrow < p.n;
+      if constexpr (gated) {
+        const int j = gate0 + (r < T::BN / 2 ? r : r - T::BN / 2);
+        valid = j < half_n;
+        wrow = r < T::BN / 2 ? j : half_n + j;
+      }
+      valid = valid && k0 + kc < p.k;
       cp_async_16_hinted<HINT>(sb + stage * T::B_STAGE + r * T::LDS + kc,
                                w + (valid ? static_cast<int64_t>(wrow) * p.k + k0 + kc : 0), valid);
     }
   };
+
+  // This block's share of the K tiles (all of them without split-K); an empty share still writes
+  // its zero partial so the reader can sum every split.
+  const int k_tiles_all = (p.k + T::BK - 1) / T::BK;
+  const int splits = p.split_k > 1 ? p.split_k : 1;
+  const int per_split = (k_tiles_all + splits - 1) / splits;
+  const int kt_begin = min(static_cast<int>(blockIdx.z) * per_split, k_tiles_all);
+  const int k_tiles = min(per_split, k_tiles_all - kt_begin);
+  if constexpr (early) {
+    // One cp.async group for all the prologue's weights: older than every A group below, so the main
+    // loop's wait counts still cover stage kt's weights when they cover its activations.
+    if (live) {
+#pragma unroll
+      for (int s = 0; s < T::STAGES - 1; ++s)
+        if (s < k_tiles) load_b(s, (kt_begin + s) * T::BK);
+    }
+    cp_async_commit();
+    pdl_wait();
+    pdl_launch_dependents();
+  }
+  // Side copies over the whole grid (dense groups: every block is live).
+  if constexpr ((FLAGS & GEMM_COPIES) != 0) {
+    const int64_t blocks = static_cast<int64_t>(gridDim.x) * gridDim.y * gridDim.z;
+    const int64_t block = (static_cast<int64_t>(blockIdx.z) * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+#pragma unroll
+    for (int i = 0; i < 3; ++i) copy_share(p.copies[i], block * T::THREADS + threadIdx.x, blocks * T::THREADS);
+  }
+  if (!live) {
+    cp_async_wait<0>();
+    return;
+  }
 
   const int warp = threadIdx.x >> 5;
   const int wm = warp / T::WARPS_N, wn = warp % T::WARPS_N;
@@ -212,16 +271,12 @@ __global__ void __launch_bounds__(GemmTraits<BM, BN, BK, STAGES>::THREADS) group
 #pragma unroll
     for (int j = 0; j < T::FRAG_N; ++j) wmma::fill_fragment(acc[i][j], 0.f);
 
-  // This block's share of the K tiles (all of them without split-K); an empty share still writes
-  // its zero partial so the reader can sum every split.
-  const int k_tiles_all = (p.k + T::BK - 1) / T::BK;
-  const int splits = p.split_k > 1 ? p.split_k : 1;
-  const int per_split = (k_tiles_all + splits - 1) / splits;
-  const int kt_begin = min(static_cast<int>(blockIdx.z) * per_split, k_tiles_all);
-  const int k_tiles = min(per_split, k_tiles_all - kt_begin);
 #pragma unroll
   for (int s = 0; s < T::STAGES - 1; ++s) {
-    if (s < k_tiles) load_stage(s, (kt_begin + s) * T::BK);
+    if (s < k_tiles) {
+      load_a(s, (kt_begin + s) * T::BK);
+      if constexpr (!early) load_b(s, (kt_begin + s) * T::BK);
+    }
     cp_async_commit();
   }
   for (int kt = 0; kt < k_tiles; ++kt) {
@@ -229,7 +284,10 @@ __global__ void __launch_bounds__(GemmTraits<BM, BN, BK, STAGES>::THREADS) group
     cp_async_wait<T::STAGES - 2>();
     __syncthreads();
     const int next = kt + T::STAGES - 1;
-    if (next < k_tiles) load_stage(next % T::STAGES, (kt_begin + next) * T::BK);
+    if (next < k_tiles) {
+      load_a(next % T::STAGES, (kt_begin + next) * T::BK);
+      load_b(next % T::STAGES, (kt_begin + next) * T::BK);
+    }
     cp_async_commit();
     const bf16* ta = sa + (kt % T::STAGES) * T::A_STAGE;
     const bf16* tb = sb + (kt % T::STAGES) * T::B_STAGE;
@@ -272,6 +330,20 @@ __global__ void __launch_bounds__(GemmTraits<BM, BN, BK, STAGES>::THREADS) group
     return;
   }
   bf16* c = static_cast<bf16*>(p.c) + group * p.c_group_stride;
+  if constexpr (gated) {
+    constexpr int HALF = T::BN / 2;
+    for (int idx = threadIdx.x; idx < BM * HALF; idx += T::THREADS) {
+      const int r = idx / HALF, col = idx % HALF;
+      const int prow = row_begin + r;
+      if (prow < row_end && gate0 + col < half_n) {
+        // As run_silu_mul (activation.cu): gate and up rounded to bf16 as the product's output would be,
+        // silu(gate) rounded to bf16 before the multiply (transformers does).
+        const float g = to_f(to_bf(sc[r * LDC_S + col])), u = to_f(to_bf(sc[r * LDC_S + HALF + col]));
+        c[prow * p.ldc + gate0 + col] = to_bf(to_f(to_bf(g / (1.f + __expf(-g)))) * u);
+      }
+    }
+    return;
+  }
   for (int idx = threadIdx.x; idx < BM * T::BN; idx += T::THREADS) {
     const int r = idx / T::BN, col = idx % T::BN;
     const int prow = row_begin + r;
@@ -369,17 +441,35 @@ __global__ void moe_combine_kernel(MoeCombineParams p) {
   }
 }
 
-template <int BM, int BN, int BK = GemmTraits<BM, BN>::BK, int STAGES = GemmTraits<BM, BN>::STAGES,
-          int HINT = (BM == 16 ? 256 : 0)>
-void launch_gemm(GroupedGemmParams& p, dim3 grid) {
+template <int BM, int BN, int BK, int STAGES, int HINT, int FLAGS>
+void launch_gemm_flags(GroupedGemmParams& p, dim3 grid) {
   using T = GemmTraits<BM, BN, BK, STAGES>;
-  auto kernel = grouped_gemm_kernel<BM, BN, BK, STAGES, HINT>;
+  auto kernel = grouped_gemm_kernel<BM, BN, BK, STAGES, HINT, FLAGS>;
   thread_local const bool configured = [kernel] {
     cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::SMEM_BYTES);
     return true;
   }();
   (void)configured;
   launch_pdl("groupedGemm", kernel, grid, dim3(T::THREADS), T::SMEM_BYTES, p.stream, p);
+}
+
+// The flag combinations the callers use: plain, gated (the experts' gate/up), early (the experts' down,
+// bmm), early with side copies (the absorbed query; side copies alone under FLASHSERVE_NO_EARLY_WEIGHTS).
+template <int BM, int BN, int BK = GemmTraits<BM, BN>::BK, int STAGES = GemmTraits<BM, BN>::STAGES,
+          int HINT = (BM == 16 ? 256 : 0)>
+void launch_gemm(GroupedGemmParams& p, dim3 grid) {
+  const bool copies = p.copies[0].rows > 0 || p.copies[1].rows > 0 || p.copies[2].rows > 0;
+  require(!(p.gated && (p.weights_ready || copies)), "groupedGemm: the gated epilogue takes no weights_ready or copies");
+  if (p.gated)
+    launch_gemm_flags<BM, BN, BK, STAGES, HINT, GEMM_GATED>(p, grid);
+  else if (copies && p.weights_ready)
+    launch_gemm_flags<BM, BN, BK, STAGES, HINT, GEMM_EARLY | GEMM_COPIES>(p, grid);
+  else if (copies)
+    launch_gemm_flags<BM, BN, BK, STAGES, HINT, GEMM_COPIES>(p, grid);
+  else if (p.weights_ready)
+    launch_gemm_flags<BM, BN, BK, STAGES, HINT, GEMM_EARLY>(p, grid);
+  else
+    launch_gemm_flags<BM, BN, BK, STAGES, HINT, 0>(p, grid);
 }
 
 }  // namespace
@@ -396,6 +486,14 @@ void run_grouped_gemm(GroupedGemmParams& p) {
   const int bn = p.block_n == 32 && p.block_m == 16 ? 32 : 64;
   const int splits = p.split_k > 1 ? p.split_k : 1;
   require(splits == 1 || p.partial != nullptr, "groupedGemm: split-K needs a partial buffer");
+  require(!p.gated || (splits == 1 && p.n % 2 == 0), "groupedGemm: the gated epilogue needs an even N and no split-K");
+  static const bool no_early = [] {
+    const char* v = std::getenv("FLASHSERVE_NO_EARLY_WEIGHTS");
+    return v && v[0] == '1';
+  }();
+  if (no_early) p.weights_ready = false;
+  require(p.tile_group == nullptr || (p.copies[0].rows == 0 && p.copies[1].rows == 0 && p.copies[2].rows == 0),
+          "groupedGemm: side copies need dense groups");
   dim3 grid((p.n + bn - 1) / bn, p.max_tiles, splits);
   require(p.max_tiles <= 65535, "groupedGemm: too many row tiles");
   // Opting in to more than 48 KiB of dynamic shared memory is per kernel and per device: once per
@@ -403,25 +501,15 @@ void run_grouped_gemm(GroupedGemmParams& p) {
   if (p.block_m == 16 && bn == 32) {
     launch_gemm<16, 32>(p, grid);
   } else if (p.block_m == 16) {
-    // FLASHSERVE_DECODE_GEMM=KxS (K tiles of K in S stages: 64x6, 64x4, 128x4) and FLASHSERVE_GEMM_L2_HINT=0
-    // (no prefetch-size hint) select other decode tiles for A/B timing (read once). NOTE at GemmTraits.
-    static const int variant = [] {
-      const char* v = std::getenv("FLASHSERVE_DECODE_GEMM");
-      const char* hint = std::getenv("FLASHSERVE_GEMM_L2_HINT");
-      const std::string shape = v ? v : "64x5";
-      const int base = shape == "64x6" ? 2 : shape == "64x4" ? 4 : shape == "128x4" ? 6 : 0;
-      return base + (hint && std::atoi(hint) == 0 ? 1 : 0);
+    // FLASHSERVE_GEMM_L2_HINT=0 (read once; A/B timing) drops the prefetch-size hint (NOTE at GemmTraits).
+    static const bool no_hint = [] {
+      const char* v = std::getenv("FLASHSERVE_GEMM_L2_HINT");
+      return v && std::atoi(v) == 0;
     }();
-    switch (variant) {
-      case 1: launch_gemm<16, 64, 64, 5, 0>(p, grid); break;
-      case 2: launch_gemm<16, 64, 64, 6, 256>(p, grid); break;
-      case 3: launch_gemm<16, 64, 64, 6, 0>(p, grid); break;
-      case 4: launch_gemm<16, 64, 64, 4, 256>(p, grid); break;
-      case 5: launch_gemm<16, 64, 64, 4, 0>(p, grid); break;
-      case 6: launch_gemm<16, 64, 128, 4, 256>(p, grid); break;
-      case 7: launch_gemm<16, 64, 128, 4, 0>(p, grid); break;
-      default: launch_gemm<16, 64>(p, grid); break;
-    }
+    if (no_hint)
+      launch_gemm<16, 64, 64, 5, 0>(p, grid);
+    else
+      launch_gemm<16, 64>(p, grid);
   } else {
     require(p.block_m == 64, "groupedGemm: block_m must be 16 or 64");
     launch_gemm<64, 64>(p, grid);

@@ -10,6 +10,8 @@
 
 #include <cstdint>
 
+#include "kernels/elementwise.h"
+
 namespace flashserve {
 
 
@@ -83,6 +85,20 @@ struct GroupedGemmParams {
   // or the combine) adds them up, so splitting costs no extra launch.
   int split_k;  // 0 or 1: no split
   float* partial;
+  // W, and with tile_group the tile list, may be read before the PDL wait: no kernel of this step writes
+  // W, and the tile list was written at least two launches back (so it is complete by the time this
+  // launch can start: its predecessor only lets it launch after passing its own wait). The blocks then
+  // request their first stages of weights while the previous kernel drains. FLASHSERVE_NO_EARLY_WEIGHTS=1
+  // (read once; A/B timing) ignores it.
+  bool weights_ready;
+  // SiLU-and-multiply in the epilogue (the experts' gate/up): W is [n, k] with gate rows [0, n/2) and up
+  // rows [n/2, n), and C receives act [m, n/2] (ldc its row stride) instead of the product: the block of
+  // columns [n0, n0 + BN) multiplies gate rows [n0/2, n0/2 + BN/2) and the matching up rows, and writes
+  // silu(g) * u rounded as run_silu_mul does (bit for bit the same act). No split-K.
+  bool gated;
+  // Strided copies the launch does after its PDL wait (dense groups only: the absorbed query's q_pe and
+  // its cache rows); unused ones have rows == 0.
+  SideCopy copies[3];
   cudaStream_t stream;
 };
 void run_grouped_gemm(GroupedGemmParams& p);

@@ -3,6 +3,7 @@
 #include "kernels/gemv.cuh"
 #include "kernels/launch.h"
 #include "kernels/mla_inputs.cuh"
+#include "kernels/side_copy.cuh"
 #include "kernels/skinny_gemm.h"
 #include "runtime/check.h"
 
@@ -198,16 +199,8 @@ __global__ void __launch_bounds__(WARPS * 32, BLOCKS_PER_SM) skinny_gemm_kernel(
   }
 
 #pragma unroll
-  for (int k = 0; k < (F == Form::PLAIN ? SKINNY_SIDE_COPIES : 0); ++k) {
-    const SideCopy& cp = p.copies[k];
-    const int total = cp.rows * cp.cols;
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
-      const int r = i / cp.cols, col = i - r * cp.cols;
-      const int64_t dst_row = cp.dst_index ? cp.dst_index[r] : r;
-      if (cp.dst_index && (dst_row < 0 || dst_row >= cp.dst_rows)) continue;
-      static_cast<bf16*>(cp.dst)[dst_row * cp.dst_stride + col] = static_cast<const bf16*>(cp.src)[r * cp.src_stride + col];
-    }
-  }
+  for (int k = 0; k < (F == Form::PLAIN ? SKINNY_SIDE_COPIES : 0); ++k)
+    copy_share(p.copies[k], blockIdx.x * blockDim.x + threadIdx.x, static_cast<int64_t>(gridDim.x) * blockDim.x);
 
   // NOTE: every lane of a warp runs the same number of iterations (rows_total is a multiple of the
   // rows per warp), so the shuffles below always see the whole warp; lanes past the end compute on

@@ -33,19 +33,6 @@ namespace flashserve {
 
 constexpr int SKINNY_GEMM_MAX_M = 16;
 
-// Strided bf16 copies done by the same launch (after its PDL wait): dst[row(r), c] = src[r, c] for
-// r < rows, c < cols, strides in elements, with row(r) = dst_index[r] when dst_index is set (an index
-// outside [0, dst_rows) skips the row: the padding slots of a captured decode graph), else r. The
-// absorbed MLA query uses them to put q_pe beside the latent part and to write the step's latent rows
-// into the paged KV cache, saving two launches.
-struct SideCopy {
-  const void* src = nullptr;
-  void* dst = nullptr;
-  int rows = 0, cols = 0;
-  int64_t src_stride = 0, dst_stride = 0;
-  const int32_t* dst_index = nullptr;
-  int64_t dst_rows = 0;
-};
 constexpr int SKINNY_SIDE_COPIES = 3;
 
 // The norm form's inputs. Bitwise what run_rms_norm (norm.cu) writes, i.e. its residual sum rounded to
