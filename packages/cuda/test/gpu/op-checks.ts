@@ -123,6 +123,12 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
     cmp('linear', gpu.linear(xg, wg), cpu.linear(xc, wc));
     cmp('linear + bias', gpu.linear(xg, wg, bg), cpu.linear(xc, wc, bc));
     cmp('linearF32', gpu.linearF32(xg, wg), cpu.linear(xc, wc));
+    // Decode-step row counts past the skinny kernel's two rows, with a K that is not a multiple of 64.
+    for (const rows of [3, 33, 64]) {
+      const [x2g, x2c] = both(randArray(rows * 136, r), [rows, 136]);
+      const [w2g, w2c] = both(randArray(1000 * 136, r, -0.2, 0.2), [1000, 136]);
+      cmp(`linear (${rows} rows)`, gpu.linear(x2g, w2g), cpu.linear(x2c, w2c));
+    }
   });
   run('bmm', () => {
     const [xg, xc] = both(randArray(5 * 4 * 32, r), [5, 4, 32]);
