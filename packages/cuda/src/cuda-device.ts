@@ -162,10 +162,12 @@ export function sampleAsyncFits(rows: number, nTop: number): boolean {
 const BMM_GROUPED_MAX_TOKENS = 64;
 
 /** Up to this many tokens, moeExperts runs routed and shared experts in three launches (moe_small.h)
- * instead of the grouped path; at most 8 (the kernels' limit). At 4 tokens the small path reads ~15%
- * more expert bytes than the distinct experts (it reads per assignment) but needs no sort and no
- * combine; FLASHSERVE_MOE_SMALL_MAX_TOKENS overrides it for A/B timing (0 turns it off). */
-const MOE_SMALL_MAX_TOKENS = 4;
+ * instead of the grouped path; at most 8 (the kernels' limit). The small path reads per assignment
+ * (~15% more expert bytes than the distinct experts at 4 tokens) but needs no sort and no combine;
+ * FLASHSERVE_MOE_SMALL_MAX_TOKENS overrides it for A/B timing (0 turns it off). NOTE: 4 until the tenth
+ * session's grouped-path changes; then, H100, V2-Lite shapes, three interleaved rounds, graph step ms:
+ * batch 3 4.99 small against 5.00 grouped, batch 4 6.28 small against 5.89 grouped. */
+const MOE_SMALL_MAX_TOKENS = 3;
 
 /** Up to this many tokens (and on the small expert path), moeRouteExperts routes inside the expert
  * kernels instead of launching the router (moe_small.h, `route`). NOTE: one H100 call, interleaved

@@ -422,11 +422,11 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
     }
   });
   run('moe with shared experts', () => {
-    // Routed + shared experts in one op: the small-batch path (1-4 tokens) and the grouped path with
-    // the shared MLP added by the combine (9 tokens, and 512 on the cuBLASLt prefill path).
+    // Routed + shared experts in one op: the small-batch path (1-3 tokens) and the grouped path with
+    // the shared MLP added by the combine (4, 9 and 32 tokens, and 512 on the cuBLASLt prefill path).
     const { E, H, expG, expC } = sharedExpertSet();
     const params = V2_TOP3;
-    for (const T of [1, 2, 4, 9, 32, 512]) {
+    for (const T of [1, 2, 3, 4, 9, 32, 512]) {
       const rc = cpu.moeRoute(cpu.upload(randArray(T * E, r, -2, 2), [T, E], 'f32'), params);
       const [xg, xc] = both(randArray(T * H, r), [T, H]);
       cmp(
@@ -435,7 +435,7 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
         cpu.moeExperts(xc, rc, expC),
         2e-2,
       );
-      if (T > 4 && T < 512) {
+      if (T > 3 && T < 512) {
         // The grouped path runs the shared MLP on the aux stream and the combine adds it: the same bits
         // as the routed experts alone plus the shared MLP through the public ops (the combine rounds
         // the routed sum to bf16, then adds and rounds again, as add does).
@@ -455,7 +455,7 @@ export function runOpChecks(gpu: CudaDevice): CheckRow[] {
           ok: diff === 0,
         });
       }
-      if (T <= 4)
+      if (T <= 3)
         cmp(
           `moeExperts small path, routed only (${T} tokens)`,
           gpu.moeExperts(xg, gpuRouting(gpu, cpu, rc), { gateUp: expG.gateUp, down: expG.down }),
