@@ -55,6 +55,16 @@ export type MoeExpertArgs = [
   topK: number,
 ];
 
+/** moeRouteExperts' and moeRouteExpertsSmall's arguments: the router's, then the experts'. */
+export type RouteExpertsArgs = [
+  logits: Ptr,
+  bias: Ptr,
+  logitsBf16: boolean,
+  ...router: RouterSettingsArgs,
+  x: Ptr,
+  ...experts: MoeExpertArgs,
+];
+
 /** A weight the launch requests into L2 for a later kernel (skinny_gemm.h, l2_prefetch): 0n, 0 for none. */
 export type L2PrefetchArgs = [prefetch: Ptr, prefetchBytes: number];
 
@@ -272,26 +282,8 @@ export interface NativeCuda {
   moeExperts(...args: [x: Ptr, ids: Ptr, weights: Ptr, ...experts: MoeExpertArgs]): void;
   /** moeRoute, then moeExperts with that routing, in one call (the shared experts also run beside the
    * router). */
-  moeRouteExperts(
-    ...args: [
-      logits: Ptr,
-      bias: Ptr,
-      logitsBf16: boolean,
-      ...router: RouterSettingsArgs,
-      x: Ptr,
-      ...experts: MoeExpertArgs,
-    ]
-  ): void;
-  moeRouteExpertsSmall(
-    ...args: [
-      logits: Ptr,
-      bias: Ptr,
-      logitsBf16: boolean,
-      ...router: RouterSettingsArgs,
-      x: Ptr,
-      ...experts: MoeExpertArgs,
-    ]
-  ): void;
+  moeRouteExperts(...args: RouteExpertsArgs): void;
+  moeRouteExpertsSmall(...args: RouteExpertsArgs): void;
   moeExpertsSmall(...args: [x: Ptr, ids: Ptr, weights: Ptr, ...experts: MoeExpertArgs]): void;
   sample(
     logits: Ptr,

@@ -68,6 +68,26 @@ struct Temps {
 };
 
 #ifdef FLASHSERVE_WITH_CUBLAS
+// out[m, n] = a[m, k] @ w[n, k]^T in bf16 through cuBLASLt, as the linear op runs it for more than two
+// rows (so the shared MLP here gives what Device.linear + siluAndMul + linear gave, bit for bit).
+void linear_bf16(const void* a, const void* w, void* out, int m, int n, int k, cudaStream_t stream) {
+  GemmParams g{};
+  g.a = a;
+  g.b = w;
+  g.c = out;
+  g.c_dtype = DType::BF16;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.lda = k;
+  g.ldb = k;
+  g.ldc = n;
+  g.trans_b = true;
+  g.batch = 1;
+  g.stream = stream;
+  run_gemm(g);
+}
+
 constexpr int PREFILL_ROWS_PER_EXPERT = 64;
 constexpr int PREFILL_ROW_ROUND = 64;
 
@@ -95,21 +115,9 @@ void run_experts_prefill(Temps& t, const MoeAlignParams& al, const void* x, cons
     for (int e = 0; e < experts; ++e) {
       const int begin = offsets[e], count = offsets[e + 1] - begin;
       if (count <= 0) continue;
-      GemmParams p{};
-      p.a = static_cast<const uint16_t*>(a) + static_cast<int64_t>(begin) * k;
-      p.b = static_cast<const uint16_t*>(w) + e * w_stride;
-      p.c = static_cast<uint16_t*>(c) + static_cast<int64_t>(begin) * n;
-      p.c_dtype = DType::BF16;
-      p.m = (count + PREFILL_ROW_ROUND - 1) / PREFILL_ROW_ROUND * PREFILL_ROW_ROUND;
-      p.n = n;
-      p.k = k;
-      p.lda = k;
-      p.ldb = k;
-      p.ldc = n;
-      p.trans_b = true;
-      p.batch = 1;
-      p.stream = stream;
-      run_gemm(p);
+      linear_bf16(static_cast<const uint16_t*>(a) + static_cast<int64_t>(begin) * k,
+                  static_cast<const uint16_t*>(w) + e * w_stride, static_cast<uint16_t*>(c) + static_cast<int64_t>(begin) * n,
+                  (count + PREFILL_ROW_ROUND - 1) / PREFILL_ROW_ROUND * PREFILL_ROW_ROUND, n, k, stream);
     }
   };
   per_expert(xs, gate_up, static_cast<int64_t>(2) * inter * hidden, h, 2 * inter, hidden);
@@ -155,27 +163,6 @@ bool env_flag(const char* name) {
   return v && v[0] == '1';
 }
 
-#ifdef FLASHSERVE_WITH_CUBLAS
-// out[m, n] = a[m, k] @ w[n, k]^T in bf16 through cuBLASLt, as the linear op runs it for more than two
-// rows (so the shared MLP here gives what Device.linear + siluAndMul + linear gave, bit for bit).
-void linear_bf16(const void* a, const void* w, void* out, int m, int n, int k, cudaStream_t stream) {
-  GemmParams g{};
-  g.a = a;
-  g.b = w;
-  g.c = out;
-  g.c_dtype = DType::BF16;
-  g.m = m;
-  g.n = n;
-  g.k = k;
-  g.lda = k;
-  g.ldb = k;
-  g.ldc = n;
-  g.trans_b = true;
-  g.batch = 1;
-  g.stream = stream;
-  run_gemm(g);
-}
-#endif
 
 // The shared experts' MLP, down(silu(gate x) * up x), into a [tokens, hidden] bf16 temporary on
 // `stream`.
@@ -435,27 +422,23 @@ Napi::Value run_moe_small_op(Info info, MoeSmallParams& p) {
   return info.Env().Undefined();
 }
 
-// moeExperts(x, ids, weights, ...MoeExpertArgs): routed + shared experts, the grouped path (any count of
-// tokens).
-Napi::Value moe_experts(Info info) {
-  return guarded(info, "moeExperts", [&] {
-    MoeSmallParams p = experts_call(info);
+// The grouped path for the arguments `read` takes from the call.
+Napi::Value grouped_op(Info info, const char* op, MoeSmallParams (*read)(Info)) {
+  return guarded(info, op, [&] {
+    MoeSmallParams p = read(info);
     cudaStream_t stream = stream_or_throw();
     if (p.tokens > 0) run_experts_grouped(p, stream);
     return info.Env().Undefined();
   });
 }
 
+// moeExperts(x, ids, weights, ...MoeExpertArgs): routed + shared experts, the grouped path (any count of
+// tokens).
+Napi::Value moe_experts(Info info) { return grouped_op(info, "moeExperts", experts_call); }
+
 // moeRouteExperts(logits, bias | 0n, logitsBf16, ...RouterSettingsArgs, x, ...MoeExpertArgs): moeRoute then
 // moeExperts in one call, so the shared experts also run beside the router.
-Napi::Value moe_route_experts(Info info) {
-  return guarded(info, "moeRouteExperts", [&] {
-    MoeSmallParams p = route_experts_call(info);
-    cudaStream_t stream = stream_or_throw();
-    if (p.tokens > 0) run_experts_grouped(p, stream);
-    return info.Env().Undefined();
-  });
-}
+Napi::Value moe_route_experts(Info info) { return grouped_op(info, "moeRouteExperts", route_experts_call); }
 
 // moeExpertsSmall(x, ids, weights, ...MoeExpertArgs): routed + shared experts of at most 8 tokens.
 Napi::Value moe_experts_small(Info info) {

@@ -16,6 +16,18 @@ constexpr int ALIGN_THREADS = 1024;
 constexpr int MAX_EXPERTS = 1024;
 static_assert(MAX_EXPERTS <= ALIGN_THREADS, "moe_align_kernel: one thread per expert");
 
+// Inclusive prefix sums of two values across a full warp, at once.
+__device__ __forceinline__ void warp_inclusive_scan2(int& a, int& b, int lane) {
+#pragma unroll
+  for (int d = 1; d < 32; d <<= 1) {
+    const int x = __shfl_up_sync(0xffffffffu, a, d), y = __shfl_up_sync(0xffffffffu, b, d);
+    if (lane >= d) {
+      a += x;
+      b += y;
+    }
+  }
+}
+
 // One block: assignments per expert are few enough (tokens * top_k) that a single block's atomics
 // and one scan over experts cost less than a second launch. Thread e owns expert e: its row count, its
 // tile count, and (after a block-wide scan of both) its offset and its tiles.
@@ -39,14 +51,7 @@ __global__ void __launch_bounds__(ALIGN_THREADS) moe_align_kernel(MoeAlignParams
   const int tiles = (rows + p.block_m - 1) / p.block_m;
   // Inclusive scan of (rows, tiles) over the block: within each warp, then over the warps' totals.
   int row_sum = rows, tile_sum = tiles;
-#pragma unroll
-  for (int d = 1; d < 32; d <<= 1) {
-    const int r = __shfl_up_sync(0xffffffffu, row_sum, d), t = __shfl_up_sync(0xffffffffu, tile_sum, d);
-    if (lane >= d) {
-      row_sum += r;
-      tile_sum += t;
-    }
-  }
+  warp_inclusive_scan2(row_sum, tile_sum, lane);
   if (lane == 31) {
     warp_rows[warp] = row_sum;
     warp_tiles[warp] = tile_sum;
@@ -54,14 +59,7 @@ __global__ void __launch_bounds__(ALIGN_THREADS) moe_align_kernel(MoeAlignParams
   __syncthreads();
   if (warp == 0) {
     int wr = lane < ALIGN_THREADS / 32 ? warp_rows[lane] : 0, wt = lane < ALIGN_THREADS / 32 ? warp_tiles[lane] : 0;
-#pragma unroll
-    for (int d = 1; d < 32; d <<= 1) {
-      const int r = __shfl_up_sync(0xffffffffu, wr, d), t = __shfl_up_sync(0xffffffffu, wt, d);
-      if (lane >= d) {
-        wr += r;
-        wt += t;
-      }
-    }
+    warp_inclusive_scan2(wr, wt, lane);
     if (lane < ALIGN_THREADS / 32) {
       warp_rows[lane] = wr;
       warp_tiles[lane] = wt;
