@@ -13,8 +13,7 @@
 #include "kernels/norm.h"
 #include "kernels/rope.h"
 #include "kernels/skinny_gemm.h"
-
-#include <cstdlib>
+#include "runtime/env.h"
 
 namespace flashserve {
 namespace {
@@ -137,10 +136,7 @@ Napi::Value silu_mul(Info info) {
 // session, H100, three interleaved rounds), batch 8 8.31 -> 9.34.
 constexpr int SKINNY_MAX_ROWS = 2;
 bool skinny_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("FLASHSERVE_NO_SKINNY_GEMM");
-    return !(v && v[0] == '1');
-  }();
+  static const bool on = !env_flag("FLASHSERVE_NO_SKINNY_GEMM");
   return on;
 }
 

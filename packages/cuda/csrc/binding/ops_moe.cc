@@ -19,6 +19,7 @@
 #include "kernels/moe_small.h"
 #include "kernels/router.h"
 #include "kernels/timeline.h"
+#include "runtime/env.h"
 
 namespace flashserve {
 namespace {
@@ -158,12 +159,6 @@ int pick_split_k(int assign, int experts, int n_tiles, int k, int sms) {
   return split < 1 ? 1 : split;
 }
 
-bool env_flag(const char* name) {
-  const char* v = std::getenv(name);
-  return v && v[0] == '1';
-}
-
-
 // The shared experts' MLP, down(silu(gate x) * up x), into a [tokens, hidden] bf16 temporary on
 // `stream`.
 void* shared_mlp(Temps& t, const MoeSmallParams& p, cudaStream_t stream) {
@@ -198,12 +193,10 @@ struct AuxJoin {
     runtime().join_aux(op);
   }
   ~AuxJoin() {
-    if (forked) {
-      try {
-        runtime().join_aux("moeExperts (join)");
-      } catch (...) {
-        // The op is failing already; that error is the one reported.
-      }
+    try {
+      join("moeExperts (join)");
+    } catch (...) {
+      // Only reached while the op is failing already; that error is the one reported.
     }
   }
 };
@@ -363,7 +356,6 @@ void run_experts_grouped(MoeSmallParams& p, cudaStream_t stream) {
   cb.stream = stream;
   run_moe_combine(cb);
 }
-
 
 // MoeExpertArgs (native.ts) at info[at .. at + 10]: gateUp, down, sharedGateUp | 0n, sharedDown | 0n, out,
 // tokens, hidden, inter, sharedInter, experts, topK.

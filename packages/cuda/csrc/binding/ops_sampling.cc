@@ -1,8 +1,7 @@
 // sample(): the GPU sampler (see kernels/sampling.h).
-#include <cstdlib>
-
 #include "binding/napi_util.h"
 #include "kernels/sampling.h"
+#include "runtime/env.h"
 
 namespace flashserve {
 namespace {
@@ -14,10 +13,7 @@ using Info = const Napi::CallbackInfo&;
 // call needs more. Null when the split does not apply to this vocabulary.
 // FLASHSERVE_SAMPLE_ONE_BLOCK=1 (A/B timing): no scratch, one block a row as before.
 void* split_scratch(int rows, int vocab, cudaStream_t stream) {
-  static const bool one_block = [] {
-    const char* v = std::getenv("FLASHSERVE_SAMPLE_ONE_BLOCK");
-    return v && v[0] == '1';
-  }();
+  static const bool one_block = env_flag("FLASHSERVE_SAMPLE_ONE_BLOCK");
   if (one_block) return nullptr;
   // Per thread: the scratch lives on this thread's device (runtime() is per thread).
   thread_local void* buf = nullptr;

@@ -15,6 +15,13 @@ __device__ __forceinline__ float to_f(bf16 v) { return __bfloat162float(v); }
 __device__ __forceinline__ float to_f(float v) { return v; }
 __device__ __forceinline__ bf16 to_bf(float v) { return __float2bfloat16_rn(v); }
 
+// SiLU-and-mul of one gate/up pair as transformers computes it in bf16: the GEMM outputs round to
+// bf16, silu(gate) rounds to bf16, and so does the product. (Inputs already in bf16 round to themselves.)
+__device__ __forceinline__ bf16 silu_mul_bf16(float gate, float up) {
+  const float g = to_f(to_bf(gate)), u = to_f(to_bf(up));
+  return to_bf(to_f(to_bf(g / (1.f + __expf(-g)))) * u);
+}
+
 // Programmatic dependent launch (kernels/launch.h). pdl_wait(): block until the kernels this one
 // depends on have finished and their writes are visible; every thread calls it before reading what an
 // earlier kernel wrote and before writing anything (an earlier kernel may still read the memory this

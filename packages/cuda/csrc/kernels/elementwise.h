@@ -25,6 +25,13 @@ struct SideCopy {
   const int32_t* dst_index = nullptr;
   int64_t dst_rows = 0;
 };
+// Whether any of a launch's side copies has rows to copy.
+template <int N>
+inline bool has_side_copies(const SideCopy (&copies)[N]) {
+  for (const SideCopy& cp : copies)
+    if (cp.rows > 0) return true;
+  return false;
+}
 
 struct EmbeddingParams {
   const int32_t* ids;  // [num_tokens]

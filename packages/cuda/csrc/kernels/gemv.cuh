@@ -60,11 +60,4 @@ __device__ __forceinline__ void load_row_group(uint4 (&w)[GEMV_CHUNKS], const bf
   }
 }
 
-// SiLU-and-mul of one gate/up pair as transformers computes it in bf16: the GEMM outputs round to
-// bf16, silu(gate) rounds to bf16, and so does the product.
-__device__ __forceinline__ bf16 silu_mul_bf16(float gate, float up) {
-  const float g = to_f(to_bf(gate)), u = to_f(to_bf(up));
-  return to_bf(to_f(to_bf(g / (1.f + __expf(-g)))) * u);
-}
-
 }  // namespace flashserve

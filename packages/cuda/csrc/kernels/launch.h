@@ -17,6 +17,7 @@
 
 #include "kernels/timeline.h"
 #include "runtime/check.h"
+#include "runtime/env.h"
 
 namespace flashserve {
 
@@ -24,8 +25,7 @@ namespace flashserve {
 // thread, for the device that thread drives (runtime.cc).
 inline bool pdl_enabled() {
   thread_local const bool on = [] {
-    const char* v = std::getenv("FLASHSERVE_NO_PDL");
-    if (v && v[0] == '1') return false;
+    if (env_flag("FLASHSERVE_NO_PDL")) return false;
     int dev = 0, major = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) return false;
     if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;

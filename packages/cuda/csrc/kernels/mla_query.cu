@@ -1,10 +1,9 @@
-#include <cstdlib>
-
 #include "kernels/elementwise.h"
 #include "kernels/mla_query.h"
 #include "kernels/moe.h"
 #include "kernels/skinny_gemm.h"
 #include "runtime/check.h"
+#include "runtime/env.h"
 
 namespace flashserve {
 
@@ -120,10 +119,7 @@ void run_mla_query(MlaQueryParams& p) {
   // FLASHSERVE_NO_GEMM_COPIES=1 (read once; A/B timing) runs the copies as their own two launches.
   // Tenth session, H100, batch 8 / 32 / 128 graph step ms: 8.30 / 12.48 / 14.81 apart against 8.20 /
   // 12.55 / 14.86 in the GEMM, within the rounds' spread but for batch 8.
-  static const bool no_copies = [] {
-    const char* v = std::getenv("FLASHSERVE_NO_GEMM_COPIES");
-    return v && v[0] == '1';
-  }();
+  static const bool no_copies = env_flag("FLASHSERVE_NO_GEMM_COPIES");
   if (!no_copies) {
     // The same three copies as the skinny path's, done by the GEMM's blocks after their wait.
     g.copies[0] = pe;

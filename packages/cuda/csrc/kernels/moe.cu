@@ -8,6 +8,7 @@
 #include "kernels/moe.h"
 #include "kernels/side_copy.cuh"
 #include "runtime/check.h"
+#include "runtime/env.h"
 
 namespace flashserve {
 namespace {
@@ -104,17 +105,17 @@ __device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool v
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0));
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-// The same copy with an L2 prefetch-size hint (PTX .L2::128B / .L2::256B): the weight rows are read
-// 128 bytes per row per stage, and the hint has L2 fetch the rest of the row's next bytes with them.
+// The same copy with the L2 prefetch-size hint when HINT is 256 (PTX .L2::256B): the weight rows are
+// read 128 bytes per row per stage, and the hint has L2 fetch the row's next 128 bytes with them.
 template <int HINT>
 __device__ __forceinline__ void cp_async_16_hinted(void* smem, const void* gmem, bool valid) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  if constexpr (HINT == 256)
+  static_assert(HINT == 0 || HINT == 256, "the prefetch-size hint is 256 bytes or none");
+  if constexpr (HINT == 256) {
+    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
     asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0));
-  else if constexpr (HINT == 128)
-    asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0));
-  else
+  } else {
     cp_async_16(smem, gmem, valid);
+  }
 }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
@@ -329,24 +330,21 @@ __global__ void __launch_bounds__(GemmTraits<BM, BN, BK, STAGES>::THREADS) group
   }
   bf16* c = static_cast<bf16*>(p.c) + group * p.c_group_stride;
   if constexpr (gated) {
+    // act as run_silu_mul writes it (activation.cu): the same rounding, silu_mul_bf16.
     constexpr int HALF = T::BN / 2;
     for (int idx = threadIdx.x; idx < BM * HALF; idx += T::THREADS) {
       const int r = idx / HALF, col = idx % HALF;
       const int prow = row_begin + r;
-      if (prow < row_end && gate0 + col < half_n) {
-        // As run_silu_mul (activation.cu): gate and up rounded to bf16 as the product's output would be,
-        // silu(gate) rounded to bf16 before the multiply (transformers does).
-        const float g = to_f(to_bf(sc[r * LDC_S + col])), u = to_f(to_bf(sc[r * LDC_S + HALF + col]));
-        c[prow * p.ldc + gate0 + col] = to_bf(to_f(to_bf(g / (1.f + __expf(-g)))) * u);
-      }
+      if (prow < row_end && gate0 + col < half_n)
+        c[prow * p.ldc + gate0 + col] = silu_mul_bf16(sc[r * LDC_S + col], sc[r * LDC_S + HALF + col]);
     }
-    return;
-  }
-  for (int idx = threadIdx.x; idx < BM * T::BN; idx += T::THREADS) {
-    const int r = idx / T::BN, col = idx % T::BN;
-    const int prow = row_begin + r;
-    if (prow < row_end && n0 + col < p.n)
-      c[prow * p.ldc + n0 + col] = to_bf(sc[r * LDC_S + col]);
+  } else {
+    for (int idx = threadIdx.x; idx < BM * T::BN; idx += T::THREADS) {
+      const int r = idx / T::BN, col = idx % T::BN;
+      const int prow = row_begin + r;
+      if (prow < row_end && n0 + col < p.n)
+        c[prow * p.ldc + n0 + col] = to_bf(sc[r * LDC_S + col]);
+    }
   }
 }
 
@@ -456,7 +454,7 @@ void launch_gemm_flags(GroupedGemmParams& p, dim3 grid) {
 template <int BM, int BN, int BK = GemmTraits<BM, BN>::BK, int STAGES = GemmTraits<BM, BN>::STAGES,
           int HINT = (BM == 16 ? 256 : 0)>
 void launch_gemm(GroupedGemmParams& p, dim3 grid) {
-  const bool copies = p.copies[0].rows > 0 || p.copies[1].rows > 0 || p.copies[2].rows > 0;
+  const bool copies = has_side_copies(p.copies);
   require(!(p.gated && (p.weights_ready || copies)), "groupedGemm: the gated epilogue takes no weights_ready or copies");
   if (p.gated)
     launch_gemm_flags<BM, BN, BK, STAGES, HINT, GEMM_GATED>(p, grid);
@@ -485,13 +483,9 @@ void run_grouped_gemm(GroupedGemmParams& p) {
   const int splits = p.split_k > 1 ? p.split_k : 1;
   require(splits == 1 || p.partial != nullptr, "groupedGemm: split-K needs a partial buffer");
   require(!p.gated || (splits == 1 && p.n % 2 == 0), "groupedGemm: the gated epilogue needs an even N and no split-K");
-  static const bool no_early = [] {
-    const char* v = std::getenv("FLASHSERVE_NO_EARLY_WEIGHTS");
-    return v && v[0] == '1';
-  }();
+  static const bool no_early = env_flag("FLASHSERVE_NO_EARLY_WEIGHTS");
   if (no_early) p.weights_ready = false;
-  require(p.tile_group == nullptr || (p.copies[0].rows == 0 && p.copies[1].rows == 0 && p.copies[2].rows == 0),
-          "groupedGemm: side copies need dense groups");
+  require(p.tile_group == nullptr || !has_side_copies(p.copies), "groupedGemm: side copies need dense groups");
   dim3 grid((p.n + bn - 1) / bn, p.max_tiles, splits);
   require(p.max_tiles <= 65535, "groupedGemm: too many row tiles");
   // Opting in to more than 48 KiB of dynamic shared memory is per kernel and per device: once per
@@ -505,7 +499,7 @@ void run_grouped_gemm(GroupedGemmParams& p) {
       return v && std::atoi(v) == 0;
     }();
     if (no_hint)
-      launch_gemm<16, 64, 64, 5, 0>(p, grid);
+      launch_gemm<16, 64, GemmTraits<16, 64>::BK, GemmTraits<16, 64>::STAGES, 0>(p, grid);
     else
       launch_gemm<16, 64>(p, grid);
   } else {

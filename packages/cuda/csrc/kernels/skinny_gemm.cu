@@ -297,17 +297,13 @@ bool skinny_gemm_applies(const SkinnyGemmParams& p) {
   const auto aligned = [](const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; };
   if (p.norm.x) {
     const SkinnyNorm& nm = p.norm;
-    bool copies = false;
-    for (const SideCopy& cp : p.copies) copies = copies || cp.rows > 0;
     return p.m >= 1 && p.m <= SKINNY_NORM_MAX_M && p.k % 8 == 0 && p.k <= SKINNY_NORM_MAX_K && p.group_rows == 0 &&
-           !copies && nm.weight && aligned(nm.x) && aligned(nm.residual) && aligned(nm.weight) &&
+           !has_side_copies(p.copies) && nm.weight && aligned(nm.x) && aligned(nm.residual) && aligned(nm.weight) &&
            aligned(nm.residual_out) && aligned(nm.normed_out) && aligned(p.w);
   }
   if (p.mla.in.kv) {
     const MlaInputsParams& in = p.mla.in;
-    bool copies = false;
-    for (const SideCopy& cp : p.copies) copies = copies || cp.rows > 0;
-    if (p.m > 2 || copies || in.q != p.a || in.num_tokens != p.m || p.group_rows <= 0 ||
+    if (p.m > 2 || has_side_copies(p.copies) || in.q != p.a || in.num_tokens != p.m || p.group_rows <= 0 ||
         p.n != in.num_heads * p.group_rows || in.head_dim - in.rope_dim != p.k || in.rope_dim % 2 != 0 ||
         in.rope_dim > 2 * MLA_INPUTS_THREADS || in.kv_rank > MLA_INPUTS_THREADS * MLA_INPUTS_MAX_PER_THREAD ||
         p.a_group_stride != in.head_dim || p.lda != static_cast<int64_t>(in.num_heads) * in.head_dim ||

@@ -3,8 +3,9 @@
 // NOTE: every op runs on the runtime's compute stream, so a block given back can be handed out again
 // at once: whatever reads it next is queued after whatever used it last (stream order), and no event
 // is needed. The one exception, work on the aux stream (Runtime::fork_aux: the shared experts beside the
-// routed ones), keeps its blocks until it has been joined back into the compute stream. Blocks are cached by rounded size because a model asks for the same shapes step after
-// step; cudaFree (which synchronises) only happens in empty_cache() or to retry after an OOM.
+// routed ones), keeps its blocks until it has been joined back into the compute stream. Blocks are
+// cached by rounded size because a model asks for the same shapes step after step; cudaFree (which
+// synchronises) only happens in empty_cache() or to retry after an OOM.
 //
 // Blocks allocated while a CUDA graph is being captured come from a separate graph pool and never
 // return to the general pool: a replayed graph writes its temporaries at the addresses it was
